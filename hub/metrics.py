@@ -1,0 +1,38 @@
+"""Every Prometheus metric the hub exports, defined once.
+
+prometheus-client's multi-process mode is used when ``PROMETHEUS_MULTIPROC_DIR`` is set (``runhub`` sets it
+for every child), so counters from daphne, the workers and the loops add up on ``/metrics``. Gauges that
+describe the database (queue length, online members) are computed when ``/metrics`` is read.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGES_ACCEPTED = Counter(
+    "linghub_messages_accepted_total", "Messages accepted by the hub", ["message_type", "source"]
+)
+DELIVERIES = Counter(
+    "linghub_deliveries_total", "Delivery attempts by channel, recipient and outcome", ["channel", "member", "outcome"]
+)
+DELIVERY_LATENCY = Histogram(
+    "linghub_delivery_latency_seconds",
+    "Time of one delivery attempt",
+    ["channel"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+TIME_TO_DELIVERY = Histogram(
+    "linghub_time_to_delivery_seconds",
+    "From acceptance to delivery",
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 900, 3600, 14400, 86400),
+)
+RETRIES = Counter("linghub_retries_total", "Delivery retries", ["member"])
+EXPIRED = Counter("linghub_messages_expired_total", "Messages that expired undelivered", ["member"])
+FAILED = Counter("linghub_messages_failed_total", "Messages that failed permanently", ["member"])
+BRIDGE_CONNECTIONS = Gauge(
+    "linghub_bridge_connections", "Open bridge WebSocket connections", ["role"], multiprocess_mode="livesum"
+)
+BRIDGE_FRAMES = Counter("linghub_bridge_frames_total", "Bridge frames received", ["type"])
+COLLISIONS = Counter("linghub_collisions_total", "Bot reply collisions detected", ["kind"])
+FEISHU_API_CALLS = Counter("linghub_feishu_api_calls_total", "Feishu API calls", ["endpoint", "status"])
+FEISHU_RATE_LIMITED = Counter("linghub_feishu_rate_limited_total", "Feishu rate-limit answers", ["endpoint"])

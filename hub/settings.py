@@ -1,0 +1,233 @@
+"""Ling Hub settings: one module, every value from the environment, junk refused at start-up.
+
+SQLite (WAL) is the default database; ``DATABASE_URL`` switches to PostgreSQL. ``REDIS_URL`` switches the
+channel layer, the cache and the django-q2 broker to Redis; ``runhub`` sets it to an embedded server.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from environs import Env
+from marshmallow.validate import OneOf, Range
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = Env()
+
+
+def secret(name: str, default: str | None = None) -> str | None:
+    """A secret from ``name`` or from the file named by ``<name>_FILE``; ``default`` otherwise."""
+    value = env.str(name, None)
+    if value:
+        return value
+    path = env.path(f"{name}_FILE", None)
+    if path:
+        return Path(path).read_text(encoding="utf-8").strip()
+    return default
+
+
+DATA_DIR = env.path("HUB_DATA_DIR", BASE_DIR / "var")
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _persistent_secret_key() -> str:
+    """A random key kept in the data directory, so sessions survive restarts of the embedded default."""
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50), encoding="utf-8")
+        path.chmod(0o600)
+    return path.read_text(encoding="utf-8").strip()
+
+
+SECRET_KEY = secret("HUB_SECRET_KEY") or _persistent_secret_key()
+DEBUG = env.bool("HUB_DEBUG", False)
+ALLOWED_HOSTS = env.list("HUB_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("HUB_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "django_q",
+    "hub",
+    "members",
+    "offline_queue",
+    "feishu",
+    "feishu.coordination",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "hub.urls"
+ASGI_APPLICATION = "hub.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------------------
+DATABASE_URL = env.str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'hub.sqlite3'}")
+if not DATABASE_URL.startswith(("sqlite://", "postgres://", "postgresql://")):
+    raise env.EnvError(f'Environment variable "DATABASE_URL" invalid: {DATABASE_URL!r} is not sqlite:// or postgres://')
+_db = env.dj_db_url("DATABASE_URL", DATABASE_URL)
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    _db["OPTIONS"] = {
+        # WAL lets readers run beside the writer; IMMEDIATE takes the write lock at BEGIN, so two
+        # processes wait on the busy timeout instead of failing with "database is locked" mid-transaction.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+else:
+    _db["CONN_MAX_AGE"] = env.int("HUB_DB_CONN_MAX_AGE", 60, validate=Range(min=0))
+    _db["CONN_HEALTH_CHECKS"] = True
+    _db.setdefault("TEST", {})["NAME"] = env.str("HUB_TEST_DB_NAME", None)
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: channel layer, cache, django-q2 broker -------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", "") or None
+if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise env.EnvError(f'Environment variable "REDIS_URL" invalid: {REDIS_URL!r} is not a redis:// URL')
+REDIS_PREFIX = env.str("HUB_REDIS_PREFIX", "linghub")
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            # The pub/sub layer: about 2x cheaper than the list-based one for this traffic (see
+            # docs/performance.md); delivery that must not be lost is backed by database rows and acks.
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": REDIS_PREFIX},
+        }
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": REDIS_PREFIX,
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+Q_CLUSTER = {
+    "name": REDIS_PREFIX,
+    "workers": env.int("HUB_Q_WORKERS", 2, validate=Range(min=1, max=64)),
+    # A task may run at most `timeout` seconds and is handed out again after `retry` seconds:
+    # retry > timeout so a slow task is never run twice at once.
+    "timeout": 60,
+    "retry": 120,
+    "max_attempts": 5,
+    "save_limit": 500,
+    "catch_up": False,
+    "label": "Background tasks",
+    "sync": env.bool("HUB_Q_SYNC", False),
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- Static files, auth, i18n ----------------------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
+STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+# WhiteNoise serves the admin's and dashboards' static files from daphne itself, straight from the apps
+# (no collectstatic step for the embedded default).
+WHITENOISE_USE_FINDERS = True
+LOGIN_URL = "admin:login"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("HUB_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {
+        "handlers": ["console"],
+        "level": env.str("HUB_LOG_LEVEL", "INFO", validate=OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])),
+    },
+    "loggers": {"django.channels.server": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
+}
+
+# --- The hub ---------------------------------------------------------------------------------------------
+HUB_HOST = env.str("HUB_HOST", "127.0.0.1")
+HUB_PORT = env.int("HUB_PORT", 8765, validate=Range(min=1, max=65535))
+HUB_ADMIN_PASSWORD = secret("HUB_ADMIN_PASSWORD")
+HUB_METRICS_TOKEN = secret("HUB_METRICS_TOKEN")
+
+# Bridge WebSocket
+HUB_BRIDGE_MAX_FRAME_BYTES = env.int("HUB_BRIDGE_MAX_FRAME_BYTES", 1024 * 1024, validate=Range(min=1024))
+HUB_BRIDGE_PENDING_TTL = env.int("HUB_BRIDGE_PENDING_TTL", 300, validate=Range(min=1))
+HUB_BRIDGE_HEARTBEAT_TIMEOUT = env.int("HUB_BRIDGE_HEARTBEAT_TIMEOUT", 90, validate=Range(min=5))
+HUB_BRIDGE_ACK_TIMEOUT = env.int("HUB_BRIDGE_ACK_TIMEOUT", 30, validate=Range(min=1))
+
+# Routing, LingMessage delivery, online detection
+HUB_NOTIFY_TIMEOUT = env.float("HUB_NOTIFY_TIMEOUT", 3.0, validate=Range(min=0.1))
+HUB_PROBE_CACHE_SECONDS = env.int("HUB_PROBE_CACHE_SECONDS", 60, validate=Range(min=0))
+HUB_SEND_RATE_PER_MINUTE = env.int("HUB_SEND_RATE_PER_MINUTE", 100, validate=Range(min=1))
+HUB_HTTP_MAX_CONNECTIONS = env.int("HUB_HTTP_MAX_CONNECTIONS", 100, validate=Range(min=1))
+
+# Offline queue and retries (seed 001 "重试策略")
+HUB_RETRY_FIRST_DELAY = env.int("HUB_RETRY_FIRST_DELAY", 60, validate=Range(min=1))
+HUB_RETRY_MAX_DELAY = env.int("HUB_RETRY_MAX_DELAY", 600, validate=Range(min=1))
+HUB_RETRY_MAX_RETRIES = env.int("HUB_RETRY_MAX_RETRIES", 10, validate=Range(min=0))
+HUB_MESSAGE_TTL = env.int("HUB_MESSAGE_TTL", 24 * 3600, validate=Range(min=60))
+HUB_ALERT_FEISHU_WEBHOOK = env.str("HUB_ALERT_FEISHU_WEBHOOK", "") or None
+HUB_ALERT_MEMBER = env.str("HUB_ALERT_MEMBER", "") or None
+
+# Feishu
+FEISHU_APP_ID = env.str("FEISHU_APP_ID", "") or None
+FEISHU_APP_SECRET = secret("FEISHU_APP_SECRET")
+FEISHU_BASE_URL = env.url("FEISHU_BASE_URL", "https://open.feishu.cn", schemes={"http", "https"})
+FEISHU_BASE_URL = (FEISHU_BASE_URL if isinstance(FEISHU_BASE_URL, str) else FEISHU_BASE_URL.geturl()).rstrip("/")
+FEISHU_VERIFICATION_TOKEN = secret("FEISHU_VERIFICATION_TOKEN")
+FEISHU_ENCRYPT_KEY = secret("FEISHU_ENCRYPT_KEY")
+FEISHU_POLL_INTERVAL = env.float("FEISHU_POLL_INTERVAL", 3.0, validate=Range(min=0.1))
+FEISHU_GROUP_GAP = env.float("FEISHU_GROUP_GAP", 1.0, validate=Range(min=0))
+FEISHU_GROUP_TTL = env.int("FEISHU_GROUP_TTL", 600, validate=Range(min=1))
+
+# Collision coordination
+COORD_CLAIM_TTL = env.int("COORD_CLAIM_TTL", 15, validate=Range(min=1))
+COORD_COLLISION_WINDOW = env.float("COORD_COLLISION_WINDOW", 2.0, validate=Range(min=0))
+COORD_JITTER_MAX = env.float("COORD_JITTER_MAX", 1.5, validate=Range(min=0))
+COLLISION_REPAIR_LLM_URL = env.str("COLLISION_REPAIR_LLM_URL", "") or None
+COLLISION_REPAIR_LLM_MODEL = env.str("COLLISION_REPAIR_LLM_MODEL", "gpt-4o-mini")
+COLLISION_REPAIR_LLM_KEY = secret("COLLISION_REPAIR_LLM_KEY")
+
+# Prometheus multi-process directory (set by runhub for every child; prometheus-client reads the env var).
+PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html
+
+from members.models import Channel, Member
+from members.services import member_rotate_token
+
+
+class ChannelInline(admin.TabularInline):
+    model = Channel
+    extra = 0
+    fields = ["kind", "address", "app_id", "secret", "enabled", "state", "last_seen", "last_ok", "last_error"]
+    readonly_fields = ["state", "last_seen", "last_ok", "last_error"]
+
+    @admin.display(description="state")
+    def state(self, channel: Channel) -> str:
+        if not channel.pk:
+            return "-"
+        if not channel.enabled:
+            return "disabled"
+        return "live" if channel.is_live() else "down"
+
+
+@admin.register(Member)
+class MemberAdmin(admin.ModelAdmin):
+    list_display = [
+        "member_id",
+        "name",
+        "kind",
+        "status",
+        "last_seen_at",
+        "preferred_channel",
+        "channel_kinds",
+        "enabled",
+    ]
+    list_filter = ["kind", "enabled", "preferred_channel", "trust_loopback", "channels__kind"]
+    search_fields = ["member_id", "name", "channels__address", "channels__app_id"]
+    readonly_fields = ["token_hint", "token_rotated_at", "last_online", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["member_id", "name", "kind", "enabled"]}),
+        ("Routing", {"fields": ["preferred_channel", "send_rate_per_minute", "trust_loopback"]}),
+        ("Credentials", {"fields": ["token_hint", "token_rotated_at", "notify_secret"]}),
+        ("Audit", {"fields": ["last_online", "created_at", "updated_at"]}),
+    ]
+    inlines = [ChannelInline]
+    actions = ["rotate_tokens", "enable_members", "disable_members"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Member]:
+        return super().get_queryset(request).prefetch_related("channels")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Member | None = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        return [*fields, "member_id"] if obj else fields
+
+    @admin.display(description="status")
+    def status(self, member: Member) -> str:
+        if not member.enabled:
+            return format_html('<span class="hub-state hub-disabled">{}</span>', "disabled")
+        state = "online" if member.is_online(timezone.now()) else "offline"
+        return format_html('<span class="hub-state hub-{}">{}</span>', state, state)
+
+    @admin.display(description="last seen")
+    def last_seen_at(self, member: Member):
+        return member.last_seen()
+
+    @admin.display(description="channels")
+    def channel_kinds(self, member: Member) -> str:
+        return ", ".join(sorted({c.kind for c in member.channels.all()})) or "-"
+
+    def save_model(self, request: HttpRequest, obj: Member, form, change: bool) -> None:
+        token = None if change else obj.set_new_token()
+        super().save_model(request, obj, form, change)
+        if token:
+            self.message_user(
+                request, f"Token for {obj.member_id} (shown only now, copy it): {token}", messages.WARNING
+            )
+
+    @admin.action(description="Rotate the token of the selected members")
+    def rotate_tokens(self, request: HttpRequest, queryset: QuerySet[Member]) -> None:
+        for member in queryset:
+            token = member_rotate_token(member=member)
+            self.message_user(
+                request, f"New token for {member.member_id} (shown only now, copy it): {token}", messages.WARNING
+            )
+
+    @admin.action(description="Enable the selected members")
+    def enable_members(self, request: HttpRequest, queryset: QuerySet[Member]) -> None:
+        count = queryset.update(enabled=True, updated_at=timezone.now())
+        self.message_user(request, f"Enabled {count} member(s).")
+
+    @admin.action(description="Disable the selected members")
+    def disable_members(self, request: HttpRequest, queryset: QuerySet[Member]) -> None:
+        count = queryset.update(enabled=False, updated_at=timezone.now())
+        self.message_user(request, f"Disabled {count} member(s).")
+
+
+@admin.register(Channel)
+class ChannelAdmin(admin.ModelAdmin):
+    list_display = ["member", "kind", "address", "enabled", "last_seen", "last_ok", "last_error_at"]
+    list_filter = ["kind", "enabled"]
+    search_fields = ["member__member_id", "address", "app_id"]
+    list_select_related = ["member"]
+    readonly_fields = ["live_connection", "last_seen", "last_ok", "last_error", "last_error_at", "created_at"]
+    actions = ["enable_channels", "disable_channels"]
+
+    @admin.action(description="Enable the selected channels")
+    def enable_channels(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        self.message_user(request, f"Enabled {queryset.update(enabled=True)} channel(s).")
+
+    @admin.action(description="Disable the selected channels")
+    def disable_channels(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        self.message_user(request, f"Disabled {queryset.update(enabled=False)} channel(s).")

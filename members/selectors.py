@@ -1,0 +1,26 @@
+"""Reads from the member registry."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from members.models import Channel, Member, hash_token
+
+
+def member_by_token(raw: str | None) -> Member | None:
+    """The enabled member that owns ``raw``, or None."""
+    if not raw:
+        return None
+    return Member.objects.filter(token_hash=hash_token(raw), enabled=True).first()
+
+
+def member_get(member_id: str) -> Member | None:
+    return Member.objects.filter(member_id=member_id).prefetch_related("channels").first()
+
+
+def members_with_channels() -> QuerySet[Member]:
+    return Member.objects.prefetch_related("channels").order_by("member_id")
+
+
+def bridge_channel_for_backend(backend_id: str) -> Channel | None:
+    return Channel.objects.select_related("member").filter(kind=Channel.Kind.BRIDGE, address=backend_id).first()

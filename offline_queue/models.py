@@ -1,0 +1,103 @@
+"""The message store: every message the hub accepts, its delivery state and its attempt log."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+from members.models import Member
+
+
+def new_message_id() -> str:
+    return f"msg_{uuid.uuid4().hex}"
+
+
+class Message(models.Model):
+    class Type(models.TextChoices):
+        DISCUSSION = "discussion", "Discussion"
+        CHAT = "chat", "Chat"
+        NOTIFICATION = "notification", "Notification"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        DELIVERING = "delivering", "Delivering"
+        DELIVERED = "delivered", "Delivered"
+        EXPIRED = "expired", "Expired"
+        FAILED = "failed", "Failed"
+
+    class Source(models.TextChoices):
+        API = "api", "HTTP API"
+        BRIDGE = "bridge", "Bridge"
+        FEISHU = "feishu", "Feishu"
+        SYSTEM = "system", "Hub"
+
+    message_id = models.CharField(max_length=100, unique=True, default=new_message_id)
+    # The sender's member_id; for messages relayed from Feishu by bots that are not members, their app_id.
+    sender_id = models.CharField(max_length=100, db_index=True)
+    recipient = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="inbox")
+    sequence = models.PositiveBigIntegerField(default=0, help_text="Per-sender sequence number.")
+    topic = models.CharField(max_length=500, blank=True)
+    thread_id = models.CharField(max_length=100, blank=True)
+    reply_to = models.CharField(max_length=100, blank=True)
+    content = models.TextField(blank=True)
+    message_type = models.CharField(max_length=16, choices=Type.choices, default=Type.DISCUSSION)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.API)
+    metadata = models.JSONField(default=dict, blank=True)
+    idempotency_key = models.CharField(max_length=200, blank=True)
+
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
+    accepted_channel = models.CharField(
+        max_length=16, blank=True, help_text="The channel reported in the answer to the sender."
+    )
+    delivered_via = models.CharField(max_length=16, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    retry_count = models.PositiveIntegerField(default=0)
+    max_retries = models.PositiveIntegerField(default=10)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+    # A worker delivering the message holds a lease; an expired lease can be taken over.
+    lease_owner = models.CharField(max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sender_id", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="unique_idempotency_key_per_sender",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["status", "next_retry_at"]),
+            models.Index(fields=["recipient", "status", "id"]),
+            models.Index(fields=["sender_id", "recipient", "status", "id"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} {self.sender_id}→{self.recipient_id} [{self.status}]"
+
+
+class DeliveryAttempt(models.Model):
+    class Outcome(models.TextChoices):
+        DELIVERED = "delivered", "Delivered"
+        SENT = "sent", "Sent, waiting for ack"
+        TRANSIENT = "transient", "Failed, will retry"
+        PERMANENT = "permanent", "Failed permanently"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attempts")
+    channel = models.CharField(max_length=16)
+    started_at = models.DateTimeField(db_index=True)
+    latency_ms = models.FloatField(default=0)
+    outcome = models.CharField(max_length=12, choices=Outcome.choices)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["channel", "started_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.outcome} {self.latency_ms:.0f} ms"

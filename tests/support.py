@@ -1,0 +1,128 @@
+"""Helpers for tests that start real hub processes and real local servers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def redis_reachable(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+    except Exception:
+        return False
+
+
+def wait_for_http(url: str, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with code {process.returncode} before {url} answered")
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+def hub_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment for a hub child process: its own data directory (SQLite file), real workers."""
+    env = {**os.environ, "HUB_DATA_DIR": str(data_dir), "HUB_Q_SYNC": "0", "PYTHONUNBUFFERED": "1"}
+    env.update(extra)
+    return env
+
+
+def manage(
+    data_dir: Path, *args: str, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run ``manage.py`` in a child process against the hub in ``data_dir``."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        cwd=ROOT,
+        env=env or hub_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=check,
+    )
+
+
+class HubProcess:
+    """A real ``runhub`` or ``daphne`` process on a free loopback port."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], port: int, log_path: Path) -> None:
+        self.port = port
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 15.0) -> float:
+        """Signal the process and wait; returns how long it took to exit."""
+        started = time.monotonic()
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise
+        self._log.close()
+        return time.monotonic() - started
+
+
+@contextlib.contextmanager
+def running_hub(
+    *, data_dir: Path | None = None, runhub: bool = False, extra_env: dict[str, str] | None = None, timeout: float = 60
+) -> Iterator[HubProcess]:
+    """Migrate a fresh data directory and start ``runhub`` (whole hub) or a bare ``daphne`` on it."""
+    with contextlib.ExitStack() as stack:
+        if data_dir is None:
+            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hub-")))
+        env = hub_env(data_dir, **(extra_env or {}))
+        manage(data_dir, "migrate", "--noinput", env=env)
+        port = free_port()
+        if runhub:
+            argv = [sys.executable, str(ROOT / "manage.py"), "runhub", "--port", str(port)]
+        else:
+            from hub.management.commands.runhub import daphne_argv
+
+            argv = daphne_argv("127.0.0.1", port)
+        hub = HubProcess(argv, env, port, data_dir / "hub.log")
+        try:
+            wait_for_http(f"{hub.http_url}/healthz", timeout=timeout, process=hub.process)
+            yield hub
+        finally:
+            hub.stop()
