@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import hashlib
 import os
 import signal
 import socket
@@ -46,9 +48,50 @@ def wait_for_http(url: str, timeout: float = 30.0, process: subprocess.Popen | N
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
+_created_databases: set[str] = set()
+
+
+def _server_url(database_url: str) -> str:
+    return database_url.rsplit("/", 1)[0] + "/postgres"
+
+
+def _drop_created_databases() -> None:
+    import psycopg
+
+    if not _created_databases:
+        return
+    with psycopg.connect(_server_url(os.environ["DATABASE_URL"]), autocommit=True) as conn:
+        for name in _created_databases:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def hub_database_url(data_dir: Path) -> str | None:
+    """With a PostgreSQL ``DATABASE_URL``, a throwaway database of its own for the hub in ``data_dir``
+    (shared by every process started on that data directory, dropped when the test run ends)."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        return None
+    import psycopg
+
+    name = "hubtest_" + hashlib.sha1(str(data_dir).encode()).hexdigest()[:16]
+    if name not in _created_databases:
+        if not _created_databases:
+            atexit.register(_drop_created_databases)
+        with psycopg.connect(_server_url(url), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        _created_databases.add(name)
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
 def hub_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    """The environment for a hub child process: its own data directory (SQLite file), real workers."""
+    """The environment for a hub child process: its own data directory (SQLite file) or, when the suite
+    runs on PostgreSQL, its own database; its own Redis key prefix; real workers."""
     env = {**os.environ, "HUB_DATA_DIR": str(data_dir), "HUB_Q_SYNC": "0", "PYTHONUNBUFFERED": "1"}
+    env["HUB_REDIS_PREFIX"] = "hubtest-" + hashlib.sha1(str(data_dir).encode()).hexdigest()[:12]
+    database_url = hub_database_url(data_dir)
+    if database_url:
+        env["DATABASE_URL"] = database_url
     env.update(extra)
     return env
 
