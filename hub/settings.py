@@ -181,7 +181,12 @@ LOGGING = {
         "handlers": ["console"],
         "level": env.str("HUB_LOG_LEVEL", "INFO", validate=OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])),
     },
-    "loggers": {"django.channels.server": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
+    "loggers": {
+        "django.channels.server": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+        # One INFO line per outbound request is noise; deliveries are in the hub.audit log.
+        "httpx": {"level": "WARNING"},
+    },
 }
 
 # --- The hub ---------------------------------------------------------------------------------------------

@@ -1,3 +1,12 @@
 from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import path
+
+from hub.api import views
+
+urlpatterns = [
+    path("api/unified/send", views.send, name="unified-send"),
+    path("api/unified/online", views.online, name="unified-online"),
+    path("api/unified/queue/<str:recipient_id>", views.queue, name="unified-queue"),
+    path("api/openapi.json", views.openapi, name="openapi"),
+]

@@ -1,0 +1,46 @@
+"""The transport registry: which channel kinds this process can deliver over, attachable at run time.
+
+Each app registers its transports from its ``AppConfig.ready()`` (``register(LingMessageTransport())``);
+``detach(kind)`` takes a kind out of routing at once and ``register`` puts it (or a replacement) back, with no
+restart. Operators switch a channel kind or one member's channel off in the admin instead; the router reads
+those switches on every attempt.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from hub.transports.base import DeliveryError, Outcome, Transport
+
+__all__ = ["DeliveryError", "Outcome", "Transport", "attached", "detach", "get", "register"]
+
+_lock = threading.Lock()
+_transports: dict[str, Transport] = {}
+
+
+def register(transport: Transport) -> Transport | None:
+    """Attach ``transport`` for its ``kind``; returns the transport it replaced, if any."""
+    kind = getattr(transport, "kind", "")
+    if not kind:
+        raise ValueError(f"{transport!r} has no kind")
+    with _lock:
+        previous = _transports.get(kind)
+        _transports[kind] = transport
+    return previous
+
+
+def detach(kind: str) -> Transport | None:
+    """Take ``kind`` out of routing; returns the detached transport (None when none was attached)."""
+    with _lock:
+        return _transports.pop(kind, None)
+
+
+def get(kind: str) -> Transport | None:
+    with _lock:
+        return _transports.get(kind)
+
+
+def attached() -> dict[str, Transport]:
+    """A snapshot of the attached transports by kind."""
+    with _lock:
+        return dict(_transports)

@@ -1,0 +1,48 @@
+"""The API over the bridge: ``{"type":"send",…}`` → ``{"type":"send_result",…}``.
+
+A socket authenticated as a member (``consumer.member``) sends as that member with the fields of
+``POST /api/unified/send``; ``request_id`` (optional) is echoed so a client can match answers.
+"""
+
+from __future__ import annotations
+
+from channels.db import DatabaseSyncToAsync
+
+from hub.bridge.frames import FrameError, frame
+from hub.services import member_take_send_slot, message_send
+from members.models import Member
+
+FIELDS = ("recipient_id", "topic", "content", "message_type", "thread_id", "reply_to", "message_id", "idempotency_key")
+
+
+def _send(member: Member, data: dict) -> dict:
+    retry_after = member_take_send_slot(member=member)
+    if retry_after:
+        return {
+            "success": False,
+            "error": f"send rate of {member.send_rate} messages per minute exceeded",
+            "retry_after": retry_after,
+        }
+    kwargs = {name: data[name] for name in FIELDS if data.get(name) is not None}
+    result = message_send(sender_id=member.member_id, source="bridge", metadata=data.get("metadata"), **kwargs)
+    return {**result.as_dict(), "code": result.status}
+
+
+# Not thread-sensitive: a slow endpoint must not hold up the other sockets of this process.
+_send_async = DatabaseSyncToAsync(_send, thread_sensitive=False)
+
+
+@frame("send")
+async def send(consumer, data: dict) -> None:
+    member = getattr(consumer, "member", None)
+    if member is None:
+        raise FrameError("send needs an authenticated connection (a member token at the handshake or register_backend)")
+    sender_id = data.get("sender_id")
+    if sender_id is not None and sender_id != member.member_id:
+        raise FrameError(f"this connection belongs to {member.member_id!r}; a member sends only as itself")
+    if not isinstance(data.get("recipient_id"), str):
+        raise FrameError("send needs a recipient_id")
+    answer = await _send_async(member, data)
+    if data.get("request_id") is not None:
+        answer["request_id"] = data["request_id"]
+    await consumer.send_frame({"type": "send_result", **answer})

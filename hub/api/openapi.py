@@ -1,0 +1,178 @@
+"""The OpenAPI description of /api/unified/*, served at /api/openapi.json (a test checks it against the views)."""
+
+from __future__ import annotations
+
+from offline_queue.models import Message
+
+STRING = {"type": "string"}
+NULLABLE_STRING = {"type": ["string", "null"]}
+
+
+def _error(description: str) -> dict:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _ok(description: str, ref: str, **extra: dict) -> dict:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+        **extra,
+    }
+
+
+AUTH_ERRORS = {"401": _error("No token, or a token no enabled member holds.")}
+
+SCHEMAS = {
+    "Error": {
+        "type": "object",
+        "required": ["success", "error"],
+        "properties": {"success": {"const": False}, "error": {"type": "string"}},
+    },
+    "SendRequest": {
+        "type": "object",
+        "required": ["recipient_id"],
+        "properties": {
+            "sender_id": {"type": "string", "description": "Must be the token's member; defaults to it."},
+            "recipient_id": STRING,
+            "topic": {"type": "string", "maxLength": 500},
+            "content": STRING,
+            "message_type": {"enum": list(Message.Type.values), "default": "discussion"},
+            "thread_id": {"type": "string", "maxLength": 100},
+            "reply_to": {"type": "string", "maxLength": 100},
+            "message_id": {
+                "type": "string",
+                "pattern": "^[A-Za-z0-9_.:-]{1,100}$",
+                "description": "Client-chosen id; a retry with the same id returns the first answer.",
+            },
+            "metadata": {"type": "object"},
+        },
+    },
+    "SendResult": {
+        "type": "object",
+        "required": ["success", "message_id", "channel", "response_time_ms"],
+        "properties": {
+            "success": {"type": "boolean", "description": "True when a channel took the message."},
+            "message_id": STRING,
+            "channel": {"enum": ["lingmessage", "bridge", "feishu", "queue"]},
+            "response_time_ms": {"type": "number"},
+            "status": {"enum": list(Message.Status.values), "description": "The message's status now."},
+            "error": {"type": "string", "description": "Why it is queued or failed."},
+        },
+    },
+    "MemberStatus": {
+        "type": "object",
+        "required": ["online", "last_seen", "channel"],
+        "properties": {
+            "online": {"type": "boolean"},
+            "last_seen": {**NULLABLE_STRING, "format": "date-time"},
+            "channel": {"enum": ["lingmessage", "bridge", "feishu", "none"]},
+        },
+    },
+    "OnlineStatus": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/MemberStatus"}},
+    "QueuedMessage": {
+        "type": "object",
+        "required": ["message_id", "sender_id", "topic", "content", "message_type", "timestamp", "retry_count"],
+        "properties": {
+            "message_id": STRING,
+            "sender_id": STRING,
+            "topic": STRING,
+            "content": STRING,
+            "message_type": {"enum": list(Message.Type.values)},
+            "thread_id": STRING,
+            "reply_to": STRING,
+            "status": {"enum": ["queued", "delivering"]},
+            "timestamp": {"type": "string", "format": "date-time"},
+            "retry_count": {"type": "integer"},
+            "next_retry_at": {**NULLABLE_STRING, "format": "date-time"},
+            "last_error": STRING,
+        },
+    },
+    "Queue": {
+        "type": "object",
+        "required": ["recipient_id", "queued_messages", "messages"],
+        "properties": {
+            "recipient_id": STRING,
+            "queued_messages": {"type": "integer"},
+            "messages": {"type": "array", "items": {"$ref": "#/components/schemas/QueuedMessage"}},
+        },
+    },
+}
+
+PATHS = {
+    "/api/unified/send": {
+        "post": {
+            "summary": "Send a message to a member over the channel that works",
+            "operationId": "send",
+            "parameters": [
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "maxLength": 200},
+                    "description": "A retried request with the same key returns the first answer.",
+                }
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SendRequest"}}},
+            },
+            "responses": {
+                "200": _ok("Delivered, or written to the recipient's live bridge socket.", "SendResult"),
+                "202": _ok("Accepted and queued: the recipient is offline or an earlier message waits.", "SendResult"),
+                "400": _error("Bad input (the reason says which field)."),
+                **AUTH_ERRORS,
+                "403": _error("The token's member is not sender_id."),
+                "404": _error("Unknown or disabled recipient; nothing was queued."),
+                "409": _error("The idempotency key or message_id was used for another request."),
+                "429": _error("Send rate exceeded; retry after the Retry-After header's seconds."),
+                "502": _ok(
+                    "The recipient's endpoint refused the message for good (the reason is given).", "SendResult"
+                ),
+            },
+        }
+    },
+    "/api/unified/online": {
+        "get": {
+            "summary": "Every member's status, computed now",
+            "operationId": "online",
+            "responses": {"200": _ok("member_id → status", "OnlineStatus"), **AUTH_ERRORS},
+        }
+    },
+    "/api/unified/queue/{recipient_id}": {
+        "get": {
+            "summary": "Messages waiting for a member (the recipient sees all, others what they sent)",
+            "operationId": "queue",
+            "parameters": [
+                {"name": "recipient_id", "in": "path", "required": True, "schema": STRING},
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                },
+            ],
+            "responses": {
+                "200": _ok("The waiting messages, oldest first.", "Queue"),
+                "400": _error("Bad limit."),
+                **AUTH_ERRORS,
+                "404": _error("Unknown recipient."),
+            },
+        }
+    },
+}
+
+
+def document() -> dict:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Ling Hub unified API", "version": "1"},
+        "paths": PATHS,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"member": {"type": "http", "scheme": "bearer", "description": "A member token"}},
+        },
+        "security": [{"member": []}],
+    }
