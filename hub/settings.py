@@ -227,7 +227,7 @@ FEISHU_GROUP_GAP = env.float("FEISHU_GROUP_GAP", 1.0, validate=Range(min=0))
 FEISHU_GROUP_TTL = env.int("FEISHU_GROUP_TTL", 600, validate=Range(min=1))
 
 # Collision coordination
-COORD_CLAIM_TTL = env.int("COORD_CLAIM_TTL", 15, validate=Range(min=1))
+COORD_CLAIM_TTL = env.float("COORD_CLAIM_TTL", 15.0, validate=Range(min=0.01))
 COORD_COLLISION_WINDOW = env.float("COORD_COLLISION_WINDOW", 2.0, validate=Range(min=0))
 COORD_JITTER_MAX = env.float("COORD_JITTER_MAX", 1.5, validate=Range(min=0))
 COLLISION_REPAIR_LLM_URL = env.str("COLLISION_REPAIR_LLM_URL", "") or None

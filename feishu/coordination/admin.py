@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from feishu.coordination import selectors
+from feishu.coordination.models import BotReply, Claim, CollisionLog
+
+
+@admin.register(Claim)
+class ClaimAdmin(admin.ModelAdmin):
+    list_display = [
+        "message_id",
+        "chat_id",
+        "holder",
+        "holder_kind",
+        "state",
+        "claimed_at",
+        "expires_at",
+        "answered_by",
+    ]
+    list_filter = ["holder_kind"]
+    search_fields = ["chat_id", "message_id", "holder", "answered_by"]
+    readonly_fields = [f.name for f in Claim._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="state")
+    def state(self, claim: Claim) -> str:
+        if claim.answered_at:
+            return "answered"
+        if claim.released_at:
+            return "released"
+        return "held" if claim.is_fresh() else "expired"
+
+
+@admin.register(CollisionLog)
+class CollisionLogAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "chat_link", "kind", "describe", "repair_text"]
+    list_filter = ["kind"]
+    search_fields = ["chat_id", "message_id", "repair_text"]
+    readonly_fields = ["chat_id", "message_id", "bots", "kind", "repair_text", "created_at"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="chat")
+    def chat_link(self, row: CollisionLog):
+        url = reverse("admin:coordination_collisionlog_memory", args=[row.chat_id])
+        return format_html('<a href="{}">{}</a>', url, row.chat_id)
+
+    @admin.display(description="memory")
+    def describe(self, row: CollisionLog) -> str:
+        return row.describe()
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("memory/", view(self.memory_view), name="coordination_collisionlog_memory_index"),
+            path("memory/<str:chat_id>/", view(self.memory_view), name="coordination_collisionlog_memory"),
+            *super().get_urls(),
+        ]
+
+    def memory_view(self, request: HttpRequest, chat_id: str | None = None) -> HttpResponse:
+        """The collaboration memory per chat: every chat with entries, or one chat's recent entries."""
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Collaboration memory of {chat_id}" if chat_id else "Collaboration memory per chat",
+            "opts": self.model._meta,
+            "chat_id": chat_id,
+            "chats": None if chat_id else list(selectors.chats_with_memory()[:200]),
+            "entries": selectors.collaboration_memory(chat_id=chat_id, limit=100) if chat_id else None,
+            "now": timezone.now(),
+        }
+        return TemplateResponse(request, "admin/coordination/memory.html", context)
+
+
+@admin.register(BotReply)
+class BotReplyAdmin(admin.ModelAdmin):
+    list_display = ["sent_at", "chat_id", "sender", "message_id", "target_id"]
+    search_fields = ["chat_id", "sender", "message_id", "target_id"]
+    readonly_fields = ["chat_id", "message_id", "target_id", "sender", "sent_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
