@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 
 from feishu.coordination.models import BotReply, CollisionLog
@@ -30,30 +31,28 @@ def seen(message_id: str, sender: str, at: float, reply_to: str | None = "om_q",
     )
 
 
-class Inbox:
-    """A channel-layer channel joined to a member's bridge group, as the member's socket would be."""
+def frames_during(member_ids: list[str], action) -> dict[str, list[dict]]:
+    """The frames each member's bridge group receives while ``action`` runs (one channel per member joined to
+    its group, as the member's socket would be)."""
 
-    def __init__(self, member_id: str) -> None:
-        self.layer = get_channel_layer()
-        self.channel = async_to_sync(self.layer.new_channel)()
-        async_to_sync(self.layer.group_add)(member_group(member_id), self.channel)
-
-    def frames(self) -> list[dict]:
-        out = []
-
-        async def drain():
-            import asyncio
-
+    async def run() -> dict[str, list[dict]]:
+        layer = get_channel_layer()
+        channels = {m: await layer.new_channel() for m in member_ids}
+        for member_id, channel in channels.items():
+            await layer.group_add(member_group(member_id), channel)
+        await sync_to_async(action)()
+        received: dict[str, list[dict]] = {m: [] for m in member_ids}
+        for member_id, channel in channels.items():
             while True:
                 try:
-                    event = await asyncio.wait_for(self.layer.receive(self.channel), 0.2)
+                    event = await asyncio.wait_for(layer.receive(channel), 0.5)
                 except TimeoutError:
-                    return
+                    break
                 assert event["type"] == "hub.frame"
-                out.append(event["frame"])
+                received[member_id].append(event["frame"])
+        return received
 
-        async_to_sync(drain)()
-        return out
+    return async_to_sync(run)()
 
 
 def test_two_bot_replies_to_the_same_message_within_the_window_are_a_collision(bots):
@@ -134,15 +133,23 @@ def test_a_reply_closes_the_message_to_later_claims(bots):
 
 
 def test_both_bots_on_the_hub_get_a_collision_frame_naming_the_other(bots):
-    lingyi, lingzhi = Inbox("lingyi"), Inbox("lingzhi")
-    seen("om_a", "cli_lingyi", 0.0)
-    seen("om_b", "cli_lingzhi", 0.3)
-    assert lingyi.frames() == [{"type": "collision", "chat_id": "oc_1", "message_id": "om_q", "other": "lingzhi"}]
-    assert lingzhi.frames() == [{"type": "collision", "chat_id": "oc_1", "message_id": "om_q", "other": "lingyi"}]
+    def collide():
+        seen("om_a", "cli_lingyi", 0.0)
+        seen("om_b", "cli_lingzhi", 0.3)
+
+    frames = frames_during(["lingyi", "lingzhi"], collide)
+    assert frames == {
+        "lingyi": [{"type": "collision", "chat_id": "oc_1", "message_id": "om_q", "other": "lingzhi"}],
+        "lingzhi": [{"type": "collision", "chat_id": "oc_1", "message_id": "om_q", "other": "lingyi"}],
+    }
 
 
 def test_a_bot_not_on_the_hub_gets_no_frame_but_the_hub_bot_is_told_its_app_id(bots):
-    lingyi = Inbox("lingyi")
-    seen("om_a", "cli_stranger", 0.0)
-    seen("om_b", "cli_lingyi", 0.3)
-    assert lingyi.frames() == [{"type": "collision", "chat_id": "oc_1", "message_id": "om_q", "other": "cli_stranger"}]
+    def collide():
+        seen("om_a", "cli_stranger", 0.0)
+        seen("om_b", "cli_lingyi", 0.3)
+
+    frames = frames_during(["lingyi"], collide)
+    assert frames == {
+        "lingyi": [{"type": "collision", "chat_id": "oc_1", "message_id": "om_q", "other": "cli_stranger"}]
+    }
