@@ -213,7 +213,13 @@ HUB_RETRY_MAX_DELAY = env.int("HUB_RETRY_MAX_DELAY", 600, validate=Range(min=1))
 HUB_RETRY_MAX_RETRIES = env.int("HUB_RETRY_MAX_RETRIES", 10, validate=Range(min=0))
 HUB_MESSAGE_TTL = env.int("HUB_MESSAGE_TTL", 24 * 3600, validate=Range(min=60))
 HUB_ALERT_FEISHU_WEBHOOK = env.str("HUB_ALERT_FEISHU_WEBHOOK", "") or None
+HUB_ALERT_FEISHU_SECRET = secret("HUB_ALERT_FEISHU_SECRET")
 HUB_ALERT_MEMBER = env.str("HUB_ALERT_MEMBER", "") or None
+# A worker delivering a sender→recipient pair holds its lease this long (renewed per batch); a crashed
+# worker's lease is taken over once it expires.
+HUB_QUEUE_LEASE_SECONDS = env.int("HUB_QUEUE_LEASE_SECONDS", 30, validate=Range(min=1))
+HUB_QUEUE_BATCH = env.int("HUB_QUEUE_BATCH", 500, validate=Range(min=1, max=10000))
+HUB_MESSAGE_RETENTION_DAYS = env.int("HUB_MESSAGE_RETENTION_DAYS", 30, validate=Range(min=1))
 
 # Feishu
 FEISHU_APP_ID = env.str("FEISHU_APP_ID", "") or None

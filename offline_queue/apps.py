@@ -1,8 +1,15 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class OfflineQueueConfig(AppConfig):
     name = "offline_queue"
     verbose_name = "Messages and offline queue"
+
+    def ready(self) -> None:
+        from offline_queue import frames, receivers  # noqa: F401  (the ack frame, the member_online receiver)
+        from offline_queue.schedules import ensure_schedules
+
+        post_migrate.connect(ensure_schedules, sender=self, dispatch_uid="offline_queue.ensure_schedules")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 
 from members.models import Member
@@ -11,6 +12,10 @@ from members.models import Member
 
 def new_message_id() -> str:
     return f"msg_{uuid.uuid4().hex}"
+
+
+def default_max_retries() -> int:
+    return settings.HUB_RETRY_MAX_RETRIES
 
 
 class Message(models.Model):
@@ -55,8 +60,9 @@ class Message(models.Model):
     delivered_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     retry_count = models.PositiveIntegerField(default=0)
-    max_retries = models.PositiveIntegerField(default=10)
+    max_retries = models.PositiveIntegerField(default=default_max_retries)
     next_retry_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
     # A worker delivering the message holds a lease; an expired lease can be taken over.
     lease_owner = models.CharField(max_length=100, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
@@ -75,10 +81,23 @@ class Message(models.Model):
             models.Index(fields=["status", "next_retry_at"]),
             models.Index(fields=["recipient", "status", "id"]),
             models.Index(fields=["sender_id", "recipient", "status", "id"]),
+            models.Index(fields=["status", "expires_at"]),
         ]
+
+    UNDELIVERED = (Status.QUEUED, Status.DELIVERING)
+    TERMINAL = (Status.DELIVERED, Status.EXPIRED, Status.FAILED)
 
     def __str__(self) -> str:
         return f"{self.message_id} {self.sender_id}→{self.recipient_id} [{self.status}]"
+
+    @property
+    def is_undelivered(self) -> bool:
+        return self.status in self.UNDELIVERED
+
+    @property
+    def attempted(self) -> bool:
+        """True once a delivery was attempted, so the next attempt is a retry."""
+        return self.last_attempt_at is not None
 
 
 class DeliveryAttempt(models.Model):
@@ -101,3 +120,20 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} {self.outcome} {self.latency_ms:.0f} ms"
+
+
+class DeliveryLease(models.Model):
+    """One worker at a time delivers a sender→recipient pair, oldest message first: it holds this lease
+    (claimed with a conditional UPDATE, renewed per batch). An expired lease is free, so a crashed worker's
+    pair is taken over."""
+
+    sender_id = models.CharField(max_length=100)
+    recipient = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="+")
+    owner = models.CharField(max_length=100, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["sender_id", "recipient"], name="unique_delivery_lease_pair")]
+
+    def __str__(self) -> str:
+        return f"{self.sender_id}→{self.recipient_id} held by {self.owner or 'nobody'}"

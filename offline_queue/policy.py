@@ -3,6 +3,7 @@ at most 10 retries, expired 24 h after enqueue. Every number is a setting."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -16,3 +17,37 @@ def retry_delay(retry_count: int) -> timedelta:
 
 def expiry_for(accepted_at: datetime) -> datetime:
     return accepted_at + timedelta(seconds=settings.HUB_MESSAGE_TTL)
+
+
+def ack_deadline(sent_at: datetime) -> datetime:
+    """When a delivery written to a bridge socket and not acknowledged goes back to the queue."""
+    return sent_at + timedelta(seconds=settings.HUB_BRIDGE_ACK_TIMEOUT)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The policy in force, as the admin and the dashboards show it."""
+
+    first_delay: int
+    max_delay: int
+    max_retries: int
+    ttl: int
+    ack_timeout: int
+    lease_seconds: int
+    batch: int
+
+    @classmethod
+    def current(cls) -> RetryPolicy:
+        return cls(
+            first_delay=settings.HUB_RETRY_FIRST_DELAY,
+            max_delay=settings.HUB_RETRY_MAX_DELAY,
+            max_retries=settings.HUB_RETRY_MAX_RETRIES,
+            ttl=settings.HUB_MESSAGE_TTL,
+            ack_timeout=settings.HUB_BRIDGE_ACK_TIMEOUT,
+            lease_seconds=settings.HUB_QUEUE_LEASE_SECONDS,
+            batch=settings.HUB_QUEUE_BATCH,
+        )
+
+    def schedule(self) -> list[int]:
+        """Seconds between consecutive attempts: the wait before retry 1, 2, … ``max_retries``."""
+        return [int(retry_delay(n).total_seconds()) for n in range(self.max_retries)]

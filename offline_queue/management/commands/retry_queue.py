@@ -1,0 +1,84 @@
+"""``retry_queue``: the retry scheduler loop. Safe to run more than once: pairs are claimed with leases."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import DatabaseError, close_old_connections
+
+from offline_queue import services
+from offline_queue.models import Message
+
+# A pass that did this much work prints a progress line at once; smaller ones are summed and printed
+# every PROGRESS_EVERY seconds, so a long drain shows counts, rate and what remains.
+PROGRESS_EVERY = 10.0
+
+
+class Command(BaseCommand):
+    help = "Retry queued messages on their schedule and expire old ones, until SIGTERM/SIGINT."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--once", action="store_true", help="run a single pass and exit")
+        parser.add_argument("--interval", type=float, default=1.0, help="seconds between idle passes (default 1)")
+        parser.add_argument("--pairs", type=int, default=100, help="sender→recipient pairs per pass (default 100)")
+
+    def handle(self, *args, **options) -> None:
+        self.owner = services.new_worker_id()
+        self.pairs = options["pairs"]
+        self.stopping = False
+        self.window = services.PassStats()
+        self.window_started = time.monotonic()
+        if options["once"]:
+            self.handle_one_pass()
+            self.report(force=True)
+            return
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        self.stdout.write(f"retry_queue {self.owner}: running (interval {options['interval']} s)")
+        while not self.stopping:
+            more = self.handle_one_pass()
+            self.report()
+            if not more:
+                self.sleep(options["interval"])
+        self.report(force=True)
+        self.stdout.write("retry_queue: stopped")
+
+    def request_stop(self, *_args) -> None:
+        self.stopping = True
+
+    def sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < deadline:
+            time.sleep(min(0.1, deadline - time.monotonic()))
+
+    def handle_one_pass(self) -> bool:
+        """Expire and retry what is due. True: there may be more due work, go on at once."""
+        close_old_connections()
+        try:
+            stats = services.queue_sweep(owner=self.owner, limit=self.pairs)
+        except DatabaseError as exc:
+            self.stderr.write(f"retry_queue: database error, will try again: {exc}")
+            close_old_connections()
+            return False
+        finally:
+            close_old_connections()
+        self.window.add(stats)
+        return stats.pairs >= self.pairs
+
+    def report(self, force: bool = False) -> None:
+        elapsed = time.monotonic() - self.window_started
+        if not self.window.worked or (not force and elapsed < PROGRESS_EVERY):
+            return
+        remaining = Message.objects.filter(status__in=Message.UNDELIVERED).count()
+        w = self.window
+        rate = w.attempts / elapsed if elapsed > 0 else 0.0
+        self.stdout.write(
+            f"retry_queue: {w.delivered} delivered, {w.sent} sent (awaiting ack), {w.requeued} back in the queue, "
+            f"{w.failed} failed, {w.expired} expired, {w.retried} retries in {elapsed:.1f} s "
+            f"({rate:.0f} attempts/s); {remaining} still waiting"
+        )
+        self.stdout.flush()
+        self.window = services.PassStats()
+        self.window_started = time.monotonic()
