@@ -87,6 +87,7 @@ def message_record_outcome(message: Message, outcome: Outcome) -> None:
     transient → queued for the next retry, expired once past its expiry, failed after the last retry;
     permanent → failed. An acknowledgement that arrived meanwhile wins (a delivered message stays
     delivered), and a message an operator or the expiry already closed is not reopened by a late failure.
+    The message's lease is released (the attempt it was held for is over).
     """
     now = timezone.now()
     message.last_attempt_at = now
@@ -118,6 +119,9 @@ def message_record_outcome(message: Message, outcome: Outcome) -> None:
             message.status = Message.Status.QUEUED
             # retry_count counts the retries already made: 60 s after the first failure, then 120, 240, …
             message.next_retry_at = min(now + retry_delay(message.retry_count), message.expires_at)
+    # The attempt is over: whoever held the message for it (the sender's first attempt holds a short lease)
+    # lets go, so the scheduler may take it up again.
+    message.lease_owner, message.lease_expires_at = "", None
     values = {
         name: getattr(message, name)
         for name in (
@@ -129,6 +133,8 @@ def message_record_outcome(message: Message, outcome: Outcome) -> None:
             "retry_count",
             "expires_at",
             "last_attempt_at",
+            "lease_owner",
+            "lease_expires_at",
         )
     }
     rows = Message.objects.filter(pk=message.pk)
