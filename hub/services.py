@@ -49,6 +49,8 @@ class SendResult:
     message_status: str | None = None
 
     def as_dict(self) -> dict:
+        if self.message_id is None:  # rejected: nothing was stored
+            return {"success": False, "error": self.error or "rejected"}
         body = {
             "success": self.success,
             "message_id": self.message_id,

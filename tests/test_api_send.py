@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+import pytest
+import time_machine
+from django.urls import reverse
+
+from offline_queue.models import Message
+from tests.http_peer import HttpPeer
+from tests.routing_support import isolated_hub, make_member  # noqa: F401
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/unified/send"
+
+
+@pytest.fixture
+def peer():
+    with HttpPeer() as peer:
+        yield peer
+
+
+@pytest.fixture
+def lingyi():
+    return make_member("lingyi")
+
+
+@pytest.fixture
+def lingflow(peer):
+    return make_member("lingflow", endpoint=peer.url)
+
+
+def _post(client, member, body, **headers):
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {member.token}"} if member else {}
+    extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}
+    return client.post(URL, body, content_type="application/json", **auth, **extra)
+
+
+BODY = {
+    "sender_id": "lingyi",
+    "recipient_id": "lingflow",
+    "topic": "v0.16系统审计",
+    "content": "请灵通完成v0.16审计交叉审查",
+    "message_type": "discussion",
+}
+
+
+def test_it_is_routed_at_the_documented_path():
+    assert reverse("unified-send") == URL
+
+
+def test_it_sends_and_answers_with_the_documented_shape(client, lingyi, lingflow, peer):
+    response = _post(client, lingyi, BODY)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["success"] is True and body["channel"] == "lingmessage"
+    assert body["message_id"].startswith("msg_") and isinstance(body["response_time_ms"], float)
+    assert peer.posts()[0].json["content"] == BODY["content"]
+
+
+def test_it_answers_202_with_channel_queue_when_the_recipient_is_offline(client, lingyi, lingflow, peer):
+    peer.stop()
+    response = _post(client, lingyi, BODY)
+    assert response.status_code == 202
+    assert response.json()["channel"] == "queue" and response.json()["success"] is False
+    assert Message.objects.get().status == "queued"
+
+
+def test_it_answers_401_without_a_token(client, lingflow):
+    response = _post(client, None, BODY)
+    assert response.status_code == 401 and response["WWW-Authenticate"] == "Bearer"
+    assert "token" in response.json()["error"]
+
+
+def test_it_answers_401_for_a_wrong_token(client, lingyi, lingflow):
+    lingyi.token = "lh_not-a-token"
+    assert _post(client, lingyi, BODY).status_code == 401
+
+
+def test_it_answers_401_for_a_disabled_member(client, lingyi, lingflow):
+    lingyi.enabled = False
+    lingyi.save()
+    assert _post(client, lingyi, BODY).status_code == 401
+
+
+def test_it_answers_403_when_a_member_sends_as_another(client, lingyi, lingflow, peer):
+    response = _post(client, lingyi, {**BODY, "sender_id": "lingzhi"})
+    assert response.status_code == 403 and "sends only as itself" in response.json()["error"]
+    assert not Message.objects.exists() and peer.posts() == []
+
+
+def test_it_answers_404_for_an_unknown_recipient(client, lingyi):
+    response = _post(client, lingyi, {**BODY, "recipient_id": "nobody"})
+    assert response.status_code == 404 and "nobody" in response.json()["error"]
+    assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "JSON object"),
+        ({"sender_id": "lingyi", "content": "x"}, "recipient_id is required"),
+        ({**BODY, "message_type": "gossip"}, "message_type"),
+        ({**BODY, "recipient_id": 7}, "recipient_id"),
+        ({**BODY, "metadata": "x"}, "metadata"),
+    ],
+)
+def test_it_answers_400_with_a_reason(client, lingyi, lingflow, body, reason):
+    response = _post(client, lingyi, body)
+    assert response.status_code == 400 and reason in response.json()["error"]
+
+
+def test_it_takes_the_sender_from_the_token_when_the_body_leaves_it_out(client, lingyi, lingflow):
+    body = {k: v for k, v in BODY.items() if k != "sender_id"}
+    assert _post(client, lingyi, body).status_code == 200
+    assert Message.objects.get().sender_id == "lingyi"
+
+
+def test_it_creates_one_message_for_a_retried_request_with_the_same_idempotency_key(client, lingyi, lingflow, peer):
+    first = _post(client, lingyi, BODY, **{"Idempotency-Key": "audit-16"})
+    second = _post(client, lingyi, BODY, **{"Idempotency-Key": "audit-16"})
+    assert second.status_code == first.status_code == 200
+    assert second.json() == first.json()
+    assert Message.objects.count() == 1 and len(peer.posts()) == 1
+    assert (
+        _post(client, lingyi, BODY, **{"Idempotency-Key": "audit-17"}).json()["message_id"]
+        != first.json()["message_id"]
+    )
+
+
+def test_it_creates_one_message_for_a_retried_client_message_id(client, lingyi, lingflow, peer):
+    body = {**BODY, "message_id": "msg_20260408154753"}
+    first = _post(client, lingyi, body)
+    assert first.json()["message_id"] == "msg_20260408154753"
+    assert _post(client, lingyi, body).json() == first.json()
+    assert Message.objects.count() == 1 and len(peer.posts()) == 1
+
+
+def test_it_answers_409_when_a_key_is_reused_for_another_recipient(client, lingyi, lingflow):
+    make_member("lingzhi")
+    _post(client, lingyi, BODY, **{"Idempotency-Key": "k"})
+    response = _post(client, lingyi, {**BODY, "recipient_id": "lingzhi"}, **{"Idempotency-Key": "k"})
+    assert response.status_code == 409
+
+
+def test_it_answers_429_with_retry_after_past_the_members_rate(client, lingyi, lingflow, peer):
+    lingyi.send_rate_per_minute = 3
+    lingyi.save()
+    with time_machine.travel("2026-04-08 15:47:30 +0000", tick=False):
+        codes = [_post(client, lingyi, BODY).status_code for _ in range(4)]
+        limited = _post(client, lingyi, BODY)
+    assert codes == [200, 200, 200, 429]
+    assert limited.status_code == 429 and limited["Retry-After"] == "30"
+    assert "3 messages per minute" in limited.json()["error"]
+    assert Message.objects.count() == 3
+    with time_machine.travel("2026-04-08 15:48:01 +0000", tick=False):
+        assert _post(client, lingyi, BODY).status_code == 200
+
+
+def test_it_uses_the_hub_default_rate_when_the_member_has_none(client, lingyi, lingflow, settings):
+    settings.HUB_SEND_RATE_PER_MINUTE = 2
+    with time_machine.travel("2026-04-08 15:47:00 +0000", tick=False):
+        codes = [_post(client, lingyi, BODY).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+
+
+def test_it_answers_405_to_get(client, lingyi):
+    assert client.get(URL, HTTP_AUTHORIZATION=f"Bearer {lingyi.token}").status_code == 405

@@ -1,0 +1,94 @@
+"""The bridge ``send`` frame, over a WebSocket to the bridge consumer."""
+
+from __future__ import annotations
+
+import pytest
+from channels.testing import WebsocketCommunicator
+
+from hub.bridge.consumers import BridgeConsumer
+from members.models import Member
+from offline_queue.models import Message
+from tests.http_peer import HttpPeer
+from tests.routing_support import isolated_hub, make_member  # noqa: F401
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.anyio]
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+class MemberConsumer(BridgeConsumer):
+    """The bridge consumer with its connection authenticated as the scope's member (as the handshake does)."""
+
+    async def connect(self) -> None:
+        self.member = self.scope.get("member")
+        await super().connect()
+
+
+async def _connect(member: Member | None) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(MemberConsumer.as_asgi(), "/ws/bridge/")
+    communicator.scope["member"] = member
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator
+
+
+@pytest.fixture
+def peer():
+    with HttpPeer() as peer:
+        yield peer
+
+
+async def test_it_sends_as_the_connections_member_and_answers_send_result(peer):
+    from asgiref.sync import sync_to_async
+
+    lingyi = await sync_to_async(make_member)("lingyi")
+    await sync_to_async(make_member)("lingflow", endpoint=peer.url)
+    ws = await _connect(lingyi)
+    await ws.send_json_to(
+        {"type": "send", "recipient_id": "lingflow", "topic": "审计", "content": "请审查", "request_id": "r1"}
+    )
+    answer = await ws.receive_json_from(timeout=5)
+    await ws.disconnect()
+    assert answer["type"] == "send_result" and answer["request_id"] == "r1"
+    assert answer["success"] is True and answer["channel"] == "lingmessage" and answer["code"] == 200
+    message = await Message.objects.aget(message_id=answer["message_id"])
+    assert message.sender_id == "lingyi" and message.source == "bridge"
+    assert peer.posts()[0].json["content"] == "请审查"
+
+
+async def test_it_refuses_to_send_as_another_member():
+    from asgiref.sync import sync_to_async
+
+    lingyi = await sync_to_async(make_member)("lingyi")
+    await sync_to_async(make_member)("lingflow")
+    ws = await _connect(lingyi)
+    await ws.send_json_to({"type": "send", "sender_id": "lingflow", "recipient_id": "lingyi", "content": "x"})
+    answer = await ws.receive_json_from(timeout=5)
+    await ws.send_json_to({"type": "ping"})
+    still_open = await ws.receive_json_from(timeout=5)
+    await ws.disconnect()
+    assert answer["type"] == "error" and "sends only as itself" in answer["message"]
+    assert still_open["type"] == "pong"
+    assert not await Message.objects.aexists()
+
+
+async def test_it_refuses_an_unauthenticated_connection():
+    ws = await _connect(None)
+    await ws.send_json_to({"type": "send", "recipient_id": "lingflow", "content": "x"})
+    answer = await ws.receive_json_from(timeout=5)
+    await ws.disconnect()
+    assert answer["type"] == "error" and "authenticated" in answer["message"]
+
+
+async def test_it_reports_an_unknown_recipient_in_the_send_result():
+    from asgiref.sync import sync_to_async
+
+    lingyi = await sync_to_async(make_member)("lingyi")
+    ws = await _connect(lingyi)
+    await ws.send_json_to({"type": "send", "recipient_id": "nobody", "content": "x"})
+    answer = await ws.receive_json_from(timeout=5)
+    await ws.disconnect()
+    assert answer == {"type": "send_result", "success": False, "error": "unknown recipient 'nobody'", "code": 404}
