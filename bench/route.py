@@ -1,0 +1,129 @@
+"""Routing throughput: messages/s and p50/p99 latency through ``POST /api/unified/send`` on a real daphne
+to an online LingMessage endpoint (a local HTTP server), against a bare Django view in the same process
+that only writes one row. Both run in the same run, so the ratio is what to compare across machines.
+
+    .venv/bin/python bench/route.py [--seconds 4] [--concurrency 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
+
+import httpx  # noqa: E402
+
+from tests.http_peer import HttpPeer  # noqa: E402
+from tests.support import hub_env, manage, running_hub  # noqa: E402
+
+SETUP = """
+import json
+from members.services import member_create
+from members.models import Member
+tokens = []
+member_create(member_id="bench-recipient", name="Recipient", endpoint={endpoint!r})
+for i in range({senders}):
+    created = member_create(member_id=f"bench-sender-{{i}}", name=f"Sender {{i}}")
+    Member.objects.filter(pk=created.member.pk).update(send_rate_per_minute=10_000_000)
+    tokens.append(created.token)
+print(json.dumps({{"tokens": tokens, "recipient_pk": Member.objects.get(member_id="bench-recipient").pk}}))
+"""
+
+
+async def _load(url: str, seconds: float, requests: list[tuple[dict, dict]]) -> tuple[list[float], int]:
+    """Each worker posts its own request body in a loop for ``seconds``; returns latencies (ms) and errors."""
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker(headers: dict, body: dict) -> None:
+        nonlocal errors
+        async with httpx.AsyncClient(timeout=10) as client:
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                response = await client.post(url, json=body, headers=headers)
+                elapsed = (time.perf_counter() - started) * 1000
+                if response.status_code == 200 and response.json().get("success"):
+                    latencies.append(elapsed)
+                else:
+                    errors += 1
+
+    await asyncio.gather(*(worker(h, b) for h, b in requests))
+    return latencies, errors
+
+
+def _figures(name: str, latencies: list[float], errors: int, seconds: float) -> dict:
+    ordered = sorted(latencies)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else float("nan")
+    return {
+        "name": name,
+        "messages": len(ordered),
+        "errors": errors,
+        "per_second": len(ordered) / seconds,
+        "p50_ms": statistics.median(ordered) if ordered else float("nan"),
+        "p99_ms": p99,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-route-") as tmp, HttpPeer() as endpoint:
+        data_dir = Path(tmp)
+        env = hub_env(data_dir, DJANGO_SETTINGS_MODULE="bench.route_settings", HUB_LOG_LEVEL="WARNING")
+        with running_hub(data_dir=data_dir, extra_env=env) as hub:
+            setup = SETUP.format(endpoint=endpoint.url, senders=args.concurrency)
+            out = manage(data_dir, "shell", "-c", setup, env=env).stdout.strip().splitlines()[-1]
+            info = json.loads(out)
+            send_requests = [
+                ({"Authorization": f"Bearer {token}"}, {"recipient_id": "bench-recipient", "content": "审查 v0.16"})
+                for token in info["tokens"]
+            ]
+            baseline_requests = [
+                ({}, {"sender_id": f"bench-sender-{i}", "recipient_pk": info["recipient_pk"], "content": "审查 v0.16"})
+                for i in range(args.concurrency)
+            ]
+            send_url = f"{hub.http_url}/api/unified/send"
+            baseline_url = f"{hub.http_url}/bench/baseline"
+            # Warm up both paths (connections, imports), then measure each in turn.
+            asyncio.run(_load(send_url, 0.5, send_requests))
+            asyncio.run(_load(baseline_url, 0.5, baseline_requests))
+            baseline = _figures(
+                "bare view, one row", *asyncio.run(_load(baseline_url, args.seconds, baseline_requests)), args.seconds
+            )
+            posts_before = len(endpoint.posts())
+            routed = _figures(
+                "POST /api/unified/send", *asyncio.run(_load(send_url, args.seconds, send_requests)), args.seconds
+            )
+            delivered = len(endpoint.posts()) - posts_before
+
+    print(
+        f"concurrency {args.concurrency}, {args.seconds:g} s per run, daphne + {os.environ.get('DATABASE_URL', 'SQLite')}"
+    )
+    for row in (baseline, routed):
+        print(
+            f"{row['name']:<26} {row['per_second']:8.1f} msg/s   p50 {row['p50_ms']:7.2f} ms   "
+            f"p99 {row['p99_ms']:7.2f} ms   ({row['messages']} ok, {row['errors']} errors)"
+        )
+    print(f"endpoint received {delivered} signed notifications for {routed['messages']} routed messages")
+    print(
+        f"ratio routed/baseline: {routed['per_second'] / baseline['per_second']:.2f} (throughput), "
+        f"{routed['p50_ms'] / baseline['p50_ms']:.2f}x p50 latency"
+    )
+
+
+if __name__ == "__main__":
+    main()
