@@ -111,7 +111,8 @@ def main() -> None:
             delivered = len(endpoint.posts()) - posts_before
 
     print(
-        f"concurrency {args.concurrency}, {args.seconds:g} s per run, daphne + {os.environ.get('DATABASE_URL', 'SQLite')}"
+        f"concurrency {args.concurrency}, {args.seconds:g} s per run, "
+        f"daphne + {os.environ.get('DATABASE_URL', 'SQLite')}"
     )
     for row in (baseline, routed):
         print(
