@@ -231,6 +231,10 @@ FEISHU_ENCRYPT_KEY = secret("FEISHU_ENCRYPT_KEY")
 FEISHU_POLL_INTERVAL = env.float("FEISHU_POLL_INTERVAL", 3.0, validate=Range(min=0.1))
 FEISHU_GROUP_GAP = env.float("FEISHU_GROUP_GAP", 1.0, validate=Range(min=0))
 FEISHU_GROUP_TTL = env.int("FEISHU_GROUP_TTL", 600, validate=Range(min=1))
+FEISHU_HTTP_TIMEOUT = env.float("FEISHU_HTTP_TIMEOUT", 10.0, validate=Range(min=0.1))
+# Who receives the bot messages the poller relays: "agents" (every enabled agent member) or "feishu_bots"
+# (only members with a Feishu bot channel); never the bot that wrote the message.
+FEISHU_RELAY_TO = env.str("FEISHU_RELAY_TO", "agents", validate=OneOf(["agents", "feishu_bots"]))
 
 # Collision coordination
 COORD_CLAIM_TTL = env.float("COORD_CLAIM_TTL", 15.0, validate=Range(min=0.01))

@@ -54,3 +54,12 @@ def _django_q_sync(monkeypatch):
     from django_q.conf import Conf
 
     monkeypatch.setattr(Conf, "SYNC", True)
+
+
+@pytest.fixture
+def fake_feishu():
+    """A running fake Feishu open platform (tests/fakes/feishu_server.py) on a free loopback port."""
+    from tests.fakes.feishu_server import FakeFeishu
+
+    with FakeFeishu() as fake:
+        yield fake
