@@ -6,3 +6,6 @@ from django.apps import AppConfig
 class FeishuConfig(AppConfig):
     name = "feishu"
     verbose_name = "Feishu"
+
+    def ready(self) -> None:
+        from feishu import frames  # noqa: F401  (registers the group_active bridge frame)

@@ -1,3 +1,12 @@
 from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import path
+
+from feishu import views
+
+app_name = "feishu"
+
+urlpatterns = [
+    path("feishu/events/", views.events, name="events"),
+    path("api/feishu/group_active", views.group_active, name="group_active"),
+]

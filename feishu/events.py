@@ -1,0 +1,84 @@
+"""Opening Feishu event callbacks: AES-256-CBC decryption (``FEISHU_ENCRYPT_KEY``), the request signature,
+and the verification token (``FEISHU_VERIFICATION_TOKEN``)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from django.conf import settings
+
+
+class EventRejected(Exception):
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.reason, self.status = reason, status
+
+
+def decrypt(encrypt_key: str, encrypted: str) -> dict:
+    """Feishu's scheme: key = SHA-256(encrypt key); base64 body = 16-byte IV + AES-CBC ciphertext, PKCS#7."""
+    try:
+        raw = base64.b64decode(encrypted)
+        key = hashlib.sha256(encrypt_key.encode()).digest()
+        decryptor = Cipher(algorithms.AES(key), modes.CBC(raw[:16])).decryptor()
+        padded = decryptor.update(raw[16:]) + decryptor.finalize()
+        unpadder = padding.PKCS7(128).unpadder()
+        plain = unpadder.update(padded) + unpadder.finalize()
+        payload = json.loads(plain.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EventRejected(f"cannot decrypt the event: {exc}") from None
+    if not isinstance(payload, dict):
+        raise EventRejected("the decrypted event is not a JSON object")
+    return payload
+
+
+def encrypt(encrypt_key: str, payload: dict, iv: bytes | None = None) -> str:
+    """The inverse of ``decrypt`` (what Feishu sends), for tools and tests."""
+    import os
+
+    iv = iv or os.urandom(16)
+    key = hashlib.sha256(encrypt_key.encode()).digest()
+    padder = padding.PKCS7(128).padder()
+    padded = padder.update(json.dumps(payload).encode()) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    return base64.b64encode(iv + encryptor.update(padded) + encryptor.finalize()).decode()
+
+
+def signature(timestamp: str, nonce: str, encrypt_key: str, body: bytes) -> str:
+    """``X-Lark-Signature``: hex SHA-256 of timestamp + nonce + encrypt key + raw body."""
+    return hashlib.sha256(timestamp.encode() + nonce.encode() + encrypt_key.encode() + body).hexdigest()
+
+
+def open_event(body: bytes, headers: Mapping[str, str]) -> dict:
+    """The verified, decrypted event payload of a callback request, or ``EventRejected``."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise EventRejected("the body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise EventRejected("the body is not a JSON object")
+    encrypt_key = settings.FEISHU_ENCRYPT_KEY
+    if encrypt_key:
+        if "encrypt" not in payload:
+            raise EventRejected("FEISHU_ENCRYPT_KEY is set: expected an encrypted event")
+        sent = headers.get("X-Lark-Signature")
+        if sent is not None:
+            expected = signature(
+                headers.get("X-Lark-Request-Timestamp", ""), headers.get("X-Lark-Request-Nonce", ""), encrypt_key, body
+            )
+            if not hmac.compare_digest(sent, expected):
+                raise EventRejected("the request signature does not match", status=401)
+        payload = decrypt(encrypt_key, str(payload["encrypt"]))
+    elif "encrypt" in payload:
+        raise EventRejected("the event is encrypted but FEISHU_ENCRYPT_KEY is not set")
+    expected_token = settings.FEISHU_VERIFICATION_TOKEN
+    if expected_token:
+        token = payload.get("token") or (payload.get("header") or {}).get("token") or ""
+        if not hmac.compare_digest(str(token), expected_token):
+            raise EventRejected("the verification token does not match", status=401)
+    return payload

@@ -1,0 +1,51 @@
+"""One hub poller: claims due groups one at a time and polls each (the unit ``runpoller`` loops over)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from feishu import selectors, services
+from feishu.client import FeishuClient, hub_client
+from feishu.services import PollResult, SendFn
+
+logger = logging.getLogger("feishu.poller")
+
+
+class Poller:
+    """Polls the active groups as one owner. ``client``/``send`` default to the hub's app and the router."""
+
+    def __init__(self, *, client: FeishuClient | None = None, send: SendFn | None = None, owner: str = "") -> None:
+        self.client = client or hub_client()
+        self.send = send
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+    last_result: PollResult | None = None
+
+    def handle_one_group(self, now: datetime | None = None) -> bool:
+        """Claim the group that has waited longest for its poll and poll it (its result in ``last_result``).
+        True: a group was polled and more may be due; False: none is due (or other pollers took them)."""
+        now = now or timezone.now()
+        for group in selectors.groups_due(now)[:10]:
+            if not services.group_claim(group=group, owner=self.owner, now=now):
+                continue
+            try:
+                result = services.group_poll(group=group, client=self.client, send=self.send, now=now)
+            finally:
+                next_poll = now + timedelta(seconds=settings.FEISHU_POLL_INTERVAL)
+                services.group_release(group=group, owner=self.owner, next_poll_at=next_poll)
+            if result.relayed or result.error:
+                logger.info(
+                    "Feishu group %s: %d new, %d bot messages relayed to %d deliveries%s",
+                    group.chat_id, result.new, result.relayed, result.deliveries,
+                    f"; {result.error}" if result.error else "",
+                )  # fmt: skip
+            self.last_result = result
+            return True
+        return False

@@ -1,0 +1,45 @@
+"""The Feishu webhook transport: the router's way to reach a member whose channel is a custom-bot webhook
+(``Channel.Kind.FEISHU_WEBHOOK``: ``address`` = hook URL, ``secret`` = signing secret)."""
+
+from __future__ import annotations
+
+import time
+
+from feishu import webhook
+from hub.transports.base import Outcome, Transport
+from members.models import Channel
+from offline_queue.models import DeliveryAttempt, Message
+
+
+def webhook_message(message: Message) -> tuple[str, object]:
+    """The (msg_type, content) a hub message is sent as: ``metadata["feishu_webhook"]`` = ``{"msg_type",
+    "content"}`` when the sender chose (a post or a card), else a post titled by the topic, else text."""
+    chosen = (message.metadata or {}).get("feishu_webhook")
+    if isinstance(chosen, dict) and chosen.get("msg_type") in webhook.MSG_TYPES:
+        return chosen["msg_type"], chosen.get("content")
+    if message.topic:
+        post = {"zh_cn": {"title": message.topic, "content": [[{"tag": "text", "text": message.content}]]}}
+        return "post", post
+    return "text", message.content
+
+
+class FeishuWebhookTransport(Transport):
+    """One try per attempt (the offline queue owns retries and their back-off)."""
+
+    kind = Channel.Kind.FEISHU_WEBHOOK
+
+    def deliver(self, message: Message, channel: Channel) -> Outcome:
+        started = time.perf_counter()
+        msg_type, content = webhook_message(message)
+        try:
+            result = webhook.webhook_send(
+                url=channel.address, secret=channel.secret, msg_type=msg_type, content=content, retries=0
+            )
+        except ValueError as exc:
+            return Outcome(DeliveryAttempt.Outcome.PERMANENT, channel=self.kind, error=str(exc))
+        latency_ms = (time.perf_counter() - started) * 1000
+        if result.ok:
+            note = "duplicate within 300 s, not sent again" if result.duplicate else ""
+            return Outcome(DeliveryAttempt.Outcome.DELIVERED, channel=self.kind, error=note, latency_ms=latency_ms)
+        outcome = DeliveryAttempt.Outcome.PERMANENT if result.permanent else DeliveryAttempt.Outcome.TRANSIENT
+        return Outcome(outcome, channel=self.kind, error=result.msg, latency_ms=latency_ms)
