@@ -36,6 +36,10 @@ MSG_TYPES = ("text", "post", "interactive")
 DEDUPE_SECONDS = 300
 PER_SECOND = 5
 PER_MINUTE = 100
+# The windows are a little wider than Feishu's: a send is counted when its slot is taken, Feishu counts it
+# when the request arrives, and the two clocks see network jitter differently.
+SECOND_WINDOW = timedelta(seconds=1.2)
+MINUTE_WINDOW = timedelta(seconds=61)
 RATE_LIMIT_CODES = frozenset({9499, 11232})
 BAD_SIGNATURE = 19021
 # Waiting for a free slot longer than this is left to the caller (the offline queue retries later).
@@ -113,15 +117,13 @@ def take_slot(key: str) -> float:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int(key[:15], 16)])
         now = timezone.now()
         recent = sorted(
-            WebhookSend.objects.filter(bot_key=key, sent_at__gt=now - timedelta(seconds=60)).values_list(
-                "sent_at", flat=True
-            )
+            WebhookSend.objects.filter(bot_key=key, sent_at__gt=now - MINUTE_WINDOW).values_list("sent_at", flat=True)
         )
-        last_second = [t for t in recent if t > now - timedelta(seconds=1)]
+        last_second = [t for t in recent if t > now - SECOND_WINDOW]
         if len(last_second) >= PER_SECOND:
-            return max(0.01, (last_second[-PER_SECOND] + timedelta(seconds=1) - now).total_seconds())
+            return max(0.01, (last_second[-PER_SECOND] + SECOND_WINDOW - now).total_seconds())
         if len(recent) >= PER_MINUTE:
-            return max(0.01, (recent[-PER_MINUTE] + timedelta(seconds=60) - now).total_seconds())
+            return max(0.01, (recent[-PER_MINUTE] + MINUTE_WINDOW - now).total_seconds())
         WebhookSend.objects.create(bot_key=key, sent_at=now)
         WebhookSend.objects.filter(bot_key=key, sent_at__lt=now - timedelta(seconds=120)).delete()
         return 0.0

@@ -100,6 +100,7 @@ class Call:
     status: int
     code: int
     at: float
+    query: dict = field(default_factory=dict)
 
 
 class ApiError(Exception):
@@ -709,7 +710,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(400, self._error(9499, "Bad Request"))
         finally:
             with fake.lock:
-                fake.calls.append(Call(method, endpoint, parsed.path, app_id, status, code, fake.clock()))
+                fake.calls.append(Call(method, endpoint, parsed.path, app_id, status, code, fake.clock(), query))
 
     def _dispatch(self, app: App, endpoint: str, args: list[str], query: dict, body: dict) -> dict:
         fake = self.fake

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from feishu.events import encrypt, signature
+from feishu.models import ActiveGroup
+
+pytestmark = pytest.mark.django_db
+
+URL = "/feishu/events/"
+
+
+def message_event(chat_id: str, message_id: str, *, chat_type: str = "group", token: str = "vtoken") -> dict:
+    return {
+        "schema": "2.0",
+        "header": {"event_id": f"ev_{message_id}", "event_type": "im.message.receive_v1", "token": token,
+                   "create_time": "1700000000000", "app_id": "cli_hub", "tenant_key": "t"},
+        "event": {
+            "sender": {"sender_id": {"open_id": "ou_person"}, "sender_type": "user"},
+            "message": {"message_id": message_id, "chat_id": chat_id, "chat_type": chat_type,
+                        "message_type": "text", "content": json.dumps({"text": "hi"}), "create_time": "1700000000000"},
+        },
+    }  # fmt: skip
+
+
+def post(client, payload: dict, **headers):
+    return client.post(URL, data=json.dumps(payload), content_type="application/json", headers=headers)
+
+
+@pytest.fixture(autouse=True)
+def _tokens(settings):
+    settings.FEISHU_VERIFICATION_TOKEN = "vtoken"
+    settings.FEISHU_ENCRYPT_KEY = None
+
+
+def test_it_answers_the_url_verification_challenge(client):
+    response = post(client, {"type": "url_verification", "challenge": "abc123", "token": "vtoken"})
+    assert response.status_code == 200 and response.json() == {"challenge": "abc123"}
+
+
+def test_it_refuses_a_wrong_verification_token(client):
+    response = post(client, {"type": "url_verification", "challenge": "abc123", "token": "nope"})
+    assert response.status_code == 401
+    assert post(client, message_event("oc_1", "om_1", token="nope")).status_code == 401
+    assert not ActiveGroup.objects.exists()
+
+
+def test_a_group_message_event_marks_the_group_active_for_the_ttl(client, settings):
+    settings.FEISHU_GROUP_TTL = 600
+    response = post(client, message_event("oc_team", "om_1"))
+    assert response.json() == {"ok": True, "result": "activated"}
+    group = ActiveGroup.objects.get(chat_id="oc_team")
+    assert group.is_active()
+    assert abs((group.expires_at - timezone.now()).total_seconds() - 600) < 5
+
+
+def test_a_redelivered_event_is_ignored_and_does_not_refresh_the_ttl(client):
+    post(client, message_event("oc_team", "om_1"))
+    first_expiry = ActiveGroup.objects.get().expires_at
+    with time_machine.travel(timezone.now() + timedelta(seconds=120)):
+        assert post(client, message_event("oc_team", "om_1")).json()["result"] == "duplicate"
+        assert ActiveGroup.objects.get().expires_at == first_expiry
+        assert post(client, message_event("oc_team", "om_2")).json()["result"] == "activated"
+        assert ActiveGroup.objects.get().expires_at > first_expiry
+
+
+def test_a_private_chat_message_does_not_make_a_group(client):
+    assert post(client, message_event("oc_p2p", "om_1", chat_type="p2p")).json()["result"] == "ignored"
+    assert not ActiveGroup.objects.exists()
+
+
+def test_it_decrypts_encrypted_events_and_checks_their_signature(client, settings):
+    settings.FEISHU_ENCRYPT_KEY = "enc-key"
+    body = json.dumps({"encrypt": encrypt("enc-key", message_event("oc_secret", "om_9"))})
+    headers = {"X-Lark-Request-Timestamp": "1700000000", "X-Lark-Request-Nonce": "n1"}
+    good = signature("1700000000", "n1", "enc-key", body.encode())
+    response = client.post(URL, data=body, content_type="application/json",
+                           headers={**headers, "X-Lark-Signature": good})  # fmt: skip
+    assert response.json()["result"] == "activated"
+    assert ActiveGroup.objects.filter(chat_id="oc_secret").exists()
+
+    forged = client.post(URL, data=body, content_type="application/json",
+                         headers={**headers, "X-Lark-Signature": "0" * 64})  # fmt: skip
+    assert forged.status_code == 401
+
+
+def test_it_answers_an_encrypted_challenge_and_refuses_plain_events_when_a_key_is_set(client, settings):
+    settings.FEISHU_ENCRYPT_KEY = "enc-key"
+    challenge = {"encrypt": encrypt("enc-key", {"type": "url_verification", "challenge": "c1", "token": "vtoken"})}
+    assert post(client, challenge).json() == {"challenge": "c1"}
+    plain = post(client, message_event("oc_team", "om_1"))
+    assert plain.status_code == 400 and "encrypted" in plain.json()["error"]
+    garbage = post(client, {"encrypt": "bm90IGEgcmVhbCBjaXBoZXJ0ZXh0IGF0IGFsbA=="})
+    assert garbage.status_code == 400 and "decrypt" in garbage.json()["error"]
+
+
+def test_it_refuses_bodies_that_are_not_json(client):
+    response = client.post(URL, data=b"not json", content_type="application/json")
+    assert response.status_code == 400

@@ -1,0 +1,265 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from types import SimpleNamespace
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from feishu import selectors, services
+from feishu.client import FeishuClient
+from feishu.models import ActiveGroup, SeenMessage
+from feishu.poller import Poller
+from members.services import member_create
+
+pytestmark = pytest.mark.django_db
+
+
+class Sent(list):
+    """Records the router calls the poller makes (``hub.services.message_send`` keyword arguments)."""
+
+    def __call__(self, **kwargs):
+        self.append(kwargs)
+        return SimpleNamespace(message_id=f"msg_{len(self)}")
+
+    def to(self, recipient_id: str) -> list[dict]:
+        return [s for s in self if s["recipient_id"] == recipient_id]
+
+
+@pytest.fixture
+def feishu(fake_feishu):
+    fake_feishu.register_app("cli_hub", "hub-secret", open_id="ou_hub", name="Ling Hub")
+    fake_feishu.register_app("cli_lingyi", open_id="ou_lingyi", name="灵依")
+    fake_feishu.register_app("cli_stranger", open_id="ou_stranger", name="Stranger")
+    member_create(member_id="lingyi", name="灵依", feishu_app_id="cli_lingyi", feishu_open_id="ou_lingyi")
+    member_create(member_id="lingzhi", name="灵知", backend_id="lingzhi")
+    member_create(member_id="lingflow", name="灵通", backend_id="lingflow")
+    member_create(member_id="someone", name="A person", kind="user")
+    return fake_feishu
+
+
+def hub_client(fake) -> FeishuClient:
+    return FeishuClient(app_id="cli_hub", app_secret="hub-secret", base_url=fake.url, timeout=2.0)
+
+
+def active_chat(fake, **kwargs) -> tuple[str, ActiveGroup]:
+    chat = fake.create_chat(bots=["cli_hub", "cli_lingyi", "cli_stranger"], **kwargs)
+    return chat, services.group_mark_active(chat_id=chat)
+
+
+def poll(group: ActiveGroup, fake, sent: Sent, **kwargs) -> services.PollResult:
+    group.refresh_from_db()
+    return services.group_poll(group=group, client=hub_client(fake), send=sent, **kwargs)
+
+
+def test_it_relays_a_bot_message_to_every_other_agent_with_its_feishu_details(feishu):
+    chat, group = active_chat(feishu)
+    message = feishu.post_message(chat, "cli_lingyi", "我来回答这个问题", mentions=["ou_stranger"])
+    sent = Sent()
+    result = poll(group, feishu, sent)
+
+    assert result.relayed == 1 and result.deliveries == 2
+    assert sorted(s["recipient_id"] for s in sent) == ["lingflow", "lingzhi"]  # not the author, not users
+    first = sent.to("lingzhi")[0]
+    assert first["sender_id"] == "lingyi"
+    assert first["content"] == "我来回答这个问题"
+    assert first["message_type"] == "notification" and first["source"] == "feishu"
+    assert first["idempotency_key"] == f"feishu:{message['message_id']}:lingzhi"
+    meta = first["metadata"]
+    assert meta["source"] == "feishu" and meta["chat_id"] == chat
+    assert meta["feishu_message_id"] == message["message_id"]
+    assert meta["sender"] == {"id": "cli_lingyi", "id_type": "app_id", "sender_type": "app", "member_id": "lingyi"}
+    assert meta["msg_type"] == "text" and meta["content"] == {"text": "我来回答这个问题"}
+    assert meta["mentions"][0]["id"] == "ou_stranger"
+
+
+def test_a_bot_that_is_not_a_member_is_named_by_its_app_id_and_rich_content_is_kept(feishu):
+    chat, group = active_chat(feishu)
+    post = {"title": "日报", "content": [[{"tag": "text", "text": "今日销售额:"}], [{"tag": "a", "text": "详情"}]]}
+    card = {"header": {"title": {"tag": "plain_text", "content": "告警"}}, "elements": [{"tag": "div",
+            "text": {"tag": "lark_md", "content": "CPU 90%"}}]}  # fmt: skip
+    feishu.post_message(chat, "cli_stranger", msg_type="post", content=post)
+    feishu.post_message(chat, "cli_stranger", msg_type="interactive", content=card)
+    sent = Sent()
+    poll(group, feishu, sent)
+
+    to_lingyi = sent.to("lingyi")
+    assert [s["sender_id"] for s in to_lingyi] == ["cli_stranger", "cli_stranger"]
+    assert to_lingyi[0]["content"] == "日报\n今日销售额:\n详情"
+    assert to_lingyi[0]["metadata"]["content"] == post and to_lingyi[0]["metadata"]["msg_type"] == "post"
+    assert to_lingyi[1]["content"] == "告警\nCPU 90%"
+    assert to_lingyi[1]["metadata"]["content"] == card
+    assert len(sent) == 6  # three agents each, the author is not a member
+
+
+def test_the_hubs_own_messages_and_peoples_messages_are_not_relayed(feishu):
+    chat, group = active_chat(feishu)
+    feishu.post_message(chat, "cli_hub", "from the hub, shown by app_id")
+    feishu.post_message(chat, "ou_person", "from a person")
+    own_by_open_id = feishu.post_message(chat, "cli_stranger", "shown by open_id")
+    # Elsewhere Feishu names a bot by open_id: the hub's open_id must be recognised too.
+    own_by_open_id_item = feishu.by_id[own_by_open_id["message_id"]]
+    own_by_open_id_item["sender"] = {"id": "ou_hub", "id_type": "open_id", "sender_type": "app"}
+    sent = Sent()
+    result = poll(group, feishu, sent)
+    assert result.new == 3 and result.relayed == 0 and sent == []
+
+
+def test_already_seen_messages_are_not_relayed_again(feishu):
+    chat, group = active_chat(feishu)
+    feishu.post_message(chat, "cli_lingyi", "one")
+    sent = Sent()
+    poll(group, feishu, sent)
+    poll(group, feishu, sent)
+    feishu.post_message(chat, "cli_lingyi", "two")
+    poll(group, feishu, sent)
+    assert [s["content"] for s in sent.to("lingzhi")] == ["one", "two"]
+
+
+def test_a_restarted_poller_does_not_relay_again(feishu):
+    chat, group = active_chat(feishu)
+    feishu.post_message(chat, "cli_lingyi", "before the restart")
+    sent = Sent()
+    first = Poller(client=hub_client(feishu), send=sent)
+    assert first.handle_one_group()
+    # A new process: new client, new owner, nothing in memory; only the database remembers.
+    ActiveGroup.objects.update(next_poll_at=None)
+    second = Poller(client=hub_client(feishu), send=sent)
+    assert second.handle_one_group()
+    assert second.last_result.fetched == 1 and second.last_result.new == 0
+    assert len(sent) == 2
+
+
+def test_the_cursor_moves_to_the_newest_message_and_the_next_poll_reads_from_it(feishu):
+    chat, group = active_chat(feishu)
+    base = int(timezone.now().timestamp() * 1000)
+    feishu.post_message(chat, "cli_lingyi", "a", create_time_ms=base + 1_000)
+    last = feishu.post_message(chat, "cli_lingyi", "b", create_time_ms=base + 2_500)
+    sent = Sent()
+    poll(group, feishu, sent)
+    group.refresh_from_db()
+    assert group.cursor_ms == int(last["create_time"])
+    poll(group, feishu, sent)
+    starts = [int(c.query["start_time"]) for c in feishu.calls if c.endpoint == "messages.list"]
+    assert starts[1] == (base + 2_500) // 1000 - services.LOOKBACK_SECONDS
+    assert starts[0] < starts[1]
+
+
+def test_it_pages_through_a_burst_of_bot_messages_in_order(feishu):
+    chat, group = active_chat(feishu)
+    for i in range(120):
+        feishu.post_message(chat, "cli_stranger", f"m{i}")
+    sent = Sent()
+    result = poll(group, feishu, sent)
+    assert result.relayed == 120
+    assert [s["content"] for s in sent.to("lingzhi")] == [f"m{i}" for i in range(120)]
+    assert feishu.count_calls(endpoint="messages.list") == 3
+    assert {int(c.query["page_size"]) for c in feishu.calls if c.endpoint == "messages.list"} == {50}
+
+
+def test_a_group_whose_bot_is_not_in_the_chat_is_deactivated_and_reported(feishu, caplog):
+    chat, group = active_chat(feishu)
+    feishu.remove_bot(chat, "cli_hub")
+    result = poll(group, feishu, Sent())
+    group.refresh_from_db()
+    assert result.deactivated and group.deactivated_at is not None
+    assert "230002" in group.last_error
+    assert "deactivated" in caplog.text and chat in caplog.text
+    assert not selectors.groups_due(timezone.now() + timedelta(seconds=10)).exists()
+    # New activity (the bot was added back and a message arrived) turns polling back on.
+    services.group_mark_active(chat_id=chat)
+    assert selectors.groups_due(timezone.now() + timedelta(seconds=10)).filter(pk=group.pk).exists()
+
+
+def test_a_failed_relay_is_tried_again_at_the_next_poll(feishu):
+    chat, group = active_chat(feishu)
+    feishu.post_message(chat, "cli_lingyi", "first")
+    feishu.post_message(chat, "cli_lingyi", "second")
+    calls = []
+
+    def failing(**kwargs):
+        calls.append(kwargs["content"])
+        raise RuntimeError("database went away")
+
+    result = poll(group, feishu, failing)
+    assert "database went away" in result.error and result.new == 0
+    assert not SeenMessage.objects.exists()
+    sent = Sent()
+    poll(group, feishu, sent)
+    assert [s["content"] for s in sent.to("lingzhi")] == ["first", "second"]
+
+
+def test_seen_ids_are_pruned_behind_the_cursor(feishu):
+    chat, group = active_chat(feishu)
+    base = int(timezone.now().timestamp() * 1000)
+    feishu.post_message(chat, "ou_person", "old", create_time_ms=base - 10_000)
+    poll(group, feishu, Sent())
+    assert SeenMessage.objects.count() == 1
+    feishu.post_message(chat, "ou_person", "much later", create_time_ms=base + services.SEEN_KEEP_MS)
+    poll(group, feishu, Sent())
+    assert list(SeenMessage.objects.values_list("create_time_ms", flat=True)) == [base + services.SEEN_KEEP_MS]
+
+
+def test_bots_are_learned_from_senders_and_mentions(feishu):
+    chat, group = active_chat(feishu)
+    feishu.post_message(chat, "cli_stranger", "hi", mentions=["ou_lingyi"])
+    poll(group, feishu, Sent())
+    group.refresh_from_db()
+    assert group.known_bots["cli_stranger"]["id_type"] == "app_id"
+    assert group.known_bots["ou_lingyi"]["name"] == "灵依"
+
+
+def test_a_group_stops_being_polled_after_its_ttl_unless_messages_keep_it_active(feishu, settings):
+    settings.FEISHU_GROUP_TTL = 600
+    chat, group = active_chat(feishu)
+    later = timezone.now() + timedelta(seconds=601)
+    assert not selectors.groups_due(later).exists()
+    with time_machine.travel(timezone.now() + timedelta(seconds=300)):
+        feishu.post_message(chat, "cli_lingyi", "still talking")
+        poll(group, feishu, Sent())
+    assert selectors.groups_due(later).filter(pk=group.pk).exists()
+    group.always_on = True
+    group.save()
+    assert selectors.groups_due(timezone.now() + timedelta(days=1)).exists()
+
+
+def test_a_second_poller_cannot_take_a_leased_group_until_the_lease_runs_out(feishu):
+    chat, group = active_chat(feishu)
+    now = timezone.now()
+    assert services.group_claim(group=group, owner="a", now=now)
+    assert not services.group_claim(group=group, owner="b", now=now)
+    assert not Poller(client=hub_client(feishu), send=Sent(), owner="b").handle_one_group(now=now)
+    # Poller "a" died holding the lease: after it runs out "b" takes over.
+    later = now + timedelta(seconds=services.LEASE_SECONDS + 1)
+    assert Poller(client=hub_client(feishu), send=Sent(), owner="b").handle_one_group(now=later)
+
+
+def test_a_polled_group_is_not_due_again_until_the_poll_interval_has_passed(feishu, settings):
+    settings.FEISHU_POLL_INTERVAL = 3
+    active_chat(feishu)
+    active_chat(feishu)
+    poller = Poller(client=hub_client(feishu), send=Sent())
+    now = timezone.now()
+    assert poller.handle_one_group(now=now)
+    assert poller.handle_one_group(now=now)
+    assert not poller.handle_one_group(now=now + timedelta(seconds=2))
+    assert poller.handle_one_group(now=now + timedelta(seconds=3))
+
+
+def test_it_relays_only_to_members_with_a_feishu_bot_when_configured(feishu, settings):
+    settings.FEISHU_RELAY_TO = "feishu_bots"
+    member_create(member_id="other-bot", name="Other", feishu_app_id="cli_other")
+    chat, group = active_chat(feishu)
+    feishu.post_message(chat, "cli_lingyi", "hello bots")
+    sent = Sent()
+    poll(group, feishu, sent)
+    assert [s["recipient_id"] for s in sent] == ["other-bot"]
+
+
+def test_the_poll_window_never_asks_for_more_than_fifty_per_page(feishu):
+    chat, group = active_chat(feishu)
+    poll(group, feishu, Sent())
+    query = next(c.query for c in feishu.calls if c.endpoint == "messages.list")
+    assert query["container_id_type"] == "chat" and query["container_id"] == chat
+    assert query["sort_type"] == "ByCreateTimeAsc" and int(query["page_size"]) <= 50

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from feishu.models import ActiveGroup
+from feishu.services import group_mark_active
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def configured(fake_feishu, settings):
+    fake_feishu.register_app("cli_hub", "hub-secret", open_id="ou_hub")
+    settings.FEISHU_APP_ID = "cli_hub"
+    settings.FEISHU_APP_SECRET = "hub-secret"
+    settings.FEISHU_BASE_URL = fake_feishu.url
+    return fake_feishu
+
+
+def test_once_polls_every_due_group_one_time(configured):
+    chats = [configured.create_chat(bots=["cli_hub"]) for _ in range(3)]
+    for chat in chats:
+        group_mark_active(chat_id=chat)
+        configured.post_message(chat, "ou_person", "hello")
+    quiet = configured.create_chat(bots=["cli_hub"])  # never active: never polled
+    call_command("runpoller", "--once")
+    polled = {c.query["container_id"] for c in configured.calls if c.endpoint == "messages.list"}
+    assert polled == set(chats) and quiet not in polled
+    assert configured.count_calls(endpoint="messages.list") == 3
+    assert all(g.last_polled_at and g.cursor_ms for g in ActiveGroup.objects.all())
+
+
+def test_it_refuses_to_start_without_the_hub_app(settings):
+    settings.FEISHU_APP_ID = None
+    with pytest.raises(CommandError, match="FEISHU_APP_ID"):
+        call_command("runpoller", "--once")
