@@ -8,8 +8,10 @@ def test_it_reads_text_messages():
 
 
 def test_it_flattens_rich_text_posts_in_either_shape():
-    paragraphs = [[{"tag": "text", "text": "第一行 :"}, {"tag": "at", "user_id": "ou_x", "user_name": "tom"}],
-                  [{"tag": "a", "text": "查看详情", "href": "https://example.com"}, {"tag": "img", "image_key": "k"}]]  # fmt: skip
+    paragraphs = [
+        [{"tag": "text", "text": "第一行 :"}, {"tag": "at", "user_id": "ou_x", "user_name": "tom"}],
+        [{"tag": "a", "text": "查看详情", "href": "https://example.com"}, {"tag": "img", "image_key": "k"}],
+    ]
     assert message_text("post", {"title": "标题", "content": paragraphs}) == "标题\n第一行 :@tom\n查看详情[img]"
     assert message_text("post", {"zh_cn": {"title": "标题", "content": paragraphs}}).startswith("标题\n第一行")
 

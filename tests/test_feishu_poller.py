@@ -118,7 +118,7 @@ def test_already_seen_messages_are_not_relayed_again(feishu):
 
 
 def test_a_restarted_poller_does_not_relay_again(feishu):
-    chat, group = active_chat(feishu)
+    chat, _ = active_chat(feishu)
     feishu.post_message(chat, "cli_lingyi", "before the restart")
     sent = Sent()
     first = Poller(client=hub_client(feishu), send=sent)
@@ -225,7 +225,7 @@ def test_a_group_stops_being_polled_after_its_ttl_unless_messages_keep_it_active
 
 
 def test_a_second_poller_cannot_take_a_leased_group_until_the_lease_runs_out(feishu):
-    chat, group = active_chat(feishu)
+    _, group = active_chat(feishu)
     now = timezone.now()
     assert services.group_claim(group=group, owner="a", now=now)
     assert not services.group_claim(group=group, owner="b", now=now)
