@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from types import SimpleNamespace
 
 import pytest
 import time_machine
@@ -11,20 +10,21 @@ from feishu import selectors, services
 from feishu.client import FeishuClient
 from feishu.models import ActiveGroup, SeenMessage
 from feishu.poller import Poller
+from members.models import Member
 from members.services import member_create
+from offline_queue.models import Message
+from tests.routing_support import (
+    BridgeSocket,
+    connect_bridge,
+    isolated_hub,  # noqa: F401  (fresh cache and channel layer per test)
+)
 
 pytestmark = pytest.mark.django_db
 
 
-class Sent(list):
-    """Records the router calls the poller makes (``hub.services.message_send`` keyword arguments)."""
-
-    def __call__(self, **kwargs):
-        self.append(kwargs)
-        return SimpleNamespace(message_id=f"msg_{len(self)}")
-
-    def to(self, recipient_id: str) -> list[dict]:
-        return [s for s in self if s["recipient_id"] == recipient_id]
+def relayed(recipient_id: str) -> list[Message]:
+    """What the router accepted for ``recipient_id`` from Feishu, oldest first."""
+    return list(Message.objects.filter(recipient__member_id=recipient_id, source="feishu").order_by("id"))
 
 
 @pytest.fixture
@@ -48,30 +48,47 @@ def active_chat(fake, **kwargs) -> tuple[str, ActiveGroup]:
     return chat, services.group_mark_active(chat_id=chat)
 
 
-def poll(group: ActiveGroup, fake, sent: Sent, **kwargs) -> services.PollResult:
+def poll(group: ActiveGroup, fake, send=None) -> services.PollResult:
+    """One poll, delivering through the real router (``hub.services.message_send``) unless ``send`` is given."""
     group.refresh_from_db()
-    return services.group_poll(group=group, client=hub_client(fake), send=sent, **kwargs)
+    return services.group_poll(group=group, client=hub_client(fake), send=send)
 
 
 def test_it_relays_a_bot_message_to_every_other_agent_with_its_feishu_details(feishu):
     chat, group = active_chat(feishu)
     message = feishu.post_message(chat, "cli_lingyi", "我来回答这个问题", mentions=["ou_stranger"])
-    sent = Sent()
-    result = poll(group, feishu, sent)
+    result = poll(group, feishu)
 
     assert result.relayed == 1 and result.deliveries == 2
-    assert sorted(s["recipient_id"] for s in sent) == ["lingflow", "lingzhi"]  # not the author, not users
-    first = sent.to("lingzhi")[0]
-    assert first["sender_id"] == "lingyi"
-    assert first["content"] == "我来回答这个问题"
-    assert first["message_type"] == "notification" and first["source"] == "feishu"
-    assert first["idempotency_key"] == f"feishu:{message['message_id']}:lingzhi"
-    meta = first["metadata"]
+    all_relayed = Message.objects.filter(source="feishu")
+    assert sorted(m.recipient.member_id for m in all_relayed) == ["lingflow", "lingzhi"]  # not the author, no users
+    [first] = relayed("lingzhi")
+    assert first.sender_id == "lingyi"
+    assert first.content == "我来回答这个问题"
+    assert first.message_type == "notification"
+    assert first.idempotency_key == f"feishu:{message['message_id']}:lingzhi"
+    meta = first.metadata
     assert meta["source"] == "feishu" and meta["chat_id"] == chat
     assert meta["feishu_message_id"] == message["message_id"]
     assert meta["sender"] == {"id": "cli_lingyi", "id_type": "app_id", "sender_type": "app", "member_id": "lingyi"}
     assert meta["msg_type"] == "text" and meta["content"] == {"text": "我来回答这个问题"}
     assert meta["mentions"][0]["id"] == "ou_stranger"
+
+
+def test_a_member_with_a_live_bridge_socket_gets_a_message_frame_with_the_feishu_source(feishu):
+    lingzhi = Member.objects.get(member_id="lingzhi")
+    connect_bridge(lingzhi)
+    socket = BridgeSocket("lingzhi")
+    chat, group = active_chat(feishu)
+    feishu.post_message(chat, "cli_lingyi", "看到了吗")
+    poll(group, feishu)
+    event = socket.receive()
+    frame = event["frame"]
+    assert frame["type"] == "message" and frame["content"] == "看到了吗" and frame["sender_id"] == "lingyi"
+    assert frame["source"] == "feishu" and frame["message_type"] == "notification"
+    assert frame["metadata"]["chat_id"] == chat and frame["metadata"]["sender"]["id"] == "cli_lingyi"
+    assert "_answer" not in frame["metadata"]
+    assert relayed("lingzhi")[0].status == Message.Status.DELIVERING  # sent, waiting for the client's ack
 
 
 def test_a_bot_that_is_not_a_member_is_named_by_its_app_id_and_rich_content_is_kept(feishu):
@@ -81,16 +98,15 @@ def test_a_bot_that_is_not_a_member_is_named_by_its_app_id_and_rich_content_is_k
             "text": {"tag": "lark_md", "content": "CPU 90%"}}]}  # fmt: skip
     feishu.post_message(chat, "cli_stranger", msg_type="post", content=post)
     feishu.post_message(chat, "cli_stranger", msg_type="interactive", content=card)
-    sent = Sent()
-    poll(group, feishu, sent)
+    poll(group, feishu)
 
-    to_lingyi = sent.to("lingyi")
-    assert [s["sender_id"] for s in to_lingyi] == ["cli_stranger", "cli_stranger"]
-    assert to_lingyi[0]["content"] == "日报\n今日销售额:\n详情"
-    assert to_lingyi[0]["metadata"]["content"] == post and to_lingyi[0]["metadata"]["msg_type"] == "post"
-    assert to_lingyi[1]["content"] == "告警\nCPU 90%"
-    assert to_lingyi[1]["metadata"]["content"] == card
-    assert len(sent) == 6  # three agents each, the author is not a member
+    to_lingyi = relayed("lingyi")
+    assert [m.sender_id for m in to_lingyi] == ["cli_stranger", "cli_stranger"]
+    assert to_lingyi[0].content == "日报\n今日销售额:\n详情"
+    assert to_lingyi[0].metadata["content"] == post and to_lingyi[0].metadata["msg_type"] == "post"
+    assert to_lingyi[1].content == "告警\nCPU 90%"
+    assert to_lingyi[1].metadata["content"] == card
+    assert Message.objects.filter(source="feishu").count() == 6  # three agents each; the author is no member
 
 
 def test_the_hubs_own_messages_and_peoples_messages_are_not_relayed(feishu):
@@ -101,34 +117,36 @@ def test_the_hubs_own_messages_and_peoples_messages_are_not_relayed(feishu):
     # Elsewhere Feishu names a bot by open_id: the hub's open_id must be recognised too.
     own_by_open_id_item = feishu.by_id[own_by_open_id["message_id"]]
     own_by_open_id_item["sender"] = {"id": "ou_hub", "id_type": "open_id", "sender_type": "app"}
-    sent = Sent()
-    result = poll(group, feishu, sent)
-    assert result.new == 3 and result.relayed == 0 and sent == []
+    result = poll(group, feishu)
+    assert result.new == 3 and result.relayed == 0 and not Message.objects.exists()
 
 
 def test_already_seen_messages_are_not_relayed_again(feishu):
     chat, group = active_chat(feishu)
     feishu.post_message(chat, "cli_lingyi", "one")
-    sent = Sent()
-    poll(group, feishu, sent)
-    poll(group, feishu, sent)
+    poll(group, feishu)
+    poll(group, feishu)
     feishu.post_message(chat, "cli_lingyi", "two")
-    poll(group, feishu, sent)
-    assert [s["content"] for s in sent.to("lingzhi")] == ["one", "two"]
+    poll(group, feishu)
+    assert [m.content for m in relayed("lingzhi")] == ["one", "two"]
 
 
 def test_a_restarted_poller_does_not_relay_again(feishu):
     chat, _ = active_chat(feishu)
     feishu.post_message(chat, "cli_lingyi", "before the restart")
-    sent = Sent()
-    first = Poller(client=hub_client(feishu), send=sent)
+    first = Poller(client=hub_client(feishu))
     assert first.handle_one_group()
     # A new process: new client, new owner, nothing in memory; only the database remembers.
     ActiveGroup.objects.update(next_poll_at=None)
-    second = Poller(client=hub_client(feishu), send=sent)
+    second = Poller(client=hub_client(feishu))
     assert second.handle_one_group()
     assert second.last_result.fetched == 1 and second.last_result.new == 0
-    assert len(sent) == 2
+    assert Message.objects.filter(source="feishu").count() == 2
+    # Even with the seen ids lost, the router's idempotency keys keep a message from going out twice.
+    SeenMessage.objects.all().delete()
+    ActiveGroup.objects.update(next_poll_at=None)
+    assert Poller(client=hub_client(feishu)).handle_one_group()
+    assert Message.objects.filter(source="feishu").count() == 2
 
 
 def test_the_cursor_moves_to_the_newest_message_and_the_next_poll_reads_from_it(feishu):
@@ -136,11 +154,10 @@ def test_the_cursor_moves_to_the_newest_message_and_the_next_poll_reads_from_it(
     base = int(timezone.now().timestamp() * 1000)
     feishu.post_message(chat, "cli_lingyi", "a", create_time_ms=base + 1_000)
     last = feishu.post_message(chat, "cli_lingyi", "b", create_time_ms=base + 2_500)
-    sent = Sent()
-    poll(group, feishu, sent)
+    poll(group, feishu)
     group.refresh_from_db()
     assert group.cursor_ms == int(last["create_time"])
-    poll(group, feishu, sent)
+    poll(group, feishu)
     starts = [int(c.query["start_time"]) for c in feishu.calls if c.endpoint == "messages.list"]
     assert starts[1] == (base + 2_500) // 1000 - services.LOOKBACK_SECONDS
     assert starts[0] < starts[1]
@@ -150,10 +167,9 @@ def test_it_pages_through_a_burst_of_bot_messages_in_order(feishu):
     chat, group = active_chat(feishu)
     for i in range(120):
         feishu.post_message(chat, "cli_stranger", f"m{i}")
-    sent = Sent()
-    result = poll(group, feishu, sent)
+    result = poll(group, feishu)
     assert result.relayed == 120
-    assert [s["content"] for s in sent.to("lingzhi")] == [f"m{i}" for i in range(120)]
+    assert [m.content for m in relayed("lingzhi")] == [f"m{i}" for i in range(120)]
     assert feishu.count_calls(endpoint="messages.list") == 3
     assert {int(c.query["page_size"]) for c in feishu.calls if c.endpoint == "messages.list"} == {50}
 
@@ -161,7 +177,7 @@ def test_it_pages_through_a_burst_of_bot_messages_in_order(feishu):
 def test_a_group_whose_bot_is_not_in_the_chat_is_deactivated_and_reported(feishu, caplog):
     chat, group = active_chat(feishu)
     feishu.remove_bot(chat, "cli_hub")
-    result = poll(group, feishu, Sent())
+    result = poll(group, feishu)
     group.refresh_from_db()
     assert result.deactivated and group.deactivated_at is not None
     assert "230002" in group.last_error
@@ -185,26 +201,25 @@ def test_a_failed_relay_is_tried_again_at_the_next_poll(feishu):
     result = poll(group, feishu, failing)
     assert "database went away" in result.error and result.new == 0
     assert not SeenMessage.objects.exists()
-    sent = Sent()
-    poll(group, feishu, sent)
-    assert [s["content"] for s in sent.to("lingzhi")] == ["first", "second"]
+    poll(group, feishu)
+    assert [m.content for m in relayed("lingzhi")] == ["first", "second"]
 
 
 def test_seen_ids_are_pruned_behind_the_cursor(feishu):
     chat, group = active_chat(feishu)
     base = int(timezone.now().timestamp() * 1000)
     feishu.post_message(chat, "ou_person", "old", create_time_ms=base - 10_000)
-    poll(group, feishu, Sent())
+    poll(group, feishu)
     assert SeenMessage.objects.count() == 1
     feishu.post_message(chat, "ou_person", "much later", create_time_ms=base + services.SEEN_KEEP_MS)
-    poll(group, feishu, Sent())
+    poll(group, feishu)
     assert list(SeenMessage.objects.values_list("create_time_ms", flat=True)) == [base + services.SEEN_KEEP_MS]
 
 
 def test_bots_are_learned_from_senders_and_mentions(feishu):
     chat, group = active_chat(feishu)
     feishu.post_message(chat, "cli_stranger", "hi", mentions=["ou_lingyi"])
-    poll(group, feishu, Sent())
+    poll(group, feishu)
     group.refresh_from_db()
     assert group.known_bots["cli_stranger"]["id_type"] == "app_id"
     assert group.known_bots["ou_lingyi"]["name"] == "灵依"
@@ -217,7 +232,7 @@ def test_a_group_stops_being_polled_after_its_ttl_unless_messages_keep_it_active
     assert not selectors.groups_due(later).exists()
     with time_machine.travel(timezone.now() + timedelta(seconds=300)):
         feishu.post_message(chat, "cli_lingyi", "still talking")
-        poll(group, feishu, Sent())
+        poll(group, feishu)
     assert selectors.groups_due(later).filter(pk=group.pk).exists()
     group.always_on = True
     group.save()
@@ -229,17 +244,17 @@ def test_a_second_poller_cannot_take_a_leased_group_until_the_lease_runs_out(fei
     now = timezone.now()
     assert services.group_claim(group=group, owner="a", now=now)
     assert not services.group_claim(group=group, owner="b", now=now)
-    assert not Poller(client=hub_client(feishu), send=Sent(), owner="b").handle_one_group(now=now)
+    assert not Poller(client=hub_client(feishu), owner="b").handle_one_group(now=now)
     # Poller "a" died holding the lease: after it runs out "b" takes over.
     later = now + timedelta(seconds=services.LEASE_SECONDS + 1)
-    assert Poller(client=hub_client(feishu), send=Sent(), owner="b").handle_one_group(now=later)
+    assert Poller(client=hub_client(feishu), owner="b").handle_one_group(now=later)
 
 
 def test_a_polled_group_is_not_due_again_until_the_poll_interval_has_passed(feishu, settings):
     settings.FEISHU_POLL_INTERVAL = 3
     active_chat(feishu)
     active_chat(feishu)
-    poller = Poller(client=hub_client(feishu), send=Sent())
+    poller = Poller(client=hub_client(feishu))
     now = timezone.now()
     assert poller.handle_one_group(now=now)
     assert poller.handle_one_group(now=now)
@@ -252,14 +267,13 @@ def test_it_relays_only_to_members_with_a_feishu_bot_when_configured(feishu, set
     member_create(member_id="other-bot", name="Other", feishu_app_id="cli_other")
     chat, group = active_chat(feishu)
     feishu.post_message(chat, "cli_lingyi", "hello bots")
-    sent = Sent()
-    poll(group, feishu, sent)
-    assert [s["recipient_id"] for s in sent] == ["other-bot"]
+    poll(group, feishu)
+    assert [m.recipient.member_id for m in Message.objects.filter(source="feishu")] == ["other-bot"]
 
 
 def test_the_poll_window_never_asks_for_more_than_fifty_per_page(feishu):
     chat, group = active_chat(feishu)
-    poll(group, feishu, Sent())
+    poll(group, feishu)
     query = next(c.query for c in feishu.calls if c.endpoint == "messages.list")
     assert query["container_id_type"] == "chat" and query["container_id"] == chat
     assert query["sort_type"] == "ByCreateTimeAsc" and int(query["page_size"]) <= 50

@@ -20,7 +20,15 @@ def message_frame(message: Message) -> dict:
         "thread_id": message.thread_id,
         "reply_to": message.reply_to,
         "timestamp": message.created_at.isoformat() if message.created_at else None,
+        "source": message.source,
+        "metadata": public_metadata(message),
     }
+
+
+def public_metadata(message: Message) -> dict:
+    """The message's metadata without the hub's own bookkeeping (keys starting with ``_``): for a message
+    relayed from Feishu, its chat id, sender, msg_type and full content."""
+    return {key: value for key, value in (message.metadata or {}).items() if not key.startswith("_")}
 
 
 def delivery_event(message: Message) -> dict:

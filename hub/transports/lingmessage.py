@@ -16,6 +16,7 @@ import httpx
 from django.conf import settings
 
 from hub import http
+from hub.bridge.outbound import public_metadata
 from hub.transports.base import DeliveryError, Outcome, Transport
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ def notify_payload(message: Message) -> dict:
         "reply_to": message.reply_to or None,
         "sequence": message.sequence,
         "timestamp": message.created_at.isoformat() if message.created_at else None,
+        "source": message.source,
+        "metadata": public_metadata(message),
     }
 
 
