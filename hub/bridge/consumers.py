@@ -1,45 +1,260 @@
-"""The bridge WebSocket consumer: thin, dispatching each frame to its registered handler."""
+"""The bridge WebSocket consumer: authenticates the socket, parses frames and dispatches them to the handlers
+registered in ``hub.bridge.frames``; channel-layer events (``hub.deliver``, ``hub.frame``) go to the socket.
+
+Speed (see docs/performance.md, "Bridge"): frames and layer events skip channels' per-message
+``aclose_old_connections()`` (a thread hop per frame); every ORM use of the bridge goes through
+``database_sync_to_async``, which closes stale connections around each call, so nothing here needs the
+per-message clean-up. The socket is read in a plain loop rather than channels' ``await_many_dispatch`` (a
+new task and an ``asyncio.wait`` per message); a lock keeps channels' guarantee that one message is handled
+at a time, frames and layer events alike.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
+import time
 
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from django.conf import settings
 
+from hub import metrics
+from hub.bridge import presence
+from hub.bridge.auth import CLOSE_REPLACED, CLOSE_UNAUTHORIZED, handshake_token, is_loopback
 from hub.bridge.frames import HANDLERS, FrameError
+from hub.bridge.groups import audience_group, member_group
+from hub.bridge.registry import LOCAL, PENDING, Pending
+from members.selectors import member_by_token
+
+logger = logging.getLogger(__name__)
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_loads = json.loads
+_frame_counters: dict[str, object] = {}
+
+
+def _count_frame(frame_type: str) -> None:
+    counter = _frame_counters.get(frame_type)
+    if counter is None:
+        counter = _frame_counters[frame_type] = metrics.BRIDGE_FRAMES.labels(frame_type)
+    counter.inc()
 
 
 class BridgeConsumer(AsyncWebsocketConsumer):
-    async def connect(self) -> None:
-        await self.accept()
+    """One bridge socket: a user client, or (after ``register_backend``) an AI backend.
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if text_data is None:
+    Public attributes other parts rely on: ``member`` (the authenticated Member or None), ``backend_id``
+    (the registered backend or None), ``connection_id`` (this socket's id, its channel name),
+    ``channel_name``, ``current_backend`` (the user's chosen backend) and ``closed``.
+    """
+
+    member = None
+    backend_id: str | None = None
+    backend_info: dict | None = None
+    current_backend: str | None = None
+    closed = False
+    role = "user"
+
+    @property
+    def connection_id(self) -> str:
+        return self.channel_name
+
+    @property
+    def anonymous_user_allowed(self) -> bool:
+        return settings.HUB_BRIDGE_LOOPBACK_USERS and self.loopback
+
+    # --- ASGI events ------------------------------------------------------------------------------------
+
+    async def __call__(self, scope, receive, send) -> None:
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        self.base_send = send
+        self._one_at_a_time = asyncio.Lock()
+        layer_events = asyncio.create_task(self._layer_loop())
+        try:
+            while True:
+                message = await receive()
+                async with self._one_at_a_time:
+                    await self.dispatch(message)
+        except StopConsumer:
+            pass
+        finally:
+            layer_events.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await layer_events
+
+    async def _layer_loop(self) -> None:
+        receive, name = self.channel_layer.receive, self.channel_name
+        while True:
+            event = await receive(name)
+            async with self._one_at_a_time:
+                try:
+                    await self.dispatch(event)
+                except Exception:
+                    logger.exception("bridge: channel-layer event %r failed", event.get("type"))
+
+    async def dispatch(self, message: dict) -> None:
+        # channels' AsyncConsumer.dispatch runs aclose_old_connections() (a thread hop) before every
+        # message; see the module docstring for why the bridge does without.
+        if message["type"] == "websocket.receive":
+            await self.websocket_receive(message)
+            return
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is None or message["type"].startswith("_"):
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_connect(self, message: dict) -> None:
+        self.loopback = is_loopback(self.scope)
+        self.groups_joined: set[str] = set()
+        token = handshake_token(self.scope)
+        await self.accept()
+        if token is not None:
+            member = await database_sync_to_async(member_by_token)(token)
+            if member is None:
+                await self.refuse("the member token is not valid")
+                return
+            self.member = member
+            await self.join(member_group(member.member_id))
+        await self.join(audience_group(None))
+        LOCAL.connections[self.channel_name] = self
+        metrics.BRIDGE_CONNECTIONS.labels(self.role).inc()
+        self.counted = True
+
+    async def websocket_receive(self, message: dict) -> None:
+        if self.closed:
+            return
+        text = message.get("text")
+        if text is None:
             await self.send_error("binary frames are not supported; send JSON text frames")
             return
+        limit = settings.HUB_BRIDGE_MAX_FRAME_BYTES
+        if len(text) * 4 > limit and len(text.encode("utf-8")) > limit:
+            await self.send_error(f"frame too large: over {limit} bytes")
+            return
         try:
-            data = json.loads(text_data)
+            data = _loads(text)
         except ValueError as exc:
             await self.send_error(f"malformed JSON: {exc}")
             return
-        if not isinstance(data, dict):
+        if type(data) is not dict:
             await self.send_error("a frame must be a JSON object")
             return
-        handler = HANDLERS.get(data.get("type"))
+        frame_type = data.get("type")
+        handler = HANDLERS.get(frame_type) if type(frame_type) is str else None
         if handler is None:
-            await self.send_error(f"unknown frame type {data.get('type')!r}")
+            _count_frame("unknown")
+            if frame_type is None:
+                await self.send_error("a frame needs a 'type'")
+            else:
+                await self.send_error(f"unknown frame type {frame_type!r}")
             return
+        _count_frame(frame_type)
         try:
             await handler(self, data)
         except FrameError as exc:
             await self.send_error(str(exc))
+        except Exception:
+            logger.exception("bridge: %r frame failed", frame_type)
+            await self.send_error(f"internal error while handling a {frame_type!r} frame")
 
-    async def send_frame(self, data: dict) -> None:
-        await self.send(text_data=json.dumps(data, ensure_ascii=False))
+    async def websocket_disconnect(self, message: dict) -> None:
+        self.closed = True
+        if LOCAL.connections.get(self.channel_name) is self:
+            del LOCAL.connections[self.channel_name]
+        if getattr(self, "counted", False):
+            metrics.BRIDGE_CONNECTIONS.labels(self.role).dec()
+            self.counted = False
+        for group in list(getattr(self, "groups_joined", ())):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        if self.backend_id is not None:
+            await presence.backend_left(self)
+        presence.stop_when_idle()
+        raise StopConsumer()
 
-    async def send_error(self, message: str) -> None:
-        await self.send_frame({"type": "error", "message": message})
+    # --- channel-layer events ---------------------------------------------------------------------------
+
+    async def hub_deliver(self, event: dict) -> None:
+        """``{"type": "hub.deliver", "frame": {...}, "reply_channel"?, "backend_id"?}``: write the frame.
+
+        A ``chat`` is for backend sockets only (the member's user clients ignore it); with ``request_id`` and
+        ``reply_channel`` the backend's ``reply`` goes back to that channel."""
+        frame = event["frame"]
+        if frame.get("type") == "chat":
+            if self.backend_id is None or event.get("backend_id", self.backend_id) != self.backend_id:
+                return
+            request_id, reply_channel = frame.get("request_id"), event.get("reply_channel")
+            if request_id and reply_channel:
+                PENDING.add(
+                    Pending(
+                        request_id=request_id,
+                        backend_id=self.backend_id,
+                        reply_channel=reply_channel,
+                        deadline=time.monotonic() + settings.HUB_BRIDGE_PENDING_TTL,
+                        asker=LOCAL.connections.get(reply_channel),
+                        message_id=frame.get("message_id"),
+                    )
+                )
+        await self.send_frame(frame)
 
     async def hub_frame(self, event: dict) -> None:
-        """Channel-layer event ``{"type": "hub.frame", "frame": {...}}``: pass the frame to the socket."""
+        """``{"type": "hub.frame", "frame": {...}}``: pass the frame to the socket."""
         await self.send_frame(event["frame"])
+
+    async def bridge_replaced(self, event: dict) -> None:
+        """Another socket registered this socket's backend (in another process): close this one."""
+        if self.backend_id is not None and self.backend_id == event.get("backend_id"):
+            await self.replaced()
+
+    # --- helpers used by handlers -----------------------------------------------------------------------
+
+    async def send_frame(self, data: dict) -> None:
+        if not self.closed:
+            await self.base_send({"type": "websocket.send", "text": _dumps(data)})
+
+    async def send_error(self, message: str, **extra) -> None:
+        await self.send_frame({"type": "error", "message": message, **extra})
+
+    async def refuse(self, reason: str) -> None:
+        """Authentication failed: tell the client why, close with 4001."""
+        logger.info("bridge: refused %s: %s", self.scope.get("client"), reason)
+        await self.send_error(reason)
+        await self.close(CLOSE_UNAUTHORIZED)
+        self.closed = True
+
+    async def replaced(self) -> None:
+        """A newer socket registered this backend: tell this client, close with 4002."""
+        backend_id = self.backend_id
+        await presence.backend_dropped(self)
+        await self.send_error(f"backend {backend_id!r} was registered by a newer connection; closing this one")
+        await self.close(CLOSE_REPLACED)
+        self.closed = True
+
+    async def join(self, group: str) -> None:
+        if group not in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.groups_joined.add(group)
+
+    async def leave(self, group: str) -> None:
+        if group in self.groups_joined:
+            self.groups_joined.discard(group)
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def require_user(self, frame_type: str) -> bool:
+        """May this socket act as a user (chat, switch, list)? Refuses the socket (4001) when it may not."""
+        if self.member is not None or self.backend_id is not None or self.anonymous_user_allowed:
+            return True
+        await self.refuse(f"{frame_type}: this connection needs a member token (?token=… or Authorization: Bearer …)")
+        return False
+
+    def set_role(self, role: str) -> None:
+        if getattr(self, "counted", False) and role != self.role:
+            metrics.BRIDGE_CONNECTIONS.labels(self.role).dec()
+            metrics.BRIDGE_CONNECTIONS.labels(role).inc()
+        self.role = role

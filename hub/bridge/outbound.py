@@ -1,4 +1,8 @@
-"""Hub-originated frames for bridge sockets."""
+"""Hub-originated frames for bridge sockets: what a queued Message looks like on the wire.
+
+``delivery_event(message)`` is the channel-layer event the bridge transport sends to the recipient's
+member group (``hub.bridge.groups.member_group``); the bridge consumer writes its ``frame`` to the socket.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from offline_queue.models import Message
+
+
+def _timestamp(message: Message) -> str | None:
+    return message.created_at.isoformat() if message.created_at else None
 
 
 def message_frame(message: Message) -> dict:
@@ -19,7 +27,7 @@ def message_frame(message: Message) -> dict:
         "message_type": message.message_type,
         "thread_id": message.thread_id,
         "reply_to": message.reply_to,
-        "timestamp": message.created_at.isoformat() if message.created_at else None,
+        "timestamp": _timestamp(message),
         "source": message.source,
         "metadata": public_metadata(message),
     }
@@ -31,6 +39,29 @@ def public_metadata(message: Message) -> dict:
     return {key: value for key, value in (message.metadata or {}).items() if not key.startswith("_")}
 
 
+def chat_frame(message: Message) -> dict:
+    """The ``chat`` frame of a chat that waited in the offline queue for its backend."""
+    chat = message.metadata["bridge_chat"]
+    return {
+        "type": "chat",
+        "request_id": chat["request_id"],
+        "from": chat.get("from", message.sender_id),
+        "text": message.content,
+        "audio": chat.get("audio"),
+        "timestamp": _timestamp(message),
+        "message_id": message.message_id,
+    }
+
+
 def delivery_event(message: Message) -> dict:
-    """The channel-layer event sent to the recipient's member group."""
+    """The ``hub.deliver`` event for ``message``: a ``message`` frame, or for a queued bridge chat the
+    ``chat`` frame with the ``reply_channel`` of the user who asked (its reply goes there)."""
+    chat = (message.metadata or {}).get("bridge_chat")
+    if chat:
+        event = {"type": "hub.deliver", "frame": chat_frame(message), "message_id": message.message_id}
+        if chat.get("reply_channel"):
+            event["reply_channel"] = chat["reply_channel"]
+        if chat.get("backend_id"):
+            event["backend_id"] = chat["backend_id"]
+        return event
     return {"type": "hub.deliver", "message_id": message.message_id, "frame": message_frame(message)}

@@ -18,13 +18,19 @@ from hub.supervisor import Child, Supervisor
 
 def daphne_argv(host: str, port: int) -> list[str]:
     """Daphne for long-lived agents: no 24 h cap on a socket, and a protocol ping every 20 s that
-    drops a peer which stopped answering within 30 s (so presence follows dead sockets quickly)."""
+    drops a peer which stopped answering within 30 s (so presence follows dead sockets quickly).
+
+    WebSocket messages up to 4x ``HUB_BRIDGE_MAX_FRAME_BYTES`` reach the bridge, which answers an
+    oversized frame with an ``error`` frame and keeps the socket; beyond that daphne closes it (1009)."""
+    transport_limit = str(4 * settings.HUB_BRIDGE_MAX_FRAME_BYTES)
     return [
         sys.executable, "-m", "daphne",
         "-b", host, "-p", str(port),
         "--websocket_timeout", "-1",
         "--ping-interval", "20",
         "--ping-timeout", "30",
+        "--websocket-max-message-size", transport_limit,
+        "--websocket-max-frame-size", transport_limit,
         "hub.asgi:application",
     ]  # fmt: skip
 

@@ -1,0 +1,307 @@
+"""Bridge round-trip benchmark: the hub under a real daphne against a minimal relay on `websockets`.
+
+B backends echo every chat with a reply; U users run a closed loop (send a chat, wait for its reply).
+Measured for U = 1, 16, 64 against
+  - relay:      a minimal bridge written directly on the `websockets` library (the in-run baseline),
+  - hub:        the hub under daphne with the default in-memory channel layer,
+  - hub+redis:  the hub under daphne with REDIS_URL (channels_redis pub/sub layer),
+then the resident memory that 1,000 idle connections add to each server. Prints round trips/s, p50/p99
+latency, round trips per server CPU-second and the ratios to the relay.
+
+    .venv/bin/python bench/bridge.py [--seconds 4] [--warmup 1] [--users 1,16,64] [--backends 4]
+                                     [--idle 1000] [--redis-url redis://127.0.0.1:6379/0] [--only hub,relay]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
+
+import websockets  # noqa: E402
+
+from tests.support import free_port, hub_env, manage, redis_reachable, wait_for_http  # noqa: E402
+
+# Clients keep the library's defaults, like existing clients (permessage-deflate is offered; daphne declines it,
+# the relay accepts it). "relay-raw" is the relay with compression off, the fastest variant.
+CLIENT = {"max_size": None, "open_timeout": 30}
+
+
+# --- the minimal relay (the baseline) -------------------------------------------------------------------
+
+
+async def relay_main(port: int, raw: bool) -> None:
+    """The least a bridge must do: register backends, forward chats with a request_id, route replies."""
+    from websockets.asyncio.server import serve
+
+    backends: dict[str, object] = {}
+    pending: dict[str, object] = {}
+
+    async def handler(ws) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await serve_one(ws)
+
+    async def serve_one(ws) -> None:
+        async for raw in ws:
+            data = json.loads(raw)
+            kind = data.get("type")
+            if kind == "chat":
+                backend = backends.get(data.get("target"))
+                if backend is None:
+                    await ws.send(json.dumps({"type": "error", "message": "unknown backend"}))
+                    continue
+                request_id = uuid.uuid4().hex
+                pending[request_id] = ws
+                await backend.send(
+                    json.dumps({"type": "chat", "request_id": request_id, "from": str(ws.id), "text": data["text"]})
+                )
+            elif kind == "reply":
+                user = pending.pop(data.get("request_id"), None)
+                if user is not None:
+                    await user.send(
+                        json.dumps({"type": "reply", "text": data["text"], "request_id": data["request_id"]})
+                    )
+            elif kind == "register_backend":
+                backends[data["backend_id"]] = ws
+                await ws.send(json.dumps({"type": "backend_registered", "backend_id": data["backend_id"]}))
+            elif kind == "ping":
+                await ws.send(json.dumps({"type": "pong", "timestamp": time.time()}))
+
+    options = {"compression": None} if raw else {}
+    async with serve(handler, "127.0.0.1", port, max_size=2**20, **options):
+        await asyncio.Future()
+
+
+def start_relay(raw: bool) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    argv = [sys.executable, __file__, "--serve-relay", str(port), *(["--raw"] if raw else [])]
+    process = subprocess.Popen(argv, cwd=ROOT)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            asyncio.run(_probe(f"ws://127.0.0.1:{port}"))
+            return process, f"ws://127.0.0.1:{port}"
+        time.sleep(0.1)
+    raise RuntimeError("the relay did not start")
+
+
+async def _probe(url: str) -> None:
+    async with websockets.connect(url, **CLIENT) as ws:
+        await ws.send('{"type":"ping"}')
+        await ws.recv()
+
+
+# --- the hub -----------------------------------------------------------------------------------------------
+
+
+def start_hub(data_dir: Path, redis_url: str | None, backends: int) -> tuple[subprocess.Popen, str, dict[str, str]]:
+    """A migrated data dir with ``backends`` members, and daphne serving it; returns tokens by backend_id."""
+    extra = {"HUB_LOG_LEVEL": "WARNING"}
+    if redis_url:
+        extra.update(REDIS_URL=redis_url, HUB_REDIS_PREFIX=f"bench{uuid.uuid4().hex[:8]}")
+    else:
+        extra["REDIS_URL"] = ""
+    env = hub_env(data_dir, **extra)
+    manage(data_dir, "migrate", "--noinput", env=env)
+    tokens = {}
+    for i in range(backends):
+        out = manage(data_dir, "member", "add", f"bench{i}", "--name", f"Bench {i}", "--backend", f"b{i}", env=env)
+        tokens[f"b{i}"] = out.stdout.strip().splitlines()[-1].split()[-1]
+    from hub.management.commands.runhub import daphne_argv
+
+    port = free_port()
+    process = subprocess.Popen(
+        daphne_argv("127.0.0.1", port), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    wait_for_http(f"http://127.0.0.1:{port}/healthz", process=process)
+    return process, f"ws://127.0.0.1:{port}", tokens
+
+
+# --- the workload --------------------------------------------------------------------------------------------
+
+
+async def echo_backend(url: str, backend_id: str, token: str | None):
+    """A registered backend socket answering every chat with a reply (the echo runs in a task)."""
+    ws = await websockets.connect(url, **CLIENT)
+    register = {"type": "register_backend", "backend_id": backend_id, "name": backend_id, "capabilities": []}
+    if token:
+        register["secret"] = token
+    await ws.send(json.dumps(register))
+    answer = json.loads(await ws.recv())
+    assert answer["type"] == "backend_registered", answer
+
+    async def echo() -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for raw in ws:
+                data = json.loads(raw)
+                if data.get("type") == "chat":
+                    reply = {"type": "reply", "request_id": data["request_id"], "text": data["text"]}
+                    await ws.send(json.dumps({**reply, "backend": backend_id}))
+
+    return ws, asyncio.create_task(echo())
+
+
+async def user_loop(url: str, target: str, stop_at: float, measure_from: float, latencies: list[float]) -> None:
+    async with websockets.connect(url, **CLIENT) as ws:
+        n = 0
+        while True:
+            started = time.perf_counter()
+            if started >= stop_at:
+                return
+            await ws.send(json.dumps({"type": "chat", "target": target, "text": f"hello {n}"}))
+            while True:
+                data = json.loads(await ws.recv())
+                if data.get("type") == "reply":
+                    break
+                if data.get("type") == "error":
+                    raise RuntimeError(data)
+            done = time.perf_counter()
+            if started >= measure_from:
+                latencies.append(done - started)
+            n += 1
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+async def run_load(
+    url: str, pid: int, tokens: dict[str, str | None], users: int, warmup: float, seconds: float
+) -> dict:
+    backends = await asyncio.gather(*(echo_backend(url, b, token) for b, token in tokens.items()))
+    latencies: list[float] = []
+    start = time.perf_counter()
+    measure_from, stop_at = start + warmup, start + warmup + seconds
+    targets = list(tokens)
+    user_tasks = [
+        asyncio.create_task(user_loop(url, targets[i % len(targets)], stop_at, measure_from, latencies))
+        for i in range(users)
+    ]
+    await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
+    cpu_start = cpu_seconds(pid)
+    await asyncio.gather(*user_tasks)
+    cpu = cpu_seconds(pid) - cpu_start
+    await asyncio.gather(*(ws.close() for ws, _ in backends))
+    await asyncio.gather(*(task for _, task in backends))
+    latencies.sort()
+    count = len(latencies)
+    return {
+        "rt_s": count / seconds,
+        "p50": latencies[count // 2] * 1000 if count else float("nan"),
+        "p99": latencies[min(count - 1, int(count * 0.99))] * 1000 if count else float("nan"),
+        "rt_per_cpu_s": count / cpu if cpu else float("nan"),
+    }
+
+
+async def idle_memory(url: str, pid: int, count: int) -> float:
+    """Extra resident memory (MiB) of ``count`` open, idle connections that each sent one ping."""
+    await asyncio.sleep(0.5)
+    before = rss_bytes(pid)
+    sockets = []
+    try:
+        for start in range(0, count, 100):
+            batch = await asyncio.gather(*(websockets.connect(url, **CLIENT) for _ in range(min(100, count - start))))
+            sockets.extend(batch)
+            await asyncio.gather(*(ws.send('{"type":"ping"}') for ws in batch))
+            await asyncio.gather(*(ws.recv() for ws in batch))
+        await asyncio.sleep(1.0)
+        return (rss_bytes(pid) - before) / 2**20
+    finally:
+        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+
+
+# --- main ------------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--users", default="1,16,64")
+    parser.add_argument("--backends", type=int, default=4)
+    parser.add_argument("--idle", type=int, default=1000, help="idle connections for the memory figure (0: skip)")
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
+    parser.add_argument("--only", default="relay,relay-raw,hub,hub+redis")
+    parser.add_argument("--serve-relay", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_relay:
+        asyncio.run(relay_main(args.serve_relay, args.raw))
+        return
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * args.idle + 1024)), hard))
+    users = [int(u) for u in args.users.split(",")]
+    servers = [s for s in args.only.split(",") if s]
+    if "hub+redis" in servers and not redis_reachable(args.redis_url):
+        print(f"(no Redis at {args.redis_url}: skipping hub+redis)")
+        servers.remove("hub+redis")
+    print(f"bridge benchmark: B={args.backends}, U={users}, {args.warmup:g} s warm-up + {args.seconds:g} s each")
+    results: dict[tuple[str, int], dict] = {}
+    memory: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-bridge-") as tmp:
+        for server in servers:
+            if server.startswith("relay"):
+                process, url = start_relay(raw=server == "relay-raw")
+                tokens: dict[str, str | None] = {f"b{i}": None for i in range(args.backends)}
+            else:
+                data_dir = Path(tmp) / server.replace("+", "-")
+                data_dir.mkdir()
+                process, url, tokens = start_hub(
+                    data_dir, args.redis_url if server == "hub+redis" else None, args.backends
+                )
+            try:
+                for u in users:
+                    result = asyncio.run(run_load(url, process.pid, tokens, u, args.warmup, args.seconds))
+                    results[(server, u)] = result
+                    print(
+                        f"{server:>10}  U={u:<3} {result['rt_s']:8.0f} rt/s  p50 {result['p50']:6.1f} ms"
+                        f"  p99 {result['p99']:6.1f} ms  {result['rt_per_cpu_s']:7.0f} rt/server-CPU-s",
+                        flush=True,
+                    )
+                if args.idle:
+                    memory[server] = asyncio.run(idle_memory(url, process.pid, args.idle))
+                    print(f"{server:>10}  {args.idle} idle connections: +{memory[server]:.1f} MiB", flush=True)
+            finally:
+                process.terminate()
+                process.wait(timeout=15)
+
+    if "relay" in servers:
+        print("\nratios to the relay (rt/s, p99, rt per server CPU-second):")
+        for server in servers:
+            if server == "relay":
+                continue
+            for u in users:
+                hub, base = results[(server, u)], results[("relay", u)]
+                per_cpu = hub["rt_per_cpu_s"] / base["rt_per_cpu_s"]
+                print(
+                    f"{server:>10}  U={u:<3} {hub['rt_s'] / base['rt_s']:5.2f}x rt/s   "
+                    f"p99 {hub['p99'] / base['p99']:5.2f}x   {per_cpu:5.2f}x per CPU-s"
+                )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Presence of backend sockets: registration, takeover, heartbeat, disconnect.
+
+The truth is the member's bridge ``Channel`` row (``live_connection`` = the socket's channel name,
+``last_seen``), read by ``Channel.is_live`` in every process. A registration writes it once and sends
+``hub.signals.member_online``; after that one task per process refreshes ``last_seen`` of all of the
+process's registered backends every ``refresh_interval()`` seconds (one UPDATE, no write per frame), so a
+backend stays online while its socket lives and goes offline within ``HUB_BRIDGE_HEARTBEAT_TIMEOUT`` when
+its process dies. A socket that drops is cleared at once, but only if it still holds the row.
+
+Takeover: a second socket registering the same backend wins; the older one gets an ``error`` frame and
+close code 4002 (in this process directly, in another one through the channel layer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from channels.db import database_sync_to_async
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.conf import settings
+from django.core.cache import cache
+
+from hub.bridge import services
+from hub.bridge.groups import audience_group, member_group
+from hub.bridge.registry import LOCAL, PENDING
+from hub.signals import member_online
+
+if TYPE_CHECKING:
+    from hub.bridge.consumers import BridgeConsumer
+    from members.models import Channel
+
+logger = logging.getLogger(__name__)
+
+_refresher: asyncio.Task | None = None
+
+
+def refresh_interval() -> float:
+    """Seconds between heartbeat refreshes: at most 15, and at least 6 per heartbeat timeout."""
+    return min(15.0, settings.HUB_BRIDGE_HEARTBEAT_TIMEOUT / 6)
+
+
+def info_key(backend_id: str) -> str:
+    return f"bridge:backend-info:{backend_id}"
+
+
+async def send_to_channel(channel_name: str, event: dict) -> bool:
+    """Hand ``event`` to the socket ``channel_name``: directly when it is in this process, over the channel
+    layer otherwise. Returns False when it certainly reaches nobody (the in-memory layer is this process)."""
+    consumer = LOCAL.connections.get(channel_name)
+    if consumer is not None:
+        if consumer.closed:
+            return False
+        await consumer.dispatch(event)
+        return True
+    layer = get_channel_layer()
+    if layer is None or isinstance(layer, InMemoryChannelLayer):
+        return False
+    await layer.send(channel_name, event)
+    return True
+
+
+async def backend_joined(consumer: BridgeConsumer, channel: Channel, info: dict) -> None:
+    """``consumer`` registered ``channel``'s backend: write presence, take over, tell the offline queue."""
+    backend_id = channel.address
+    previous = await database_sync_to_async(services.backend_go_online)(
+        channel=channel, connection=consumer.channel_name
+    )
+    consumer.backend_id = backend_id
+    consumer.backend_channel = (channel.pk, channel.member_id)
+    consumer.backend_info = info
+    if consumer.member is None:
+        consumer.member = channel.member
+    consumer.set_role("backend")
+    await consumer.leave(audience_group(consumer.current_backend))
+    await consumer.join(member_group(channel.member.member_id))
+    older = LOCAL.backends.get(backend_id)
+    LOCAL.backends[backend_id] = consumer
+    if older is not None and older is not consumer:
+        await older.replaced()
+    elif previous and previous != consumer.channel_name:
+        await send_to_channel(previous, {"type": "bridge.replaced", "backend_id": backend_id})
+    await cache.aset(info_key(backend_id), info, timeout=None)
+    ensure_refresher()
+    await consumer.send_frame(
+        {
+            "type": "backend_registered",
+            "backend_id": backend_id,
+            "message": f"backend {backend_id!r} registered",
+        }
+    )
+    responses = await member_online.asend_robust(
+        sender=consumer.__class__, member_id=channel.member.member_id, channel_kind="bridge"
+    )
+    for receiver, response in responses:
+        if isinstance(response, Exception):
+            logger.error("member_online receiver %r failed: %r", receiver, response, exc_info=response)
+
+
+async def backend_dropped(consumer: BridgeConsumer) -> None:
+    """Forget ``consumer``'s registration in this process (the row belongs to a newer socket)."""
+    if consumer.backend_id is not None and LOCAL.backends.get(consumer.backend_id) is consumer:
+        del LOCAL.backends[consumer.backend_id]
+    consumer.backend_id = None
+
+
+async def backend_left(consumer: BridgeConsumer) -> None:
+    """``consumer``'s socket closed: forget it here and mark the backend offline if it still held it."""
+    channel_pk, member_pk = consumer.backend_channel
+    await backend_dropped(consumer)
+    await database_sync_to_async(services.backend_go_offline)(
+        channel_pk=channel_pk, member_pk=member_pk, connection=consumer.channel_name
+    )
+
+
+def ensure_refresher() -> None:
+    global _refresher
+    loop = asyncio.get_running_loop()
+    if _refresher is None or _refresher.done() or _refresher.get_loop() is not loop:
+        _refresher = loop.create_task(_refresh_forever(), name="bridge-presence")
+
+
+def stop_when_idle() -> None:
+    """No socket left in this process: stop the refresher (the next registration starts it again)."""
+    global _refresher
+    if not LOCAL.connections and _refresher is not None:
+        _refresher.cancel()
+        _refresher = None
+
+
+async def _refresh_forever() -> None:
+    while True:
+        await asyncio.sleep(refresh_interval())
+        try:
+            await refresh_once()
+        except Exception:
+            logger.exception("bridge presence refresh failed")
+
+
+async def refresh_once(now: float | None = None) -> None:
+    """One heartbeat: refresh ``last_seen`` of this process's backends, expire pending requests (their
+    askers get an ``error`` frame naming the request)."""
+    names = [c.channel_name for c in LOCAL.backends.values() if not c.closed]
+    if names:
+        await database_sync_to_async(services.backends_touch)(connections=names)
+    for pending in PENDING.expire(time.monotonic() if now is None else now):
+        frame = {
+            "type": "error",
+            "message": f"backend {pending.backend_id!r} did not reply within {settings.HUB_BRIDGE_PENDING_TTL} s",
+            "request_id": pending.request_id,
+        }
+        await send_to_channel(pending.reply_channel, {"type": "hub.frame", "frame": frame})

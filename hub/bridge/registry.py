@@ -1,0 +1,94 @@
+"""What one process knows about its own live bridge sockets: the fast path of the chat/reply round trip.
+
+The database (``Channel.live_connection``/``last_seen``) is the truth every process reads; this module only
+lets a process skip the database and the channel layer when both peers of a round trip sit in it:
+
+- ``LOCAL.backends``: backend_id → the consumer holding that backend's registered socket here;
+- ``LOCAL.connections``: channel name (the connection id) → every bridge consumer of this process;
+- ``PENDING``: request_id → who asked, for chats forwarded to a backend socket of this process.
+
+Pending requests live in the process of the backend socket that received the chat, since the backend's
+``reply`` arrives there; they outlive a reconnect of the backend to the same process and expire after
+``HUB_BRIDGE_PENDING_TTL`` seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hub.bridge.consumers import BridgeConsumer
+
+
+@dataclass
+class LocalSockets:
+    backends: dict[str, BridgeConsumer] = field(default_factory=dict)
+    connections: dict[str, BridgeConsumer] = field(default_factory=dict)
+
+    def backend(self, backend_id: str) -> BridgeConsumer | None:
+        return self.backends.get(backend_id)
+
+    def connection(self, connection_id: str) -> BridgeConsumer | None:
+        return self.connections.get(connection_id)
+
+
+@dataclass(slots=True)
+class Pending:
+    """A chat forwarded to ``backend_id`` whose reply goes to ``reply_channel`` (the asking socket)."""
+
+    request_id: str
+    backend_id: str
+    reply_channel: str
+    deadline: float
+    # The asking consumer when it lives in this process (the fast path); None for a remote user.
+    asker: Any = None
+    # The offline-queue Message when the chat waited for the backend (its reply marks it delivered).
+    message_id: str | None = None
+
+
+class PendingTable:
+    """request_id → ``Pending``, oldest first. Every entry has the same lifetime, so insertion order is
+    deadline order: expiry pops from the front, O(1) per entry, and a reply pops its entry."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, Pending] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, pending: Pending) -> None:
+        self._entries[pending.request_id] = pending
+
+    def pop(self, request_id: str, backend_id: str, now: float | None = None) -> Pending | None:
+        """The pending request ``request_id`` sent to ``backend_id``, removed; None when unknown, expired or
+        sent to another backend (a backend cannot answer for another)."""
+        entry = self._entries.get(request_id)
+        if entry is None or entry.backend_id != backend_id:
+            return None
+        del self._entries[request_id]
+        if entry.deadline < (time.monotonic() if now is None else now):
+            return None
+        return entry
+
+    def expire(self, now: float | None = None) -> list[Pending]:
+        """Remove and return every entry past its deadline."""
+        now = time.monotonic() if now is None else now
+        expired = []
+        entries = self._entries
+        while entries:
+            request_id = next(iter(entries))
+            entry = entries[request_id]
+            if entry.deadline >= now:
+                break
+            del entries[request_id]
+            expired.append(entry)
+        return expired
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+LOCAL = LocalSockets()
+PENDING = PendingTable()

@@ -1,0 +1,132 @@
+"""The chat → reply round trip and pushes, on the fastest path that is correct.
+
+Same process (the usual case, and the only one with the in-memory layer): the user's consumer writes the
+chat straight to the backend's socket and the backend's consumer writes the reply straight to the user's;
+no database access and no channel-layer hop. Another process: the backend's live socket is found in the
+database (``Channel.live_connection``) and the chat travels over the channel layer as ``hub.deliver``; the
+reply comes back the same way. Offline or stale: the chat is queued for that backend (never another one).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from channels.db import database_sync_to_async
+from channels.layers import InMemoryChannelLayer
+from django.conf import settings
+from django.utils import timezone
+
+from hub.bridge import selectors, services
+from hub.bridge.frames import FrameError
+from hub.bridge.groups import audience_group
+from hub.bridge.presence import send_to_channel
+from hub.bridge.registry import LOCAL, PENDING, Pending
+
+if TYPE_CHECKING:
+    from hub.bridge.consumers import BridgeConsumer
+
+
+def now_iso() -> str:
+    return timezone.now().isoformat()
+
+
+_REQUEST_PREFIX = uuid.uuid4().hex[:12]
+_request_numbers = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """Unique across processes and restarts: a random per-process prefix and a counter (cheaper than uuid4)."""
+    return f"{_REQUEST_PREFIX}{next(_request_numbers):x}"
+
+
+async def chat(user: BridgeConsumer, target: str, text: str, audio: str | None) -> None:
+    request_id = new_request_id()
+    frame = {
+        "type": "chat",
+        "request_id": request_id,
+        "from": user.connection_id,
+        "text": text,
+        "audio": audio,
+        "timestamp": now_iso(),
+    }
+    backend = LOCAL.backends.get(target)
+    if backend is not None and not backend.closed:
+        PENDING.add(
+            Pending(
+                request_id=request_id,
+                backend_id=target,
+                reply_channel=user.channel_name,
+                deadline=time.monotonic() + settings.HUB_BRIDGE_PENDING_TTL,
+                asker=user,
+            )
+        )
+        await backend.send_frame(frame)
+        return
+
+    channel = await database_sync_to_async(selectors.bridge_backend)(target)
+    if channel is None or not channel.enabled or not channel.member.enabled:
+        raise FrameError(f"unknown backend {target!r}")
+    remote = not isinstance(user.channel_layer, InMemoryChannelLayer)
+    if remote and channel.live_connection and channel.is_live():
+        await user.channel_layer.send(
+            channel.live_connection,
+            {"type": "hub.deliver", "frame": frame, "reply_channel": user.channel_name, "backend_id": target},
+        )
+        return
+    sender_id = user.member.member_id if user.member is not None else f"bridge:{user.connection_id}"
+    message = await database_sync_to_async(services.bridge_chat_enqueue)(
+        channel=channel,
+        sender_id=sender_id,
+        request_id=request_id,
+        from_connection=user.connection_id,
+        reply_channel=user.channel_name,
+        text=text,
+        audio=audio,
+    )
+    await user.send_frame(
+        {
+            "type": "queued",
+            "target": target,
+            "message_id": message.message_id,
+            "request_id": request_id,
+            "message": f"backend {target!r} is offline; the chat is kept and delivered when it connects",
+        }
+    )
+
+
+async def reply(backend: BridgeConsumer, request_id: str, text: str, audio: str | None) -> None:
+    pending = PENDING.pop(request_id, backend.backend_id)
+    if pending is None:
+        raise FrameError(f"reply: unknown or expired request_id {request_id!r}")
+    frame = {
+        "type": "reply",
+        "text": text,
+        "audio": audio,
+        "backend": backend.backend_id,
+        "timestamp": now_iso(),
+        "request_id": request_id,
+    }
+    asker = pending.asker
+    if asker is not None:
+        await asker.send_frame(frame)
+    else:
+        await send_to_channel(pending.reply_channel, {"type": "hub.frame", "frame": frame})
+    if pending.message_id:
+        await database_sync_to_async(services.bridge_chat_replied)(message_id=pending.message_id)
+
+
+async def push(backend: BridgeConsumer, frame: dict, target_client: str | None) -> None:
+    if target_client is None:
+        event = {"type": "hub.frame", "frame": frame}
+        await backend.channel_layer.group_send(audience_group(backend.backend_id), event)
+        await backend.channel_layer.group_send(audience_group(None), event)
+        return
+    try:
+        reached = await send_to_channel(target_client, {"type": "hub.frame", "frame": frame})
+    except (TypeError, ValueError):  # not a valid channel name
+        reached = False
+    if not reached:
+        raise FrameError(f"push: no connected client {target_client!r}")

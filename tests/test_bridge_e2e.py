@@ -1,0 +1,149 @@
+"""The bridge against real daphne processes, with clients written the way existing Zhineng-Bridge clients are:
+``websockets`` to the root path, JSON text frames, an application ``ping`` every 25 s."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+
+from tests.support import hub_env, manage, running_hub
+
+pytestmark = pytest.mark.e2e
+
+
+class OldClient:
+    """A client as existing ones are written: connect to the root path, ping every 25 s, JSON text frames."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.inbox: asyncio.Queue[dict] = asyncio.Queue()
+        self.tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._ping())]
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connect(cls, url: str):
+        async with websockets.connect(url) as ws:
+            client = cls(ws)
+            try:
+                yield client
+            finally:
+                for task in client.tasks:
+                    task.cancel()
+
+    async def _read(self) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for raw in self.ws:
+                await self.inbox.put(json.loads(raw))
+
+    async def _ping(self) -> None:
+        while True:
+            await asyncio.sleep(25)
+            await self.ws.send(json.dumps({"type": "ping"}))
+
+    async def send(self, frame: dict) -> None:
+        await self.ws.send(json.dumps(frame, ensure_ascii=False))
+
+    async def next(self, frame_type: str, timeout: float = 10) -> dict:
+        while True:
+            frame = await asyncio.wait_for(self.inbox.get(), timeout)
+            if frame["type"] == frame_type:
+                return frame
+
+
+def add_member(data_dir: Path, member_id: str, *extra: str, env: dict | None = None) -> str:
+    out = manage(data_dir, "member", "add", member_id, "--name", member_id, "--backend", member_id, *extra, env=env)
+    return out.stdout.strip().splitlines()[-1].split()[-1]
+
+
+def test_unchanged_old_clients_register_chat_reply_push_and_poll_status(tmp_path):
+    manage(tmp_path, "migrate", "--noinput")
+    add_member(tmp_path, "lingyi", "--trust-loopback")
+    with running_hub(data_dir=tmp_path) as hub:
+
+        async def scenario():
+            async with OldClient.connect(hub.ws_url) as backend, OldClient.connect(hub.ws_url) as user:
+                await backend.send(
+                    {"type": "register_backend", "backend_id": "lingyi", "name": "灵依", "capabilities": ["chat"]}
+                )
+                assert (await backend.next("backend_registered"))["backend_id"] == "lingyi"
+                status = httpx.get(f"{hub.http_url}/api/backends/lingyi/status").json()
+                assert status["online"] is True and status["last_seen"]
+
+                await user.send({"type": "list_backends"})
+                listing = await user.next("backends_list")
+                assert listing["backends"] == [{"id": "lingyi", "name": "灵依", "description": "", "online": True}]
+
+                await user.send({"type": "chat", "target": "lingyi", "text": "今天怎么样"})
+                chat = await backend.next("chat")
+                assert chat["text"] == "今天怎么样"
+                await backend.send(
+                    {"type": "reply", "request_id": chat["request_id"], "text": "很好", "backend": "lingyi"}
+                )
+                reply = await user.next("reply")
+                assert reply["text"] == "很好" and reply["backend"] == "lingyi"
+                assert reply["request_id"] == chat["request_id"]
+
+                await backend.send({"type": "push", "backend": "lingyi", "category": "notice", "text": "提醒"})
+                assert (await user.next("push"))["text"] == "提醒"
+                await backend.send({"type": "ping"})
+                assert (await backend.next("pong"))["timestamp"]
+
+                await user.send({"type": "chat", "target": "lingyi", "text": "x" * (1024 * 1024 + 10)})
+                assert "frame too large" in (await user.next("error"))["message"]
+                await user.send({"type": "ping"})
+                assert await user.next("pong")
+
+            for _ in range(50):
+                if not httpx.get(f"{hub.http_url}/api/backends/lingyi/status").json()["online"]:
+                    break
+                await asyncio.sleep(0.1)
+            assert httpx.get(f"{hub.http_url}/api/backends/lingyi/status").json()["online"] is False
+
+        asyncio.run(scenario())
+
+
+def test_a_user_on_one_daphne_chats_with_a_backend_on_another_over_redis(tmp_path, redis_url):
+    shared = {"REDIS_URL": redis_url, "HUB_REDIS_PREFIX": f"e2e{uuid.uuid4().hex[:10]}"}
+    env = hub_env(tmp_path, **shared)
+    manage(tmp_path, "migrate", "--noinput", env=env)
+    token = add_member(tmp_path, "lingyi", env=env)
+    with (
+        running_hub(data_dir=tmp_path, extra_env=shared) as first,
+        running_hub(data_dir=tmp_path, extra_env=shared) as second,
+    ):
+
+        async def scenario():
+            async with (
+                OldClient.connect(f"{first.ws_url}/?token={token}") as backend,
+                OldClient.connect(second.ws_url) as user,
+            ):
+                await backend.send({"type": "register_backend", "backend_id": "lingyi", "name": "灵依"})
+                await backend.next("backend_registered")
+                await user.send({"type": "list_backends"})
+                assert (await user.next("backends_list"))["backends"][0]["online"] is True
+                for n in range(3):
+                    await user.send({"type": "chat", "target": "lingyi", "text": f"q{n}"})
+                    chat = await backend.next("chat")
+                    assert chat["text"] == f"q{n}"
+                    await backend.send({"type": "reply", "request_id": chat["request_id"], "text": f"a{n}"})
+                    reply = await user.next("reply")
+                    assert reply["text"] == f"a{n}" and reply["backend"] == "lingyi"
+                await backend.send({"type": "push", "text": "to you", "target_client": chat["from"]})
+                assert (await user.next("push"))["text"] == "to you"
+
+                # The same backend registering on the second process takes over the first socket.
+                async with OldClient.connect(f"{second.ws_url}/?token={token}") as again:
+                    await again.send({"type": "register_backend", "backend_id": "lingyi"})
+                    await again.next("backend_registered")
+                    assert "newer connection" in (await backend.next("error"))["message"]
+                    await asyncio.wait_for(backend.ws.wait_closed(), 10)
+                    assert backend.ws.close_code == 4002
+
+        asyncio.run(scenario())
