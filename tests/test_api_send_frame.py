@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.db import connections
 
 from hub.bridge.consumers import BridgeConsumer
 from members.models import Member
@@ -17,6 +19,13 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.anyio]
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+async def _close_connections():
+    """The ORM calls made from this test run on asgiref's shared thread: close its connection afterwards."""
+    yield
+    await sync_to_async(connections.close_all)()
 
 
 class MemberConsumer(BridgeConsumer):
@@ -42,8 +51,6 @@ def peer():
 
 
 async def test_it_sends_as_the_connections_member_and_answers_send_result(peer):
-    from asgiref.sync import sync_to_async
-
     lingyi = await sync_to_async(make_member)("lingyi")
     await sync_to_async(make_member)("lingflow", endpoint=peer.url)
     ws = await _connect(lingyi)
@@ -60,8 +67,6 @@ async def test_it_sends_as_the_connections_member_and_answers_send_result(peer):
 
 
 async def test_it_refuses_to_send_as_another_member():
-    from asgiref.sync import sync_to_async
-
     lingyi = await sync_to_async(make_member)("lingyi")
     await sync_to_async(make_member)("lingflow")
     ws = await _connect(lingyi)
@@ -84,8 +89,6 @@ async def test_it_refuses_an_unauthenticated_connection():
 
 
 async def test_it_reports_an_unknown_recipient_in_the_send_result():
-    from asgiref.sync import sync_to_async
-
     lingyi = await sync_to_async(make_member)("lingyi")
     ws = await _connect(lingyi)
     await ws.send_json_to({"type": "send", "recipient_id": "nobody", "content": "x"})

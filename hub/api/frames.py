@@ -7,6 +7,7 @@ A socket authenticated as a member (``consumer.member``) sends as that member wi
 from __future__ import annotations
 
 from channels.db import DatabaseSyncToAsync
+from django.db import connection
 
 from hub.bridge.frames import FrameError, frame
 from hub.services import member_take_send_slot, message_send
@@ -16,6 +17,15 @@ FIELDS = ("recipient_id", "topic", "content", "message_type", "thread_id", "repl
 
 
 def _send(member: Member, data: dict) -> dict:
+    try:
+        return _send_now(member, data)
+    finally:
+        # This runs on a shared pool thread, not a request's thread: hand its connection back rather than
+        # leave one idle connection per pool thread.
+        connection.close()
+
+
+def _send_now(member: Member, data: dict) -> dict:
     retry_after = member_take_send_slot(member=member)
     if retry_after:
         return {
