@@ -98,8 +98,6 @@ def test_a_bridge_backend_registering_gets_its_queue_on_the_socket_and_acks_clos
 
 def test_it_announces_alerts_to_the_alert_member(peer, lingflow, settings, django_capture_on_commit_callbacks):
     ops = make_member("ops", backend_id="ops")
-    connect_bridge(ops)
-    socket = BridgeSocket("ops")
     settings.HUB_ALERT_MEMBER = "ops"
     peer.stop()
     send_from("lingyi", 2)
@@ -108,9 +106,54 @@ def test_it_announces_alerts_to_the_alert_member(peer, lingflow, settings, djang
         django_capture_on_commit_callbacks(execute=True),
     ):
         connect_bridge(ops)
+        socket = BridgeSocket("ops")  # joined now: the in-memory layer forgets group members after a day
         assert services.messages_expire() == 2
 
     frame = socket.receive()["frame"]
     assert "2 message(s) expired" in frame["content"]
     alert = Message.objects.get(recipient=ops)
     assert alert.source == Message.Source.SYSTEM and alert.metadata["alert"] is True
+
+
+def test_it_sends_a_long_queue_to_the_socket_in_batches_with_an_attempt_row_each(peer, lingflow, settings):
+    settings.HUB_QUEUE_BATCH = 50
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 500}}
+    }
+    peer.stop()
+    sent = [
+        message_send(sender_id="lingyi", recipient_id="lingflow", content=f"#{i}", message_type="chat").message_id
+        for i in range(120)
+    ]
+    socket = BridgeSocket("lingflow")
+    connect_bridge(lingflow)
+
+    stats = services.member_flush(member_id="lingflow")
+
+    assert stats.sent == 120 and stats.retried == 1
+    assert [socket.receive()["frame"]["message_id"] for _ in sent] == sent
+    assert DeliveryAttempt.objects.filter(outcome="sent", channel="bridge").count() == 120
+    assert set(Message.objects.values_list("status", "delivered_via")) == {("delivering", "bridge")}
+    assert Message.objects.get(message_id=sent[0]).retry_count == 1
+
+
+def test_a_batch_stops_where_the_route_could_change(peer, lingflow):
+    peer.stop()
+    kinds = ["chat", "chat", "discussion", "chat"]
+    sent = [
+        message_send(sender_id="lingyi", recipient_id="lingflow", content="x", message_type=kind).message_id
+        for kind in kinds
+    ]
+    socket = BridgeSocket("lingflow")
+    connect_bridge(lingflow)
+
+    services.member_flush(member_id="lingflow")
+
+    # the discussion waits until the two chats before it are acknowledged
+    assert [socket.receive()["frame"]["message_id"] for _ in range(2)] == sent[:2]
+    assert list(Message.objects.order_by("pk").values_list("status", flat=True)) == [
+        "delivering",
+        "delivering",
+        "queued",
+        "queued",
+    ]
