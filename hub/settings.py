@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "offline_queue",
     "feishu",
     "feishu.coordination",
+    "hub.dashboard",
 ]
 
 MIDDLEWARE = [

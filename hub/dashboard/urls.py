@@ -1,8 +1,20 @@
 from __future__ import annotations
 
 from django.urls import path
-from django.views.generic import RedirectView
+
+from hub.dashboard import views
+
+app_name = "dashboard"
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="admin:index"), name="dashboard"),
+    path("", views.online, name="online"),
+    path("dashboard/presence.json", views.presence_json, name="presence"),
+    path("dashboard/members/<str:member_id>/", views.member, name="member"),
+    path("dashboard/queue/", views.queue, name="queue"),
+    path("dashboard/queue/<str:message_id>/retry", views.message_retry, name="message-retry"),
+    path("dashboard/queue/<str:message_id>/discard", views.message_discard, name="message-discard"),
+    path("dashboard/deliveries/", views.deliveries, name="deliveries"),
+    path("dashboard/feishu/", views.feishu, name="feishu"),
+    path("dashboard/collisions/", views.collisions, name="collisions"),
+    path("metrics", views.metrics, name="metrics"),
 ]

@@ -1,0 +1,200 @@
+"""Staff dashboards and ``/metrics``: thin views over hub.dashboard.selectors and services."""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from hub.dashboard import charts, selectors, services
+from hub.metrics import DatabaseCollector
+
+staff = staff_member_required(login_url="admin:login")
+
+
+def _page(request: HttpRequest, template: str, active: str, **context) -> HttpResponse:
+    return render(request, template, {"active": active, "now": timezone.now(), **context})
+
+
+@staff
+@require_GET
+def online(request: HttpRequest) -> HttpResponse:
+    states = selectors.presence()
+    return _page(
+        request,
+        "dashboard/online.html",
+        "online",
+        members=states,
+        counts=selectors.presence_counts(states),
+        poll_ms=1000,
+    )
+
+
+@staff
+@require_GET
+def presence_json(request: HttpRequest) -> JsonResponse:
+    """What the online page polls every second: every member's and channel's state."""
+    states = selectors.presence()
+    return JsonResponse(
+        {
+            "now": timezone.now().isoformat(),
+            "counts": selectors.presence_counts(states),
+            "members": [s.as_json() for s in states],
+        }
+    )
+
+
+@staff
+@require_GET
+def member(request: HttpRequest, member_id: str) -> HttpResponse:
+    detail = selectors.member_detail(member_id)
+    if detail is None:
+        raise Http404("no such member")
+    return _page(request, "dashboard/member.html", "online", detail=detail, state=detail.state)
+
+
+@staff
+@require_GET
+def queue(request: HttpRequest) -> HttpResponse:
+    depth = selectors.queue_depth_series()
+    return _page(
+        request,
+        "dashboard/queue.html",
+        "queue",
+        recipients=selectors.queue_by_recipient(),
+        pending_rows=[(m, False) for m in selectors.pending_messages()],
+        undelivered=[(m, selectors.is_discarded(m)) for m in selectors.undelivered_messages()],
+        depth_chart=charts.area("Messages waiting, per minute, last hour", depth),
+        depth_now=depth[-1][1] if depth else 0,
+    )
+
+
+def _back_to(request: HttpRequest) -> HttpResponseRedirect:
+    target = request.POST.get("next") or ""
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        target = reverse("dashboard:queue")
+    return HttpResponseRedirect(target)
+
+
+@staff
+@require_POST
+def message_retry(request: HttpRequest, message_id: str) -> HttpResponseRedirect:
+    try:
+        services.message_retry_now(message_id=message_id, user=request.user.get_username())
+        messages.success(request, f"{message_id} is queued for delivery now.")
+    except services.QueueActionError as exc:
+        messages.error(request, str(exc))
+    return _back_to(request)
+
+
+@staff
+@require_POST
+def message_discard(request: HttpRequest, message_id: str) -> HttpResponseRedirect:
+    try:
+        services.message_discard(message_id=message_id, user=request.user.get_username())
+        messages.success(request, f"{message_id} is discarded.")
+    except services.QueueActionError as exc:
+        messages.error(request, str(exc))
+    return _back_to(request)
+
+
+@staff
+@require_GET
+def deliveries(request: HttpRequest) -> HttpResponse:
+    report = selectors.deliveries()
+    slots, lanes = selectors.online_timeline()
+    per_channel = [
+        (c, charts.stacked_bars(f"{c.channel} deliveries per minute", report.minutes, c.per_minute))
+        for c in report.channels
+    ]
+    latency = charts.hbars(
+        "Delivery latency per channel, last hour",
+        [(c.channel, {"p50": c.p50_ms, "p95": c.p95_ms, "p99": c.p99_ms}) for c in report.channels],
+    )
+    return _page(
+        request,
+        "dashboard/deliveries.html",
+        "deliveries",
+        report=report,
+        per_channel=per_channel,
+        latency_chart=latency if report.channels else None,
+        timeline_chart=charts.timeline(
+            "Online, per minute, last hour", slots, [(t.member_id, t.minutes) for t in lanes]
+        )
+        if lanes
+        else None,
+        lanes=lanes,
+        outcome_colors=charts.OUTCOME_COLORS,
+    )
+
+
+@staff
+@require_GET
+def feishu(request: HttpRequest) -> HttpResponse:
+    return _page(
+        request,
+        "dashboard/feishu.html",
+        "feishu",
+        configured=selectors.feishu_configured(),
+        groups=selectors.model_table("feishu", "ActiveGroup"),
+    )
+
+
+@staff
+@require_GET
+def collisions(request: HttpRequest) -> HttpResponse:
+    return _page(
+        request,
+        "dashboard/collisions.html",
+        "collisions",
+        collisions=selectors.model_table("coordination", "CollisionLog"),
+    )
+
+
+class _Scrape:
+    """The process's (or every process's, in multi-process mode) metrics plus the database gauges."""
+
+    def __init__(self, *sources) -> None:
+        self.sources = sources
+
+    def collect(self):
+        for source in self.sources:
+            yield from source.collect()
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus text format. With ``HUB_METRICS_TOKEN`` set, only ``Authorization: Bearer <token>``
+    (or a logged-in staff user) may read it."""
+    token = settings.HUB_METRICS_TOKEN
+    if token:
+        header = request.headers.get("Authorization", "")
+        presented = header[7:] if header.startswith("Bearer ") else ""
+        allowed = secrets.compare_digest(presented.encode(), token.encode()) or (
+            request.user.is_authenticated and request.user.is_staff
+        )
+        if not allowed:
+            response = HttpResponse("metrics need a bearer token\n", status=401, content_type="text/plain")
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        source = _Scrape(registry, DatabaseCollector())
+    else:
+        source = _Scrape(REGISTRY, DatabaseCollector())
+    # The text format Prometheus asks for (OpenMetrics when its Accept header says so).
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return HttpResponse(encoder(source), content_type=content_type)

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from hub.dashboard.models import PresenceSample
+from hub.dashboard.services import QueueActionError, message_discard, message_retry_now, presence_sample
+from hub.dashboard.tasks import SCHEDULE_NAME
+from members.models import Channel
+from members.services import member_create
+from offline_queue.models import Message
+
+pytestmark = pytest.mark.django_db
+
+NOON = datetime(2026, 3, 1, 12, 0, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def lingyi():
+    return member_create(member_id="lingyi", name="灵依", backend_id="lingyi").member
+
+
+def test_it_makes_a_queued_message_due_now(lingyi):
+    message = Message.objects.create(
+        sender_id="a", recipient=lingyi, retry_count=4, next_retry_at=NOON + timedelta(minutes=8), expires_at=NOON
+    )
+    with time_machine.travel(NOON, tick=False):
+        message_retry_now(message_id=message.message_id, user="admin")
+    message.refresh_from_db()
+    assert (message.status, message.next_retry_at, message.retry_count, message.expires_at) == (
+        "queued",
+        NOON,
+        4,
+        NOON,
+    )
+
+
+def test_it_requeues_an_expired_message_with_a_fresh_expiry_and_one_more_attempt(lingyi, settings):
+    message = Message.objects.create(
+        sender_id="a", recipient=lingyi, status="expired", retry_count=10, max_retries=10, last_error="timed out"
+    )
+    with time_machine.travel(NOON, tick=False):
+        message_retry_now(message_id=message.message_id, user="ops")
+    message.refresh_from_db()
+    assert message.status == "queued"
+    assert message.next_retry_at == NOON
+    assert message.expires_at == NOON + timedelta(seconds=settings.HUB_MESSAGE_TTL)
+    assert message.max_retries == 11
+    assert message.last_error == "requeued by ops (was expired: timed out)"
+
+
+def test_it_refuses_to_retry_or_discard_a_delivered_or_unknown_message(lingyi):
+    message = Message.objects.create(sender_id="a", recipient=lingyi, status="delivered")
+    with pytest.raises(QueueActionError, match="only undelivered"):
+        message_retry_now(message_id=message.message_id, user="admin")
+    with pytest.raises(QueueActionError, match="cannot be discarded"):
+        message_discard(message_id=message.message_id, user="admin")
+    with pytest.raises(QueueActionError, match="unknown message"):
+        message_discard(message_id="msg_nope", user="admin")
+
+
+def test_it_discards_once(lingyi):
+    message = Message.objects.create(sender_id="a", recipient=lingyi, next_retry_at=NOON, lease_owner="worker-1")
+    message_discard(message_id=message.message_id, user="admin")
+    message.refresh_from_db()
+    assert (message.status, message.last_error, message.next_retry_at, message.lease_owner) == (
+        "failed",
+        "discarded by admin",
+        None,
+        "",
+    )
+    with pytest.raises(QueueActionError, match="already discarded"):
+        message_discard(message_id=message.message_id, user="admin")
+
+
+def test_it_samples_presence_once_a_minute_and_keeps_a_day(lingyi):
+    with time_machine.travel(NOON - timedelta(days=2), tick=False):
+        presence_sample()
+    with time_machine.travel(NOON, tick=False):
+        Channel.objects.filter(member=lingyi).update(live_connection="c1", last_seen=timezone.now())
+        assert presence_sample() == 1
+        assert presence_sample() == 1  # a second call in the same minute changes nothing
+    [sample] = PresenceSample.objects.all()
+    assert (sample.minute, sample.online, sample.channels) == (NOON.replace(second=0), True, "bridge")
+
+
+def test_it_schedules_presence_sampling_every_minute_after_migrate():
+    from django_q.models import Schedule
+
+    schedule = Schedule.objects.get(name=SCHEDULE_NAME)
+    assert (schedule.func, schedule.schedule_type, schedule.minutes) == (
+        "hub.dashboard.tasks.sample_presence",
+        Schedule.MINUTES,
+        1,
+    )
