@@ -107,6 +107,7 @@ def test_it_shows_a_member_with_channel_errors_queue_and_recent_deliveries(admin
     assert response.status_code == 200
     assert "connection refused by 127.0.0.1:9" in body
     assert waiting.message_id in body
+    assert f'lingzhi → <a href="{reverse("dashboard:member", args=["lingyi"])}">lingyi</a>' in body
     assert "please review" in body
     assert "HTTP 503 from endpoint" in body
     assert "12.5 ms" in body

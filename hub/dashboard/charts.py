@@ -138,7 +138,7 @@ def hbars(title: str, rows: Sequence[tuple[str, dict[str, float | None]]], unit:
     """Horizontal bars: per row (channel) one bar per key (p50, p95, p99)."""
     keys = ["p50", "p95", "p99"]
     shades = {"p50": "#3b6fb6", "p95": "#7a9fd6", "p99": "#b7cbea"}
-    bar_h, gap = 12, 10
+    bar_h, gap = 16, 12
     height = PAD_TOP + PAD_BOTTOM + max(1, len(rows)) * (len(keys) * bar_h + gap)
     left = 120
     plot_w = WIDTH - left - PAD_RIGHT - 70
@@ -154,7 +154,7 @@ def hbars(title: str, rows: Sequence[tuple[str, dict[str, float | None]]], unit:
             parts.append(
                 f'<rect class="bar" x="{left}" y="{y}" width="{max(w, 1):.1f}" height="{bar_h - 2}" '
                 f'fill="{shades[key]}"><title>{escape(f"{label} {text}")}</title></rect>'
-                f'<text class="tick" x="{left + max(w, 1) + 4:.1f}" y="{y + bar_h - 3}">{escape(text)}</text>'
+                f'<text class="value" x="{left + max(w, 1) + 4:.1f}" y="{y + bar_h - 4}">{escape(text)}</text>'
             )
             y += bar_h
         y += gap

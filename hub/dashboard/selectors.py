@@ -90,14 +90,17 @@ def channel_state(channel: Channel, now: datetime) -> ChannelState:
 
 def member_state(member: Member, now: datetime, pending: int = 0) -> MemberState:
     state = "disabled" if not member.enabled else "online" if member.is_online(now) else "offline"
+    channels = [channel_state(c, now) for c in member.channels.all()]
+    # Last seen on any channel: a bridge heartbeat, or an HTTP endpoint that answered.
+    seen = [t for t in (member.last_seen(), *(c.last_seen for c in channels)) if t]
     return MemberState(
         member_id=member.member_id,
         name=member.name,
         kind=member.kind,
         state=state,
-        last_seen=member.last_seen(),
+        last_seen=max(seen) if seen else None,
         pending=pending,
-        channels=[channel_state(c, now) for c in member.channels.all()],
+        channels=channels,
     )
 
 
@@ -143,7 +146,7 @@ def member_detail(member_id: str, now: datetime | None = None, limit: int = 50) 
     member = Member.objects.filter(member_id=member_id).prefetch_related("channels").first()
     if member is None:
         return None
-    inbox = Message.objects.filter(recipient=member)
+    inbox = Message.objects.filter(recipient=member).select_related("recipient")
     pending = list(inbox.filter(status__in=PENDING).order_by("id")[:limit])
     undelivered = list(inbox.filter(status__in=(Message.Status.EXPIRED, Message.Status.FAILED)).order_by("-id")[:limit])
     attempts = list(
