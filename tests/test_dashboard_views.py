@@ -14,6 +14,13 @@ from offline_queue.models import DeliveryAttempt, Message
 
 pytestmark = pytest.mark.django_db
 
+
+@pytest.fixture(autouse=True)
+def fast_passwords(settings):
+    """Logging in is not what these tests are about: a cheap hasher keeps them fast."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 PAGES = ["online", "queue", "deliveries", "feishu", "collisions"]
 
 
@@ -145,7 +152,7 @@ def test_it_retries_a_queued_message_now_from_the_queue_page(admin_client, lingy
 
 
 def test_it_discards_a_message_and_says_who_did(admin_client, lingyi):
-    message = Message.objects.create(sender_id="lingzhi", recipient=lingyi, content="x", status="expired")
+    message = Message.objects.create(sender_id="lingzhi", recipient=lingyi, content="x")
     admin_client.post(reverse("dashboard:message-discard", args=[message.message_id]))
     message.refresh_from_db()
     assert message.status == Message.Status.FAILED
@@ -219,3 +226,30 @@ def test_it_says_when_feishu_is_not_configured(admin_client, settings):
 def test_it_says_when_there_are_no_collisions(admin_client):
     body = admin_client.get(reverse("dashboard:collisions")).content.decode()
     assert 'id="collisions-empty"' in body or 'id="collisions-unavailable"' in body
+
+
+def test_it_shows_the_collision_log_per_hour_and_who_holds_the_floor(admin_client):
+    from feishu.coordination.models import Claim, CollisionLog
+
+    now = timezone.now()
+    CollisionLog.objects.create(chat_id="oc_1", message_id="om_1", bots=["lingyi", "lingzhi"], kind="collided")
+    CollisionLog.objects.create(
+        chat_id="oc_1", message_id="om_1", bots=["lingyi", "lingzhi"], kind="repaired", repair_text="我来答,灵知补充"
+    )
+    CollisionLog.objects.create(chat_id="oc_2", message_id="om_2", bots=["lingflow", "lingyi"], kind="deferred")
+    CollisionLog.objects.create(
+        chat_id="oc_3", bots=["a", "b"], kind="collided", created_at=now - timedelta(days=3)
+    )  # listed, but outside the chart's day
+    Claim.objects.create(chat_id="oc_9", message_id="om_9", holder="lingzhi", expires_at=now + timedelta(seconds=15))
+    Claim.objects.create(chat_id="oc_8", message_id="om_8", holder="lingyi", expires_at=now - timedelta(seconds=1))
+    body = admin_client.get(reverse("dashboard:collisions")).content.decode()
+    assert '<b data-total="collided">1</b>' in body
+    assert '<b data-total="repaired">1</b>' in body
+    assert '<b data-total="deferred">1</b>' in body
+    assert body.count('<tr data-kind="') == 4
+    assert "lingflow deferred to lingyi on om_2" in body
+    assert "我来答,灵知补充" in body
+    floors = body.split('id="floors"')[1].split("</table>")[0]
+    assert "om_9" in floors and "om_8" not in floors
+    chart = body.split("<figure>")[1].split("</figure>")[0]
+    assert chart.count('class="bar"') == 3

@@ -11,6 +11,13 @@ from offline_queue.models import DeliveryAttempt, Message
 
 pytestmark = pytest.mark.django_db
 
+
+@pytest.fixture(autouse=True)
+def fast_passwords(settings):
+    """Logging in is not what these tests are about: a cheap hasher keeps them fast."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 EVIL_NAME = '<script>alert("name")</script>'
 EVIL_CONTENT = "<script>alert('content')</script><img src=x onerror=alert(1)>"
 

@@ -7,13 +7,20 @@ from django.urls import reverse
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from hub.transports.base import Outcome
+from hub.services import message_send
 from members.models import Channel
 from members.services import member_create
 from offline_queue.models import Message
-from offline_queue.services import message_record_outcome
+from offline_queue.services import messages_expire
+from tests.http_peer import HttpPeer
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def fast_passwords(settings):
+    """Logging in is not what these tests are about: a cheap hasher keeps them fast."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def scrape(client, **headers) -> dict[tuple[str, tuple], float]:
@@ -54,34 +61,42 @@ def test_it_is_open_without_a_token(client, settings):
     assert client.get(reverse("dashboard:metrics")).status_code == 200
 
 
-def test_it_follows_messages_as_they_are_queued_delivered_and_expired(client, settings, lingyi):
+def test_it_follows_messages_as_they_are_delivered_queued_and_expired(client, settings, lingyi):
+    """The real send path to a real LingMessage endpoint (delivered) and to a member nobody can reach
+    (queued), then the real expiry sweep."""
     settings.HUB_METRICS_TOKEN = None
-    length = ("linghub_queue_length", (("member", "lingyi"),))
-    age = ("linghub_queue_oldest_age_seconds", (("member", "lingyi"),))
+    settings.HUB_NOTIFY_TIMEOUT = 1.0
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "m"}}
+    with HttpPeer() as peer:
+        reachable = member_create(member_id="lingzhi", name="灵知", endpoint=peer.url).member
+        peer.secret = reachable.notify_secret
+        before = scrape(client)
 
-    def by_status(status):
-        return ("linghub_messages", (("status", status),))
+        def delta(name, **labels):
+            key = (name, tuple(sorted(labels.items())))
+            return scrape(client).get(key, 0) - before.get(key, 0)
 
-    assert scrape(client)[length] == 0
-    first = Message.objects.create(sender_id="lingzhi", recipient=lingyi, content="one")
-    second = Message.objects.create(sender_id="lingzhi", recipient=lingyi, content="two")
-    Message.objects.filter(pk=first.pk).update(created_at=timezone.now() - timedelta(minutes=3))
+        assert message_send(sender_id="lingyi", recipient_id="lingzhi", content="hi").channel == "lingmessage"
+        assert peer.requests and peer.requests[0].signature_ok
+    assert delta("linghub_deliveries_total", channel="lingmessage", member="lingzhi", outcome="delivered") == 1
+    assert delta("linghub_delivery_latency_seconds_count", channel="lingmessage") == 1
+    assert delta("linghub_messages_accepted_total", message_type="discussion", source="api") == 1
+    assert delta("linghub_messages", status="delivered") == 1
+    assert delta("linghub_queue_length", member="lingyi") == 0
+
+    assert message_send(sender_id="lingzhi", recipient_id="lingyi", content="are you there?").channel == "queue"
     samples = scrape(client)
-    assert samples[length] == 2
-    assert samples[by_status("queued")] == 2
-    assert samples[age] == pytest.approx(180, abs=5)
+    assert samples[("linghub_queue_length", (("member", "lingyi"),))] == 1
+    assert samples[("linghub_queue_oldest_age_seconds", (("member", "lingyi"),))] < 60
+    assert delta("linghub_messages", status="queued") == 1
 
-    message_record_outcome(first, Outcome(result="delivered", channel="bridge", latency_ms=5.0))
+    later = timezone.now() + timedelta(seconds=settings.HUB_MESSAGE_TTL + 60)
+    assert messages_expire(now=later) == 1
     samples = scrape(client)
-    assert samples[length] == 1
-    assert samples[by_status("delivered")] == 1
-    assert samples[age] < 60
-
-    Message.objects.filter(pk=second.pk).update(status=Message.Status.EXPIRED)
-    samples = scrape(client)
-    assert samples[length] == 0
-    assert samples[by_status("expired")] == 1
-    assert samples[age] == 0
+    assert samples[("linghub_queue_length", (("member", "lingyi"),))] == 0
+    assert samples[("linghub_queue_oldest_age_seconds", (("member", "lingyi"),))] == 0
+    assert delta("linghub_messages_expired_total", member="lingyi") == 1
+    assert delta("linghub_messages", status="expired") == 1
 
 
 def test_it_reports_member_and_channel_presence(client, lingyi):

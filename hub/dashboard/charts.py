@@ -13,6 +13,8 @@ from django.utils.safestring import SafeString, mark_safe
 WIDTH = 720
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 44, 10, 10, 24
 
+COLLISION_COLORS = {"deferred": "#7a9fd6", "collided": "#d0453a", "repaired": "#2e9d5b"}
+
 OUTCOME_COLORS = {
     "delivered": "#2e9d5b",
     "sent": "#7cc495",
@@ -76,8 +78,9 @@ def stacked_bars(
     stacks: Sequence[dict[str, int]],
     colors: dict[str, str] | None = None,
     height: int = 150,
+    unit: str = "/min",
 ) -> SafeString:
-    """One bar per slot (minute), stacked by key (outcome), with a tooltip per segment."""
+    """One bar per slot (a minute, an hour), stacked by key (outcome, kind), with a tooltip per segment."""
     colors = colors or OUTCOME_COLORS
     n = max(1, len(slots))
     plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
@@ -88,7 +91,7 @@ def stacked_bars(
     def x_of(i: int) -> float:
         return PAD_LEFT + i * slot_w
 
-    parts = _frame(height, y_max, _minute_labels(slots, x_of), "/min")
+    parts = _frame(height, y_max, _minute_labels(slots, x_of), unit)
     order = [k for k in colors if any(k in s for s in stacks)] + sorted({k for s in stacks for k in s} - set(colors))
     for i, stack in enumerate(stacks):
         y = PAD_TOP + plot_h

@@ -19,8 +19,7 @@ from hub.dashboard.models import PresenceSample
 from members.models import Channel, Member
 from offline_queue.models import DeliveryAttempt, Message
 
-PENDING = (Message.Status.QUEUED, Message.Status.DELIVERING)
-UNDELIVERED = (*PENDING, Message.Status.EXPIRED, Message.Status.FAILED)
+PENDING = Message.UNDELIVERED  # waiting: queued or delivering
 DISCARDED_PREFIX = "discarded by "
 
 
@@ -423,6 +422,69 @@ def _cell(obj: Model, model_field) -> object:
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value)
     return "" if value is None else value
+
+
+@dataclass
+class CollisionRow:
+    created_at: datetime
+    chat_id: str
+    message_id: str
+    kind: str
+    bots: list[str]
+    repair_text: str
+    description: str
+
+
+@dataclass
+class CollisionReport:
+    available: bool
+    hours: list[datetime] = field(default_factory=list)
+    per_hour: list[dict[str, int]] = field(default_factory=list)
+    totals: dict[str, int] = field(default_factory=dict)
+    rows: list[CollisionRow] = field(default_factory=list)
+    floors: list[dict] = field(default_factory=list)
+
+
+def collisions(now: datetime | None = None, hours: int = 24, limit: int = 100) -> CollisionReport:
+    """The collision log of the last ``hours`` (per hour by kind), its newest entries, and who holds the
+    floor on a message right now. Unavailable while the coordination app has no ``CollisionLog``."""
+    log = optional_model("coordination", "CollisionLog")
+    if log is None:
+        return CollisionReport(available=False)
+    now = now or timezone.now()
+    end = now.replace(minute=0, second=0, microsecond=0)
+    start = end - timedelta(hours=hours - 1)
+    slots = [start + timedelta(hours=i) for i in range(hours)]
+    per_hour: list[Counter] = [Counter() for _ in range(hours)]
+    for kind, created in log.objects.filter(created_at__gte=start, created_at__lte=now).values_list(
+        "kind", "created_at"
+    ):
+        per_hour[min(hours - 1, int((created - start).total_seconds() // 3600))][kind] += 1
+    rows = [
+        CollisionRow(
+            created_at=entry.created_at,
+            chat_id=entry.chat_id,
+            message_id=entry.message_id,
+            kind=entry.kind,
+            bots=[str(b) for b in (entry.bots or [])],
+            repair_text=entry.repair_text,
+            description=entry.describe() if hasattr(entry, "describe") else "",
+        )
+        for entry in log.objects.order_by("-created_at", "-id")[:limit]
+    ]
+    floors = []
+    claim = optional_model("coordination", "Claim")
+    if claim is not None:
+        fresh = claim.objects.filter(answered_at__isnull=True, released_at__isnull=True, expires_at__gt=now)
+        floors = list(fresh.order_by("-claimed_at").values("chat_id", "message_id", "holder", "expires_at")[:50])
+    return CollisionReport(
+        available=True,
+        hours=slots,
+        per_hour=[dict(c) for c in per_hour],
+        totals=dict(sum(per_hour, Counter())),
+        rows=rows,
+        floors=floors,
+    )
 
 
 def feishu_configured() -> bool:

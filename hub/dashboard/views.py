@@ -155,11 +155,23 @@ def feishu(request: HttpRequest) -> HttpResponse:
 @staff
 @require_GET
 def collisions(request: HttpRequest) -> HttpResponse:
+    report = selectors.collisions()
+    chart = None
+    if report.available:
+        chart = charts.stacked_bars(
+            "Collision log entries per hour, last day",
+            report.hours,
+            report.per_hour,
+            colors=charts.COLLISION_COLORS,
+            unit="/h",
+        )
     return _page(
         request,
         "dashboard/collisions.html",
         "collisions",
-        collisions=selectors.model_table("coordination", "CollisionLog"),
+        report=report,
+        chart=chart,
+        legend=[(kind, color, report.totals.get(kind, 0)) for kind, color in charts.COLLISION_COLORS.items()],
     )
 
 
