@@ -24,7 +24,6 @@ class Client:
         connected, _ = await self.communicator.connect()
         assert connected
         # The consumer instance behind this socket (None when the hub refused it at once).
-        await self.communicator.receive_nothing(0.01)
         new = set(LOCAL.connections) - before
         self.consumer = LOCAL.connections[new.pop()] if new else None
         return self

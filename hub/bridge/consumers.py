@@ -111,21 +111,28 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     async def websocket_connect(self, message: dict) -> None:
+        await self.connect()
+
+    async def connect(self) -> None:
+        """Authenticate a handshake token, then accept (a wrong token is accepted only to be closed with
+        4001 and the reason). A subclass may set ``self.member`` before calling this."""
         self.loopback = is_loopback(self.scope)
         self.groups_joined: set[str] = set()
         token = handshake_token(self.scope)
-        await self.accept()
         if token is not None:
             member = await database_sync_to_async(member_by_token)(token)
             if member is None:
+                await self.accept()
                 await self.refuse("the member token is not valid")
                 return
             self.member = member
-            await self.join(member_group(member.member_id))
+        if self.member is not None:
+            await self.join(member_group(self.member.member_id))
         await self.join(audience_group(None))
         LOCAL.connections[self.channel_name] = self
         metrics.BRIDGE_CONNECTIONS.labels(self.role).inc()
         self.counted = True
+        await self.accept()
 
     async def websocket_receive(self, message: dict) -> None:
         if self.closed:
