@@ -150,8 +150,11 @@ def claim_take(*, chat_id: str, message_id: str, claimant: str, now: datetime | 
     )
     claim = Claim.objects.get(chat_id=chat_id, message_id=message_id)
     if granted:
-        _mirror_add(claim)
-    else:
+        reacted_at = _mirror_add(claim)
+        if reacted_at is not None and not own and _outside_bot_was_first(claim=claim, reacted_at=reacted_at, now=now):
+            granted = False
+            claim = Claim.objects.get(pk=claim.pk)
+    if not granted:
         _log_deferral(claim=claim, claimant=claimant)
     return ClaimResult(
         chat_id=chat_id,
@@ -161,6 +164,24 @@ def claim_take(*, chat_id: str, message_id: str, claimant: str, now: datetime | 
         expires_in=claim.expires_in(now),
         answered=claim.answered_at is not None,
     )
+
+
+def _outside_bot_was_first(*, claim: Claim, reacted_at: datetime, now: datetime) -> bool:
+    """After mirroring a new grant: if a bot not on the hub put up its ``OnIt`` no later than the hub's
+    reaction, both raised their hands at once and the earlier hand wins — the grant is handed to the outside
+    bot and the hub's reaction removed. True when the grant was revoked."""
+    outside = feishu_mirror.external_holder(
+        chat_id=claim.chat_id, message_id=claim.message_id, now=now, before=reacted_at
+    )
+    if outside is None:
+        return False
+    app_id, at = outside
+    revoked = Claim.objects.filter(pk=claim.pk, holder=claim.holder, answered_at__isnull=True).update(
+        holder=app_id, holder_kind=HolderKind.APP, claimed_at=at, expires_at=at + claim_ttl()
+    )
+    if revoked:
+        _mirror_remove(Claim.objects.get(pk=claim.pk))
+    return bool(revoked)
 
 
 def _log_deferral(*, claim: Claim, claimant: str) -> None:
@@ -237,16 +258,21 @@ def claims_sweep(*, now: datetime | None = None, keep: timedelta = timedelta(day
     return removed
 
 
-def _mirror_add(claim: Claim) -> None:
-    """Put the hub's ``OnIt`` reaction on a message a hub member now holds (once; it stays across take-overs)."""
+def _mirror_add(claim: Claim) -> datetime | None:
+    """Put the hub's ``OnIt`` reaction on a message a hub member now holds (once; it stays across
+    take-overs by hub members). Returns when the reaction was made, or None when none was added."""
     if claim.holder_kind != HolderKind.MEMBER or claim.reaction_id:
-        return
-    reaction_id = feishu_mirror.add_onit(message_id=claim.message_id)
-    if not reaction_id:
-        return
+        return None
+    added = feishu_mirror.add_onit(message_id=claim.message_id)
+    if added is None:
+        return None
+    reaction_id, reacted_at = added
     stored = Claim.objects.filter(pk=claim.pk, reaction_id="").update(reaction_id=reaction_id)
     if not stored:  # another process mirrored it meanwhile: keep one reaction
         feishu_mirror.remove_onit(message_id=claim.message_id, reaction_id=reaction_id)
+        return None
+    claim.reaction_id = reaction_id
+    return reacted_at
 
 
 def _mirror_remove(claim: Claim) -> int:
