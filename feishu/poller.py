@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from feishu import selectors, services
 from feishu.client import FeishuClient, hub_client
+from feishu.coordination import services as coordination
 from feishu.services import PollResult, SendFn
 
 logger = logging.getLogger("feishu.poller")
@@ -32,6 +33,7 @@ class Poller:
         """Claim the group that has waited longest for its poll and poll it (its result in ``last_result``).
         True: a group was polled and more may be due; False: none is due (or other pollers took them)."""
         now = now or timezone.now()
+        coordination.claims_sweep(now=now)  # take the hub's OnIt off claims that ended
         for group in selectors.groups_due(now)[:10]:
             if not services.group_claim(group=group, owner=self.owner, now=now):
                 continue

@@ -16,6 +16,7 @@ from django.utils import timezone
 from feishu import selectors
 from feishu.client import BotNotInChat, FeishuClient, FeishuError
 from feishu.content import message_text
+from feishu.coordination import services as coordination
 from feishu.models import ActiveGroup, ReceivedEvent, SeenMessage
 
 logger = logging.getLogger("feishu")
@@ -170,6 +171,7 @@ def group_poll(
                 logger.exception("Feishu group %s: relaying %s failed", group.chat_id, item["message_id"])
                 result.error = f"relaying {item['message_id']} failed: {type(exc).__name__}: {exc}"
                 break
+            coordination.observe_feishu_message(chat_id=group.chat_id, item=item, client=client)
             result.relayed += 1
             result.deliveries += relayed_to
             result.relayed_ids.append(item["message_id"])

@@ -12,7 +12,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -204,16 +204,16 @@ def _log_deferral(*, claim: Claim, claimant: str) -> None:
 def claim_release(
     *, chat_id: str, message_id: str, holder: str, answered: bool = False, now: datetime | None = None
 ) -> bool:
-    """End ``holder``'s claim early. ``answered=True`` says the holder replied: the message then stays
-    closed to later claims; otherwise the floor is free again. Returns False when ``holder`` held no fresh
-    claim on the message."""
+    """End ``holder``'s claim early. ``answered=False``: the holder gave up, the floor is free again and the
+    hub's ``OnIt`` comes off at once. ``answered=True``: the holder replied, the message stays closed to later
+    claims, and the ``OnIt`` stays until the claim's time runs out (a bot not on the hub that has not seen the
+    reply yet still reads it as "being handled"). Returns False when ``holder`` held no claim to end."""
     now = now or timezone.now()
-    changes: dict = {"expires_at": now, "released_at": now}
+    own = Claim.objects.filter(chat_id=chat_id, message_id=message_id, holder=holder, answered_at__isnull=True)
     if answered:
-        changes.update(answered_at=now, answered_by=holder)
-    released = Claim.objects.filter(
-        chat_id=chat_id, message_id=message_id, holder=holder, answered_at__isnull=True, expires_at__gt=now
-    ).update(**changes)
+        # Even a claim that ran out closes the message, as long as nobody took it over meanwhile.
+        return bool(own.update(answered_at=now, answered_by=holder, released_at=now))
+    released = own.filter(expires_at__gt=now).update(expires_at=now, released_at=now)
     if released:
         _mirror_remove(Claim.objects.get(chat_id=chat_id, message_id=message_id))
     return bool(released)
@@ -225,33 +225,32 @@ def claim_mark_answered(*, chat_id: str, message_id: str, by: str, now: datetime
     closed = Claim.objects.filter(chat_id=chat_id, message_id=message_id, answered_at__isnull=True).update(
         answered_at=now, answered_by=by
     )
-    if not closed and not Claim.objects.filter(chat_id=chat_id, message_id=message_id).exists():
-        try:
-            with transaction.atomic():
-                Claim.objects.create(
-                    chat_id=chat_id,
-                    message_id=message_id,
-                    holder=by,
-                    holder_kind=HolderKind.MEMBER if Member.objects.filter(member_id=by).exists() else HolderKind.APP,
-                    claimed_at=now,
-                    expires_at=now,
-                    answered_at=now,
-                    answered_by=by,
-                )
-        except IntegrityError:
-            Claim.objects.filter(chat_id=chat_id, message_id=message_id, answered_at__isnull=True).update(
-                answered_at=now, answered_by=by
+    if closed or Claim.objects.filter(chat_id=chat_id, message_id=message_id).exists():
+        return
+    try:
+        with transaction.atomic():
+            Claim.objects.create(
+                chat_id=chat_id,
+                message_id=message_id,
+                holder=by,
+                holder_kind=HolderKind.MEMBER if Member.objects.filter(member_id=by).exists() else HolderKind.APP,
+                claimed_at=now,
+                expires_at=now,
+                answered_at=now,
+                answered_by=by,
             )
-    for claim in Claim.objects.filter(chat_id=chat_id, message_id=message_id).exclude(reaction_id=""):
-        _mirror_remove(claim)
+    except IntegrityError:
+        Claim.objects.filter(chat_id=chat_id, message_id=message_id, answered_at__isnull=True).update(
+            answered_at=now, answered_by=by
+        )
 
 
 def claims_sweep(*, now: datetime | None = None, keep: timedelta = timedelta(days=7)) -> int:
-    """Remove the hub's ``OnIt`` reaction from claims that expired or were answered, and delete claims older
-    than ``keep``. Returns how many reactions were removed. Run by the poller on every pass."""
+    """Remove the hub's ``OnIt`` reaction from claims whose time ran out (answered or not), and delete claims
+    older than ``keep``. Returns how many reactions were removed. Run by the poller before every group."""
     now = now or timezone.now()
     removed = 0
-    stale = Claim.objects.exclude(reaction_id="").filter(Q(expires_at__lte=now) | Q(answered_at__isnull=False))
+    stale = Claim.objects.exclude(reaction_id="").filter(expires_at__lte=now)
     for claim in stale[:100]:
         removed += _mirror_remove(claim)
     Claim.objects.filter(expires_at__lt=now - keep).delete()
@@ -440,3 +439,29 @@ async def jitter_sleep(rng: random.Random | None = None) -> float:
     delay = jitter_seconds(rng)
     await asyncio.sleep(delay)
     return delay
+
+
+def observe_feishu_message(*, chat_id: str, item: dict, client=None) -> CollisionLog | None:
+    """``observe_bot_message`` for a bot message as the Feishu list API returns it (the poller's hook).
+    With ``client`` (a ``feishu.client.FeishuClient``) a repair line goes to the chat through it. Never
+    raises: coordination must not stop the poller."""
+    try:
+        sender = (item.get("sender") or {}).get("id") or ""
+        sent_at = datetime.fromtimestamp(int(item.get("create_time") or 0) / 1000, tz=UTC)
+        send = None
+        if client is not None:
+
+            def send(chat: str, text: str) -> None:
+                client.send_message(chat, "text", {"text": text})
+
+        return observe_bot_message(
+            chat_id=chat_id,
+            message_id=item["message_id"],
+            sender=sender,
+            sent_at=sent_at,
+            reply_to=item.get("parent_id") or None,
+            send_repair=send,
+        )
+    except Exception:
+        logger.exception("collision detection failed for %s in %s", item.get("message_id"), chat_id)
+        return None
