@@ -1,6 +1,6 @@
 """The coordination bridge frames. Handlers are driven through the frame registry with a consumer that has the
 registry's contract (``member`` set by authentication, ``send_frame``); the unauthenticated path goes through
-the real consumer."""
+go through the real consumer."""
 
 from __future__ import annotations
 
@@ -96,3 +96,25 @@ async def _unauthenticated_session() -> None:
     await communicator.send_json_to({"type": "ping"})
     assert (await communicator.receive_json_from(timeout=5))["type"] == "pong"
     await communicator.disconnect()
+
+
+def test_it_serves_claims_over_a_socket_authenticated_with_a_member_token(db):
+    tokens = {m: member_create(member_id=m, name=m).token for m in ("lingflow", "lingzhi2")}
+    async_to_sync(_two_bots_race)(tokens)
+
+
+async def _two_bots_race(tokens: dict[str, str]) -> None:
+    sockets = {}
+    for member_id, token in tokens.items():
+        sockets[member_id] = WebsocketCommunicator(application, f"/ws/bridge/?token={token}")
+        connected, _ = await sockets[member_id].connect()
+        assert connected
+    frame = {"type": "claim", "chat_id": "oc_ws", "message_id": "om_ws"}
+    await sockets["lingflow"].send_json_to(frame)
+    first = await sockets["lingflow"].receive_json_from(timeout=5)
+    await sockets["lingzhi2"].send_json_to(frame)
+    second = await sockets["lingzhi2"].receive_json_from(timeout=5)
+    assert (first["type"], first["granted"], first["holder"]) == ("claim_result", True, "lingflow")
+    assert (second["granted"], second["holder"]) == (False, "lingflow")
+    for socket in sockets.values():
+        await socket.disconnect()
