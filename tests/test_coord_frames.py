@@ -1,6 +1,6 @@
 """The coordination bridge frames. Handlers are driven through the frame registry with a consumer that has the
-registry's contract (``member`` set by authentication, ``send_frame``); the unauthenticated path goes through
-go through the real consumer."""
+registry's contract (``member`` set by authentication, ``send_frame``); sockets with and without a member
+token go through the real consumer."""
 
 from __future__ import annotations
 
