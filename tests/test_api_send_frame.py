@@ -28,17 +28,10 @@ async def _close_connections():
     await sync_to_async(connections.close_all)()
 
 
-class MemberConsumer(BridgeConsumer):
-    """The bridge consumer with its connection authenticated as the scope's member (as the handshake does)."""
-
-    async def connect(self) -> None:
-        self.member = self.scope.get("member")
-        await super().connect()
-
-
 async def _connect(member: Member | None) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(MemberConsumer.as_asgi(), "/ws/bridge/")
-    communicator.scope["member"] = member
+    """A socket to the real bridge consumer, authenticated with the member's token at the handshake."""
+    path = f"/ws/bridge/?token={member.token}" if member else "/ws/bridge/"
+    communicator = WebsocketCommunicator(BridgeConsumer.as_asgi(), path)
     connected, _ = await communicator.connect()
     assert connected
     return communicator
