@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -182,6 +182,14 @@ def member_take_send_slot(*, member: Member) -> int:
     return max(1, math.ceil((window + 1) * 60 - now))
 
 
+def _lock_sender(sender_id: str) -> None:
+    """Serialise the order check and the sequence number of one sender's sends. SQLite already does (its
+    transactions take the write lock at BEGIN); PostgreSQL takes a transaction-scoped advisory lock."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"hub.send:{sender_id}"])
+
+
 def message_send(
     *,
     sender_id: str,
@@ -256,6 +264,7 @@ def message_send(
         fields["message_id"] = message_id
     try:
         with transaction.atomic():
+            _lock_sender(sender_id)
             behind = Message.objects.filter(sender_id=sender_id, recipient=recipient, status__in=UNDELIVERED).exists()
             if not behind:
                 # While this request makes the first attempt the retry scheduler leaves the message alone; if
