@@ -233,6 +233,11 @@ async def idle_memory(url: str, pid: int, count: int) -> float:
         await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
 
 
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    process.wait(timeout=15)
+
+
 # --- main ------------------------------------------------------------------------------------------------
 
 
@@ -262,7 +267,8 @@ def main() -> None:
     print(f"bridge benchmark: B={args.backends}, U={users}, {args.warmup:g} s warm-up + {args.seconds:g} s each")
     results: dict[tuple[str, int], dict] = {}
     memory: dict[str, float] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-bridge-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-bridge-") as tmp, contextlib.ExitStack() as stack:
+        running: dict[str, tuple[subprocess.Popen, str, dict[str, str | None]]] = {}
         for server in servers:
             if server.startswith("relay"):
                 process, url = start_relay(raw=server == "relay-raw")
@@ -273,21 +279,22 @@ def main() -> None:
                 process, url, tokens = start_hub(
                     data_dir, args.redis_url if server == "hub+redis" else None, args.backends
                 )
-            try:
-                for u in users:
-                    result = asyncio.run(run_load(url, process.pid, tokens, u, args.warmup, args.seconds))
-                    results[(server, u)] = result
-                    print(
-                        f"{server:>10}  U={u:<3} {result['rt_s']:8.0f} rt/s  p50 {result['p50']:6.1f} ms"
-                        f"  p99 {result['p99']:6.1f} ms  {result['rt_per_cpu_s']:7.0f} rt/server-CPU-s",
-                        flush=True,
-                    )
-                if args.idle:
-                    memory[server] = asyncio.run(idle_memory(url, process.pid, args.idle))
-                    print(f"{server:>10}  {args.idle} idle connections: +{memory[server]:.1f} MiB", flush=True)
-            finally:
-                process.terminate()
-                process.wait(timeout=15)
+            stack.callback(stop, process)
+            running[server] = (process, url, tokens)
+        # Servers take turns for each U, so a burst of load from elsewhere on the machine hits all of them.
+        for u in users:
+            for server, (process, url, tokens) in running.items():
+                result = asyncio.run(run_load(url, process.pid, tokens, u, args.warmup, args.seconds))
+                results[(server, u)] = result
+                print(
+                    f"{server:>10}  U={u:<3} {result['rt_s']:8.0f} rt/s  p50 {result['p50']:6.1f} ms"
+                    f"  p99 {result['p99']:6.1f} ms  {result['rt_per_cpu_s']:7.0f} rt/server-CPU-s",
+                    flush=True,
+                )
+        if args.idle:
+            for server, (process, url, _) in running.items():
+                memory[server] = asyncio.run(idle_memory(url, process.pid, args.idle))
+                print(f"{server:>10}  {args.idle} idle connections: +{memory[server]:.1f} MiB", flush=True)
 
     if "relay" in servers:
         print("\nratios to the relay (rt/s, p99, rt per server CPU-second):")

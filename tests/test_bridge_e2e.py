@@ -147,3 +147,64 @@ def test_a_user_on_one_daphne_chats_with_a_backend_on_another_over_redis(tmp_pat
                     assert backend.ws.close_code == 4002
 
         asyncio.run(scenario())
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+def open_connections(metrics_text: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics_text.splitlines()
+        if line.startswith("linghub_bridge_connections{")
+    )
+
+
+def test_200_clients_connecting_and_disconnecting_leave_memory_near_its_start(tmp_path):
+    manage(tmp_path, "migrate", "--noinput")
+    token = add_member(tmp_path, "lingyi")
+    with running_hub(data_dir=tmp_path) as hub:
+
+        async def round_of_200(backend) -> None:
+            async def one(n: int) -> None:
+                async with websockets.connect(hub.ws_url) as ws:
+                    if n % 2:
+                        await ws.send(json.dumps({"type": "chat", "target": "lingyi", "text": f"q{n}"}))
+                        while json.loads(await ws.recv())["type"] != "reply":
+                            pass
+                    else:
+                        await ws.send(json.dumps({"type": "ping"}))
+                        await ws.recv()
+
+            await asyncio.gather(*(one(n) for n in range(200)))
+
+        async def scenario():
+            async with OldClient.connect(f"{hub.ws_url}/?token={token}") as backend:
+                await backend.send({"type": "register_backend", "backend_id": "lingyi"})
+                await backend.next("backend_registered")
+
+                async def echo():
+                    while True:
+                        chat = await backend.next("chat", timeout=60)
+                        await backend.send({"type": "reply", "request_id": chat["request_id"], "text": "a"})
+
+                echoing = asyncio.create_task(echo())
+                for _ in range(5):  # warm-up: the allocator's pools reach their high-water mark, caches fill
+                    await round_of_200(backend)
+                await asyncio.sleep(1.5)
+                start = rss_kib(hub.process.pid)
+                for _ in range(5):
+                    await round_of_200(backend)
+                await asyncio.sleep(2)
+                end = rss_kib(hub.process.pid)
+                echoing.cancel()
+                metrics = httpx.get(f"{hub.http_url}/metrics").text
+                return start, end, metrics
+
+        start, end, metrics = asyncio.run(scenario())
+        # A leaked socket costs tens of KiB: 1,000 of them would be tens of MiB.
+        assert end - start < 6 * 1024, f"RSS grew from {start} KiB to {end} KiB over 1,000 connections"
+        # Only the backend socket was still open when /metrics was read.
+        assert open_connections(metrics) == 1
