@@ -35,3 +35,13 @@ def test_it_refuses_to_start_without_the_hub_app(settings):
     settings.FEISHU_APP_ID = None
     with pytest.raises(CommandError, match="FEISHU_APP_ID"):
         call_command("runpoller", "--once")
+
+
+def test_runhub_runs_the_poller_only_when_the_hub_app_is_configured(settings):
+    from hub.management.commands.runhub import Command
+
+    settings.FEISHU_APP_ID, settings.FEISHU_APP_SECRET = None, None
+    assert "runpoller" not in [c.name for c in Command().children("127.0.0.1", 8765, False)]
+    settings.FEISHU_APP_ID, settings.FEISHU_APP_SECRET = "cli_hub", "hub-secret"
+    poller = next(c for c in Command().children("127.0.0.1", 8765, False) if c.name == "runpoller")
+    assert poller.argv[-1] == "runpoller"
