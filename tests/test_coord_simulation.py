@@ -40,7 +40,7 @@ pytestmark = pytest.mark.django_db
 SCALE = 0.05
 QUESTIONS = 100
 THINK_MAX = 3.0 * SCALE
-QUESTION_GAP = 0.02  # a new human question every 20 ms
+QUESTION_GAP = 0.05  # a new human question every 50 ms (the in-process hub answers one request at a time)
 HUB_BOTS = {"lingyi": "cli_lingyi", "lingzhi": "cli_lingzhi", "lingflow": "cli_lingflow"}
 OUTSIDE_APP = "cli_outside"
 
