@@ -3,6 +3,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from prometheus_client import REGISTRY
 
 from feishu.client import BotNotInChat, FeishuClient, FeishuError, FeishuRateLimited
 
@@ -15,6 +16,10 @@ class Sleeps(list):
 @pytest.fixture
 def app(fake_feishu):
     return fake_feishu.register_app("cli_hub", "s3cret", open_id="ou_hub", name="Hub")
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def make_client(fake, app, **kwargs) -> FeishuClient:
@@ -59,13 +64,18 @@ def test_it_waits_as_long_as_the_rate_limit_reset_header_says(fake_feishu, app):
     chat = fake_feishu.create_chat(bots=["cli_hub"])
     fake_feishu.inject_fault("messages.list", "rate_limit", reset=1)
     client = make_client(fake_feishu, app)
+    limited_before = metric("linghub_feishu_rate_limited_total", endpoint="messages.list")
+    calls_before = metric("linghub_feishu_api_calls_total", endpoint="messages.list", status="429")
     started = time.monotonic()
     assert list(client.list_messages(chat)) == []
     assert time.monotonic() - started >= 1.0
     assert [c.status for c in fake_feishu.calls if c.endpoint == "messages.list"] == [429, 200]
+    assert metric("linghub_feishu_rate_limited_total", endpoint="messages.list") == limited_before + 1
+    assert metric("linghub_feishu_api_calls_total", endpoint="messages.list", status="429") == calls_before + 1
 
 
 def test_it_uses_the_reset_header_of_a_real_rate_limit_window(fake_feishu, app):
+    fake_feishu.clock = lambda: 60_000_010.0  # 10 s into a one-minute window: 50 s until it resets
     chat = fake_feishu.create_chat(bots=["cli_hub"])
     fake_feishu.set_rate_limit(2, per_seconds=60, endpoint="messages.list")
     sleeps = Sleeps()
@@ -75,7 +85,7 @@ def test_it_uses_the_reset_header_of_a_real_rate_limit_window(fake_feishu, app):
     with pytest.raises(FeishuRateLimited) as caught:
         list(client.list_messages(chat))
     assert caught.value.transient and caught.value.code == 99991400
-    assert len(sleeps) == 1 and 1 <= sleeps[0] <= 60
+    assert sleeps == [50.0]
 
 
 def test_it_retries_server_errors_with_growing_back_off_then_gives_up(fake_feishu, app):
