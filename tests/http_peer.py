@@ -85,6 +85,7 @@ class HttpPeer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # answer without waiting for a delayed ACK
 
             def setup(self) -> None:
                 super().setup()

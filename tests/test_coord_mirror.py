@@ -9,15 +9,12 @@ import pytest
 from feishu.coordination.models import CollisionLog
 from feishu.coordination.services import claim_release, claim_take, claims_sweep
 from members.services import member_create
-from tests.fakes import feishu_server
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def chat(fake_feishu, settings, monkeypatch):
-    # Answer without waiting for a delayed ACK (the fake writes headers and body separately).
-    monkeypatch.setattr(feishu_server._Handler, "disable_nagle_algorithm", True)
+def chat(fake_feishu, settings):
     settings.FEISHU_APP_ID, settings.FEISHU_APP_SECRET = "cli_hub", "hub-secret"
     settings.FEISHU_BASE_URL = fake_feishu.url
     fake_feishu.register_app("cli_hub", "hub-secret", open_id="ou_hub")

@@ -33,7 +33,6 @@ from feishu import services as feishu_services
 from feishu.client import FeishuClient
 from feishu.coordination.models import CollisionLog
 from members.services import member_create
-from tests.fakes import feishu_server
 
 pytestmark = pytest.mark.django_db
 
@@ -60,10 +59,7 @@ class Outcome:
 
 
 @pytest.fixture
-def world(fake_feishu, settings, monkeypatch):
-    # The fake writes headers and body separately; without TCP_NODELAY each answer waits ~40 ms for a delayed
-    # ACK, which at compressed time would be most of a bot's think time.
-    monkeypatch.setattr(feishu_server._Handler, "disable_nagle_algorithm", True)
+def world(fake_feishu, settings):
     settings.COORD_CLAIM_TTL = 15 * 0.2
     settings.COORD_COLLISION_WINDOW = 2 * SCALE
     settings.COORD_JITTER_MAX = 1.5 * SCALE
