@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 
 from feishu import webhook
+from feishu.coordination.services import jitter_seconds
 from hub.transports.base import Outcome, Transport
-from members.models import Channel
+from members.models import Channel, Member
 from offline_queue.models import DeliveryAttempt, Message
 
 
@@ -23,12 +24,24 @@ def webhook_message(message: Message) -> tuple[str, object]:
     return "text", message.content
 
 
+def jitter_before_posting(message: Message, sleep=time.sleep) -> float:
+    """Wait 0 to COORD_JITTER_MAX s before posting into a group for a bot (seed 002's second layer: bots that
+    decided at the same instant do not post in lock-step). Only a bot's first attempt waits; retries are
+    already spread by the queue's back-off. Returns the delay."""
+    if message.retry_count or not Member.objects.filter(member_id=message.sender_id, kind=Member.Kind.AGENT).exists():
+        return 0.0
+    delay = jitter_seconds()
+    sleep(delay)
+    return delay
+
+
 class FeishuWebhookTransport(Transport):
     """One try per attempt (the offline queue owns retries and their back-off)."""
 
     kind = Channel.Kind.FEISHU_WEBHOOK
 
     def deliver(self, message: Message, channel: Channel) -> Outcome:
+        jitter_before_posting(message)
         started = time.perf_counter()
         msg_type, content = webhook_message(message)
         try:

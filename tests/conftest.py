@@ -63,3 +63,9 @@ def fake_feishu():
 
     with FakeFeishu() as fake:
         yield fake
+
+
+@pytest.fixture(autouse=True)
+def _no_jitter(settings):
+    """The hub's random jitter before posting for a bot (0-1.5 s) is off unless a test turns it on."""
+    settings.COORD_JITTER_MAX = 0

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from feishu import webhook
 from feishu.models import WebhookSend
-from feishu.transports import FeishuWebhookTransport
+from feishu.transports import FeishuWebhookTransport, jitter_before_posting
 from members.models import Channel
 from members.services import member_create
 from offline_queue.models import Message
@@ -144,3 +144,23 @@ def test_the_transport_sends_a_card_chosen_by_the_sender(fake_feishu):
     )
     assert FeishuWebhookTransport().deliver(message, channel).ok
     assert fake_feishu.webhook_messages(url) == [{"msg_type": "interactive", "card": card}]
+
+
+def test_the_transport_waits_a_random_jitter_before_posting_for_a_bot(fake_feishu, settings):
+    settings.COORD_JITTER_MAX = 0.2
+    member_create(member_id="lingyi", name="灵依", kind="agent")
+    url = fake_feishu.create_webhook()
+    message, _ = make_message({"address": url}, content="我来回答")
+    delays = [jitter_before_posting(message, sleep=Sleeps()) for _ in range(50)]
+    assert all(0 <= d <= 0.2 for d in delays) and len(set(delays)) > 40
+    message.retry_count = 1
+    assert jitter_before_posting(message, sleep=Sleeps()) == 0.0
+
+
+def test_the_transport_does_not_wait_for_messages_that_are_not_from_a_bot(fake_feishu, settings):
+    settings.COORD_JITTER_MAX = 0.2
+    member_create(member_id="lingyi", name="王工", kind="user")
+    url = fake_feishu.create_webhook()
+    message, _ = make_message({"address": url}, content="hi")
+    sleeps = Sleeps()
+    assert jitter_before_posting(message, sleep=sleeps) == 0.0 and sleeps == []
