@@ -101,4 +101,54 @@ def seed(*, password: str, backend_id: str) -> None:
         status="failed",
         last_error="HTTP 410 Gone from endpoint (permanent)",
     )
+    from feishu.coordination.models import Claim, CollisionLog
+    from feishu.models import ActiveGroup, SeenMessage
+
+    ActiveGroup.objects.create(
+        chat_id="oc_7f3a9c",
+        name="灵字辈 · 研发群",
+        last_activity_at=now - timedelta(seconds=40),
+        expires_at=now + timedelta(seconds=560),
+        last_polled_at=now - timedelta(seconds=2),
+        known_bots={"cli_lingyi": {"name": "灵依"}, "cli_lingzhi": {"name": "灵知"}},
+    )
+    ActiveGroup.objects.create(
+        chat_id="oc_51d0e2",
+        name="值班告警",
+        always_on=True,
+        last_activity_at=now - timedelta(minutes=25),
+        last_polled_at=now - timedelta(seconds=1),
+        known_bots={"cli_lingflow": {"name": "灵通"}},
+    )
+    ActiveGroup.objects.create(
+        chat_id="oc_0be411",
+        name="周报",
+        last_activity_at=now - timedelta(hours=3),
+        expires_at=now - timedelta(hours=2, minutes=50),
+        last_polled_at=now - timedelta(hours=2, minutes=50),
+    )
+    SeenMessage.objects.bulk_create(
+        SeenMessage(chat_id="oc_7f3a9c", message_id=f"om_seen_{i}", create_time_ms=i, relayed_to=3) for i in range(17)
+    )
+    SeenMessage.objects.bulk_create(
+        SeenMessage(chat_id="oc_51d0e2", message_id=f"om_alert_{i}", create_time_ms=i, relayed_to=1) for i in range(4)
+    )
+    for hours_ago, kind, bots, text in (
+        (20, "deferred", ["lingzhi", "lingyi"], ""),
+        (9, "collided", ["lingyi", "lingzhi"], ""),
+        (9, "repaired", ["lingyi", "lingzhi"], "我先答了,灵知补充细节"),
+        (3, "deferred", ["lingflow", "lingyi"], ""),
+        (1, "deferred", ["lingzhi", "lingyi"], ""),
+    ):
+        CollisionLog.objects.create(
+            chat_id="oc_7f3a9c",
+            message_id=f"om_{hours_ago:03d}",
+            bots=bots,
+            kind=kind,
+            repair_text=text,
+            created_at=now - timedelta(hours=hours_ago),
+        )
+    Claim.objects.create(
+        chat_id="oc_7f3a9c", message_id="om_now", holder="lingyi", expires_at=timezone.now() + timedelta(minutes=10)
+    )
     print("seeded")

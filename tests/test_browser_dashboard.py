@@ -36,8 +36,10 @@ def hub(tmp_path_factory):
     """A real daphne with its own database, seeded with an hour of traffic."""
     data_dir = tmp_path_factory.mktemp("browser-hub")
     backend_id = "newbie"
-    with running_hub(data_dir=data_dir) as process:
-        env = hub_env(data_dir)
+    # Feishu credentials so the Feishu page shows a configured hub; nothing here calls Feishu.
+    extra = {"FEISHU_APP_ID": "cli_hub", "FEISHU_APP_SECRET": "unused", "FEISHU_BASE_URL": "http://127.0.0.1:9"}
+    with running_hub(data_dir=data_dir, extra_env=extra) as process:
+        env = hub_env(data_dir, **extra)
         seed = f"from tests.dashboard_seed import seed; seed(password={PASSWORD!r}, backend_id={backend_id!r})"
         out = manage(data_dir, "shell", "-c", seed, env=env)
         assert "seeded" in out.stdout, out.stderr
@@ -191,9 +193,12 @@ def test_it_draws_the_delivery_charts_and_the_other_dashboards(page):
     assert "ConnectError: connection refused" in page.inner_text("main")
     screenshot(page, "member")
     page.goto("/dashboard/feishu/")
-    assert "Feishu" in page.inner_text("h1")
+    assert page.inner_text("#groups-active") == "2"
+    assert page.inner_text('tr[data-chat="oc_7f3a9c"]').split("\t")[-2] == "17"
     screenshot(page, "feishu")
     page.goto("/dashboard/collisions/")
+    assert page.locator("#collisions tr[data-kind]").count() == 5
+    assert page.inner_text("#floors").count("om_now") == 1
     screenshot(page, "collisions")
     page.goto("/admin/")
     assert page.locator("#hub-dashboards a", has_text="Queue").count() == 1

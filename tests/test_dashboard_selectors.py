@@ -117,19 +117,34 @@ def test_it_draws_the_online_timeline_from_presence_samples(lingyi):
 
 
 def test_it_reports_a_model_that_does_not_exist_as_unavailable():
-    table = selectors.model_table("feishu", "NoSuchModel")
-    assert not table.available
+    assert selectors.optional_model("feishu", "NoSuchModel") is None
     assert selectors.optional_model("not_an_app", "Thing") is None
+    assert selectors.optional_model("coordination", "CollisionLog") is not None
 
 
-def test_it_tabulates_any_model_newest_first(lingyi):
-    member_create(member_id="lingzhi", name="灵知")
-    table = selectors.model_table("members", "Member", limit=1, exclude=("token_hash", "notify_secret"))
-    assert table.available
-    assert "member id" in table.columns
-    assert "notify secret" not in table.columns
-    assert table.total == 2
-    assert table.rows[0][table.columns.index("member id")] == "lingzhi"
+def test_it_lists_feishu_groups_active_first_with_bots_and_relayed_messages():
+    from feishu.models import ActiveGroup, SeenMessage
+
+    with time_machine.travel(NOON, tick=False):
+        now = timezone.now()
+        ActiveGroup.objects.create(chat_id="oc_old", name="旧群", expires_at=now - timedelta(minutes=1))
+        ActiveGroup.objects.create(
+            chat_id="oc_live",
+            name="灵字辈",
+            last_activity_at=now,
+            expires_at=now + timedelta(minutes=10),
+            known_bots={"cli_a": {"name": "灵依"}, "cli_b": {}},
+        )
+        ActiveGroup.objects.create(chat_id="oc_gone", always_on=True, deactivated_at=now)
+        SeenMessage.objects.create(chat_id="oc_live", message_id="om_1", create_time_ms=1, relayed_to=2)
+        SeenMessage.objects.create(chat_id="oc_live", message_id="om_2", create_time_ms=2, relayed_to=0)
+        groups = selectors.feishu_groups()
+        gauges = selectors.metrics_gauges()
+    assert groups.rows[0].chat_id == "oc_live"
+    live = groups.rows[0]
+    assert (live.active, live.bots, live.relayed) == (True, ["cli_b", "灵依"], 1)
+    assert groups.active == 1
+    assert gauges.feishu_active_groups == 1
 
 
 def test_it_computes_the_gauges_of_metrics(lingyi):

@@ -220,12 +220,31 @@ def test_it_says_when_feishu_is_not_configured(admin_client, settings):
     settings.FEISHU_APP_ID, settings.FEISHU_APP_SECRET = "cli_x", "secret"
     body = admin_client.get(reverse("dashboard:feishu")).content.decode()
     assert 'id="feishu-not-configured"' not in body
-    assert 'id="feishu-empty"' in body or 'id="feishu-unavailable"' in body
+    assert 'id="feishu-empty"' in body
+
+
+def test_it_lists_the_feishu_groups(admin_client):
+    from feishu.models import ActiveGroup
+
+    ActiveGroup.objects.create(
+        chat_id="oc_1",
+        name="<b>群</b>",
+        last_activity_at=timezone.now(),
+        expires_at=timezone.now() + timedelta(minutes=10),
+        known_bots={"cli_a": {"name": "灵依"}},
+        last_error="HTTP 429 rate limited",
+    )
+    body = admin_client.get(reverse("dashboard:feishu")).content.decode()
+    row = body.split('<tr data-chat="oc_1">')[1].split("</tr>")[0]
+    assert "&lt;b&gt;群&lt;/b&gt;" in row
+    assert '<span class="state online">active</span>' in row
+    assert "灵依" in row and "HTTP 429 rate limited" in row
+    assert 'id="groups-active">1<' in body
 
 
 def test_it_says_when_there_are_no_collisions(admin_client):
     body = admin_client.get(reverse("dashboard:collisions")).content.decode()
-    assert 'id="collisions-empty"' in body or 'id="collisions-unavailable"' in body
+    assert 'id="collisions-empty"' in body
 
 
 def test_it_shows_the_collision_log_per_hour_and_who_holds_the_floor(admin_client):

@@ -385,43 +385,12 @@ def online_ratios(now: datetime | None = None, minutes: int = 60) -> dict[str, f
 
 
 def optional_model(app_label: str, model_name: str) -> type[Model] | None:
-    """The model if its app is installed and defines it; None otherwise."""
-    if not apps.is_installed(app_label) and not any(c.label == app_label for c in apps.get_app_configs()):
-        return None
+    """The model if an installed app with this label defines it; None otherwise (the dashboards then say
+    that part of the hub is not recording)."""
     try:
-        return apps.get_model(app_label, model_name)
+        return apps.get_app_config(app_label).get_model(model_name)
     except LookupError:
         return None
-
-
-@dataclass
-class ModelTable:
-    """Rows of a model the dashboards show without knowing its fields in advance."""
-
-    available: bool
-    columns: list[str]
-    rows: list[list[object]]
-    total: int
-
-
-def model_table(app_label: str, model_name: str, limit: int = 100, exclude: tuple[str, ...] = ()) -> ModelTable:
-    model = optional_model(app_label, model_name)
-    if model is None:
-        return ModelTable(available=False, columns=[], rows=[], total=0)
-    fields = [f for f in model._meta.concrete_fields if f.name not in exclude and not f.primary_key]
-    queryset = model.objects.order_by("-pk")
-    rows = [[_cell(obj, f) for f in fields] for obj in queryset[:limit]]
-    return ModelTable(available=True, columns=[str(f.verbose_name) for f in fields], rows=rows, total=queryset.count())
-
-
-def _cell(obj: Model, model_field) -> object:
-    if model_field.is_relation:
-        value = getattr(obj, model_field.attname)
-        return value if value is not None else ""
-    value = getattr(obj, model_field.name)
-    if isinstance(value, (list, tuple)):
-        return ", ".join(str(v) for v in value)
-    return "" if value is None else value
 
 
 @dataclass
@@ -487,6 +456,71 @@ def collisions(now: datetime | None = None, hours: int = 24, limit: int = 100) -
     )
 
 
+@dataclass
+class GroupRow:
+    chat_id: str
+    name: str
+    active: bool
+    always_on: bool
+    last_activity_at: datetime | None
+    expires_at: datetime | None
+    last_polled_at: datetime | None
+    next_poll_at: datetime | None
+    bots: list[str]
+    relayed: int
+    last_error: str
+    deactivated_at: datetime | None
+
+
+@dataclass
+class FeishuGroups:
+    available: bool
+    rows: list[GroupRow] = field(default_factory=list)
+
+    @property
+    def active(self) -> int:
+        return sum(1 for r in self.rows if r.active)
+
+
+def feishu_groups(now: datetime | None = None) -> FeishuGroups:
+    """Every group chat the poller knows, active ones first, with its bots and how many bot messages it
+    relayed. Unavailable while the Feishu app has no ``ActiveGroup``."""
+    group_model = optional_model("feishu", "ActiveGroup")
+    if group_model is None:
+        return FeishuGroups(available=False)
+    now = now or timezone.now()
+    relayed: dict[str, int] = {}
+    seen_model = optional_model("feishu", "SeenMessage")
+    if seen_model is not None:
+        relayed = dict(
+            seen_model.objects.filter(relayed_to__gt=0).values_list("chat_id").annotate(n=Count("id")).order_by()
+        )
+    rows = []
+    for group in group_model.objects.all():
+        bots = group.known_bots or {}
+        names = sorted(
+            (info.get("name") if isinstance(info, dict) else None) or str(bot_id) for bot_id, info in bots.items()
+        )
+        rows.append(
+            GroupRow(
+                chat_id=group.chat_id,
+                name=group.name,
+                active=group.is_active(now),
+                always_on=group.always_on,
+                last_activity_at=group.last_activity_at,
+                expires_at=group.expires_at,
+                last_polled_at=group.last_polled_at,
+                next_poll_at=group.next_poll_at,
+                bots=names,
+                relayed=relayed.get(group.chat_id, 0),
+                last_error=group.last_error,
+                deactivated_at=group.deactivated_at,
+            )
+        )
+    rows.sort(key=lambda r: (not r.active, -(r.last_activity_at.timestamp() if r.last_activity_at else 0)))
+    return FeishuGroups(available=True, rows=rows)
+
+
 def feishu_configured() -> bool:
     return bool(settings.FEISHU_APP_ID and settings.FEISHU_APP_SECRET)
 
@@ -532,7 +566,5 @@ def metrics_gauges(now: datetime | None = None) -> Gauges:
 
 
 def _active_groups(model: type[Model], now: datetime) -> int:
-    names = {f.name for f in model._meta.concrete_fields}
-    if "expires_at" in names:
-        return model.objects.filter(expires_at__gt=now).count()
-    return model.objects.count()
+    """Groups the poller reads now: not deactivated, and always on or not yet expired."""
+    return model.objects.filter(Q(deactivated_at__isnull=True) & (Q(always_on=True) | Q(expires_at__gt=now))).count()

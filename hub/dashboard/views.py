@@ -148,7 +148,7 @@ def feishu(request: HttpRequest) -> HttpResponse:
         "dashboard/feishu.html",
         "feishu",
         configured=selectors.feishu_configured(),
-        groups=selectors.model_table("feishu", "ActiveGroup"),
+        groups=selectors.feishu_groups(),
     )
 
 
