@@ -6,6 +6,7 @@ Everything is computed from database rows when read, so any daphne process answe
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -211,7 +212,7 @@ def queue_by_recipient(now: datetime | None = None) -> list[RecipientQueue]:
     ]
 
 
-def pending_messages(limit: int = 200) -> list[Message]:
+def pending_messages(limit: int = 100) -> list[Message]:
     return list(Message.objects.filter(status__in=PENDING).select_related("recipient").order_by("id")[:limit])
 
 
@@ -229,24 +230,28 @@ def is_discarded(message: Message) -> bool:
 
 
 def queue_depth_series(now: datetime | None = None, minutes: int = 60) -> list[tuple[datetime, int]]:
-    """Messages waiting at each minute of the last ``minutes``: accepted by then and not yet delivered,
-    expired or failed. A delivered message stops waiting at ``delivered_at``, an expired one at
-    ``expires_at``, a failed one at its last attempt."""
+    """Messages waiting at the end of each minute of the last ``minutes`` (the last point is now): accepted
+    by then and not yet delivered, expired or failed. A delivered message stops waiting at ``delivered_at``,
+    an expired one at ``expires_at``, a failed one at its last attempt."""
     now = now or timezone.now()
     end = now.replace(second=0, microsecond=0)
     start = end - timedelta(minutes=minutes - 1)
+    points = [start + timedelta(minutes=i + 1) for i in range(minutes)]
+    points[-1] = min(points[-1], now)
     rows = (
         Message.objects.filter(created_at__lte=now)
         .filter(
             Q(status__in=PENDING)
-            | Q(status=Message.Status.DELIVERED, delivered_at__gte=start)
-            | Q(status=Message.Status.EXPIRED, expires_at__gte=start)
-            | Q(status=Message.Status.FAILED, created_at__gte=start - timedelta(seconds=settings.HUB_MESSAGE_TTL))
+            | Q(status=Message.Status.DELIVERED, delivered_at__gt=start)
+            | Q(status=Message.Status.EXPIRED, expires_at__gt=start)
+            | Q(status=Message.Status.FAILED, last_attempt_at__gt=start)
+            | Q(status=Message.Status.FAILED, last_attempt_at__isnull=True, created_at__gt=start)
         )
-        .annotate(last_attempt=Max("attempts__started_at"))
-        .values_list("status", "created_at", "delivered_at", "expires_at", "last_attempt")
+        .values_list("status", "created_at", "delivered_at", "expires_at", "last_attempt_at")
     )
-    spans: list[tuple[datetime, datetime | None]] = []
+    # Each message waits over a run of points: +1 where the run starts, -1 after it ends (a sweep, so the
+    # cost grows with the messages, not with messages x minutes).
+    change = [0] * (minutes + 1)
     for status, created, delivered, expires, last_attempt in rows:
         if status == Message.Status.DELIVERED:
             done = delivered
@@ -256,12 +261,15 @@ def queue_depth_series(now: datetime | None = None, minutes: int = 60) -> list[t
             done = last_attempt or created
         else:
             done = None
-        spans.append((created, done))
-    series = []
+        first = bisect_left(points, created)
+        last = minutes if done is None else bisect_left(points, done)
+        if first < last:
+            change[first] += 1
+            change[last] -= 1
+    series, waiting = [], 0
     for i in range(minutes):
-        t = start + timedelta(minutes=i)
-        point = min(t + timedelta(minutes=1), now) if i == minutes - 1 else t + timedelta(minutes=1)
-        series.append((t, sum(1 for created, done in spans if created <= point and (done is None or done > point))))
+        waiting += change[i]
+        series.append((start + timedelta(minutes=i), waiting))
     return series
 
 
