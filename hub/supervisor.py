@@ -82,6 +82,7 @@ class Supervisor:
             code = child.process.poll() if child.process else None
             if code is None:
                 continue
+            mark_metrics_dead(child.process.pid)
             if now - child.started_at > 60:
                 child.backoff = 1.0
             self.report(f"{child.name} exited with code {code}; restarting in {child.backoff:.0f} s")
@@ -105,6 +106,14 @@ class Supervisor:
         for child in self.children:
             if child.process:  # reap the rest of each group (grandchildren such as django-q2 workers)
                 _signal_group(child.process, signal.SIGKILL)
+
+
+def mark_metrics_dead(pid: int) -> None:
+    """Drop a dead child's live gauges (open bridge connections) from the multi-process metrics."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
 
 
 def _signal_group(process: subprocess.Popen, sig: int) -> None:

@@ -26,6 +26,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead too
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def redis_reachable(url: str) -> bool:
     import redis
 

@@ -10,21 +10,9 @@ import httpx
 import pytest
 import websockets
 
-from tests.support import manage, running_hub
+from tests.support import alive, manage, running_hub
 
 pytestmark = pytest.mark.e2e
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead too
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 async def ping(url: str) -> dict:
