@@ -3,9 +3,11 @@
 The router decides the route message by message (``hub.routing.attempt``). When it has just written the
 oldest message of a batch to the recipient's bridge socket, the messages behind it of the same type would
 take the same route, so they follow on the same socket without asking again: one channel-layer call for
-the lot, one bulk insert of their ``DeliveryAttempt`` rows and one UPDATE of their state. The frames and
-the bus events are the router's own (``hub.bridge.outbound.delivery_event``, one ``delivery`` event per
-message), so a client, the audit log and the metrics cannot tell the difference, only the time.
+the lot (``hub.deliver_batch`` events of up to 100 ``hub.deliver`` events each, which the bridge consumer
+writes to the socket in order), one INSERT of their ``DeliveryAttempt`` rows and one UPDATE of their state.
+The frames and the bus events are the router's own (``hub.bridge.outbound.delivery_event``, one
+``delivery`` event per message), so a client, the audit log and the metrics cannot tell the difference,
+only the time.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -24,51 +26,68 @@ from hub.bridge.outbound import delivery_event
 from hub.models import ChannelKindSwitch
 from members.models import Channel
 from offline_queue.models import DeliveryAttempt, Message
-from offline_queue.policy import ack_deadline
+from offline_queue.policy import ack_deadline, retry_delay
 
 BRIDGE = Channel.Kind.BRIDGE
+
+
+# Deliveries per channel-layer message: large enough to make the layer's cost per message small, small
+# enough to stay far below any layer's message size limit with ordinary message sizes.
+EVENTS_PER_LAYER_MESSAGE = 100
 
 
 async def _group_send_all(group: str, events: list[dict]) -> None:
     # One after the other, on purpose: the socket must get them in this order.
     layer = get_channel_layer()
-    for event in events:
-        await layer.group_send(group, event)
+    for start in range(0, len(events), EVENTS_PER_LAYER_MESSAGE):
+        chunk = events[start : start + EVENTS_PER_LAYER_MESSAGE]
+        await layer.group_send(group, {"type": "hub.deliver_batch", "events": chunk})
 
 
-def bridge_send_many(messages: list[Message]) -> bool:
+def _log_attempts(ids: list[int], *, started_at, latency_ms: float, outcome: str = "sent", error: str = "") -> None:
+    """One ``sent`` DeliveryAttempt row per message, in one INSERT … SELECT (building thousands of model
+    instances for rows that differ only in their message costs more than the whole send)."""
+    qn = connection.ops.quote_name
+    attempt, message = DeliveryAttempt._meta, Message._meta
+    columns = ", ".join(
+        qn(attempt.get_field(name).column)
+        for name in ("message", "channel", "started_at", "latency_ms", "outcome", "error")
+    )
+    sql = (
+        f"INSERT INTO {qn(attempt.db_table)} ({columns}) "
+        f"SELECT {qn(message.pk.column)}, %s, %s, %s, %s, %s FROM {qn(message.db_table)} "
+        f"WHERE {qn(message.pk.column)} IN ({', '.join(['%s'] * len(ids))})"
+    )
+    params = [BRIDGE, connection.ops.adapt_datetimefield_value(started_at), latency_ms, outcome, error, *ids]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def bridge_send_many(messages: list[Message]) -> str:
     """Write ``messages`` (one recipient, in order) to the recipient's live bridge socket and mark them
-    ``delivering`` until their acks, as single attempts would. False (nothing sent, nothing written) when
-    the bridge is no longer usable for them; the caller then goes on one message at a time."""
+    ``delivering`` until their acks, as single attempts would.
+
+    Returns ``"sent"``; ``"skipped"`` (nothing written) when the bridge is not usable for them, so the caller
+    goes on one message at a time; or ``"failed"`` when the channel layer refused them: they are back in the
+    queue for a retry and the caller must stop (what follows may not overtake them)."""
     if not messages:
-        return True
+        return "sent"
     member = messages[0].recipient
     channel = Channel.objects.filter(member=member, kind=BRIDGE, enabled=True).first()
     if channel is None or not channel.is_live() or not member.enabled or BRIDGE in ChannelKindSwitch.switched_off():
-        return False
-    layer = get_channel_layer()
-    if layer is None:
-        return False
-    started_at = timezone.now()
-    started = time.perf_counter()
-    try:
-        async_to_sync(_group_send_all)(member_group(member.member_id), [delivery_event(m) for m in messages])
-    except Exception:
-        return False
-    latency_ms = (time.perf_counter() - started) * 1000 / len(messages)
-    now = timezone.now()
+        return "skipped"
+    if get_channel_layer() is None:
+        return "skipped"
     ids = [m.pk for m in messages]
     retried = [m.pk for m in messages if m.attempted]
+    now = timezone.now()
+    # The rows say "delivering" before the frames leave, so an ack never races with this UPDATE; if this
+    # process dies before sending, the ack timeout brings the messages back like any lost delivery.
     with transaction.atomic():
-        DeliveryAttempt.objects.bulk_create(
-            DeliveryAttempt(message=m, channel=BRIDGE, started_at=started_at, latency_ms=latency_ms, outcome="sent")
-            for m in messages
-        )
         if retried:
             Message.objects.filter(pk__in=retried, status__in=Message.UNDELIVERED).update(
                 retry_count=F("retry_count") + 1
             )
-        # An ack that already arrived made its message delivered: leave those alone.
         Message.objects.filter(pk__in=ids, status__in=Message.UNDELIVERED).update(
             status=Message.Status.DELIVERING,
             delivered_via=BRIDGE,
@@ -78,6 +97,20 @@ def bridge_send_many(messages: list[Message]) -> bool:
             lease_owner="",
             lease_expires_at=None,
         )
+    started = time.perf_counter()
+    try:
+        async_to_sync(_group_send_all)(member_group(member.member_id), [delivery_event(m) for m in messages])
+    except Exception as exc:
+        error = f"channel layer: {type(exc).__name__}: {exc}"
+        with transaction.atomic():
+            Message.objects.filter(pk__in=ids, status=Message.Status.DELIVERING, last_attempt_at=now).update(
+                status=Message.Status.QUEUED, next_retry_at=now + retry_delay(0), last_error=error
+            )
+            _log_attempts(ids, started_at=now, latency_ms=0, outcome="transient", error=error)
+        return "failed"
+    latency_ms = (time.perf_counter() - started) * 1000 / len(messages)
+    with transaction.atomic():
+        _log_attempts(ids, started_at=now, latency_ms=latency_ms)
         Channel.objects.filter(pk=channel.pk).update(last_ok=now)
     if retried:
         metrics.RETRIES.labels(member=member.member_id).inc(len(retried))
@@ -101,4 +134,4 @@ def bridge_send_many(messages: list[Message]) -> bool:
                 },
             )
         )
-    return True
+    return "sent"

@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from hub import http, metrics
 from hub.transports.base import Outcome
+from members.models import Member
 from offline_queue.models import DeliveryAttempt, DeliveryLease, Message
 from offline_queue.policy import ack_deadline, expiry_for, retry_delay
 
@@ -219,46 +220,54 @@ def _ready(message: Message, now: datetime) -> bool:
     return not message.attempted or message.next_retry_at is None or message.next_retry_at <= now
 
 
-def pair_deliver(*, sender_id: str, recipient_id: int, owner: str, due_only: bool) -> PassStats:
+def pair_deliver(
+    *, sender_id: str, recipient_id: int, owner: str, due_only: bool, resend_sent_before: datetime | None = None
+) -> PassStats:
     """Deliver what waits from ``sender_id`` to ``recipient_id``, oldest first, in batches, while holding the
     pair's lease. ``due_only``: go only if the oldest message's retry time has come (the sweep); otherwise
-    at once (the flush on reconnect, an ack that unblocked the pair). Returns what was done."""
+    at once (the flush on reconnect, an ack that unblocked the pair).
+
+    A message already written to a socket and still within its ack timeout is not sent again, unless it
+    was written before ``resend_sent_before`` (the flush on reconnect: the socket it went to is gone).
+    Returns what was done."""
     stats = PassStats()
+    recipient = Member.objects.filter(pk=recipient_id).first()
+    if recipient is None:  # removed meanwhile, and its messages with it
+        return stats
     if not pair_lease_claim(sender_id=sender_id, recipient_id=recipient_id, owner=owner):
         stats.skipped_pairs = 1
         return stats
     stats.pairs = 1
+    cache_recipient = Message._meta.get_field("recipient").set_cached_value
     try:
         after_id = 0
         while True:
             batch = list(
                 Message.objects.filter(
                     sender_id=sender_id, recipient_id=recipient_id, status__in=UNDELIVERED, pk__gt=after_id
-                )
-                .select_related("recipient")
-                .order_by("pk")[: settings.HUB_QUEUE_BATCH]
+                ).order_by("pk")[: settings.HUB_QUEUE_BATCH]
             )
+            for message in batch:
+                cache_recipient(message, recipient)
             if not batch or (after_id == 0 and due_only and not _ready(batch[0], timezone.now())):
                 break
             ids = [m.pk for m in batch]
             full = len(batch) == settings.HUB_QUEUE_BATCH
+            # A message another process is making its first attempt of (``message_send`` holds it for that)
+            # is not ours to send: go only up to it, the rest waits for the next pass. The pair's lease
+            # keeps every other worker of this queue off the whole pair.
             now = timezone.now()
-            taken = (
-                Message.objects.filter(pk__in=ids)
-                .filter(Q(lease_owner="") | Q(lease_owner=owner) | Q(lease_expires_at__lt=now))
-                .update(lease_owner=owner, lease_expires_at=_lease_until(now))
+            held = next(
+                (
+                    i
+                    for i, m in enumerate(batch)
+                    if m.lease_owner and m.lease_owner != owner and m.lease_expires_at and m.lease_expires_at >= now
+                ),
+                None,
             )
-            held_elsewhere = taken < len(ids)
-            if held_elsewhere:
-                # Someone else is attempting a message of this pair (the first attempt of a message being
-                # sent): go only up to it, the rest waits for the next pass.
-                mine = set(Message.objects.filter(pk__in=ids, lease_owner=owner).values_list("pk", flat=True))
-                first_foreign = next(i for i, pk in enumerate(ids) if pk not in mine)
-                batch = batch[:first_foreign]
-            try:
-                blocked = _deliver_in_order(batch, stats) or held_elsewhere
-            finally:
-                Message.objects.filter(pk__in=ids, lease_owner=owner).update(lease_owner="", lease_expires_at=None)
+            if held is not None:
+                batch = batch[:held]
+            blocked = _deliver_in_order(batch, stats, resend_sent_before) or held is not None
             if blocked or not full:
                 break
             if not pair_lease_renew(sender_id=sender_id, recipient_id=recipient_id, owner=owner):
@@ -270,7 +279,17 @@ def pair_deliver(*, sender_id: str, recipient_id: int, owner: str, due_only: boo
     return stats
 
 
-def _deliver_in_order(batch: list[Message], stats: PassStats) -> bool:
+def _in_flight(message: Message, now: datetime, resend_sent_before: datetime | None) -> bool:
+    """Written to a socket, its ack still awaited in time, and not sent to a socket known to be gone."""
+    return (
+        message.status == Message.Status.DELIVERING
+        and message.next_retry_at is not None
+        and message.next_retry_at > now
+        and not (resend_sent_before and message.last_attempt_at and message.last_attempt_at < resend_sent_before)
+    )
+
+
+def _deliver_in_order(batch: list[Message], stats: PassStats, resend_sent_before: datetime | None = None) -> bool:
     """Attempt each message in order; True when the pair is blocked (a message went back to the queue, or
     the next one would take another route while earlier ones wait for their ack)."""
     in_flight_type: str | None = None
@@ -284,6 +303,10 @@ def _deliver_in_order(batch: list[Message], stats: PassStats) -> bool:
             stats.expired += 1
             continue
         if in_flight_type is not None and message.message_type != in_flight_type:
+            return True
+        if _in_flight(message, now, resend_sent_before):
+            # Written earlier and not acknowledged yet: what follows waits for its ack (or its time-out), since
+            # the socket it went to may be gone and a later message must not arrive first.
             return True
         if message.attempted:
             if message.retry_count >= message.max_retries:
@@ -300,7 +323,10 @@ def _deliver_in_order(batch: list[Message], stats: PassStats) -> bool:
             stats.sent += 1
             in_flight_type = message.message_type
             if message.delivered_via == "bridge":
-                i += _follow_on_the_socket(batch[i:], message, stats)
+                followed = _follow_on_the_socket(batch[i:], message, stats, resend_sent_before)
+                if followed is None:
+                    return True
+                i += followed
         elif message.status == Message.Status.QUEUED:
             stats.requeued += 1
             return True
@@ -311,9 +337,12 @@ def _deliver_in_order(batch: list[Message], stats: PassStats) -> bool:
     return False
 
 
-def _follow_on_the_socket(rest: list[Message], leader: Message, stats: PassStats) -> int:
+def _follow_on_the_socket(
+    rest: list[Message], leader: Message, stats: PassStats, resend_sent_before: datetime | None
+) -> int | None:
     """Send the messages right behind ``leader`` (just written to a bridge socket) that would take the same
-    route, in one batch on the same socket. Returns how many were sent."""
+    route, in one batch on the same socket. Returns how many were sent, or None when the send failed and
+    they went back to the queue (the pair is blocked)."""
     from offline_queue.batch import bridge_send_many
 
     now = timezone.now()
@@ -323,12 +352,19 @@ def _follow_on_the_socket(rest: list[Message], leader: Message, stats: PassStats
             message.message_type != leader.message_type
             or (message.expires_at and now >= message.expires_at)
             or (message.attempted and message.retry_count >= message.max_retries)
+            or _in_flight(message, now, resend_sent_before)
         ):
             break
         run.append(message)
     retries = sum(1 for m in run if m.attempted)
-    if not run or not bridge_send_many(run):
+    if not run:
         return 0
+    result = bridge_send_many(run)
+    if result == "skipped":
+        return 0
+    if result == "failed":
+        stats.requeued += len(run)
+        return None
     stats.sent += len(run)
     stats.retried += retries
     return len(run)
@@ -365,10 +401,13 @@ def queue_sweep(*, owner: str, limit: int = 100) -> PassStats:
     return stats
 
 
-def member_flush(*, member_id: str, owner: str | None = None) -> PassStats:
-    """Deliver everything waiting for ``member_id`` at once (it just came online): every sender's messages in
-    order, in batches, whatever their retry time. Pairs another worker holds are left to it."""
+def member_flush(*, member_id: str, online_at: datetime | None = None, owner: str | None = None) -> PassStats:
+    """Deliver everything waiting for ``member_id`` at once (it came online at ``online_at``): every sender's
+    messages in order, in batches, whatever their retry time; what was written to a socket before
+    ``online_at`` and not acknowledged is sent again. Pairs another worker holds are left to it."""
     owner = owner or new_worker_id()
+    online_at = online_at or timezone.now()
+    started = time.perf_counter()
     heads = (
         Message.objects.filter(recipient__member_id=member_id, status__in=UNDELIVERED)
         .values("sender_id", "recipient_id")
@@ -378,12 +417,19 @@ def member_flush(*, member_id: str, owner: str | None = None) -> PassStats:
     stats = PassStats()
     for pair in list(heads):
         stats.add(
-            pair_deliver(sender_id=pair["sender_id"], recipient_id=pair["recipient_id"], owner=owner, due_only=False)
+            pair_deliver(
+                sender_id=pair["sender_id"],
+                recipient_id=pair["recipient_id"],
+                owner=owner,
+                due_only=False,
+                resend_sent_before=online_at,
+            )
         )
     if stats.worked:
         logger.info(
-            "flushed the queue of %s: %d delivered, %d sent, %d back in the queue",
+            "flushed the queue of %s in %.2f s: %d delivered, %d sent, %d back in the queue",
             member_id,
+            time.perf_counter() - started,
             stats.delivered,
             stats.sent,
             stats.requeued,
@@ -404,7 +450,10 @@ def member_schedule_flush(*, member_id: str) -> None:
     """Flush ``member_id``'s queue in a background task once the current transaction commits."""
     from django_q.tasks import async_task
 
-    transaction.on_commit(lambda: async_task("offline_queue.tasks.flush_member", member_id, group="offline_queue"))
+    online_at = timezone.now().isoformat()
+    transaction.on_commit(
+        lambda: async_task("offline_queue.tasks.flush_member", member_id, online_at, group="offline_queue")
+    )
 
 
 # --- Acknowledgements --------------------------------------------------------------------------------------
@@ -420,7 +469,7 @@ class AckResult:
 def messages_acknowledge(*, member_id: str, message_ids: list[str]) -> AckResult:
     """Mark the member's messages ``message_ids`` delivered (the client's ``ack``). Idempotent; ids that are
     not messages to ``member_id`` come back in ``unknown``. A pair whose in-flight messages are now all
-    acknowledged and that has more waiting is scheduled for delivery."""
+    acknowledged and that has more waiting behind them is scheduled for delivery at once."""
     result = AckResult()
     wanted = list(dict.fromkeys(i for i in message_ids if isinstance(i, str) and i))
     rows = {
@@ -443,9 +492,10 @@ def messages_acknowledge(*, member_id: str, message_ids: list[str]) -> AckResult
         metrics.TIME_TO_DELIVERY.observe(max(0.0, (now - row["created_at"]).total_seconds()))
     for sender_id, recipient_id in {(row["sender_id"], row["recipient_id"]) for row in todo}:
         pair = Message.objects.filter(sender_id=sender_id, recipient_id=recipient_id)
+        # Usually more of the pair is still in flight (one cheap index probe says so) and nothing is due.
         if (
-            pair.filter(status=Message.Status.QUEUED, last_attempt_at__isnull=True).exists()
-            and not pair.filter(status=Message.Status.DELIVERING).exists()
+            not pair.filter(status=Message.Status.DELIVERING).exists()
+            and pair.filter(status=Message.Status.QUEUED).exists()
         ):
             pair_schedule_delivery(sender_id=sender_id, recipient_id=recipient_id)
     return result

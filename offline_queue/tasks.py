@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
+from datetime import datetime
 from importlib import import_module
 
 from offline_queue import services
@@ -21,9 +22,10 @@ def deliver_pair(sender_id: str, recipient_id: int) -> dict:
     return asdict(services.pair_deliver(sender_id=sender_id, recipient_id=recipient_id, owner=owner, due_only=False))
 
 
-def flush_member(member_id: str) -> dict:
-    """A member came online: deliver its whole queue now."""
-    return asdict(services.member_flush(member_id=member_id))
+def flush_member(member_id: str, online_at: str | None = None) -> dict:
+    """A member came online (at ``online_at``, ISO 8601): deliver its whole queue now."""
+    when = datetime.fromisoformat(online_at) if online_at else None
+    return asdict(services.member_flush(member_id=member_id, online_at=when))
 
 
 def sweep() -> dict:

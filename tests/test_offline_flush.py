@@ -91,12 +91,35 @@ def test_it_sends_what_queued_up_behind_in_flight_messages_once_they_are_acknowl
     assert recipient.received == [first.message_id, later.message_id]
 
 
-def test_it_resends_in_flight_messages_when_the_member_reconnects(recipient, django_capture_on_commit_callbacks):
+def test_it_resends_in_flight_messages_when_the_member_reconnects(
+    recipient, django_capture_on_commit_callbacks, time_machine
+):
     lingflow = member()
     messages = accept(lingflow, n=3)
     recipient.online = True
     services.member_flush(member_id="lingflow")
+    time_machine.shift(1)
     # the socket died before any ack: the new socket gets everything again, in order
     with django_capture_on_commit_callbacks(execute=True):
         member_online.send(sender=None, member_id="lingflow", channel_kind="bridge")
     assert recipient.received == ids(messages) * 2
+
+
+def test_it_does_not_send_again_what_the_current_socket_got_and_has_not_acknowledged_yet(
+    recipient, time_machine, django_capture_on_commit_callbacks
+):
+    lingflow = member()
+    messages = accept(lingflow, n=3)
+    recipient.online = True
+    services.member_flush(member_id="lingflow")
+    time_machine.shift(1)
+    (later,) = accept(lingflow, n=1)
+    # a second flush for the same connection, or a sweep, sends nothing: the three wait for their acks,
+    # and the new one waits behind them
+    services.member_flush(member_id="lingflow", online_at=messages[0].created_at)
+    services.queue_sweep(owner="w")
+    assert recipient.received == ids(messages)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.messages_acknowledge(member_id="lingflow", message_ids=ids(messages))
+    assert recipient.received == [*ids(messages), later.message_id]

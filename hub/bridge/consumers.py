@@ -210,6 +210,12 @@ class BridgeConsumer(AsyncWebsocketConsumer):
                 )
         await self.send_frame(frame)
 
+    async def hub_deliver_batch(self, event: dict) -> None:
+        """``{"type": "hub.deliver_batch", "events": [hub.deliver events, …]}``: several deliveries, in order,
+        in one channel-layer message (the offline queue drains long queues this way)."""
+        for one in event["events"]:
+            await self.hub_deliver(one)
+
     async def hub_frame(self, event: dict) -> None:
         """``{"type": "hub.frame", "frame": {...}}``: pass the frame to the socket."""
         await self.send_frame(event["frame"])
