@@ -36,12 +36,12 @@ BRIDGE = Channel.Kind.BRIDGE
 EVENTS_PER_LAYER_MESSAGE = 100
 
 
-async def _group_send_all(group: str, events: list[dict]) -> None:
+async def _group_send_all(group: str, events: list[dict], connection: str) -> None:
     # One after the other, on purpose: the socket must get them in this order.
     layer = get_channel_layer()
     for start in range(0, len(events), EVENTS_PER_LAYER_MESSAGE):
         chunk = events[start : start + EVENTS_PER_LAYER_MESSAGE]
-        await layer.group_send(group, {"type": "hub.deliver_batch", "events": chunk})
+        await layer.group_send(group, {"type": "hub.deliver_batch", "events": chunk, "connection": connection})
 
 
 def _log_attempts(ids: list[int], *, started_at, latency_ms: float, outcome: str = "sent", error: str = "") -> None:
@@ -63,19 +63,24 @@ def _log_attempts(ids: list[int], *, started_at, latency_ms: float, outcome: str
         cursor.execute(sql, params)
 
 
-def bridge_send_many(messages: list[Message]) -> str:
-    """Write ``messages`` (one recipient, in order) to the recipient's live bridge socket and mark them
-    ``delivering`` until their acks, as single attempts would.
+def bridge_send_many(messages: list[Message], *, connection: str | None = None) -> str:
+    """Write ``messages`` (one recipient, in order) to the recipient's live bridge socket ``connection`` (its
+    channel name; the socket registered now when None) and mark them ``delivering`` until their acks, as
+    single attempts would. Only that socket writes them: another socket of the member drops the batch.
 
-    Returns ``"sent"``; ``"skipped"`` (nothing written) when the bridge is not usable for them, so the caller
-    goes on one message at a time; or ``"failed"`` when the channel layer refused them: they are back in the
-    queue for a retry and the caller must stop (what follows may not overtake them)."""
+    Returns ``"sent"``; ``"skipped"`` (nothing written) when the bridge is not usable for them or another
+    socket registered since ``connection``; or ``"failed"`` when the channel layer refused them: they are
+    back in the queue for a retry. After anything but ``"sent"`` the caller stops: what follows may not
+    overtake them."""
     if not messages:
         return "sent"
     member = messages[0].recipient
     channel = Channel.objects.filter(member=member, kind=BRIDGE, enabled=True).first()
     if channel is None or not channel.is_live() or not member.enabled or BRIDGE in ChannelKindSwitch.switched_off():
         return "skipped"
+    if connection is not None and channel.live_connection != connection:
+        return "skipped"
+    connection = channel.live_connection
     if get_channel_layer() is None:
         return "skipped"
     ids = [m.pk for m in messages]
@@ -99,7 +104,9 @@ def bridge_send_many(messages: list[Message]) -> str:
         )
     started = time.perf_counter()
     try:
-        async_to_sync(_group_send_all)(member_group(member.member_id), [delivery_event(m) for m in messages])
+        async_to_sync(_group_send_all)(
+            member_group(member.member_id), [delivery_event(m) for m in messages], connection
+        )
     except Exception as exc:
         error = f"channel layer: {type(exc).__name__}: {exc}"
         with transaction.atomic():

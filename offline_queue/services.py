@@ -238,6 +238,7 @@ def pair_deliver(
         stats.skipped_pairs = 1
         return stats
     stats.pairs = 1
+    walk = _Walk(resend_sent_before=resend_sent_before)
     cache_recipient = Message._meta.get_field("recipient").set_cached_value
     try:
         after_id = 0
@@ -267,7 +268,7 @@ def pair_deliver(
             )
             if held is not None:
                 batch = batch[:held]
-            blocked = _deliver_in_order(batch, stats, resend_sent_before) or held is not None
+            blocked = _deliver_in_order(batch, stats, walk) or held is not None
             if blocked or not full:
                 break
             if not pair_lease_renew(sender_id=sender_id, recipient_id=recipient_id, owner=owner):
@@ -289,25 +290,45 @@ def _in_flight(message: Message, now: datetime, resend_sent_before: datetime | N
     )
 
 
-def _deliver_in_order(batch: list[Message], stats: PassStats, resend_sent_before: datetime | None = None) -> bool:
-    """Attempt each message in order; True when the pair is blocked (a message went back to the queue, or
-    the next one would take another route while earlier ones wait for their ack)."""
-    in_flight_type: str | None = None
+@dataclass
+class _Walk:
+    """A pass over one pair: once a message went to a bridge socket, the following ones of the same type go
+    to that same socket (``connection``, its channel name) in batches; if another socket registers
+    meanwhile the pass stops, so nothing reaches the new socket ahead of what the old one lost."""
+
+    resend_sent_before: datetime | None = None
+    socket_type: str | None = None
+    connection: str | None = None
+    sent_type: str | None = None  # written to another channel that acknowledges later
+
+
+def _deliver_in_order(batch: list[Message], stats: PassStats, walk: _Walk) -> bool:
+    """Attempt each message in order; True when the pair is blocked (a message went back to the queue, one
+    is still waiting for its ack, or the next one could take another route)."""
     i = 0
     while i < len(batch):
         message = batch[i]
-        i += 1
         now = timezone.now()
         if message.expires_at and now >= message.expires_at:
             messages_expire(now=now, ids=[message.pk])
             stats.expired += 1
+            i += 1
             continue
-        if in_flight_type is not None and message.message_type != in_flight_type:
-            return True
-        if _in_flight(message, now, resend_sent_before):
+        if _in_flight(message, now, walk.resend_sent_before):
             # Written earlier and not acknowledged yet: what follows waits for its ack (or its time-out), since
             # the socket it went to may be gone and a later message must not arrive first.
             return True
+        if walk.sent_type is not None and message.message_type != walk.sent_type:
+            return True  # the route may change while earlier ones wait for their acks
+        if walk.socket_type is not None:
+            if message.message_type != walk.socket_type:
+                return True
+            followed = _follow_on_the_socket(batch[i:], stats, walk)
+            if not followed:
+                return True
+            i += followed
+            continue
+        i += 1
         if message.attempted:
             if message.retry_count >= message.max_retries:
                 message_give_up(message, f"no delivery after {message.retry_count} retries: {message.last_error}")
@@ -321,12 +342,11 @@ def _deliver_in_order(batch: list[Message], stats: PassStats, resend_sent_before
             stats.delivered += 1
         elif message.status == Message.Status.DELIVERING:
             stats.sent += 1
-            in_flight_type = message.message_type
             if message.delivered_via == "bridge":
-                followed = _follow_on_the_socket(batch[i:], message, stats, resend_sent_before)
-                if followed is None:
-                    return True
-                i += followed
+                walk.socket_type = message.message_type
+                walk.connection = _live_connection(message.recipient_id)
+            else:
+                walk.sent_type = message.message_type
         elif message.status == Message.Status.QUEUED:
             stats.requeued += 1
             return True
@@ -337,34 +357,41 @@ def _deliver_in_order(batch: list[Message], stats: PassStats, resend_sent_before
     return False
 
 
-def _follow_on_the_socket(
-    rest: list[Message], leader: Message, stats: PassStats, resend_sent_before: datetime | None
-) -> int | None:
-    """Send the messages right behind ``leader`` (just written to a bridge socket) that would take the same
-    route, in one batch on the same socket. Returns how many were sent, or None when the send failed and
-    they went back to the queue (the pair is blocked)."""
+def _live_connection(recipient_id: int) -> str:
+    from members.models import Channel
+
+    return (
+        Channel.objects.filter(member_id=recipient_id, kind=Channel.Kind.BRIDGE, enabled=True)
+        .values_list("live_connection", flat=True)
+        .first()
+        or ""
+    )
+
+
+def _follow_on_the_socket(rest: list[Message], stats: PassStats, walk: _Walk) -> int:
+    """Send the messages at the front of ``rest`` that take the walk's socket route, in one batch to that
+    socket. Returns how many were sent; 0 when none could go (the pair is blocked)."""
     from offline_queue.batch import bridge_send_many
 
     now = timezone.now()
     run: list[Message] = []
     for message in rest:
         if (
-            message.message_type != leader.message_type
+            message.message_type != walk.socket_type
             or (message.expires_at and now >= message.expires_at)
             or (message.attempted and message.retry_count >= message.max_retries)
-            or _in_flight(message, now, resend_sent_before)
+            or _in_flight(message, now, walk.resend_sent_before)
         ):
             break
         run.append(message)
-    retries = sum(1 for m in run if m.attempted)
     if not run:
         return 0
-    result = bridge_send_many(run)
-    if result == "skipped":
-        return 0
+    retries = sum(1 for m in run if m.attempted)
+    result = bridge_send_many(run, connection=walk.connection)
     if result == "failed":
         stats.requeued += len(run)
-        return None
+    if result != "sent":
+        return 0
     stats.sent += len(run)
     stats.retried += retries
     return len(run)

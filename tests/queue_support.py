@@ -44,8 +44,8 @@ def accept(recipient: Member, *, sender_id: str = "lingyi", n: int = 1, **extra)
 
 @dataclass
 class Recipient:
-    """What the router would report: ``online`` decides between ``delivered`` (or ``sent`` with
-    ``over_bridge``) and ``transient``; ``failing`` message ids fail transiently even when online."""
+    """What the router would report: ``online`` decides between ``delivered`` (or ``sent``, waiting for an
+    ack, with ``over_bridge``) and ``transient``; ``failing`` message ids fail transiently even when online."""
 
     online: bool = False
     over_bridge: bool = False
@@ -62,7 +62,7 @@ class Recipient:
             return Outcome("transient", error="recipient offline")
         self.received.append(message.message_id)
         if self.over_bridge:
-            return Outcome("sent", channel="bridge")
+            return Outcome("sent", channel="socket")
         return Outcome("delivered", channel="lingmessage")
 
 

@@ -211,8 +211,12 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         await self.send_frame(frame)
 
     async def hub_deliver_batch(self, event: dict) -> None:
-        """``{"type": "hub.deliver_batch", "events": [hub.deliver events, …]}``: several deliveries, in order,
-        in one channel-layer message (the offline queue drains long queues this way)."""
+        """``{"type": "hub.deliver_batch", "events": [hub.deliver events, …], "connection"?}``: several
+        deliveries, in order, in one channel-layer message (the offline queue drains long queues this way).
+        With ``connection`` only that socket (channel name) writes them: a batch meant for a socket that has
+        gone must not reach its successor ahead of what the old one lost."""
+        if event.get("connection") and event["connection"] != self.channel_name:
+            return
         for one in event["events"]:
             await self.hub_deliver(one)
 
