@@ -474,8 +474,12 @@ def pair_schedule_delivery(*, sender_id: str, recipient_id: int) -> None:
 
 
 def member_schedule_flush(*, member_id: str) -> None:
-    """Flush ``member_id``'s queue in a background task once the current transaction commits."""
+    """Flush ``member_id``'s queue in a background task once the current transaction commits (no task when
+    nothing waits for the member: most reconnects)."""
     from django_q.tasks import async_task
+
+    if not Message.objects.filter(recipient__member_id=member_id, status__in=UNDELIVERED).exists():
+        return
 
     online_at = timezone.now().isoformat()
     transaction.on_commit(

@@ -123,3 +123,10 @@ def test_it_does_not_send_again_what_the_current_socket_got_and_has_not_acknowle
     with django_capture_on_commit_callbacks(execute=True):
         services.messages_acknowledge(member_id="lingflow", message_ids=ids(messages))
     assert recipient.received == [*ids(messages), later.message_id]
+
+
+def test_a_member_with_nothing_waiting_costs_no_task(recipient, django_capture_on_commit_callbacks):
+    member()
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        member_online.send(sender=None, member_id="lingflow", channel_kind="bridge")
+    assert callbacks == []
