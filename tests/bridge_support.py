@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from channels.testing import WebsocketCommunicator
 
 from hub.asgi import application
@@ -31,7 +32,7 @@ class Client:
     async def send(self, frame: dict | str) -> None:
         await self.communicator.send_to(text_data=frame if isinstance(frame, str) else json.dumps(frame))
 
-    async def recv(self, timeout: float = 2) -> dict:
+    async def recv(self, timeout: float = 10) -> dict:
         output = await self.communicator.receive_output(timeout)
         assert output["type"] == "websocket.send", output
         return json.loads(output["text"])
@@ -40,7 +41,7 @@ class Client:
         await self.send(frame)
         return await self.recv()
 
-    async def closed_with(self, timeout: float = 2) -> int:
+    async def closed_with(self, timeout: float = 10) -> int:
         """The close code the hub sent, after any frames before it (returned by ``frames_before_close``)."""
         self.frames_before_close = []
         while True:
@@ -66,6 +67,14 @@ def add_backend(member_id: str, backend_id: str | None = None, **options):
     """A member with a bridge backend; returns (member, token)."""
     created = member_create(member_id=member_id, name=member_id.title(), backend_id=backend_id or member_id, **options)
     return created.member, created.token
+
+
+@pytest.fixture
+def fresh_bridge():
+    """Use with ``pytest.mark.usefixtures("fresh_bridge")``: an empty bridge registry before and after."""
+    reset_bridge_state()
+    yield
+    reset_bridge_state()
 
 
 def reset_bridge_state() -> None:

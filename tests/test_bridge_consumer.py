@@ -18,16 +18,9 @@ from hub.bridge.registry import LOCAL, PENDING
 from hub.signals import member_online
 from members.models import Channel, Member
 from offline_queue.models import Message
-from tests.bridge_support import Client, add_backend, reset_bridge_state
+from tests.bridge_support import Client, add_backend, fresh_bridge  # noqa: F401  (fixture)
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_bridge():
-    reset_bridge_state()
-    yield
-    reset_bridge_state()
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_bridge")]
 
 
 def run(scenario) -> None:

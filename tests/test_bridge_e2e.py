@@ -204,7 +204,8 @@ def test_200_clients_connecting_and_disconnecting_leave_memory_near_its_start(tm
                 return start, end, metrics
 
         start, end, metrics = asyncio.run(scenario())
-        # A leaked socket costs tens of KiB: 1,000 of them would be tens of MiB.
-        assert end - start < 6 * 1024, f"RSS grew from {start} KiB to {end} KiB over 1,000 connections"
+        # A leaked socket costs tens of KiB: 1,000 of them would be tens of MiB. The bound leaves room for the
+        # allocator's high-water mark moving when a loaded machine lets more of the 200 overlap than in warm-up.
+        assert end - start < 12 * 1024, f"RSS grew from {start} KiB to {end} KiB over 1,000 connections"
         # Only the backend socket was still open when /metrics was read.
         assert open_connections(metrics) == 1

@@ -8,16 +8,9 @@ from channels.db import database_sync_to_async
 
 from offline_queue.frames import acks_written
 from offline_queue.models import Message
-from tests.bridge_support import Client, add_backend, reset_bridge_state
+from tests.bridge_support import Client, add_backend, fresh_bridge  # noqa: F401  (fixture)
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_bridge():
-    reset_bridge_state()
-    yield
-    reset_bridge_state()
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_bridge")]
 
 
 @pytest.fixture

@@ -8,16 +8,9 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from hub.bridge.groups import member_group
-from tests.bridge_support import Client, add_backend, reset_bridge_state
+from tests.bridge_support import Client, add_backend, fresh_bridge  # noqa: F401  (fixture)
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_bridge():
-    reset_bridge_state()
-    yield
-    reset_bridge_state()
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_bridge")]
 
 
 def batch(ids: list[str], connection: str | None) -> dict:
