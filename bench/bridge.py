@@ -5,6 +5,8 @@ Measured for U = 1, 16, 64 against
   - relay:      a minimal bridge written directly on the `websockets` library (the in-run baseline),
   - hub:        the hub under daphne with the default in-memory channel layer,
   - hub+redis:  the hub under daphne with REDIS_URL (channels_redis pub/sub layer),
+  - hub-2proc+redis: two daphne processes sharing the database and Redis, backends on one and users on the
+                 other, so every chat and reply crosses processes over the channel layer,
 then the resident memory that 1,000 idle connections add to each server. Prints round trips/s, p50/p99
 latency, round trips per server CPU-second and the ratios to the relay.
 
@@ -107,8 +109,11 @@ async def _probe(url: str) -> None:
 # --- the hub -----------------------------------------------------------------------------------------------
 
 
-def start_hub(data_dir: Path, redis_url: str | None, backends: int) -> tuple[subprocess.Popen, str, dict[str, str]]:
-    """A migrated data dir with ``backends`` members, and daphne serving it; returns tokens by backend_id."""
+def start_hub(
+    data_dir: Path, redis_url: str | None, backends: int, processes: int = 1
+) -> tuple[list[subprocess.Popen], list[str], dict[str, str]]:
+    """A migrated data dir with ``backends`` members, and ``processes`` daphne processes serving it (sharing
+    its database and, with ``redis_url``, one Redis); returns the processes, their URLs and the tokens."""
     extra = {"HUB_LOG_LEVEL": "WARNING"}
     if redis_url:
         extra.update(REDIS_URL=redis_url, HUB_REDIS_PREFIX=f"bench{uuid.uuid4().hex[:8]}")
@@ -122,12 +127,16 @@ def start_hub(data_dir: Path, redis_url: str | None, backends: int) -> tuple[sub
         tokens[f"b{i}"] = out.stdout.strip().splitlines()[-1].split()[-1]
     from hub.management.commands.runhub import daphne_argv
 
-    port = free_port()
-    process = subprocess.Popen(
-        daphne_argv("127.0.0.1", port), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-    )
-    wait_for_http(f"http://127.0.0.1:{port}/healthz", process=process)
-    return process, f"ws://127.0.0.1:{port}", tokens
+    started, urls = [], []
+    for _ in range(processes):
+        port = free_port()
+        process = subprocess.Popen(
+            daphne_argv("127.0.0.1", port), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", process=process)
+        started.append(process)
+        urls.append(f"ws://127.0.0.1:{port}")
+    return started, urls, tokens
 
 
 # --- the workload --------------------------------------------------------------------------------------------
@@ -189,9 +198,11 @@ def rss_bytes(pid: int) -> int:
 
 
 async def run_load(
-    url: str, pid: int, tokens: dict[str, str | None], users: int, warmup: float, seconds: float
+    urls: list[str], pids: list[int], tokens: dict[str, str | None], users: int, warmup: float, seconds: float
 ) -> dict:
-    backends = await asyncio.gather(*(echo_backend(url, b, token) for b, token in tokens.items()))
+    """Backends connect to the first URL and users to the last (another process in ``hub-2proc+redis``)."""
+    backend_url, url = urls[0], urls[-1]
+    backends = await asyncio.gather(*(echo_backend(backend_url, b, token) for b, token in tokens.items()))
     latencies: list[float] = []
     start = time.perf_counter()
     measure_from, stop_at = start + warmup, start + warmup + seconds
@@ -201,9 +212,9 @@ async def run_load(
         for i in range(users)
     ]
     await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
-    cpu_start = cpu_seconds(pid)
+    cpu_start = sum(cpu_seconds(pid) for pid in pids)
     await asyncio.gather(*user_tasks)
-    cpu = cpu_seconds(pid) - cpu_start
+    cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_start
     await asyncio.gather(*(ws.close() for ws, _ in backends))
     await asyncio.gather(*(task for _, task in backends))
     latencies.sort()
@@ -249,7 +260,7 @@ def main() -> None:
     parser.add_argument("--backends", type=int, default=4)
     parser.add_argument("--idle", type=int, default=1000, help="idle connections for the memory figure (0: skip)")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
-    parser.add_argument("--only", default="relay,relay-raw,hub,hub+redis")
+    parser.add_argument("--only", default="relay,relay-raw,hub,hub+redis,hub-2proc+redis")
     parser.add_argument("--serve-relay", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -261,40 +272,43 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * args.idle + 1024)), hard))
     users = [int(u) for u in args.users.split(",")]
     servers = [s for s in args.only.split(",") if s]
-    if "hub+redis" in servers and not redis_reachable(args.redis_url):
-        print(f"(no Redis at {args.redis_url}: skipping hub+redis)")
-        servers.remove("hub+redis")
+    if not redis_reachable(args.redis_url):
+        print(f"(no Redis at {args.redis_url}: skipping the hub+redis runs)")
+        servers = [s for s in servers if "redis" not in s]
     print(f"bridge benchmark: B={args.backends}, U={users}, {args.warmup:g} s warm-up + {args.seconds:g} s each")
     results: dict[tuple[str, int], dict] = {}
     memory: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-bridge-") as tmp, contextlib.ExitStack() as stack:
-        running: dict[str, tuple[subprocess.Popen, str, dict[str, str | None]]] = {}
+        running: dict[str, tuple[list[subprocess.Popen], list[str], dict[str, str | None]]] = {}
         for server in servers:
             if server.startswith("relay"):
                 process, url = start_relay(raw=server == "relay-raw")
+                processes, urls = [process], [url]
                 tokens: dict[str, str | None] = {f"b{i}": None for i in range(args.backends)}
             else:
-                data_dir = Path(tmp) / server.replace("+", "-")
+                data_dir = Path(tmp) / f"server{len(running)}"
                 data_dir.mkdir()
-                process, url, tokens = start_hub(
-                    data_dir, args.redis_url if server == "hub+redis" else None, args.backends
-                )
-            stack.callback(stop, process)
-            running[server] = (process, url, tokens)
+                redis_url = args.redis_url if "redis" in server else None
+                count = 2 if server.startswith("hub-2proc") else 1
+                processes, urls, tokens = start_hub(data_dir, redis_url, args.backends, processes=count)
+            for process in processes:
+                stack.callback(stop, process)
+            running[server] = (processes, urls, tokens)
         # Servers take turns for each U, so a burst of load from elsewhere on the machine hits all of them.
         for u in users:
-            for server, (process, url, tokens) in running.items():
-                result = asyncio.run(run_load(url, process.pid, tokens, u, args.warmup, args.seconds))
+            for server, (processes, urls, tokens) in running.items():
+                pids = [p.pid for p in processes]
+                result = asyncio.run(run_load(urls, pids, tokens, u, args.warmup, args.seconds))
                 results[(server, u)] = result
                 print(
-                    f"{server:>10}  U={u:<3} {result['rt_s']:8.0f} rt/s  p50 {result['p50']:6.1f} ms"
+                    f"{server:>15}  U={u:<3} {result['rt_s']:8.0f} rt/s  p50 {result['p50']:6.1f} ms"
                     f"  p99 {result['p99']:6.1f} ms  {result['rt_per_cpu_s']:7.0f} rt/server-CPU-s",
                     flush=True,
                 )
         if args.idle:
-            for server, (process, url, _) in running.items():
-                memory[server] = asyncio.run(idle_memory(url, process.pid, args.idle))
-                print(f"{server:>10}  {args.idle} idle connections: +{memory[server]:.1f} MiB", flush=True)
+            for server, (processes, urls, _) in running.items():
+                memory[server] = asyncio.run(idle_memory(urls[0], processes[0].pid, args.idle))
+                print(f"{server:>15}  {args.idle} idle connections: +{memory[server]:.1f} MiB", flush=True)
 
     if "relay" in servers:
         print("\nratios to the relay (rt/s, p99, rt per server CPU-second):")
@@ -305,7 +319,7 @@ def main() -> None:
                 hub, base = results[(server, u)], results[("relay", u)]
                 per_cpu = hub["rt_per_cpu_s"] / base["rt_per_cpu_s"]
                 print(
-                    f"{server:>10}  U={u:<3} {hub['rt_s'] / base['rt_s']:5.2f}x rt/s   "
+                    f"{server:>15}  U={u:<3} {hub['rt_s'] / base['rt_s']:5.2f}x rt/s   "
                     f"p99 {hub['p99'] / base['p99']:5.2f}x   {per_cpu:5.2f}x per CPU-s"
                 )
 

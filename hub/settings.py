@@ -109,9 +109,11 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
 else:
-    _db["CONN_MAX_AGE"] = env.int("HUB_DB_CONN_MAX_AGE", 60, validate=Range(min=0))
-    _db["CONN_HEALTH_CHECKS"] = True
     _db.setdefault("TEST", {})["NAME"] = env.str("HUB_TEST_DB_NAME", None)
+# Keep connections between requests and ``database_sync_to_async`` calls (both close "old" connections):
+# reopening costs a connect, and for SQLite the PRAGMAs above, on every call.
+_db["CONN_MAX_AGE"] = env.int("HUB_DB_CONN_MAX_AGE", 60, validate=Range(min=0))
+_db["CONN_HEALTH_CHECKS"] = True
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
