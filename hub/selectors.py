@@ -28,13 +28,7 @@ def queued_messages(recipient: Member, *, sender_id: str | None = None) -> Query
 
 def message_summary(message: Message) -> dict:
     return {
-        "message_id": message.message_id,
-        "sender_id": message.sender_id,
-        "topic": message.topic,
-        "content": message.content,
-        "message_type": message.message_type,
-        "thread_id": message.thread_id,
-        "reply_to": message.reply_to,
+        **message.envelope(),
         "status": message.status,
         "timestamp": message.created_at.isoformat(),
         "retry_count": message.retry_count,

@@ -99,6 +99,18 @@ class Message(models.Model):
         """True once a delivery was attempted, so the next attempt is a retry."""
         return self.last_attempt_at is not None
 
+    def envelope(self) -> dict:
+        """What every view of the message to its recipient carries: who sent what, in which thread."""
+        return {
+            "message_id": self.message_id,
+            "sender_id": self.sender_id,
+            "topic": self.topic,
+            "content": self.content,
+            "message_type": self.message_type,
+            "thread_id": self.thread_id,
+            "reply_to": self.reply_to,
+        }
+
 
 class DeliveryAttempt(models.Model):
     class Outcome(models.TextChoices):

@@ -65,6 +65,15 @@ def fake_feishu():
         yield fake
 
 
+@pytest.fixture
+def peer():
+    """A member's notify endpoint: a real HTTP server on a free loopback port (tests/http_peer.py)."""
+    from tests.http_peer import HttpPeer
+
+    with HttpPeer() as peer:
+        yield peer
+
+
 @pytest.fixture(autouse=True)
 def _no_jitter(settings):
     """The hub's random jitter before posting for a bot (0-1.5 s) is off unless a test turns it on."""

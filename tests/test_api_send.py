@@ -5,18 +5,11 @@ import time_machine
 from django.urls import reverse
 
 from offline_queue.models import Message
-from tests.http_peer import HttpPeer
 from tests.routing_support import isolated_hub, make_member  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/unified/send"
-
-
-@pytest.fixture
-def peer():
-    with HttpPeer() as peer:
-        yield peer
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from django.db import connections
 from hub.bridge.consumers import BridgeConsumer
 from members.models import Member
 from offline_queue.models import Message
-from tests.http_peer import HttpPeer
 from tests.routing_support import isolated_hub, make_member  # noqa: F401
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.anyio]
@@ -35,12 +34,6 @@ async def _connect(member: Member | None) -> WebsocketCommunicator:
     connected, _ = await communicator.connect()
     assert connected
     return communicator
-
-
-@pytest.fixture
-def peer():
-    with HttpPeer() as peer:
-        yield peer
 
 
 async def test_it_sends_as_the_connections_member_and_answers_send_result(peer):

@@ -62,6 +62,21 @@ def add_member(data_dir: Path, member_id: str, *extra: str, env: dict | None = N
     return out.stdout.strip().splitlines()[-1].split()[-1]
 
 
+@contextlib.contextmanager
+def two_hubs_sharing_redis(data_dir: Path, redis_url: str):
+    """Two daphne processes on one database and one Redis, with the member "lingyi" (backend "lingyi");
+    yields both and lingyi's token."""
+    shared = {"REDIS_URL": redis_url, "HUB_REDIS_PREFIX": f"e2e{uuid.uuid4().hex[:10]}"}
+    env = hub_env(data_dir, **shared)
+    manage(data_dir, "migrate", "--noinput", env=env)
+    token = add_member(data_dir, "lingyi", env=env)
+    with (
+        running_hub(data_dir=data_dir, extra_env=shared) as first,
+        running_hub(data_dir=data_dir, extra_env=shared) as second,
+    ):
+        yield first, second, token
+
+
 def test_unchanged_old_clients_register_chat_reply_push_and_poll_status(tmp_path):
     manage(tmp_path, "migrate", "--noinput")
     add_member(tmp_path, "lingyi", "--trust-loopback")
@@ -110,14 +125,7 @@ def test_unchanged_old_clients_register_chat_reply_push_and_poll_status(tmp_path
 
 
 def test_a_user_on_one_daphne_chats_with_a_backend_on_another_over_redis(tmp_path, redis_url):
-    shared = {"REDIS_URL": redis_url, "HUB_REDIS_PREFIX": f"e2e{uuid.uuid4().hex[:10]}"}
-    env = hub_env(tmp_path, **shared)
-    manage(tmp_path, "migrate", "--noinput", env=env)
-    token = add_member(tmp_path, "lingyi", env=env)
-    with (
-        running_hub(data_dir=tmp_path, extra_env=shared) as first,
-        running_hub(data_dir=tmp_path, extra_env=shared) as second,
-    ):
+    with two_hubs_sharing_redis(tmp_path, redis_url) as (first, second, token):
 
         async def scenario():
             async with (
@@ -160,6 +168,45 @@ def open_connections(metrics_text: str) -> float:
         for line in metrics_text.splitlines()
         if line.startswith("linghub_bridge_connections{")
     )
+
+
+def test_a_backend_that_leaves_another_process_is_queued_for_at_once_not_sent_to(tmp_path, redis_url):
+    """The user's process keeps "lingyi is live over there" for a few seconds; a takeover and a disconnect on
+    the backend's process must reach it at once, or chats go to a socket that is gone."""
+    with two_hubs_sharing_redis(tmp_path, redis_url) as (users_hub, backends_hub, token):
+        status_url = f"{backends_hub.http_url}/api/backends/lingyi/status"
+
+        async def chat_and_answer(user, backend, text: str) -> None:
+            await user.send({"type": "chat", "target": "lingyi", "text": text})
+            chat = await backend.next("chat", timeout=5)
+            assert chat["text"] == text
+            await backend.send({"type": "reply", "request_id": chat["request_id"], "text": f"re: {text}"})
+            assert (await user.next("reply", timeout=5))["text"] == f"re: {text}"
+
+        async def scenario():
+            async with OldClient.connect(users_hub.ws_url) as user, httpx.AsyncClient() as http:
+                async with OldClient.connect(f"{backends_hub.ws_url}/?token={token}") as first:
+                    await first.send({"type": "register_backend", "backend_id": "lingyi"})
+                    await first.next("backend_registered")
+                    for n in range(3):
+                        await chat_and_answer(user, first, f"q{n}")
+                    async with OldClient.connect(f"{backends_hub.ws_url}/?token={token}") as second:
+                        await second.send({"type": "register_backend", "backend_id": "lingyi"})
+                        await second.next("backend_registered")
+                        await first.next("error")
+                        await chat_and_answer(user, second, "after the takeover")
+                for _ in range(100):
+                    if not (await http.get(status_url)).json()["online"]:
+                        break
+                    await asyncio.sleep(0.05)
+                else:
+                    raise AssertionError("the backend never went offline")
+                await asyncio.sleep(0.3)  # the announcement's one channel-layer hop
+                await user.send({"type": "chat", "target": "lingyi", "text": "while away"})
+                queued = await user.next("queued", timeout=5)
+                assert queued["target"] == "lingyi" and queued["message_id"]
+
+        asyncio.run(scenario())
 
 
 def test_200_clients_connecting_and_disconnecting_leave_memory_near_its_start(tmp_path):

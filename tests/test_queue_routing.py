@@ -14,7 +14,6 @@ from hub.services import message_send
 from hub.signals import member_online
 from offline_queue import services
 from offline_queue.models import DeliveryAttempt, Message
-from tests.http_peer import HttpPeer
 from tests.routing_support import (  # noqa: F401
     BridgeSocket,
     connect_bridge,
@@ -23,12 +22,6 @@ from tests.routing_support import (  # noqa: F401
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def peer():
-    with HttpPeer() as peer:
-        yield peer
 
 
 @pytest.fixture

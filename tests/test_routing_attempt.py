@@ -7,17 +7,10 @@ from hub.models import ChannelKindSwitch
 from hub.transports.lingmessage import LingMessageTransport
 from members.models import Channel
 from offline_queue.models import DeliveryAttempt, Message
-from tests.http_peer import HttpPeer
 from tests.routing_support import BridgeSocket, connect_bridge, isolated_hub, make_member  # noqa: F401
 from tests.support import free_port
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def peer():
-    with HttpPeer() as peer:
-        yield peer
 
 
 def _message(recipient, message_type="discussion") -> Message:

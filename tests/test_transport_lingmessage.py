@@ -7,17 +7,10 @@ import pytest
 from hub.transports.base import DeliveryError
 from hub.transports.lingmessage import LingMessageTransport, sign, verify
 from offline_queue.models import Message
-from tests.http_peer import HttpPeer
 from tests.routing_support import isolated_hub, make_member  # noqa: F401
 from tests.support import free_port
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def peer():
-    with HttpPeer() as peer:
-        yield peer
 
 
 def _message(recipient, **fields) -> Message:

@@ -20,13 +20,7 @@ def message_frame(message: Message) -> dict:
     """The ``message`` frame a client receives (and may ``ack`` with the same ``message_id``)."""
     return {
         "type": "message",
-        "message_id": message.message_id,
-        "sender_id": message.sender_id,
-        "topic": message.topic,
-        "content": message.content,
-        "message_type": message.message_type,
-        "thread_id": message.thread_id,
-        "reply_to": message.reply_to,
+        **message.envelope(),
         "timestamp": _timestamp(message),
         "source": message.source,
         "metadata": public_metadata(message),

@@ -25,6 +25,7 @@ from django.core.cache import cache
 
 from hub.bridge import services
 from hub.bridge.groups import audience_group, member_group
+from hub.bridge.locations import LOCATIONS, announce
 from hub.bridge.registry import LOCAL, PENDING
 from hub.signals import member_online
 
@@ -83,6 +84,7 @@ async def backend_joined(consumer: BridgeConsumer, channel: Channel, info: dict)
     elif previous and previous != consumer.channel_name:
         await send_to_channel(previous, {"type": "bridge.replaced", "backend_id": backend_id})
     await cache.aset(info_key(backend_id), info, timeout=None)
+    await announce(consumer.channel_layer, backend_id)
     ensure_refresher()
     await consumer.send_frame(
         {
@@ -109,10 +111,13 @@ async def backend_dropped(consumer: BridgeConsumer) -> None:
 async def backend_left(consumer: BridgeConsumer) -> None:
     """``consumer``'s socket closed: forget it here and mark the backend offline if it still held it."""
     channel_pk, member_pk = consumer.backend_channel
+    backend_id = consumer.backend_id
     await backend_dropped(consumer)
-    await database_sync_to_async(services.backend_go_offline)(
+    went_offline = await database_sync_to_async(services.backend_go_offline)(
         channel_pk=channel_pk, member_pk=member_pk, connection=consumer.channel_name
     )
+    if went_offline:
+        await announce(consumer.channel_layer, backend_id)
 
 
 def ensure_refresher() -> None:
@@ -123,9 +128,13 @@ def ensure_refresher() -> None:
 
 
 def stop_when_idle() -> None:
-    """No socket left in this process: stop the refresher (the next registration starts it again)."""
+    """No socket left in this process: stop the refresher and the location listener (the next registration
+    or cross-process chat starts them again)."""
     global _refresher
-    if not LOCAL.connections and _refresher is not None:
+    if LOCAL.connections:
+        return
+    LOCATIONS.stop()
+    if _refresher is not None:
         _refresher.cancel()
         _refresher = None
 

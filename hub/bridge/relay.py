@@ -2,9 +2,10 @@
 
 Same process (the usual case, and the only one with the in-memory layer): the user's consumer writes the
 chat straight to the backend's socket and the backend's consumer writes the reply straight to the user's;
-no database access and no channel-layer hop. Another process: the backend's live socket is found in the
-database (``Channel.live_connection``) and the chat travels over the channel layer as ``hub.deliver``; the
-reply comes back the same way. Offline or stale: the chat is queued for that backend (never another one).
+no database access and no channel-layer hop. Another process: the backend is known live from its
+``Channel`` row (kept a few seconds by ``hub.bridge.locations``) and the chat travels over the channel layer
+as ``hub.deliver`` to the backend member's group; the reply comes back to the asking socket's channel.
+Offline or stale: the chat is queued for that backend (never another one).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from django.utils import timezone
 
 from hub.bridge import selectors, services
 from hub.bridge.frames import FrameError
-from hub.bridge.groups import audience_group
+from hub.bridge.groups import audience_group, member_group
+from hub.bridge.locations import LOCATIONS
 from hub.bridge.presence import send_to_channel
 from hub.bridge.registry import LOCAL, PENDING, Pending
 
@@ -66,15 +68,20 @@ async def chat(user: BridgeConsumer, target: str, text: str, audio: str | None) 
         await backend.send_frame(frame)
         return
 
+    layer = user.channel_layer
+    remote = not isinstance(layer, InMemoryChannelLayer)
+    if remote:
+        member_id = LOCATIONS.live_member(target)
+        if member_id is not None:
+            await _send_remote(user, member_id, target, frame)
+            return
+        snapshot = LOCATIONS.snapshot()
     channel = await database_sync_to_async(selectors.bridge_backend)(target)
     if channel is None or not channel.enabled or not channel.member.enabled:
         raise FrameError(f"unknown backend {target!r}")
-    remote = not isinstance(user.channel_layer, InMemoryChannelLayer)
-    if remote and channel.live_connection and channel.is_live():
-        await user.channel_layer.send(
-            channel.live_connection,
-            {"type": "hub.deliver", "frame": frame, "reply_channel": user.channel_name, "backend_id": target},
-        )
+    if remote and channel.is_live():
+        await LOCATIONS.remember(layer, channel, snapshot)
+        await _send_remote(user, channel.member.member_id, target, frame)
         return
     sender_id = user.member.member_id if user.member is not None else f"bridge:{user.connection_id}"
     message = await database_sync_to_async(services.bridge_chat_enqueue)(
@@ -94,6 +101,15 @@ async def chat(user: BridgeConsumer, target: str, text: str, audio: str | None) 
             "request_id": request_id,
             "message": f"backend {target!r} is offline; the chat is kept and delivered when it connects",
         }
+    )
+
+
+async def _send_remote(user: BridgeConsumer, member_id: str, backend_id: str, frame: dict) -> None:
+    """The chat to the backend's socket in another process: through its member's group, where only the socket
+    registered for ``backend_id`` takes it (so a socket that took over the backend a moment ago gets it)."""
+    await user.channel_layer.group_send(
+        member_group(member_id),
+        {"type": "hub.deliver", "frame": frame, "reply_channel": user.channel_name, "backend_id": backend_id},
     )
 
 

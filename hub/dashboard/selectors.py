@@ -19,6 +19,7 @@ from django.utils import timezone
 from hub.dashboard.models import PresenceSample
 from members.models import Channel, Member
 from offline_queue.models import DeliveryAttempt, Message
+from offline_queue.selectors import queue_depth_by_member
 
 PENDING = Message.UNDELIVERED  # waiting: queued or delivering
 DISCARDED_PREFIX = "discarded by "
@@ -107,11 +108,9 @@ def member_state(member: Member, now: datetime, pending: int = 0) -> MemberState
 def presence(now: datetime | None = None) -> list[MemberState]:
     """Every member with its channels, their states and how many messages wait for it."""
     now = now or timezone.now()
-    pending = dict(
-        Message.objects.filter(status__in=PENDING).values_list("recipient_id").annotate(n=Count("id")).order_by()
-    )
+    pending = queue_depth_by_member()
     members = Member.objects.prefetch_related("channels").order_by("member_id")
-    return [member_state(m, now, pending.get(m.pk, 0)) for m in members]
+    return [member_state(m, now, pending.get(m.member_id, 0)) for m in members]
 
 
 def presence_counts(states: list[MemberState]) -> dict[str, int]:

@@ -88,26 +88,28 @@ def _back_to(request: HttpRequest) -> HttpResponseRedirect:
     return HttpResponseRedirect(target)
 
 
-@staff
-@require_POST
-def message_retry(request: HttpRequest, message_id: str) -> HttpResponseRedirect:
+def _operator_action(request: HttpRequest, action, message_id: str, done: str) -> HttpResponseRedirect:
+    """Run a queue action for the signed-in operator; its outcome is flashed on the page it came from."""
     try:
-        services.message_retry_now(message_id=message_id, user=request.user.get_username())
-        messages.success(request, f"{message_id} is queued for delivery now.")
+        action(message_id=message_id, user=request.user.get_username())
+        messages.success(request, done)
     except services.QueueActionError as exc:
         messages.error(request, str(exc))
     return _back_to(request)
+
+
+@staff
+@require_POST
+def message_retry(request: HttpRequest, message_id: str) -> HttpResponseRedirect:
+    return _operator_action(
+        request, services.message_retry_now, message_id, f"{message_id} is queued for delivery now."
+    )
 
 
 @staff
 @require_POST
 def message_discard(request: HttpRequest, message_id: str) -> HttpResponseRedirect:
-    try:
-        services.message_discard(message_id=message_id, user=request.user.get_username())
-        messages.success(request, f"{message_id} is discarded.")
-    except services.QueueActionError as exc:
-        messages.error(request, str(exc))
-    return _back_to(request)
+    return _operator_action(request, services.message_discard, message_id, f"{message_id} is discarded.")
 
 
 @staff
