@@ -81,10 +81,11 @@ def reset_bridge_state() -> None:
     """Forget what earlier tests left in this process's registry (each test runs its own event loop)."""
     from hub.bridge import presence
     from hub.bridge.locations import LOCATIONS
-    from hub.bridge.registry import LOCAL, PENDING
+    from hub.bridge.registry import AWAITING, LOCAL, PENDING
 
     LOCAL.backends.clear()
     LOCAL.connections.clear()
     PENDING.clear()
+    AWAITING.clear()
     LOCATIONS.stop()
     presence._refresher = None

@@ -28,7 +28,7 @@ from hub.bridge import presence
 from hub.bridge.auth import CLOSE_REPLACED, CLOSE_UNAUTHORIZED, handshake_token, is_loopback
 from hub.bridge.frames import HANDLERS, FrameError
 from hub.bridge.groups import audience_group, member_group
-from hub.bridge.registry import LOCAL, PENDING, Pending
+from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending
 from members.selectors import member_by_token
 
 logger = logging.getLogger(__name__)
@@ -221,8 +221,12 @@ class BridgeConsumer(AsyncWebsocketConsumer):
             await self.hub_deliver(one)
 
     async def hub_frame(self, event: dict) -> None:
-        """``{"type": "hub.frame", "frame": {...}}``: pass the frame to the socket."""
-        await self.send_frame(event["frame"])
+        """``{"type": "hub.frame", "frame": {...}}``: pass the frame to the socket (a reply or an error for a
+        chat sent to another process ends its wait)."""
+        frame = event["frame"]
+        if "request_id" in frame and AWAITING:
+            AWAITING.discard(frame["request_id"])
+        await self.send_frame(frame)
 
     async def bridge_replaced(self, event: dict) -> None:
         """Another socket registered this socket's backend (in another process): close this one."""

@@ -26,7 +26,7 @@ from django.core.cache import cache
 from hub.bridge import services
 from hub.bridge.groups import audience_group, member_group
 from hub.bridge.locations import LOCATIONS, announce
-from hub.bridge.registry import LOCAL, PENDING
+from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending
 from hub.signals import member_online
 
 if TYPE_CHECKING:
@@ -134,6 +134,7 @@ def stop_when_idle() -> None:
     if LOCAL.connections:
         return
     LOCATIONS.stop()
+    AWAITING.clear()
     if _refresher is not None:
         _refresher.cancel()
         _refresher = None
@@ -154,10 +155,20 @@ async def refresh_once(now: float | None = None) -> None:
     names = [c.channel_name for c in LOCAL.backends.values() if not c.closed]
     if names:
         await database_sync_to_async(services.backends_touch)(connections=names)
-    for pending in PENDING.expire(time.monotonic() if now is None else now):
-        frame = {
-            "type": "error",
-            "message": f"backend {pending.backend_id!r} did not reply within {settings.HUB_BRIDGE_PENDING_TTL} s",
-            "request_id": pending.request_id,
-        }
-        await send_to_channel(pending.reply_channel, {"type": "hub.frame", "frame": frame})
+    now = time.monotonic() if now is None else now
+    ttl = settings.HUB_BRIDGE_PENDING_TTL
+    for pending in PENDING.expire(now):
+        await _tell_asker(pending, f"backend {pending.backend_id!r} did not reply within {ttl} s")
+    for pending in AWAITING.expire(now):
+        await _tell_asker(
+            pending,
+            f"backend {pending.backend_id!r} did not reply within {ttl} s; its connection (in another hub "
+            "process) went away, and the chat may not have reached it",
+        )
+
+
+async def _tell_asker(pending: Pending, message: str) -> None:
+    if pending.asker is not None and pending.asker.closed:
+        return
+    frame = {"type": "error", "message": message, "request_id": pending.request_id}
+    await send_to_channel(pending.reply_channel, {"type": "hub.frame", "frame": frame})

@@ -5,7 +5,10 @@ lets a process skip the database and the channel layer when both peers of a roun
 
 - ``LOCAL.backends``: backend_id → the consumer holding that backend's registered socket here;
 - ``LOCAL.connections``: channel name (the connection id) → every bridge consumer of this process;
-- ``PENDING``: request_id → who asked, for chats forwarded to a backend socket of this process.
+- ``PENDING``: request_id → who asked, for chats forwarded to a backend socket of this process;
+- ``AWAITING``: request_id → who asked, for chats this process's users sent to a backend in another process:
+  if neither the reply nor the other process's expiry error comes back (the backend's socket or process went
+  away with the chat), the asker still gets an ``error`` frame.
 
 Pending requests live in the process of the backend socket that received the chat, since the backend's
 ``reply`` arrives there; they outlive a reconnect of the backend to the same process and expire after
@@ -72,6 +75,9 @@ class PendingTable:
             return None
         return entry
 
+    def discard(self, request_id: str) -> None:
+        self._entries.pop(request_id, None)
+
     def expire(self, now: float | None = None) -> list[Pending]:
         """Remove and return every entry past its deadline."""
         now = time.monotonic() if now is None else now
@@ -92,3 +98,4 @@ class PendingTable:
 
 LOCAL = LocalSockets()
 PENDING = PendingTable()
+AWAITING = PendingTable()

@@ -24,8 +24,8 @@ from hub.bridge import selectors, services
 from hub.bridge.frames import FrameError
 from hub.bridge.groups import audience_group, member_group
 from hub.bridge.locations import LOCATIONS
-from hub.bridge.presence import send_to_channel
-from hub.bridge.registry import LOCAL, PENDING, Pending
+from hub.bridge.presence import ensure_refresher, refresh_interval, send_to_channel
+from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending
 
 if TYPE_CHECKING:
     from hub.bridge.consumers import BridgeConsumer
@@ -106,7 +106,18 @@ async def chat(user: BridgeConsumer, target: str, text: str, audio: str | None) 
 
 async def _send_remote(user: BridgeConsumer, member_id: str, backend_id: str, frame: dict) -> None:
     """The chat to the backend's socket in another process: through its member's group, where only the socket
-    registered for ``backend_id`` takes it (so a socket that took over the backend a moment ago gets it)."""
+    registered for ``backend_id`` takes it (so a socket that took over the backend a moment ago gets it).
+    The asker waits in ``AWAITING`` until the reply or an error for it comes back."""
+    AWAITING.add(
+        Pending(
+            request_id=frame["request_id"],
+            backend_id=backend_id,
+            reply_channel=user.channel_name,
+            deadline=time.monotonic() + settings.HUB_BRIDGE_PENDING_TTL + 2 * refresh_interval(),
+            asker=user,
+        )
+    )
+    ensure_refresher()
     await user.channel_layer.group_send(
         member_group(member_id),
         {"type": "hub.deliver", "frame": frame, "reply_channel": user.channel_name, "backend_id": backend_id},
