@@ -289,6 +289,10 @@ class FeishuClient:
             self._bot = self.request("GET", "/open-apis/bot/v3/info", "bot.info").get("bot") or {}
         return self._bot
 
+    def chat_info(self, chat_id: str) -> dict:
+        """The chat's details (``name``, ``description``, ``chat_mode``, …); the bot must be in the chat."""
+        return self.request("GET", f"/open-apis/im/v1/chats/{chat_id}", "chat.get").get("data") or {}
+
     def chat_members(self, chat_id: str, *, page_size: int = 100) -> Iterator[dict]:
         """The chat's people (Feishu leaves bots out), following ``page_token``."""
         page_token = None

@@ -63,6 +63,13 @@ def open_event(body: bytes, headers: Mapping[str, str]) -> dict:
     if not isinstance(payload, dict):
         raise EventRejected("the body is not a JSON object")
     encrypt_key = settings.FEISHU_ENCRYPT_KEY
+    if not encrypt_key and not settings.FEISHU_VERIFICATION_TOKEN:
+        # Unverified events would let anyone on the network make the poller spend the app's API quota.
+        raise EventRejected(
+            "event callbacks are off: set FEISHU_VERIFICATION_TOKEN (and FEISHU_ENCRYPT_KEY if the app encrypts "
+            "events) to the values of the app's Events and Callbacks page",
+            status=503,
+        )
     if encrypt_key:
         if "encrypt" not in payload:
             raise EventRejected("FEISHU_ENCRYPT_KEY is set: expected an encrypted event")

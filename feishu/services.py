@@ -149,6 +149,10 @@ def group_poll(
     seen = set(
         SeenMessage.objects.filter(message_id__in=[i["message_id"] for i in items]).values_list("message_id", flat=True)
     )
+    if not group.name and any(
+        i["message_id"] not in seen and (i.get("sender") or {}).get("sender_type") == "app" for i in items
+    ):
+        _learn_name(group, client)
     cursor = start_ms
     newest_ms: int | None = None
     known = dict(group.known_bots or {})
@@ -223,6 +227,19 @@ def _learn_bots(known: dict, item: dict, created: int) -> None:
 
 def _mentions_a_bot(open_id: str) -> bool:
     return selectors.feishu_bot_channel(open_id) is not None
+
+
+def _learn_name(group: ActiveGroup, client: FeishuClient) -> None:
+    """Fetch the group's name (relayed messages' topics and the dashboards read better with it); one call, made
+    when there is something to relay and the name is not known yet. A failure waits for the next such pass."""
+    try:
+        name = str(client.chat_info(group.chat_id).get("name") or "")[:200]
+    except FeishuError as exc:
+        logger.info("Feishu group %s: could not read its name: %s", group.chat_id, exc)
+        return
+    if name:
+        group.name = name
+        ActiveGroup.objects.filter(pk=group.pk).update(name=name)
 
 
 def relay_bot_message(*, group: ActiveGroup, item: dict, send: SendFn | None = None) -> int:

@@ -97,10 +97,18 @@ def _validate(
     return None
 
 
-def _replay(existing: Message, recipient_id: str, started: float) -> SendResult:
-    """The first answer again (or, while the first request is still running, the message's state)."""
-    if existing.recipient.member_id != recipient_id:
-        return _rejected("this idempotency key or message_id was used for another request", 409, started)
+def _replay(existing: Message, request: dict, started: float) -> SendResult:
+    """The first answer again (or, while the first request is still running, the message's state); 409 when
+    ``request`` (recipient_id and the message fields) is not the message the key or message_id was first
+    used for."""
+    first = {"recipient_id": existing.recipient.member_id, **existing.envelope()}
+    differs = sorted(name for name, value in request.items() if first.get(name) != value)
+    if differs:
+        return _rejected(
+            f"this idempotency key or message_id was used for another message (its {', '.join(differs)} differed)",
+            409,
+            started,
+        )
     answer = (existing.metadata or {}).get(ANSWER_KEY)
     if answer:
         return SendResult(**answer)
@@ -208,9 +216,9 @@ def message_send(
 
     The message is written (status queued) before anything is answered. An unknown recipient is an error
     and nothing is stored. A repeated ``idempotency_key`` (per sender) or ``message_id`` returns the first
-    answer without sending again. When an earlier message of the same sender to the same recipient is
-    still undelivered, the new one waits behind it (order); otherwise one attempt is made now and its
-    outcome applied by the offline queue's retry policy.
+    answer without sending again (409 when it comes with a different message). When an earlier message of
+    the same sender to the same recipient is still undelivered, the new one waits behind it (order);
+    otherwise one attempt is made now and its outcome applied by the offline queue's retry policy.
     """
     started = time.perf_counter()
     error = _validate(
@@ -231,11 +239,19 @@ def message_send(
     if metadata is not None and not isinstance(metadata, dict):
         return _rejected("metadata must be an object", 400, started)
 
+    request = {
+        "recipient_id": recipient_id,
+        "topic": topic,
+        "content": content,
+        "message_type": message_type,
+        "thread_id": thread_id,
+        "reply_to": reply_to,
+    }
     previous = _find_previous(sender_id, message_id, idempotency_key)
     if previous is not None:
         if previous.sender_id != sender_id:
             return _rejected(f"message_id {message_id!r} is already taken", 409, started)
-        return _replay(previous, recipient_id, started)
+        return _replay(previous, request, started)
 
     recipient = Member.objects.filter(member_id=recipient_id).first()
     if recipient is None:
@@ -278,7 +294,7 @@ def message_send(
         previous = _find_previous(sender_id, message_id, idempotency_key)
         if previous is None or previous.sender_id != sender_id:
             return _rejected("message_id is already taken", 409, started)
-        return _replay(previous, recipient_id, started)
+        return _replay(previous, request, started)
     message.recipient = recipient
     metrics.MESSAGES_ACCEPTED.labels(message_type=message_type, source=source).inc()
     bus.publish(

@@ -46,6 +46,7 @@ class Answer:
     body: bytes = b'{"ok": true}'
     headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
     hang: bool = False
+    drip: float = 0.0  # seconds between the body's bytes (0: send it at once)
 
 
 class HttpPeer:
@@ -76,6 +77,10 @@ class HttpPeer:
     def hang(self) -> None:
         """Accept requests and never answer (until ``stop``)."""
         self._answer = Answer(hang=True)
+
+    def drip(self, status: int, every: float) -> None:
+        """Answer ``status`` at once, then the body one byte every ``every`` seconds (until ``stop``)."""
+        self._answer = Answer(status=status, body=b"x" * 100_000, drip=every)
 
     def posts(self) -> list[Request]:
         return [r for r in self.requests if r.method == "POST"]
@@ -119,7 +124,13 @@ class HttpPeer:
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(answer.body)))
                 self.end_headers()
-                if self.command != "HEAD":
+                if self.command != "HEAD" and answer.drip:
+                    for byte in answer.body:
+                        if peer._release.wait(answer.drip):
+                            return
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                elif self.command != "HEAD":
                     self.wfile.write(answer.body)
 
             do_GET = do_POST = do_HEAD = do_PUT = _serve

@@ -136,6 +136,14 @@ def test_it_answers_409_when_a_key_is_reused_for_another_recipient(client, lingy
     assert response.status_code == 409
 
 
+def test_it_answers_409_when_a_key_is_reused_for_a_different_message(client, lingyi, lingflow, peer):
+    _post(client, lingyi, BODY, **{"Idempotency-Key": "k"})
+    response = _post(client, lingyi, {**BODY, "content": "something else"}, **{"Idempotency-Key": "k"})
+    assert response.status_code == 409
+    assert "content differed" in response.json()["error"]
+    assert Message.objects.count() == 1 and len(peer.posts()) == 1
+
+
 def test_it_answers_429_with_retry_after_past_the_members_rate(client, lingyi, lingflow, peer):
     lingyi.send_rate_per_minute = 3
     lingyi.save()

@@ -99,6 +99,13 @@ def test_it_answers_an_encrypted_challenge_and_refuses_plain_events_when_a_key_i
     assert garbage.status_code == 400 and "decrypt" in garbage.json()["error"]
 
 
+def test_callbacks_are_refused_until_a_verification_token_or_encrypt_key_is_set(client, settings):
+    settings.FEISHU_VERIFICATION_TOKEN = None
+    response = post(client, message_event("oc_1", "om_1"))
+    assert response.status_code == 503 and "FEISHU_VERIFICATION_TOKEN" in response.json()["error"]
+    assert not ActiveGroup.objects.exists()
+
+
 def test_it_refuses_bodies_that_are_not_json(client):
     response = client.post(URL, data=b"not json", content_type="application/json")
     assert response.status_code == 400

@@ -277,3 +277,28 @@ def test_the_poll_window_never_asks_for_more_than_fifty_per_page(feishu):
     query = next(c.query for c in feishu.calls if c.endpoint == "messages.list")
     assert query["container_id_type"] == "chat" and query["container_id"] == chat
     assert query["sort_type"] == "ByCreateTimeAsc" and int(query["page_size"]) <= 50
+
+
+def test_the_groups_name_is_read_once_when_there_is_something_to_relay(feishu):
+    chat, group = active_chat(feishu, name="研发群")
+    feishu.post_message(chat, "ou_person_x", "people talk first")
+    poll(group, feishu)
+    assert feishu.count_calls(endpoint="chat.get") == 0  # nothing to relay: no call for the name
+    feishu.post_message(chat, "cli_lingyi", "第一条")
+    poll(group, feishu)
+    feishu.post_message(chat, "cli_lingyi", "第二条")
+    poll(group, feishu)
+    assert feishu.count_calls(endpoint="chat.get") == 1
+    group.refresh_from_db()
+    assert group.name == "研发群"
+    assert [m.topic for m in relayed("lingzhi")] == ["feishu:研发群", "feishu:研发群"]
+    assert relayed("lingzhi")[0].metadata["chat_name"] == "研发群"
+
+
+def test_a_failed_name_lookup_does_not_hold_up_the_relay(feishu):
+    chat, group = active_chat(feishu, name="研发群")
+    feishu.inject_fault("chat.get", "error", status=400, code=99991672, msg="Access denied: im:chat:readonly")
+    feishu.post_message(chat, "cli_lingyi", "still relayed")
+    assert poll(group, feishu).relayed == 1
+    group.refresh_from_db()
+    assert group.name == "" and relayed("lingzhi")[0].topic == f"feishu:{chat}"

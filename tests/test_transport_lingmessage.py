@@ -63,6 +63,16 @@ def test_it_times_out_a_hanging_endpoint_within_the_configured_timeout(peer, set
     assert not caught.value.permanent and "timed out" in caught.value.reason
 
 
+@pytest.mark.parametrize(("status", "result"), [(200, "delivered"), (503, "transient")])
+def test_an_endpoint_that_drips_its_answer_holds_the_worker_no_longer_than_the_timeout(peer, settings, status, result):
+    settings.HUB_NOTIFY_TIMEOUT = 0.5
+    peer.drip(status, every=0.1)  # each byte well within the read timeout; the whole body would take hours
+    started = time.monotonic()
+    _, _, outcome = _deliver(peer.url)
+    assert time.monotonic() - started < 2
+    assert outcome.result == result
+
+
 @pytest.mark.parametrize("status", [500, 502, 503, 429])
 def test_it_calls_5xx_and_429_transient(peer, status):
     peer.answer(status, "busy", headers={"Retry-After": "7"})

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 SIGNATURE_HEADER = "X-LingMessage-Signature"
 REASON_LIMIT = 300
+BODY_LIMIT = 64 * 1024  # of an answer's body read at most: only an error's first words are kept
 
 
 def notify_payload(message: Message) -> dict:
@@ -66,11 +67,25 @@ def verify(body: bytes, secret: str, header: str | None) -> bool:
     return bool(header) and hmac.compare_digest(sign(body, secret), header)
 
 
-def _reason(response: httpx.Response) -> str:
-    text = response.text.strip().replace("\n", " ")
+def _reason(response: httpx.Response, body: bytes) -> str:
+    text = body.decode("utf-8", "replace").strip().replace("\n", " ")
     if len(text) > REASON_LIMIT:
         text = text[:REASON_LIMIT] + "…"
     return f"HTTP {response.status_code} {response.reason_phrase}" + (f": {text}" if text else "")
+
+
+def _read_until(response: httpx.Response, deadline: float, limit: int) -> bytes:
+    """Up to ``limit`` bytes of the body, read until ``deadline`` (time.perf_counter()); whatever came by then.
+    An endpoint that drips its answer cannot hold a delivery worker past the deadline (plus one read)."""
+    body = b""
+    try:
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) >= limit or time.perf_counter() >= deadline:
+                break
+    except httpx.HTTPError:
+        pass
+    return body[:limit]
 
 
 class LingMessageTransport(Transport):
@@ -84,17 +99,22 @@ class LingMessageTransport(Transport):
             "X-LingMessage-Message-Id": message.message_id,
         }
         started = time.perf_counter()
+        deadline = started + self.timeout()
         try:
-            response = http.client().post(channel.address, content=body, headers=headers, timeout=self.timeout())
+            with http.client().stream(
+                "POST", channel.address, content=body, headers=headers, timeout=self.timeout()
+            ) as response:
+                latency_ms = (time.perf_counter() - started) * 1000
+                status = response.status_code
+                # The status decides; the body is read (so the connection can be reused) only until the deadline.
+                answer = _read_until(response, deadline, BODY_LIMIT)
         except httpx.TimeoutException as exc:
             raise DeliveryError(f"timed out after {self.timeout():g} s ({type(exc).__name__})") from exc
         except httpx.HTTPError as exc:
             raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
-        latency_ms = (time.perf_counter() - started) * 1000
-        status = response.status_code
         if 200 <= status < 300:
             return Outcome("delivered", channel=self.kind, latency_ms=latency_ms)
-        reason = _reason(response)
+        reason = _reason(response, answer)
         if status == 429 or status >= 500:
             retry_after = response.headers.get("Retry-After")
             if retry_after:

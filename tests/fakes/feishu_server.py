@@ -7,7 +7,8 @@ It serves the endpoints the hub uses, with Feishu's shapes and error codes:
   ``page_size`` ≤ 50, ``page_token``; send with ``uuid`` dedupe within 1 h; 5 messages/s per chat → 230020)
 - ``POST /open-apis/im/v1/messages/:id/reply``
 - ``POST/GET /open-apis/im/v1/messages/:id/reactions``, ``DELETE …/reactions/:reaction_id``
-- ``GET /open-apis/bot/v3/info``, ``GET /open-apis/im/v1/chats/:id/members`` (paginated, bots left out)
+- ``GET /open-apis/bot/v3/info``, ``GET /open-apis/im/v1/chats/:id`` (name, …),
+  ``GET /open-apis/im/v1/chats/:id/members`` (paginated, bots left out)
 - ``POST /open-apis/bot/v2/hook/:token`` (custom bots: signature check 19021, 5/s and 100/min → 11232)
 
 Messages carry string millisecond ``create_time``; a bot sender is identified by its app_id with
@@ -553,6 +554,13 @@ class FakeFeishu:
             },
         }
 
+    def api_chat_get(self, app: App, chat_id: str) -> dict:
+        chat = self._chat_for(app, chat_id)
+        data = {"name": chat.name, "description": "", "chat_mode": "group", "chat_type": "private",
+                "owner_id_type": "open_id", "owner_id": chat.users[0] if chat.users else "",
+                "user_count": str(len(chat.users)), "bot_count": str(len(chat.bots))}  # fmt: skip
+        return {"code": 0, "msg": "success", "data": data}
+
     def api_chat_members(self, app: App, chat_id: str, query: dict[str, str]) -> dict:
         chat = self.chats.get(chat_id)
         if chat is None:
@@ -625,6 +633,7 @@ _ROUTES: list[tuple[str, tuple[str, ...], str]] = [
     ("GET", ("im", "v1", "messages", ":id", "reactions"), "reactions.list"),
     ("DELETE", ("im", "v1", "messages", ":id", "reactions", ":rid"), "reactions.delete"),
     ("GET", ("bot", "v3", "info"), "bot.info"),
+    ("GET", ("im", "v1", "chats", ":id"), "chat.get"),
     ("GET", ("im", "v1", "chats", ":id", "members"), "chat.members"),
     ("POST", ("bot", "v2", "hook", ":id"), "hook"),
 ]
@@ -680,7 +689,7 @@ class _Handler(BaseHTTPRequestHandler):
         app_id: str | None = None
         status, code = 200, 0
         try:
-            chat_id = query.get("container_id") or (args[0] if endpoint == "chat.members" else None)
+            chat_id = query.get("container_id") or (args[0] if endpoint.startswith("chat.") else None)
             fault = fake._take_fault(endpoint, chat_id)
             if fault is not None:
                 self._apply_fault(fault)
@@ -730,6 +739,8 @@ class _Handler(BaseHTTPRequestHandler):
             return fake.api_delete_reaction(app, args[0], args[1])
         if endpoint == "bot.info":
             return fake.api_bot_info(app)
+        if endpoint == "chat.get":
+            return fake.api_chat_get(app, args[0])
         if endpoint == "chat.members":
             return fake.api_chat_members(app, args[0], query)
         raise ApiError(404, 404, "not found")
