@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -229,14 +230,24 @@ def _mentions_a_bot(open_id: str) -> bool:
     return selectors.feishu_bot_channel(open_id) is not None
 
 
+NAME_RETRY_SECONDS = 3600
+_name_refused: dict[str, float] = {}  # chat_id → time.monotonic() of the last refused lookup, per process
+
+
 def _learn_name(group: ActiveGroup, client: FeishuClient) -> None:
     """Fetch the group's name (relayed messages' topics and the dashboards read better with it); one call, made
-    when there is something to relay and the name is not known yet. A failure waits for the next such pass."""
+    when there is something to relay and the name is not known yet. After a refusal (e.g. no chat-read scope)
+    the group is asked again an hour later at the soonest."""
+    refused_at = _name_refused.get(group.chat_id)
+    if refused_at is not None and time.monotonic() - refused_at < NAME_RETRY_SECONDS:
+        return
     try:
         name = str(client.chat_info(group.chat_id).get("name") or "")[:200]
     except FeishuError as exc:
-        logger.info("Feishu group %s: could not read its name: %s", group.chat_id, exc)
+        _name_refused[group.chat_id] = time.monotonic()
+        logger.info("Feishu group %s: could not read its name (asking again in an hour): %s", group.chat_id, exc)
         return
+    _name_refused.pop(group.chat_id, None)
     if name:
         group.name = name
         ActiveGroup.objects.filter(pk=group.pk).update(name=name)
@@ -291,7 +302,9 @@ def relay_bot_message(*, group: ActiveGroup, item: dict, send: SendFn | None = N
             # to several members.
             idempotency_key=f"feishu:{item['message_id']}:{recipient.member_id}",
         )
-        if getattr(answer, "message_id", None):
+        # 409: this Feishu message was accepted for this recipient by an earlier pass (whose topic may have
+        # carried the chat id before the group's name was known).
+        if getattr(answer, "message_id", None) or getattr(answer, "status", None) == 409:
             accepted += 1
     return accepted
 

@@ -19,6 +19,7 @@ class BatchingShardConnection(RedisSingleShardConnection):
     def __init__(self, host, channel_layer) -> None:
         super().__init__(host, channel_layer)
         self._waiting: list[tuple[str, bytes, asyncio.Future]] = []
+        self._in_flight: list[tuple[str, bytes, asyncio.Future]] = []
         self._sender: asyncio.Task | None = None
 
     async def publish(self, channel, message) -> None:
@@ -26,29 +27,44 @@ class BatchingShardConnection(RedisSingleShardConnection):
         self._waiting.append((channel, message, done))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.ensure_future(self._send_waiting())
+            self._sender.add_done_callback(self._sender_stopped)
         await done
 
     async def _send_waiting(self) -> None:
         while self._waiting:
-            batch, self._waiting = self._waiting, []
-            try:
-                async with self._lock:
-                    self._ensure_redis()
-                    if len(batch) == 1:
-                        await self._redis.publish(batch[0][0], batch[0][1])
-                    else:
-                        async with self._redis.pipeline(transaction=False) as pipe:
-                            for channel, message, _ in batch:
-                                pipe.publish(channel, message)
-                            await pipe.execute()
-            except Exception as exc:  # handed to every publisher of the batch
-                for *_, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-            else:
-                for *_, done in batch:
-                    if not done.done():
-                        done.set_result(None)
+            self._in_flight, self._waiting = self._waiting, []
+            await self._send_batch(self._in_flight)
+            self._in_flight = []
+
+    def _sender_stopped(self, sender: asyncio.Task) -> None:
+        """A sender cancelled (the loop shutting down) fails its publishes: nobody waits for ever."""
+        if not sender.cancelled():
+            return
+        stopped = RuntimeError("the channel layer stopped before this message was published")
+        for *_, done in self._in_flight + self._waiting:
+            if not done.done():
+                done.set_exception(stopped)
+        self._in_flight, self._waiting = [], []
+
+    async def _send_batch(self, batch: list[tuple[str, bytes, asyncio.Future]]) -> None:
+        try:
+            async with self._lock:
+                self._ensure_redis()
+                if len(batch) == 1:
+                    await self._redis.publish(batch[0][0], batch[0][1])
+                else:
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for channel, message, _ in batch:
+                            pipe.publish(channel, message)
+                        await pipe.execute()
+        except Exception as exc:  # handed to every publisher of the batch
+            for *_, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+        else:
+            for *_, done in batch:
+                if not done.done():
+                    done.set_result(None)
 
 
 class BatchingLoopLayer(RedisPubSubLoopLayer):

@@ -90,3 +90,30 @@ def test_a_chat_whose_answer_never_comes_back_gets_an_error_naming_it():
         await user.close()
 
     async_to_sync(scenario)()
+
+
+@pytest.mark.usefixtures("lingyi_elsewhere")
+def test_later_chats_skip_the_database_until_the_backend_is_announced(monkeypatch):
+    from hub.bridge import locations, selectors
+
+    reads = []
+    read = selectors.bridge_backend
+    monkeypatch.setattr(selectors, "bridge_backend", lambda backend_id: reads.append(backend_id) or read(backend_id))
+
+    async def chats(user, layer, backend_side, n: int) -> None:
+        for _ in range(n):
+            await user.send({"type": "chat", "target": "lingyi", "text": "?"})
+            await asyncio.wait_for(layer.receive(backend_side), 5)
+
+    async def scenario():
+        layer, backend_side = await other_process()
+        user = await Client().connect()
+        await chats(user, layer, backend_side, 3)
+        after_three = len(reads)
+        await locations.announce(layer, "lingyi")  # the backend's process: its socket changed
+        await asyncio.sleep(0.2)
+        await chats(user, layer, backend_side, 1)
+        await user.close()
+        return after_three, len(reads)
+
+    assert async_to_sync(scenario)() == (1, 2)

@@ -42,7 +42,7 @@ async def announced(layer, backend_id: str) -> None:
 
 def test_a_remembered_backend_is_live_until_the_cache_period_ends():
     async def scenario(locations, layer):
-        await locations.remember(layer, live_channel(member_id="m-lingyi"), locations.snapshot())
+        locations.remember(live_channel(member_id="m-lingyi"), await locations.snapshot(layer))
         now = time.monotonic()
         return locations.live_member("lingyi", now), locations.live_member("lingyi", now + CACHE_SECONDS + 0.1)
 
@@ -53,9 +53,9 @@ def test_an_entry_never_outlives_the_rows_heartbeat_deadline(settings):
     settings.HUB_BRIDGE_HEARTBEAT_TIMEOUT = 10
 
     async def scenario(locations, layer):
-        await locations.remember(layer, live_channel("fresh"), locations.snapshot())
-        await locations.remember(layer, live_channel("almost", seen_ago=9), locations.snapshot())
-        await locations.remember(layer, live_channel("stale", seen_ago=11), locations.snapshot())
+        locations.remember(live_channel("fresh"), await locations.snapshot(layer))
+        locations.remember(live_channel("almost", seen_ago=9), await locations.snapshot(layer))
+        locations.remember(live_channel("stale", seen_ago=11), await locations.snapshot(layer))
         later = time.monotonic() + 1.5
         return [locations.live_member(b, later) for b in ("fresh", "almost", "stale")]
 
@@ -64,8 +64,8 @@ def test_an_entry_never_outlives_the_rows_heartbeat_deadline(settings):
 
 def test_an_announcement_drops_the_backends_entry_and_only_that_one():
     async def scenario(locations, layer):
-        await locations.remember(layer, live_channel("lingyi"), locations.snapshot())
-        await locations.remember(layer, live_channel("lingzhi", member_id="lingzhi"), locations.snapshot())
+        locations.remember(live_channel("lingyi"), await locations.snapshot(layer))
+        locations.remember(live_channel("lingzhi", member_id="lingzhi"), await locations.snapshot(layer))
         await announced(layer, "lingyi")
         return locations.live_member("lingyi"), locations.live_member("lingzhi")
 
@@ -74,10 +74,10 @@ def test_an_announcement_drops_the_backends_entry_and_only_that_one():
 
 def test_a_read_that_an_announcement_overtook_is_not_kept():
     async def scenario(locations, layer):
-        await locations.remember(layer, live_channel("lingzhi", member_id="lingzhi"), locations.snapshot())
-        snapshot = locations.snapshot()  # the row is read now, saying "live"...
+        locations.remember(live_channel("lingzhi", member_id="lingzhi"), await locations.snapshot(layer))
+        snapshot = await locations.snapshot(layer)  # the row is read now, saying "live"...
         await announced(layer, "lingyi")  # ...while the backend goes offline and says so
-        await locations.remember(layer, live_channel("lingyi"), snapshot)
+        locations.remember(live_channel("lingyi"), snapshot)
         return locations.live_member("lingyi")
 
     assert run(scenario) is None
@@ -89,15 +89,16 @@ def test_nothing_is_kept_when_the_announcements_cannot_be_heard():
             raise ConnectionError("redis is down")
 
     async def scenario(locations, _layer):
-        await locations.remember(DeafLayer(), live_channel(), locations.snapshot())
-        return len(locations)
+        snapshot = await locations.snapshot(DeafLayer())
+        locations.remember(live_channel(), snapshot)
+        return snapshot, len(locations)
 
-    assert run(scenario) == 0
+    assert run(scenario) == (None, 0)
 
 
 def test_stop_forgets_everything():
     async def scenario(locations, layer):
-        await locations.remember(layer, live_channel(), locations.snapshot())
+        locations.remember(live_channel(), await locations.snapshot(layer))
         locations.stop()
         return len(locations)
 

@@ -80,3 +80,20 @@ def test_publishes_after_a_batch_go_out_too(redis_url, count):
         return got
 
     assert asyncio.run(scenario()) == [(r, n) for r in range(3) for n in range(count)]
+
+
+def test_publishers_waiting_on_a_cancelled_sender_are_not_left_hanging(redis_url):
+    async def scenario():
+        layer = layer_for(redis_url)
+        name = await layer.new_channel()
+        sends = [asyncio.ensure_future(layer.send(name, {"type": "t.n", "n": n})) for n in range(5)]
+        await asyncio.sleep(0)  # the sender task starts
+        shard = layer._get_layer()._shards[0]
+        shard._sender.cancel()
+        results = await asyncio.wait_for(asyncio.gather(*sends, return_exceptions=True), 5)
+        await layer.flush()
+        return results
+
+    results = asyncio.run(scenario())
+    assert all(r is None or isinstance(r, RuntimeError) for r in results), results
+    assert any(isinstance(r, RuntimeError) for r in results)

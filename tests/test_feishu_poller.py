@@ -295,10 +295,24 @@ def test_the_groups_name_is_read_once_when_there_is_something_to_relay(feishu):
     assert relayed("lingzhi")[0].metadata["chat_name"] == "研发群"
 
 
-def test_a_failed_name_lookup_does_not_hold_up_the_relay(feishu):
+def test_a_refused_name_lookup_does_not_hold_up_the_relay_and_is_not_repeated_every_poll(feishu, monkeypatch):
+    monkeypatch.setattr(services, "_name_refused", {})
     chat, group = active_chat(feishu, name="研发群")
     feishu.inject_fault("chat.get", "error", status=400, code=99991672, msg="Access denied: im:chat:readonly")
     feishu.post_message(chat, "cli_lingyi", "still relayed")
     assert poll(group, feishu).relayed == 1
     group.refresh_from_db()
     assert group.name == "" and relayed("lingzhi")[0].topic == f"feishu:{chat}"
+    feishu.post_message(chat, "cli_lingyi", "and again")
+    assert poll(group, feishu).relayed == 1
+    assert feishu.count_calls(endpoint="chat.get") == 1
+
+
+def test_a_message_relayed_again_after_the_name_is_known_still_counts_as_accepted(feishu):
+    chat, group = active_chat(feishu)
+    item = feishu.post_message(chat, "cli_lingyi", "hello")
+    item = next(i for i in feishu.list_messages(chat) if i["message_id"] == item["message_id"])
+    assert services.relay_bot_message(group=group, item=item) == 2
+    group.name = "研发群"  # the next pass knows the name: the topic differs from the first relay's
+    assert services.relay_bot_message(group=group, item=item) == 2
+    assert len(relayed("lingzhi")) == 1

@@ -15,6 +15,7 @@ announcement arrived while it was being read, so a read racing a disconnect cann
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -59,13 +60,16 @@ class BackendLocations:
             return None
         return entry.member_id
 
-    def snapshot(self) -> int:
-        """Call before reading a row to ``remember``: its result is dropped if an announcement arrives."""
+    async def snapshot(self, layer: BaseChannelLayer) -> int | None:
+        """Call before reading a row to ``remember``: once this process hears announcements, a mark that any
+        announcement arriving before ``remember`` invalidates; None when it cannot hear them."""
+        if not await self._listen(layer):
+            return None
         return self._changes
 
-    async def remember(self, layer: BaseChannelLayer, channel: Channel, snapshot: int) -> None:
+    def remember(self, channel: Channel, snapshot: int | None) -> None:
         """Keep ``channel`` (a live bridge channel, read after ``snapshot``) for the next chats."""
-        if not await self._listen(layer) or snapshot != self._changes:
+        if snapshot is None or snapshot != self._changes:
             return
         now_wall, now = timezone.now(), time.monotonic()
         heartbeat_left = settings.HUB_BRIDGE_HEARTBEAT_TIMEOUT - (now_wall - channel.last_seen).total_seconds()
@@ -90,6 +94,7 @@ class BackendLocations:
         return await asyncio.shield(self._listening)
 
     async def _listen_forever(self, layer: BaseChannelLayer, listening: asyncio.Future) -> None:
+        name = None
         try:
             name = await layer.new_channel()
             await layer.group_add(GROUP, name)
@@ -105,6 +110,9 @@ class BackendLocations:
             self.forget()
             if not listening.done():
                 listening.set_result(False)
+            if name is not None:
+                with contextlib.suppress(Exception):
+                    await layer.group_discard(GROUP, name)
 
     def stop(self) -> None:
         """Stop listening and forget everything (nothing is kept until the next ``remember`` listens again)."""

@@ -66,6 +66,9 @@ async def send_to_channel(channel_name: str, event: dict) -> bool:
 async def backend_joined(consumer: BridgeConsumer, channel: Channel, info: dict) -> None:
     """``consumer`` registered ``channel``'s backend: write presence, take over, tell the offline queue."""
     backend_id = channel.address
+    # In the member's group before the row says "live": another process may send a chat there at once (it
+    # waits for this registration to finish: the consumer handles one message at a time).
+    await consumer.join(member_group(channel.member.member_id))
     previous = await database_sync_to_async(services.backend_go_online)(
         channel=channel, connection=consumer.channel_name
     )
@@ -76,7 +79,6 @@ async def backend_joined(consumer: BridgeConsumer, channel: Channel, info: dict)
         consumer.member = channel.member
     consumer.set_role("backend")
     await consumer.leave(audience_group(consumer.current_backend))
-    await consumer.join(member_group(channel.member.member_id))
     older = LOCAL.backends.get(backend_id)
     LOCAL.backends[backend_id] = consumer
     if older is not None and older is not consumer:

@@ -75,12 +75,12 @@ async def chat(user: BridgeConsumer, target: str, text: str, audio: str | None) 
         if member_id is not None:
             await _send_remote(user, member_id, target, frame)
             return
-        snapshot = LOCATIONS.snapshot()
+        snapshot = await LOCATIONS.snapshot(layer)
     channel = await database_sync_to_async(selectors.bridge_backend)(target)
     if channel is None or not channel.enabled or not channel.member.enabled:
         raise FrameError(f"unknown backend {target!r}")
     if remote and channel.is_live():
-        await LOCATIONS.remember(layer, channel, snapshot)
+        LOCATIONS.remember(channel, snapshot)
         await _send_remote(user, channel.member.member_id, target, frame)
         return
     sender_id = user.member.member_id if user.member is not None else f"bridge:{user.connection_id}"
@@ -118,10 +118,14 @@ async def _send_remote(user: BridgeConsumer, member_id: str, backend_id: str, fr
         )
     )
     ensure_refresher()
-    await user.channel_layer.group_send(
-        member_group(member_id),
-        {"type": "hub.deliver", "frame": frame, "reply_channel": user.channel_name, "backend_id": backend_id},
-    )
+    try:
+        await user.channel_layer.group_send(
+            member_group(member_id),
+            {"type": "hub.deliver", "frame": frame, "reply_channel": user.channel_name, "backend_id": backend_id},
+        )
+    except BaseException:
+        AWAITING.discard(frame["request_id"])
+        raise
 
 
 async def reply(backend: BridgeConsumer, request_id: str, text: str, audio: str | None) -> None:
@@ -138,6 +142,8 @@ async def reply(backend: BridgeConsumer, request_id: str, text: str, audio: str 
     }
     asker = pending.asker
     if asker is not None:
+        if AWAITING:  # sent through the member's group, the chat may have found its backend in this process
+            AWAITING.discard(request_id)
         await asker.send_frame(frame)
     else:
         await send_to_channel(pending.reply_channel, {"type": "hub.frame", "frame": frame})
