@@ -688,6 +688,8 @@ class _Handler(BaseHTTPRequestHandler):
         endpoint, args = routed
         app_id: str | None = None
         status, code = 200, 0
+        # The call is recorded before the answer goes out: a client holding its answer finds it in ``calls``.
+        answer: tuple | None = None
         try:
             chat_id = query.get("container_id") or (args[0] if endpoint.startswith("chat.") else None)
             fault = fake._take_fault(endpoint, chat_id)
@@ -710,18 +712,20 @@ class _Handler(BaseHTTPRequestHandler):
             code = int(result.get("code", 0))
             if endpoint == "hook" and code == 9499:
                 status = 400
-            self._reply(status, result)
+            answer = (status, result)
         except ApiError as exc:
             status, code = exc.status, exc.code
-            self._reply(exc.status, self._error(exc.code, exc.msg), exc.headers)
+            answer = (exc.status, self._error(exc.code, exc.msg), exc.headers)
         except _Hang:
             status, code = 0, -1
         except ValueError:
             status, code = 400, 9499
-            self._reply(400, self._error(9499, "Bad Request"))
+            answer = (400, self._error(9499, "Bad Request"))
         finally:
             with fake.lock:
                 fake.calls.append(Call(method, endpoint, parsed.path, app_id, status, code, fake.clock(), query))
+        if answer is not None:
+            self._reply(*answer)
 
     def _dispatch(self, app: App, endpoint: str, args: list[str], query: dict, body: dict) -> dict:
         fake = self.fake
