@@ -53,13 +53,18 @@ async def other_process() -> tuple:
     return layer, name
 
 
+async def chat_to_lingyi(user: Client, layer, backend_side: str, text: str = "?") -> dict:
+    """The user chats with lingyi; returns the event the other process's socket receives."""
+    await user.send({"type": "chat", "target": "lingyi", "text": text})
+    return await asyncio.wait_for(layer.receive(backend_side), 5)
+
+
 @pytest.mark.usefixtures("lingyi_elsewhere")
 def test_the_chat_goes_to_the_backends_member_group_and_the_reply_comes_back():
     async def scenario():
         layer, backend_side = await other_process()
         user = await Client().connect()
-        await user.send({"type": "chat", "target": "lingyi", "text": "你好"})
-        event = await asyncio.wait_for(layer.receive(backend_side), 5)
+        event = await chat_to_lingyi(user, layer, backend_side, "你好")
         assert event["type"] == "hub.deliver" and event["backend_id"] == "lingyi"
         assert event["frame"]["text"] == "你好" and event["reply_channel"] == user.consumer.channel_name
         request_id = event["frame"]["request_id"]
@@ -78,8 +83,7 @@ def test_a_chat_whose_answer_never_comes_back_gets_an_error_naming_it():
     async def scenario():
         layer, backend_side = await other_process()
         user = await Client().connect()
-        await user.send({"type": "chat", "target": "lingyi", "text": "在吗"})
-        request_id = (await asyncio.wait_for(layer.receive(backend_side), 5))["frame"]["request_id"]
+        request_id = (await chat_to_lingyi(user, layer, backend_side))["frame"]["request_id"]
         await presence.refresh_once(now=time.monotonic() + 60)
         assert await user.silent(0.3), "not before the reply deadline"
         await presence.refresh_once(now=far_future())
@@ -100,19 +104,15 @@ def test_later_chats_skip_the_database_until_the_backend_is_announced(monkeypatc
     read = selectors.bridge_backend
     monkeypatch.setattr(selectors, "bridge_backend", lambda backend_id: reads.append(backend_id) or read(backend_id))
 
-    async def chats(user, layer, backend_side, n: int) -> None:
-        for _ in range(n):
-            await user.send({"type": "chat", "target": "lingyi", "text": "?"})
-            await asyncio.wait_for(layer.receive(backend_side), 5)
-
     async def scenario():
         layer, backend_side = await other_process()
         user = await Client().connect()
-        await chats(user, layer, backend_side, 3)
+        for _ in range(3):
+            await chat_to_lingyi(user, layer, backend_side)
         after_three = len(reads)
         await locations.announce(layer, "lingyi")  # the backend's process: its socket changed
         await asyncio.sleep(0.2)
-        await chats(user, layer, backend_side, 1)
+        await chat_to_lingyi(user, layer, backend_side)
         await user.close()
         return after_three, len(reads)
 

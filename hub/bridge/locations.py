@@ -102,8 +102,6 @@ class BackendLocations:
             while True:
                 event = await layer.receive(name)
                 self.forget(event.get("backend_id"))
-        except asyncio.CancelledError:
-            raise
         except Exception:
             logger.exception("bridge: lost the backend-location announcements; reading the database per chat")
         finally:
