@@ -71,7 +71,7 @@ def test_a_disabled_member_cannot_claim(client, tokens):
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
-        ("{not json", "malformed JSON"),
+        ("{not json", "not valid JSON"),
         ("[1, 2]", "JSON object"),
         ({"message_id": "om_1"}, "missing field 'chat_id'"),
         ({"chat_id": "oc_1"}, "missing field 'message_id'"),

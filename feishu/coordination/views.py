@@ -2,59 +2,40 @@
 
 from __future__ import annotations
 
-import json
-
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from feishu.coordination import selectors, services
-from members.models import Member
-from members.selectors import member_by_token
-
-
-def _member(request: HttpRequest) -> Member | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return member_by_token(token.strip())
-
-
-def _unauthorized() -> JsonResponse:
-    return JsonResponse({"error": "missing or wrong member token (Authorization: Bearer <token>)"}, status=401)
+from hub.jsonapi import BadJson, json_body, json_error
+from members.auth import member_required
 
 
 def _body(request: HttpRequest) -> dict:
     try:
-        data = json.loads(request.body or b"")
-    except ValueError as exc:
-        raise services.CoordinationError(f"malformed JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise services.CoordinationError("the body must be a JSON object")
-    return data
+        return json_body(request)
+    except BadJson as exc:
+        raise services.CoordinationError(str(exc)) from None
 
 
 @csrf_exempt
 @require_POST
+@member_required
 def claim(request: HttpRequest) -> JsonResponse:
-    member = _member(request)
-    if member is None:
-        return _unauthorized()
+    member = request.member
     try:
         chat_id, message_id = services.check_ids(_body(request))
     except services.CoordinationError as exc:
-        return JsonResponse({"error": str(exc)}, status=400)
+        return json_error(400, str(exc))
     result = services.claim_take(chat_id=chat_id, message_id=message_id, claimant=member.member_id)
     return JsonResponse(result.as_frame())
 
 
 @csrf_exempt
 @require_POST
+@member_required
 def release(request: HttpRequest) -> JsonResponse:
-    member = _member(request)
-    if member is None:
-        return _unauthorized()
+    member = request.member
     try:
         data = _body(request)
         chat_id, message_id = services.check_ids(data)
@@ -62,7 +43,7 @@ def release(request: HttpRequest) -> JsonResponse:
         if not isinstance(answered, bool):
             raise services.CoordinationError("'answered' must be true or false")
     except services.CoordinationError as exc:
-        return JsonResponse({"error": str(exc)}, status=400)
+        return json_error(400, str(exc))
     released = services.claim_release(
         chat_id=chat_id, message_id=message_id, holder=member.member_id, answered=answered
     )
@@ -70,9 +51,8 @@ def release(request: HttpRequest) -> JsonResponse:
 
 
 @require_GET
+@member_required
 def memory(request: HttpRequest, chat_id: str) -> JsonResponse:
-    if _member(request) is None:
-        return _unauthorized()
     if len(chat_id) > services.MAX_ID_LENGTH:
-        return JsonResponse({"error": f"'chat_id' is longer than {services.MAX_ID_LENGTH} characters"}, status=400)
+        return json_error(400, f"'chat_id' is longer than {services.MAX_ID_LENGTH} characters")
     return JsonResponse(selectors.memory_frame(chat_id=chat_id))

@@ -6,6 +6,8 @@ import ipaddress
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
+from members.auth import bearer_token
+
 if TYPE_CHECKING:
     from members.models import Channel, Member
 
@@ -18,9 +20,9 @@ def handshake_token(scope: dict) -> str | None:
     """The member token offered at the handshake: ``?token=`` or ``Authorization: Bearer …``; None if neither."""
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
-            scheme, _, token = value.decode("latin1").partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
+            token = bearer_token(value.decode("latin1"))
+            if token:
+                return token
     query = scope.get("query_string", b"")
     if query:
         tokens = parse_qs(query.decode("latin1")).get("token")

@@ -6,6 +6,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from hub.bridge.selectors import backend_status
+from hub.jsonapi import json_error
 
 
 @require_GET
@@ -13,5 +14,5 @@ def backend_status_view(request: HttpRequest, backend_id: str) -> JsonResponse:
     """``{"backend_id", "online", "last_seen"}``; 404 for an unknown backend."""
     status = backend_status(backend_id)
     if status is None:
-        return JsonResponse({"error": f"unknown backend {backend_id!r}"}, status=404)
+        return json_error(404, f"unknown backend {backend_id!r}")
     return JsonResponse(status)

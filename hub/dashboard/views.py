@@ -20,6 +20,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from hub.dashboard import charts, selectors, services
 from hub.metrics import DatabaseCollector
+from members.auth import request_token
 
 staff = staff_member_required(login_url="admin:login")
 
@@ -194,8 +195,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
     (or a logged-in staff user) may read it."""
     token = settings.HUB_METRICS_TOKEN
     if token:
-        header = request.headers.get("Authorization", "")
-        presented = header[7:] if header.startswith("Bearer ") else ""
+        presented = request_token(request) or ""
         allowed = secrets.compare_digest(presented.encode(), token.encode()) or (
             request.user.is_authenticated and request.user.is_staff
         )
