@@ -10,3 +10,8 @@ from __future__ import annotations
 from django.dispatch import Signal
 
 member_online = Signal()
+
+# ``alert_raised``: an operator alert (expired or failed messages, …) with ``text``, sent from a worker. Each
+# operator channel (the Feishu alert webhook, the alert member) is a receiver, so the part that raises alerts
+# imports none of them; ``send_robust`` keeps one broken channel from silencing the others.
+alert_raised = Signal()
