@@ -12,6 +12,7 @@ import json
 import ssl
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,7 +21,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from hub.mailbox.discussions import DiscussionMessage, Discussions
-from hub.mailbox.store import Mailbox
+from hub.mailbox.store import Mailbox, MailboxMessage, new_id
 from tests.family.lingclaude_receiver import LingClaudeReceiver
 from tests.family.lingyi_backend import CAPABILITIES, LingYiBackend
 from tests.family.lingyi_webapp import LingYiWebApp
@@ -32,6 +33,14 @@ from tests.support import free_port
 
 DISCUSSION = "0123456789abcdef0123456789abcdef"
 KNOWN_SIGNATURE = "eecdfcb8817fd7b6e13a3459deb87474d8b75407ec61b8d31b3ad3b494ee20c8"
+
+
+def open_lingmessage_thread(root: Path) -> None:
+    """A discussion that exists only in LingMessage's format, under the id DISCUSSION."""
+    first = MailboxMessage(
+        message_id=new_id(), thread_id=DISCUSSION, sender="lingzhi", recipient="all", subject="s", body="b"
+    )
+    Mailbox(root).open_thread(first, topic="t", recipients=["lingyi"])
 
 
 def notify(url: str, payload: Any, **kwargs: Any) -> httpx.Response:
@@ -113,14 +122,16 @@ def test_lingyi_serves_https_with_a_self_signed_certificate(tmp_path):
         )
         unverified = notify(lingyi.url, {"from": "lingzhi", "topic": "t"}, verify=False)
 
+        deadline = time.monotonic() + 5  # the refused handshake is recorded by its own server thread
+        while not lingyi.handshake_errors and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     assert pinned.json() == unverified.json() == {"received": True}
     assert len(lingyi.handshake_errors) == 1
 
 
 def test_lingyi_answers_404_for_a_discussion_that_is_only_in_lingmessages_format(tmp_path):
-    Mailbox(tmp_path).open_thread(
-        topic="t", sender="lingzhi", recipients=["lingyi"], subject="s", body="b", thread_id=DISCUSSION
-    )
+    open_lingmessage_thread(tmp_path)
     with LingYiWebApp(tmp_path) as lingyi:
         accepted = notify(lingyi.url, {"from": "lingzhi", "topic": "t", "discussion_id": DISCUSSION}, verify=False)
         lookup = httpx.get(f"{lingyi.base_url}/api/lingmessage/{DISCUSSION}", verify=False, timeout=5)
@@ -140,9 +151,7 @@ def test_lingyi_answers_404_for_a_discussion_that_is_only_in_lingmessages_format
 
 
 def test_the_mailbox_reader_opens_the_notified_id_in_both_formats(tmp_path):
-    Mailbox(tmp_path).open_thread(
-        topic="t", sender="lingzhi", recipients=["lingyi"], subject="s", body="b", thread_id=DISCUSSION
-    )
+    open_lingmessage_thread(tmp_path)
     notified = open_notified(tmp_path, {"event": "new_message", "thread_id": DISCUSSION})
 
     assert not notified.found

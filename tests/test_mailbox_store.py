@@ -17,12 +17,13 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hub.mailbox.discussions import DiscussionMessage, Discussions
 from hub.mailbox.files import FileLock, LockTimeout
-from hub.mailbox.store import Cursor, Mailbox, MailboxMessage, mailbox_id
+from hub.mailbox.store import Cursor, Mailbox, MailboxMessage, mailbox_id, new_id
 
 THREAD = "0123456789abcdef0123456789abcdef"
 FIRST = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -30,19 +31,24 @@ SECOND = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 STAMP = "2026-11-03T08:15:30.123456+00:00"
 
 
+def message(**fields: Any) -> MailboxMessage:
+    """A message from lingzhi to lingyi in the sample thread (``fields`` override any of it)."""
+    defaults = {"thread_id": THREAD, "sender": "lingzhi", "recipient": "lingyi", "subject": "s", "body": "b"}
+    return MailboxMessage(**{"message_id": new_id(), **defaults, **fields})
+
+
 def open_sample(root: Path) -> Mailbox:
     box = Mailbox(root)
-    box.open_thread(
-        topic="灵信互通",
-        sender="lingyi",
-        recipients=["lingzhi", "lingclaude"],
-        subject="开题",
-        body="大家好",
-        thread_id=THREAD,
-        message_id=FIRST,
-        timestamp=STAMP,
+    first = message(
+        message_id=FIRST, sender="lingyi", subject="开题", body="大家好", message_type="open", timestamp=STAMP
     )
+    box.open_thread(first, topic="灵信互通", recipients=["lingzhi", "lingclaude"])
     return box
+
+
+def reply(box: Mailbox, **fields: Any) -> MailboxMessage:
+    """A reply from lingzhi to lingyi in the sample thread (``fields`` override any of it)."""
+    return box.reply(message(**fields))
 
 
 def msg_path(root: Path, thread_id: str, message_id: str) -> Path:
@@ -71,10 +77,8 @@ def test_it_writes_a_message_with_exactly_the_fields_lingmessage_writes(tmp_path
 
 def test_it_writes_the_optional_fields_in_lingmessages_order_only_when_set(tmp_path):
     box = open_sample(tmp_path)
-    box.reply(
-        thread_id=THREAD,
-        sender="lingzhi",
-        recipient="lingyi",
+    reply(
+        box,
         subject="回复",
         body="收到",
         message_id=SECOND,
@@ -126,7 +130,7 @@ def test_it_writes_the_thread_header_and_the_index_as_lingmessage_does(tmp_path)
 
 def test_a_reply_counts_in_the_index_but_leaves_thread_json_as_written(tmp_path):
     box = open_sample(tmp_path)
-    box.reply(thread_id=THREAD, sender="lingzhi", recipient="lingyi", subject="re", body="ok", message_id=SECOND)
+    reply(box, message_id=SECOND)
 
     header = json.loads((tmp_path / "threads" / THREAD / "thread.json").read_text(encoding="utf-8"))
     entry = json.loads((tmp_path / "index.json").read_text(encoding="utf-8"))["threads"][0]
@@ -149,14 +153,10 @@ def test_files_are_private_to_the_user_as_lingmessage_makes_them(tmp_path):
 
 def test_writing_the_same_message_twice_leaves_one_copy_counted_once(tmp_path):
     box = open_sample(tmp_path)
-    again = MailboxMessage(
-        message_id=FIRST, thread_id=THREAD, sender="lingyi", recipient="all", subject="变了", body="变了"
-    )
+    again = message(message_id=FIRST, sender="lingyi", recipient="all", subject="变了", body="变了")
 
     assert box.post(again) is False
-    header, first = box.open_thread(
-        topic="other", sender="lingyi", recipients=[], subject="x", body="y", thread_id=THREAD, message_id=FIRST
-    )
+    header, first = box.open_thread(again, topic="other", recipients=[])
     assert (header.topic, first.body) == ("灵信互通", "大家好")
     assert [m.message_id for m in box.thread_messages(THREAD)] == [FIRST]
     assert json.loads((tmp_path / "index.json").read_text(encoding="utf-8"))["threads"][0]["message_count"] == 1
@@ -165,13 +165,15 @@ def test_writing_the_same_message_twice_leaves_one_copy_counted_once(tmp_path):
 def test_it_refuses_what_lingmessage_would_refuse_to_write(tmp_path):
     box = Mailbox(tmp_path)
     with pytest.raises(ValueError, match="thread_id"):
-        box.open_thread(topic="t", sender="lingyi", recipients=[], subject="s", body="b", thread_id="disc_1")
+        box.open_thread(message(thread_id="disc_1"), topic="t", recipients=[])
     with pytest.raises(ValueError, match="channel"):
-        box.open_thread(topic="t", sender="lingyi", recipients=[], subject="s", body="b", channel="general")
+        box.open_thread(message(channel="general"), topic="t", recipients=[])
     with pytest.raises(ValueError, match="source_type"):
-        box.open_thread(topic="t", sender="lingyi", recipients=[], subject="s", body="b", source_type="verified")
+        box.open_thread(message(source_type="verified"), topic="t", recipients=[])
+    with pytest.raises(ValueError, match="timestamp"):
+        box.open_thread(message(timestamp="yesterday"), topic="t", recipients=[])
     with pytest.raises(LookupError):
-        box.reply(thread_id=THREAD, sender="lingyi", recipient="all", subject="s", body="b")
+        reply(box)
     assert not (tmp_path / "threads").exists() or not any((tmp_path / "threads").iterdir())
 
 
@@ -211,21 +213,13 @@ def test_it_reads_older_and_foreign_files_as_stored(tmp_path):
 def test_thread_messages_come_oldest_first_by_time_not_by_text(tmp_path):
     box = open_sample(tmp_path)
     # isoformat() drops the microseconds when they are 0: as text this sorts before 08:15:30.123456.
-    box.reply(
-        thread_id=THREAD,
-        sender="lingzhi",
-        recipient="lingyi",
-        subject="s",
-        body="b",
-        message_id=SECOND,
-        timestamp="2026-11-03T08:15:31+00:00",
-    )
+    reply(box, message_id=SECOND, timestamp="2026-11-03T08:15:31+00:00")
     assert [m.message_id for m in box.thread_messages(THREAD)] == [FIRST, SECOND]
 
 
 def test_the_audit_log_chains_each_line_as_lingmessage_verifies_it(tmp_path):
     box = open_sample(tmp_path)
-    box.reply(thread_id=THREAD, sender="lingzhi", recipient="lingyi", subject="s", body="b", message_id=SECOND)
+    reply(box, message_id=SECOND)
 
     previous = ""
     operations = []
@@ -355,7 +349,7 @@ def test_concurrent_writers_lose_no_index_update(tmp_path):
 
     def write(sender: str) -> None:
         for _ in range(15):
-            box.reply(thread_id=THREAD, sender=sender, recipient="all", subject="s", body="b")
+            reply(box, sender=sender, recipient="all")
 
     threads = [threading.Thread(target=write, args=(s,)) for s in ("lingzhi", "lingclaude", "lingflow")]
     for thread in threads:

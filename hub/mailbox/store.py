@@ -25,7 +25,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -143,16 +143,14 @@ class MailboxMessage:
             "timestamp": self.timestamp,
             "source_type": self.source_type,
         }
-        if self.reply_to:
-            data["reply_to"] = self.reply_to
-        if self.metadata:
-            data["metadata"] = dict(self.metadata)
-        if self.source_trace:
-            data["source_trace"] = self.source_trace
-        if self.delivery_status != "sent":
-            data["delivery_status"] = self.delivery_status
-        if self.delivered_at:
-            data["delivered_at"] = self.delivered_at
+        optional = (
+            ("reply_to", self.reply_to, bool(self.reply_to)),
+            ("metadata", dict(self.metadata), bool(self.metadata)),
+            ("source_trace", self.source_trace, bool(self.source_trace)),
+            ("delivery_status", self.delivery_status, self.delivery_status != "sent"),
+            ("delivered_at", self.delivered_at, bool(self.delivered_at)),
+        )
+        data.update((name, value) for name, value, written in optional if written)
         return data
 
     @classmethod
@@ -343,106 +341,49 @@ class Mailbox:
     # -- writing ---------------------------------------------------------------------------------------------
 
     def open_thread(
-        self,
-        *,
-        topic: str,
-        sender: str,
-        recipients: Iterable[str],
-        subject: str,
-        body: str,
-        channel: str = "ecosystem",
-        message_type: str = "open",
-        thread_id: str | None = None,
-        message_id: str | None = None,
-        timestamp: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        source_type: str = "inferred",
-        source_trace: str = "",
+        self, message: MailboxMessage, *, topic: str, recipients: Iterable[str]
     ) -> tuple[ThreadHeader, MailboxMessage]:
-        """Open a thread with its first message, as LingMessage's ``open_thread`` does: the first message goes to
-        "all", the header is "active" with ``participants`` = recipients + sender and ``message_count`` 1.
+        """Open ``message.thread_id`` with ``message`` as its first message, as LingMessage's ``open_thread`` does:
+        the first message goes to "all" (whatever ``recipient`` says; LingMessage's own first messages are of type
+        "open"), the header is "active" in the message's channel, with ``participants`` = recipients + sender,
+        stamped with the message's time, ``message_count`` 1.
 
         Returns the header and message as stored. When the thread (or the message) already exists, the stored
         one is returned and nothing is rewritten. Raises ValueError for values LingMessage would refuse.
         """
-        stamp = timestamp or now_iso()
-        first = MailboxMessage(
-            message_id=message_id or new_id(),
-            thread_id=thread_id or new_id(),
-            sender=sender,
-            recipient="all",
-            subject=subject,
-            body=body,
-            message_type=message_type,
-            channel=channel,
-            timestamp=stamp,
-            metadata=dict(metadata or {}),
-            source_type=source_type,
-            source_trace=source_trace,
-        )
+        first = replace(message, recipient="all")
         first.check()
         header = ThreadHeader(
             thread_id=first.thread_id,
             topic=topic,
-            channel=channel,
+            channel=first.channel,
             status="active",
-            participants=(*recipients, sender),
-            created_at=stamp,
-            updated_at=stamp,
+            participants=(*recipients, first.sender),
+            created_at=first.timestamp,
+            updated_at=first.timestamp,
             message_count=1,
         )
         directory = self._make_thread_dir(first.thread_id)
-        if create_json(directory / "thread.json", header.to_dict()):
-            opened = True
-        else:
-            opened = False
+        opened = create_json(directory / "thread.json", header.to_dict())
+        if not opened:
             header = self.thread_header(first.thread_id) or header
         self._post(first, header=header)
         if opened:
-            self._audit("open_thread", first, f"topic={topic}, channel={channel}")
+            self._audit("open_thread", first, f"topic={topic}, channel={first.channel}")
         return header, self.message(first.thread_id, first.message_id) or first
 
-    def reply(
-        self,
-        *,
-        thread_id: str,
-        sender: str,
-        recipient: str,
-        subject: str,
-        body: str,
-        message_type: str = "reply",
-        message_id: str | None = None,
-        timestamp: str | None = None,
-        reply_to: str = "",
-        metadata: Mapping[str, str] | None = None,
-        source_type: str = "inferred",
-        source_trace: str = "",
-    ) -> MailboxMessage:
-        """Add a message to an existing thread, in the thread's channel, as LingMessage's ``reply`` does.
+    def reply(self, message: MailboxMessage) -> MailboxMessage:
+        """Add ``message`` to its existing thread, in the thread's channel, as LingMessage's ``reply`` does.
 
-        Returns the message as stored (the existing one if ``message_id`` was written before). Raises LookupError
-        when the thread has no header, ValueError for values LingMessage would refuse.
+        Returns the message as stored (the existing one if its id was written before). Raises LookupError when the
+        thread has no header, ValueError for values LingMessage would refuse.
         """
-        header = self.thread_header(thread_id)
+        header = self.thread_header(message.thread_id)
         if header is None:
-            raise LookupError(f"thread {thread_id} not found")
-        message = MailboxMessage(
-            message_id=message_id or new_id(),
-            thread_id=thread_id,
-            sender=sender,
-            recipient=recipient,
-            subject=subject,
-            body=body,
-            message_type=message_type,
-            channel=header.channel if header.channel in CHANNELS else "ecosystem",
-            timestamp=timestamp or now_iso(),
-            reply_to=reply_to,
-            metadata=dict(metadata or {}),
-            source_type=source_type,
-            source_trace=source_trace,
-        )
+            raise LookupError(f"thread {message.thread_id} not found")
+        message = replace(message, channel=header.channel if header.channel in CHANNELS else "ecosystem")
         self.post(message)
-        return self.message(thread_id, message.message_id) or message
+        return self.message(message.thread_id, message.message_id) or message
 
     def post(self, message: MailboxMessage) -> bool:
         """Write ``message`` into its (existing) thread, count it in the index and the audit log.

@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hub.mailbox.discussions import display_name
 from tests.family.mailbox_reader import read_discussion
 from tests.family.receiver import LOOPBACK_HOSTS, Arrival, FamilyServer, Reply, parse_json_object
 from tests.family.tls import SelfSignedCert, lingyi_cert
@@ -25,20 +26,6 @@ if TYPE_CHECKING:
     from tests.family.lingyi_backend import LingYiBackend
 
 NOT_FOUND = {"error": "讨论不存在"}
-# LingYi's display names for the push line (unknown ids are shown as they are).
-NAMES = {
-    "lingflow": "灵通",
-    "lingclaude": "灵克",
-    "lingzhi": "灵知",
-    "lingyi": "灵依",
-    "lingtongask": "灵通问道",
-    "lingterm": "灵犀",
-    "lingminopt": "灵极优",
-    "lingresearch": "灵研",
-    "zhibridge": "智桥",
-    "lingyang": "灵扬",
-    "guangda": "广大老师",
-}
 
 
 class LingYiWebApp(FamilyServer):
@@ -91,7 +78,10 @@ class LingYiWebApp(FamilyServer):
             discussion=read_discussion(self.mailbox_dir, discussion_id) if isinstance(discussion_id, str) else None,
         )
         if self.bridge is not None:
-            self.bridge.push(f"收到灵信: {NAMES.get(sender, sender)} 在「{topic}」发了新消息", category="lingmessage")
+            self.bridge.push(
+                f"收到灵信: {display_name(sender) if isinstance(sender, str) else sender} 在「{topic}」发了新消息",
+                category="lingmessage",
+            )
         return Reply(200, {"received": True})
 
     def notifies(self) -> list[Arrival]:

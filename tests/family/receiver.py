@@ -15,8 +15,8 @@ import contextlib
 import hashlib
 import hmac
 import json
-import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
 from tests.family.tls import SelfSignedCert
-from tests.support import free_port
+from tests.http_peer import HttpPeer, Request
 
 LINGMESSAGE_NOTIFY_KEY = "lingmessage-notify-v1"  # LingMessage's poller signs with this unless configured
 
@@ -53,20 +53,16 @@ class Reply:
 
 
 @dataclass
-class Arrival:
-    """One request as it arrived, and what was answered.
+class Arrival(Request):
+    """One request as it arrived (``tests.http_peer.Request``), and what was answered.
 
     ``at`` is ``time.monotonic()`` when the request was complete (compare with the test's own monotonic clock);
-    ``facts`` holds what the emulator made of it (the sender it read, the discussion it found, …).
+    ``facts`` holds what the emulator made of it (the sender it read, the discussion it found, ...).
     """
 
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    client: str
-    at: float
-    wall: float
+    client: str = ""
+    at: float = 0.0
+    wall: float = 0.0
     status: int = 0
     answer: Any = None
     facts: dict[str, Any] = field(default_factory=dict)
@@ -76,17 +72,10 @@ class Arrival:
         lowered = name.lower()
         return next((v for k, v in self.headers.items() if k.lower() == lowered), None)
 
-    @property
-    def json(self) -> Any:
-        """The body parsed as JSON (None for an empty or non-JSON body)."""
-        try:
-            return json.loads(self.body) if self.body else None
-        except ValueError:
-            return None
 
-
-class FamilyServer:
-    """A real HTTP(S) server on a free loopback port; subclasses answer in ``respond``.
+class FamilyServer(HttpPeer):
+    """A real HTTP(S) server on a free loopback port (an ``HttpPeer`` that answers through ``respond`` instead of
+    a fixed answer); subclasses answer in ``respond``.
 
     ``tls`` serves HTTPS with that certificate (``cert.path`` is what a client would pin). TLS handshakes run in
     the connection's own thread; a client that refuses the certificate shows up in ``handshake_errors``.
@@ -95,14 +84,11 @@ class FamilyServer:
     notify_path = "/api/lingmessage/notify"
 
     def __init__(self, *, port: int | None = None, tls: SelfSignedCert | None = None) -> None:
-        self.port = port or free_port()
+        super().__init__(port=port)
         self.tls = tls
         self.handshake_errors: list[str] = []
-        self._arrivals: list[Arrival] = []
-        self._changed = threading.Condition()
-        self._connections: set[socket.socket] = set()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        # The peer's lock guards its connections; the arrivals (``requests``) share it, with a condition to wait on.
+        self._changed = threading.Condition(self._lock)
 
     # -- what subclasses provide -----------------------------------------------------------------------------
 
@@ -126,7 +112,7 @@ class FamilyServer:
     def arrivals(self) -> list[Arrival]:
         """Every request so far, in arrival order (a copy)."""
         with self._changed:
-            return list(self._arrivals)
+            return list(self.requests)
 
     def posts(self) -> list[Arrival]:
         """The POSTs to the notify path so far."""
@@ -142,14 +128,14 @@ class FamilyServer:
 
         def matching() -> list[Arrival]:
             test = predicate or (lambda a: a.method == "POST" and a.path == self.notify_path)
-            return [a for a in self._arrivals if test(a)]
+            return [a for a in self.requests if test(a)]
 
         deadline = time.monotonic() + timeout
         with self._changed:
             while len(found := matching()) < count:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    seen = [(a.method, a.path, a.status) for a in self._arrivals]
+                    seen = [(a.method, a.path, a.status) for a in self.requests]
                     raise AssertionError(
                         f"{type(self).__name__}: {len(found)}/{count} matching within {timeout}s; got {seen}"
                     )
@@ -201,7 +187,7 @@ class FamilyServer:
                 payload, content_type = reply.encoded()
                 arrival.status, arrival.answer = reply.status, reply.body
                 with emulator._changed:
-                    emulator._arrivals.append(arrival)
+                    emulator.requests.append(arrival)
                     emulator._changed.notify_all()
                 self.send_response(reply.status)
                 self.send_header("Content-Type", content_type)
@@ -220,8 +206,9 @@ class FamilyServer:
         class Server(ThreadingHTTPServer):
             daemon_threads = True
 
-            def handle_error(self, request: Any, client_address: Any) -> None:  # handshake refusals: recorded above
-                pass
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                if not isinstance(sys.exc_info()[1], ssl.SSLError | ConnectionError):  # refusals: recorded above
+                    super().handle_error(request, client_address)
 
         self._server = Server(("127.0.0.1", self.port), Handler)
         self._thread = threading.Thread(
@@ -230,26 +217,8 @@ class FamilyServer:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
-        """Close the port and every open connection: later requests are refused."""
-        with self._changed:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
     def __enter__(self) -> Self:
         return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def parse_json_object(body: bytes) -> tuple[Any, bool]:
