@@ -136,6 +136,7 @@ def test_lingyi_answers_404_for_a_discussion_that_is_only_in_lingmessages_format
         accepted = notify(lingyi.url, {"from": "lingzhi", "topic": "t", "discussion_id": DISCUSSION}, verify=False)
         lookup = httpx.get(f"{lingyi.base_url}/api/lingmessage/{DISCUSSION}", verify=False, timeout=5)
         probe = httpx.head(lingyi.url, verify=False, timeout=5)
+        get_notify = httpx.get(lingyi.url, verify=False, timeout=5)
         Discussions(tmp_path).append(
             discussion_id=DISCUSSION,
             topic="t",
@@ -146,7 +147,8 @@ def test_lingyi_answers_404_for_a_discussion_that_is_only_in_lingmessages_format
     assert accepted.json() == {"received": True}
     assert lingyi.notifies()[0].facts["discussion"] is None
     assert (lookup.status_code, lookup.json()) == (404, {"error": "讨论不存在"})
-    assert probe.status_code == 404
+    assert probe.status_code == 405
+    assert get_notify.status_code == 404
     assert found.json()["messages"][0]["content"] == "b"
 
 

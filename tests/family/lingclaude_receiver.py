@@ -26,8 +26,10 @@ class LingClaudeReceiver(FamilyServer):
         self.api_keys = frozenset(k for k in api_keys if k)
 
     def respond(self, arrival: Arrival) -> Reply:
-        if arrival.path == "/" and arrival.method in ("GET", "HEAD"):
+        if arrival.path == "/" and arrival.method == "GET":
             return Reply(200, {"name": "灵克 (lingclaude)", "role": "AI 编程助手"})
+        if arrival.path == "/":  # FastAPI's GET routes do not answer HEAD
+            return Reply(405, {"detail": "Method Not Allowed"}, {"Allow": "GET"})
         if arrival.path != self.notify_path:
             return Reply(404, {"detail": "Not Found"})
         if arrival.method != "POST":

@@ -5,8 +5,8 @@ Deployed on port 8900 with HTTPS and a self-signed certificate (``~/.lingyi/cert
 reads ``from`` and ``topic``, pushes ``收到灵信: <name> 在「<topic>」发了新消息`` over its bridge socket and answers
 ``{"received": true}``; a body that is not a JSON object is a 500. The content is read separately by id:
 ``GET /api/lingmessage/<discussion_id>`` → ``discussions/<id>.json`` in the mailbox directory, or 404
-``{"error": "讨论不存在"}``. Because that GET route comes first, a HEAD or GET of the notify path itself is that
-lookup (of a discussion named "notify"): 404, not 405.
+``{"error": "讨论不存在"}``. Because that GET route comes first, a GET of the notify path itself is that lookup (of
+a discussion named "notify"): 404; a HEAD is 405 (FastAPI's GET routes do not answer HEAD).
 
 For each notify the emulator also records, in ``facts["discussion"]``, what the lookup of its ``discussion_id``
 finds at that moment — what LingYi would show when it opens the discussion it was told about.
@@ -52,15 +52,19 @@ class LingYiWebApp(FamilyServer):
     def respond(self, arrival: Arrival) -> Reply:
         path = arrival.path.split("?", 1)[0]
         prefix = "/api/lingmessage/"
-        if arrival.method in ("GET", "HEAD") and path.startswith(prefix) and "/" not in path[len(prefix) :]:
-            found = read_discussion(self.mailbox_dir, path[len(prefix) :])
-            return Reply(200, found) if found is not None else Reply(404, NOT_FOUND)
+        lookup = path.startswith(prefix) and "/" not in path[len(prefix) :]
         if path == self.notify_path and arrival.method == "POST":
             return self._notify(arrival)
-        if path == self.notify_path:
-            return Reply(405, {"detail": "Method Not Allowed"})
-        if path == "/api/status" and arrival.method in ("GET", "HEAD"):
+        if arrival.method == "HEAD" and (lookup or path == "/api/status"):
+            # FastAPI's GET routes do not answer HEAD (unlike plain Starlette's).
+            return Reply(405, {"detail": "Method Not Allowed"}, {"Allow": "GET"})
+        if arrival.method == "GET" and lookup:
+            found = read_discussion(self.mailbox_dir, path[len(prefix) :])
+            return Reply(200, found) if found is not None else Reply(404, NOT_FOUND)
+        if arrival.method == "GET" and path == "/api/status":
             return Reply(200, {"status": "running", "uptime_port": 8900, "bridge_connected": self.bridge is not None})
+        if lookup:
+            return Reply(405, {"detail": "Method Not Allowed"}, {"Allow": "GET"})
         return Reply(404, {"detail": "Not Found"})
 
     def _notify(self, arrival: Arrival) -> Reply:
