@@ -386,7 +386,8 @@ class Mailbox:
         return self.message(message.thread_id, message.message_id) or message
 
     def post(self, message: MailboxMessage) -> bool:
-        """Write ``message`` into its (existing) thread, count it in the index and the audit log.
+        """Write ``message`` into its thread's directory (``reply`` first checks the thread exists), and count it in
+        the index and the audit log.
 
         Returns True when it was written, False when a message with that id was already there (nothing changes).
         Raises ValueError for values LingMessage would refuse.
