@@ -20,8 +20,8 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from hub.mailbox.discussions import DiscussionMessage, Discussions
-from hub.mailbox.store import Mailbox, MailboxMessage, new_id
+from hub.lingmessage.discussions import DiscussionMessage, Discussions
+from hub.lingmessage.store import Mailbox, MailboxMessage, new_id
 from tests.family.lingclaude_receiver import LingClaudeReceiver
 from tests.family.lingyi_backend import CAPABILITIES, LingYiBackend
 from tests.family.lingyi_webapp import LingYiWebApp

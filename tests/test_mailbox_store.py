@@ -1,4 +1,4 @@
-"""hub.mailbox: LingMessage's and LingYi's on-disk formats, their locks, and the scan for new messages.
+"""hub.lingmessage: LingMessage's and LingYi's on-disk formats, their locks, and the scan for new messages.
 
 The expected files below are written by hand from LingMessage's ``types.py``/``mailbox.py`` and LingYi's
 ``lingmessage.py`` (field sets, field order, indentation, optional fields, modes), not produced by the library.
@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from hub.mailbox.discussions import DiscussionMessage, Discussions
-from hub.mailbox.files import FileLock, LockTimeout
-from hub.mailbox.store import Cursor, Mailbox, MailboxMessage, mailbox_id, new_id
+from hub.lingmessage.discussions import DiscussionMessage, Discussions
+from hub.lingmessage.files import FileLock, LockTimeout
+from hub.lingmessage.store import Cursor, Mailbox, MailboxMessage, mailbox_id, new_id
 
 THREAD = "0123456789abcdef0123456789abcdef"
 FIRST = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -461,6 +461,6 @@ def test_the_mailbox_package_imports_only_the_standard_library():
                 continue
             for name in names:
                 top = name.split(".")[0]
-                assert top in sys.stdlib_module_names or top == "__future__" or name.startswith("hub.mailbox"), (
+                assert top in sys.stdlib_module_names or top == "__future__" or name.startswith("hub.lingmessage"), (
                     f"{path.name} imports {name}"
                 )

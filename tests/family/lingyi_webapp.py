@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hub.mailbox.discussions import display_name
+from hub.lingmessage.discussions import display_name
 from tests.family.mailbox_reader import read_discussion
 from tests.family.receiver import LOOPBACK_HOSTS, Arrival, FamilyServer, Reply, parse_json_object
 from tests.family.tls import SelfSignedCert, lingyi_cert

@@ -1,6 +1,6 @@
 """Open what a notify points at in the shared mailbox directory, the way the members' own code opens it.
 
-Two formats share the directory (see hub/mailbox): LingMessage's ``threads/<thread_id>/`` (read by LingMessage's
+Two formats share the directory (see hub/lingmessage): LingMessage's ``threads/<thread_id>/`` (read by LingMessage's
 CLI and poller) and LingYi's ``discussions/<discussion_id>.json`` (read by LingYi's web app and by lingzhi). These
 helpers read the raw JSON files, independently of the hub's own mailbox code, so a test checks what a member
 would really find.

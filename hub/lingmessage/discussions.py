@@ -29,8 +29,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from hub.mailbox.files import FileLock, ensure_root, read_json, write_json
-from hub.mailbox.store import DEFAULT_OVERLAP, Cursor, find_entry, parse_timestamp, update_index
+from hub.lingmessage.files import FileLock, ensure_root, read_json, write_json
+from hub.lingmessage.store import DEFAULT_OVERLAP, Cursor, find_entry, parse_timestamp, update_index
 
 # LingYi's PROJECTS table: the names it shows and stores as ``from_name`` and in ``participants``.
 DISPLAY_NAMES = {

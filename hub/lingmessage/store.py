@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hub.mailbox.files import FILE_MODE, FileLock, create_json, ensure_root, read_json, write_json
+from hub.lingmessage.files import FILE_MODE, FileLock, create_json, ensure_root, read_json, write_json
 
 # The values LingMessage's enums accept (lingmessage/types.py). Anything else is read back as a default there:
 # an unknown sender or recipient becomes "all", an unknown channel "ecosystem", an unknown message type "open".
