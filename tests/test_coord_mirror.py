@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from feishu.coordination.claims import claim_release, claim_take, claims_sweep
 from feishu.coordination.models import CollisionLog
-from feishu.coordination.services import claim_release, claim_take, claims_sweep
 from members.services import member_create
 
 pytestmark = pytest.mark.django_db
