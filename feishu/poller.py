@@ -12,7 +12,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from feishu import polling, selectors
-from feishu.client import FeishuClient, hub_client
+from feishu.client import FeishuClient
+from feishu.conf import hub_client
 from feishu.coordination.claims import claims_sweep
 from feishu.polling import GroupNames, PollResult
 from feishu.relay import SendFn

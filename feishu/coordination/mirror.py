@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 
-from feishu.client import FeishuError, hub_client
-from feishu.conf import app_configured
+from feishu.client import FeishuError
+from feishu.conf import app_configured, hub_client
 from feishu.coordination.models import Claim, HolderKind
 from members.models import Channel
 

@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command, get_commands
 from django.core.management.base import BaseCommand, CommandParser
 
+from feishu.conf import app_configured
 from hub.supervisor import Child, Supervisor
 
 
@@ -92,7 +93,7 @@ class Command(BaseCommand):
         commands = get_commands()
         if "retry_queue" in commands:
             children.append(Child("retry_queue", [*manage, "retry_queue"]))
-        if "runpoller" in commands and settings.FEISHU_APP_ID and settings.FEISHU_APP_SECRET:
+        if "runpoller" in commands and app_configured():
             children.append(Child("runpoller", [*manage, "runpoller"]))
         return children
 
