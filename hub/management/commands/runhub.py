@@ -38,6 +38,8 @@ def daphne_argv(host: str, port: int) -> list[str]:
 
 class Command(BaseCommand):
     help = "Run the whole hub: embedded Redis (unless REDIS_URL is set), daphne, workers; Ctrl-C stops all."
+    # The system checks run in handle(), once the environment the children get (the metrics directory) is set.
+    requires_system_checks = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default=settings.HUB_HOST)
@@ -58,6 +60,7 @@ class Command(BaseCommand):
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        self.check()
 
         call_command("migrate", interactive=False, verbosity=0)
         self.ensure_admin()
