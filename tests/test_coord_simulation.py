@@ -136,9 +136,7 @@ def simulate(fake, tokens: dict[str, str], *, coordinated: bool, outside_bot: bo
         await asyncio.gather(*tasks)
         return questions
 
-    started = time.monotonic()
     questions = async_to_sync(run)()
-    print("RUN", time.monotonic() - started)
     # The hub's poller reads the chat and runs collision detection on every bot message.
     group.refresh_from_db()
     polled = polling.group_poll(group=group, client=_hub_client(fake), send=lambda **kwargs: None)
