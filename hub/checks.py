@@ -16,6 +16,7 @@ runner).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from django.apps import AppConfig
 from django.conf import settings
@@ -115,9 +116,11 @@ def check_persistent_connections(app_configs=None, **kwargs) -> list[CheckMessag
 
 
 @register(TAG)
-def check_metrics_multiprocess(app_configs=None, **kwargs) -> list[CheckMessage]:
+def check_metrics_multiprocess(
+    app_configs=None, environ: Mapping[str, str] = os.environ, **kwargs
+) -> list[CheckMessage]:
     # The environment, not settings: runhub sets the directory for its children after the settings load.
-    if not settings.REDIS_URL or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if not settings.REDIS_URL or environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return []
     return [
         CheckWarning(

@@ -19,13 +19,12 @@ def ids(messages) -> list[str]:
 
 
 @pytest.fixture
-def clean(settings, monkeypatch):
+def clean(settings):
     """A configuration none of the checks objects to."""
     settings.HUB_RETRY_FIRST_DELAY, settings.HUB_RETRY_MAX_DELAY = 60, 600
     settings.HUB_ALERT_MEMBER = None
     settings.FEISHU_APP_ID, settings.FEISHU_APP_SECRET = None, None
     settings.REDIS_URL = None
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     return settings
 
 
@@ -87,11 +86,10 @@ def test_the_default_settings_keep_no_postgresql_connection_open(clean):
     assert checks.check_persistent_connections() == []
 
 
-def test_it_warns_when_several_processes_share_redis_without_a_metrics_directory(clean, monkeypatch, tmp_path):
+def test_it_warns_when_several_processes_share_redis_without_a_metrics_directory(clean, tmp_path):
     clean.REDIS_URL = "redis://127.0.0.1:6379/0"
-    assert ids(checks.check_metrics_multiprocess()) == ["hub.W005"]
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    assert checks.check_metrics_multiprocess() == []
+    assert ids(checks.check_metrics_multiprocess(environ={})) == ["hub.W005"]
+    assert checks.check_metrics_multiprocess(environ={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}) == []
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
