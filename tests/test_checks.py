@@ -118,18 +118,9 @@ def test_a_postgresql_hub_that_keeps_connections_is_warned(tmp_path):
 
 @pytest.mark.parametrize(
     ("database_url", "max_age"),
-    [("sqlite:///{dir}/hub.sqlite3", 60), ("postgres://postgres@127.0.0.1:5432/hub", 0)],
+    [("sqlite:///{dir}/hub.sqlite3", "60"), ("postgres://postgres@127.0.0.1:5432/hub", "0")],
 )
 def test_persistent_connections_are_kept_for_sqlite_only(tmp_path, database_url, max_age):
-    code = (
-        "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='hub.settings'; django.setup();"
-        "from django.conf import settings; print(settings.DATABASES['default']['CONN_MAX_AGE'])"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "HUB_DATA_DIR": str(tmp_path), "DATABASE_URL": database_url.format(dir=tmp_path)},
-        capture_output=True,
-        text=True,
-    )
-    assert result.stdout.strip() == str(max_age), result.stderr
+    code = "from django.conf import settings; print(settings.DATABASES['default']['CONN_MAX_AGE'])"
+    result = manage("shell", "-c", code, HUB_DATA_DIR=str(tmp_path), DATABASE_URL=database_url.format(dir=tmp_path))
+    assert result.stdout.splitlines()[-1] == max_age, result.stderr

@@ -68,11 +68,11 @@ def check_ids(data: dict) -> tuple[str, str]:
     return ids[0], ids[1]
 
 
-def _take(*, chat_id: str, message_id: str, holder: str, kind: str, expires_at: datetime, now: datetime) -> bool:
-    """Take or renew the floor for ``holder``: True when the claim is now ``holder``'s. A fresh claim of another
-    holder is never free, nor is an answered message."""
+def _take(floor: dict[str, str], *, holder: str, kind: str, expires_at: datetime, now: datetime) -> bool:
+    """Take or renew the floor (``{"chat_id", "message_id"}``) for ``holder``: True when the claim is now
+    ``holder``'s. A fresh claim of another holder is never free, nor is an answered message."""
     return leases.take(
-        Claim.objects.filter(chat_id=chat_id, message_id=message_id),
+        Claim.objects.filter(**floor),
         free=Q(answered_at__isnull=True) & (Q(expires_at__lte=now) | Q(holder=holder)),
         values={
             # Keep claimed_at on a renewal; a take-over starts a new claim.
@@ -82,14 +82,7 @@ def _take(*, chat_id: str, message_id: str, holder: str, kind: str, expires_at: 
             "expires_at": expires_at,
             "released_at": None,
         },
-        create={
-            "chat_id": chat_id,
-            "message_id": message_id,
-            "holder": holder,
-            "holder_kind": kind,
-            "claimed_at": now,
-            "expires_at": expires_at,
-        },
+        create={**floor, "holder": holder, "holder_kind": kind, "claimed_at": now, "expires_at": expires_at},
     )
 
 
@@ -100,30 +93,17 @@ def claim_take(*, chat_id: str, message_id: str, claimant: str, now: datetime | 
     claim, and a granted claim puts the hub's ``OnIt`` reaction on the message. Denials are logged as
     deferrals in the collaboration memory."""
     now = now or timezone.now()
-    current = Claim.objects.filter(chat_id=chat_id, message_id=message_id).first()
+    floor = {"chat_id": chat_id, "message_id": message_id}
+    current = Claim.objects.filter(**floor).first()
     own = current is not None and current.holder == claimant and current.answered_at is None
     if not own and (current is None or not current.is_fresh(now)):
         outside = mirror.external_holder(chat_id=chat_id, message_id=message_id, now=now)
         if outside is not None:
             app_id, reacted_at = outside
             # Recorded as the outside bot's claim, so others are denied without asking Feishu again.
-            _take(
-                chat_id=chat_id,
-                message_id=message_id,
-                holder=app_id,
-                kind=HolderKind.APP,
-                expires_at=reacted_at + claim_ttl(),
-                now=now,
-            )
-    granted = _take(
-        chat_id=chat_id,
-        message_id=message_id,
-        holder=claimant,
-        kind=HolderKind.MEMBER,
-        expires_at=now + claim_ttl(),
-        now=now,
-    )
-    claim = Claim.objects.get(chat_id=chat_id, message_id=message_id)
+            _take(floor, holder=app_id, kind=HolderKind.APP, expires_at=reacted_at + claim_ttl(), now=now)
+    granted = _take(floor, holder=claimant, kind=HolderKind.MEMBER, expires_at=now + claim_ttl(), now=now)
+    claim = Claim.objects.get(**floor)
     if granted:
         reacted_at = mirror.claim_mirror_add(claim)
         if reacted_at is not None and not own and _outside_bot_was_first(claim=claim, reacted_at=reacted_at, now=now):

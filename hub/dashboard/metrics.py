@@ -20,41 +20,43 @@ class DatabaseCollector:
 
     def collect(self) -> Iterator[Metric]:
         gauges = metrics_gauges()
-        online = GaugeMetricFamily("linghub_member_online", "1 when the member is reachable now", labels=["member"])
-        for member, value in gauges.online.items():
-            online.add_metric([member], float(value))
-        yield online
-        live = GaugeMetricFamily(
-            "linghub_channel_live", "1 when the member's channel of this kind is live", labels=["member", "channel"]
+        yield _family("linghub_member_online", "1 when the member is reachable now", ["member"], gauges.online)
+        yield _family(
+            "linghub_channel_live",
+            "1 when the member's channel of this kind is live",
+            ["member", "channel"],
+            gauges.channel_live,
         )
-        for (member, channel), value in gauges.channel_live.items():
-            live.add_metric([member, channel], float(value))
-        yield live
-        ratio = GaugeMetricFamily(
-            "linghub_member_online_ratio", "Share of the last hour's minutes the member was online", labels=["member"]
+        yield _family(
+            "linghub_member_online_ratio",
+            "Share of the last hour's minutes the member was online",
+            ["member"],
+            gauges.online_ratio,
         )
-        for member, value in gauges.online_ratio.items():
-            ratio.add_metric([member], value)
-        yield ratio
-        length = GaugeMetricFamily(
-            "linghub_queue_length", "Messages waiting for the member (queued or delivering)", labels=["member"]
+        yield _family(
+            "linghub_queue_length",
+            "Messages waiting for the member (queued or delivering)",
+            ["member"],
+            gauges.queue_length,
         )
-        for member, value in gauges.queue_length.items():
-            length.add_metric([member], value)
-        yield length
-        age = GaugeMetricFamily(
-            "linghub_queue_oldest_age_seconds", "Age of the oldest message waiting for the member", labels=["member"]
+        yield _family(
+            "linghub_queue_oldest_age_seconds",
+            "Age of the oldest message waiting for the member",
+            ["member"],
+            gauges.queue_oldest_age,
         )
-        for member, value in gauges.queue_oldest_age.items():
-            age.add_metric([member], value)
-        yield age
-        status = GaugeMetricFamily("linghub_messages", "Messages in the store by status", labels=["status"])
-        for name, value in gauges.messages_by_status.items():
-            status.add_metric([name], value)
-        yield status
+        yield _family("linghub_messages", "Messages in the store by status", ["status"], gauges.messages_by_status)
         yield GaugeMetricFamily(
             "linghub_feishu_active_groups", "Feishu group chats being polled", value=gauges.feishu_active_groups
         )
+
+
+def _family(name: str, documentation: str, labels: list[str], values: dict) -> GaugeMetricFamily:
+    """A gauge with one sample per entry of ``values``: its key (a label value, or a tuple of them) → a number."""
+    family = GaugeMetricFamily(name, documentation, labels=labels)
+    for key, value in values.items():
+        family.add_metric(list(key) if isinstance(key, tuple) else [key], float(value))
+    return family
 
 
 class Scrape:

@@ -6,7 +6,7 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Max, Min, Q
+from django.db.models import Count, F, Max, Min, Q
 from django.utils import timezone
 
 from offline_queue.models import Message
@@ -33,7 +33,7 @@ def queue_by_recipient(now: datetime | None = None) -> list[RecipientQueue]:
     now = now or timezone.now()
     rows = (
         Message.objects.filter(status__in=Message.UNDELIVERED)
-        .values("recipient__member_id", "recipient__name")
+        .values(member_id=F("recipient__member_id"), name=F("recipient__name"))
         .annotate(
             queued=Count("id", filter=Q(status=Message.Status.QUEUED)),
             delivering=Count("id", filter=Q(status=Message.Status.DELIVERING)),
@@ -43,19 +43,7 @@ def queue_by_recipient(now: datetime | None = None) -> list[RecipientQueue]:
         )
         .order_by("oldest")
     )
-    return [
-        RecipientQueue(
-            member_id=r["recipient__member_id"],
-            name=r["recipient__name"],
-            queued=r["queued"],
-            delivering=r["delivering"],
-            oldest=r["oldest"],
-            oldest_age_seconds=max(0.0, (now - r["oldest"]).total_seconds()) if r["oldest"] else 0.0,
-            max_retries=r["max_retries"] or 0,
-            next_retry_at=r["next_retry_at"],
-        )
-        for r in rows
-    ]
+    return [RecipientQueue(**row, oldest_age_seconds=max(0.0, (now - row["oldest"]).total_seconds())) for row in rows]
 
 
 def pending_messages(limit: int = 100) -> list[Message]:
