@@ -39,7 +39,7 @@ def _from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-# --- the poller's lease on a group ------------------------------------------------------------------------------
+# --- the poller's lease on a group --------------------------------------------------------------------------
 
 
 def group_claim(*, group: ActiveGroup, owner: str, now: datetime | None = None) -> bool:
@@ -62,7 +62,7 @@ def group_release(*, group: ActiveGroup, owner: str, next_poll_at: datetime) -> 
     )
 
 
-# --- group names --------------------------------------------------------------------------------------------------
+# --- group names --------------------------------------------------------------------------------------------
 
 
 class GroupNames:
@@ -93,7 +93,7 @@ class GroupNames:
 PROCESS_NAMES = GroupNames()
 
 
-# --- one poll -------------------------------------------------------------------------------------------------------
+# --- one poll -----------------------------------------------------------------------------------------------
 
 
 @dataclass

@@ -309,6 +309,25 @@ def test_a_refused_name_lookup_does_not_hold_up_the_relay_and_is_not_repeated_ev
     assert feishu.count_calls(endpoint="chat.get") == 1
 
 
+def test_a_refused_name_lookup_is_asked_again_an_hour_later(feishu):
+    seconds = [0.0]
+    names = polling.GroupNames(clock=lambda: seconds[0])
+    chat, group = active_chat(feishu, name="研发群")
+    feishu.inject_fault("chat.get", "error", status=400, code=99991672, msg="Access denied: im:chat:readonly")
+    feishu.post_message(chat, "cli_lingyi", "first")
+    poll(group, feishu, names=names)
+    seconds[0] = polling.NAME_RETRY_SECONDS - 1
+    feishu.post_message(chat, "cli_lingyi", "second")
+    poll(group, feishu, names=names)
+    assert feishu.count_calls(endpoint="chat.get") == 1
+    seconds[0] = polling.NAME_RETRY_SECONDS
+    feishu.post_message(chat, "cli_lingyi", "third")
+    poll(group, feishu, names=names)
+    assert feishu.count_calls(endpoint="chat.get") == 2
+    group.refresh_from_db()
+    assert group.name == "研发群"
+
+
 def test_a_message_relayed_again_after_the_name_is_known_still_counts_as_accepted(feishu):
     chat, group = active_chat(feishu)
     item = feishu.post_message(chat, "cli_lingyi", "hello")

@@ -101,7 +101,7 @@ def remove_onit(*, message_id: str, reaction_id: str) -> None:
         logger.warning("removing the OnIt reaction %s from %s failed: %s", reaction_id, message_id, exc)
 
 
-# --- The hub's OnIt on claims ---------------------------------------------------------------------------------
+# --- The hub's OnIt on claims -------------------------------------------------------------------------------
 
 
 def claim_mirror_add(claim: Claim) -> datetime | None:
