@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from django.contrib import admin
 from django.utils import timezone
 
-from feishu import services
+from feishu.activity import group_mark_active
 from feishu.models import ActiveGroup, ReceivedEvent, SeenMessage
 
 
@@ -40,7 +40,7 @@ class ActiveGroupAdmin(admin.ModelAdmin):
     def mark_active(self, request, queryset) -> None:
         now = timezone.now()
         for group in queryset:
-            services.group_mark_active(chat_id=group.chat_id, now=now)
+            group_mark_active(chat_id=group.chat_id, now=now)
         self.message_user(request, f"{queryset.count()} group(s) marked active.")
 
 

@@ -9,7 +9,10 @@ class FeishuConfig(AppConfig):
 
     def ready(self) -> None:
         from feishu import frames  # noqa: F401  (registers the group_active bridge frame)
+        from feishu.alerts import alert_post
         from feishu.transports import FeishuWebhookTransport
         from hub import transports
+        from hub.signals import alert_raised
 
         transports.register(FeishuWebhookTransport())
+        alert_raised.connect(alert_post, dispatch_uid="feishu.alert_post")

@@ -264,20 +264,12 @@ class FeishuClient:
                             json_body={"reaction_type": {"emoji_type": emoji_type}})["data"]  # fmt: skip
 
     def list_reactions(self, message_id: str, emoji_type: str | None = None) -> list[dict]:
+        """The message's reactions (of ``emoji_type`` only, when given), following ``page_token``."""
+        params: dict[str, Any] = {"page_size": 50}
+        if emoji_type:
+            params["reaction_type"] = emoji_type
         path = f"/open-apis/im/v1/messages/{message_id}/reactions"
-        items: list[dict] = []
-        page_token = None
-        while True:
-            params: dict[str, Any] = {"page_size": 50}
-            if emoji_type:
-                params["reaction_type"] = emoji_type
-            if page_token:
-                params["page_token"] = page_token
-            data = self.request("GET", path, "reactions.list", params=params).get("data") or {}
-            items.extend(data.get("items") or [])
-            page_token = data.get("page_token") if data.get("has_more") else None
-            if not page_token:
-                return items
+        return list(self._pages(path, "reactions.list", params))
 
     def delete_reaction(self, message_id: str, reaction_id: str) -> dict:
         path = f"/open-apis/im/v1/messages/{message_id}/reactions/{reaction_id}"
@@ -295,13 +287,15 @@ class FeishuClient:
 
     def chat_members(self, chat_id: str, *, page_size: int = 100) -> Iterator[dict]:
         """The chat's people (Feishu leaves bots out), following ``page_token``."""
+        params = {"member_id_type": "open_id", "page_size": page_size}
+        yield from self._pages(f"/open-apis/im/v1/chats/{chat_id}/members", "chat.members", params)
+
+    def _pages(self, path: str, endpoint: str, params: dict[str, Any]) -> Iterator[dict]:
+        """Every item of a paginated GET, page after page while Feishu says ``has_more``."""
         page_token = None
         while True:
-            params: dict[str, Any] = {"member_id_type": "open_id", "page_size": page_size}
-            if page_token:
-                params["page_token"] = page_token
-            path = f"/open-apis/im/v1/chats/{chat_id}/members"
-            data = self.request("GET", path, "chat.members", params=params).get("data") or {}
+            query = {**params, "page_token": page_token} if page_token else params
+            data = self.request("GET", path, endpoint, params=query).get("data") or {}
             yield from data.get("items") or []
             page_token = data.get("page_token") if data.get("has_more") else None
             if not page_token:
@@ -310,18 +304,3 @@ class FeishuClient:
 
 def _content(content: dict | str) -> str:
     return content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
-
-
-_hub_lock = threading.Lock()
-_hub_clients: dict[tuple, FeishuClient] = {}
-
-
-def hub_client() -> FeishuClient:
-    """The hub's own app client (``FEISHU_APP_ID``/``FEISHU_APP_SECRET``), one per process and configuration."""
-    if not (settings.FEISHU_APP_ID and settings.FEISHU_APP_SECRET):
-        raise FeishuError("config", "FEISHU_APP_ID and FEISHU_APP_SECRET are not set")
-    key = (settings.FEISHU_APP_ID, settings.FEISHU_APP_SECRET, settings.FEISHU_BASE_URL, settings.FEISHU_HTTP_TIMEOUT)
-    with _hub_lock:
-        if key not in _hub_clients:
-            _hub_clients[key] = FeishuClient(app_id=key[0], app_secret=key[1], base_url=key[2], timeout=key[3])
-        return _hub_clients[key]

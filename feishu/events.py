@@ -1,5 +1,6 @@
-"""Opening Feishu event callbacks: AES-256-CBC decryption (``FEISHU_ENCRYPT_KEY``), the request signature,
-and the verification token (``FEISHU_VERIFICATION_TOKEN``)."""
+"""Feishu event callbacks: opening them (AES-256-CBC decryption with ``FEISHU_ENCRYPT_KEY``, the request
+signature, the verification token ``FEISHU_VERIFICATION_TOKEN``) and handling them (a group message marks the
+group active)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,17 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from django.conf import settings
+from django.utils import timezone
+
+from feishu.activity import group_mark_active
+from feishu.models import ReceivedEvent
+
+EVENT_KEEP = timedelta(days=2)
 
 
 class EventRejected(Exception):
@@ -89,3 +97,26 @@ def open_event(body: bytes, headers: Mapping[str, str]) -> dict:
         if not hmac.compare_digest(str(token), expected_token):
             raise EventRejected("the verification token does not match", status=401)
     return payload
+
+
+def event_receive(*, payload: dict, now: datetime | None = None) -> str:
+    """Handle one decrypted, verified event; returns what was done ("activated", "duplicate", "ignored").
+
+    ``im.message.receive_v1`` in a group marks the group active; a redelivered event (same message id, or
+    same event id for other types) changes nothing."""
+    now = now or timezone.now()
+    header = payload.get("header") or {}
+    event = payload.get("event") or {}
+    event_type = header.get("event_type") or event.get("type") or ""
+    message = event.get("message") or {}
+    key = f"message:{message['message_id']}" if message.get("message_id") else f"event:{header.get('event_id', '')}"
+    if key == "event:":
+        return "ignored"
+    _, created = ReceivedEvent.objects.get_or_create(key=key[:120], defaults={"event_type": event_type[:100]})
+    ReceivedEvent.objects.filter(received_at__lt=now - EVENT_KEEP).delete()
+    if not created:
+        return "duplicate"
+    if event_type == "im.message.receive_v1" and message.get("chat_type") == "group" and message.get("chat_id"):
+        group_mark_active(chat_id=message["chat_id"], now=now)
+        return "activated"
+    return "ignored"

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from channels.db import database_sync_to_async
 
-from feishu import services
-from hub.bridge.frames import FrameError, frame
+from feishu.activity import chat_id_problem, group_mark_active, group_state
+from feishu.bridge import FrameError, frame
 
 
 @database_sync_to_async
 def _activate(chat_id: str) -> dict:
-    return services.group_state(services.group_mark_active(chat_id=chat_id))
+    return group_state(group_mark_active(chat_id=chat_id))
 
 
 @frame("group_active")
@@ -22,7 +22,7 @@ async def group_active(consumer, data: dict) -> None:
     if getattr(consumer, "member", None) is None:
         raise FrameError("group_active needs an authenticated connection (a member token)")
     chat_id = data.get("chat_id")
-    error = services.chat_id_problem(chat_id)
+    error = chat_id_problem(chat_id)
     if error:
         raise FrameError(error)
     await consumer.send_frame({"type": "group_activated", **await _activate(chat_id)})

@@ -11,21 +11,25 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from feishu import selectors, services
-from feishu.client import FeishuClient, hub_client
-from feishu.coordination import services as coordination
-from feishu.services import PollResult, SendFn
+from feishu import polling, selectors
+from feishu.client import FeishuClient
+from feishu.conf import hub_client
+from feishu.coordination.claims import claims_sweep
+from feishu.polling import GroupNames, PollResult
+from feishu.relay import SendFn
 
 logger = logging.getLogger("feishu.poller")
 
 
 class Poller:
-    """Polls the active groups as one owner. ``client``/``send`` default to the hub's app and the router."""
+    """Polls the active groups as one owner. ``client``/``send`` default to the hub's app and the router; the
+    poller remembers the groups whose name Feishu refused to tell."""
 
     def __init__(self, *, client: FeishuClient | None = None, send: SendFn | None = None, owner: str = "") -> None:
         self.client = client or hub_client()
         self.send = send
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.names = GroupNames()
 
     last_result: PollResult | None = None
 
@@ -33,15 +37,15 @@ class Poller:
         """Claim the group that has waited longest for its poll and poll it (its result in ``last_result``).
         True: a group was polled and more may be due; False: none is due (or other pollers took them)."""
         now = now or timezone.now()
-        coordination.claims_sweep(now=now)  # take the hub's OnIt off claims that ended
+        claims_sweep(now=now)  # take the hub's OnIt off claims that ended
         for group in selectors.groups_due(now)[:10]:
-            if not services.group_claim(group=group, owner=self.owner, now=now):
+            if not polling.group_claim(group=group, owner=self.owner, now=now):
                 continue
             try:
-                result = services.group_poll(group=group, client=self.client, send=self.send, now=now)
+                result = polling.group_poll(group=group, client=self.client, send=self.send, names=self.names, now=now)
             finally:
                 next_poll = now + timedelta(seconds=settings.FEISHU_POLL_INTERVAL)
-                services.group_release(group=group, owner=self.owner, next_poll_at=next_poll)
+                polling.group_release(group=group, owner=self.owner, next_poll_at=next_poll)
             if result.relayed or result.error:
                 logger.info(
                     "Feishu group %s: %d new, %d bot messages relayed to %d deliveries%s",

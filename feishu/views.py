@@ -4,8 +4,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from feishu import services
-from feishu.events import EventRejected, open_event
+from feishu.activity import chat_id_problem, group_mark_active, group_state
+from feishu.events import EventRejected, event_receive, open_event
 from hub.jsonapi import BadJson, json_body, json_error, json_response
 from members.auth import member_required
 
@@ -21,7 +21,7 @@ def events(request: HttpRequest) -> JsonResponse:
         return json_error(exc.status, exc.reason)
     if payload.get("type") == "url_verification":
         return JsonResponse({"challenge": payload.get("challenge", "")})
-    return JsonResponse({"ok": True, "result": services.event_receive(payload=payload)})
+    return JsonResponse({"ok": True, "result": event_receive(payload=payload)})
 
 
 @csrf_exempt
@@ -34,8 +34,8 @@ def group_active(request: HttpRequest) -> JsonResponse:
     except BadJson as exc:
         return json_error(400, str(exc))
     chat_id = data.get("chat_id")
-    error = services.chat_id_problem(chat_id)
+    error = chat_id_problem(chat_id)
     if error:
         return json_error(400, error)
-    group = services.group_mark_active(chat_id=chat_id)
-    return json_response({"success": True, **services.group_state(group)})
+    group = group_mark_active(chat_id=chat_id)
+    return json_response({"success": True, **group_state(group)})

@@ -23,11 +23,12 @@ from typing import Any
 
 import httpx
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from feishu.models import WebhookDigest, WebhookSend
-from hub import http
+from hub import http, leases
 from hub.metrics import FEISHU_API_CALLS, FEISHU_RATE_LIMITED
 
 logger = logging.getLogger("feishu.webhook")
@@ -92,16 +93,19 @@ def _digest(url: str, body: dict) -> str:
 
 
 def _claim_digest(digest: str) -> bool:
-    """Record ``digest`` as sent now unless it was sent within the dedupe window; True when it is new."""
+    """Record ``digest`` as sent now unless it was sent within the dedupe window (``hub.leases.take``: of two
+    processes sending the same content at once, one sends); True when it is new."""
     now = timezone.now()
-    try:
-        with transaction.atomic():
-            WebhookDigest.objects.create(digest=digest, sent_at=now)
-        WebhookDigest.objects.filter(sent_at__lt=now - timedelta(seconds=DEDUPE_SECONDS)).delete()
-        return True
-    except IntegrityError:
-        stale = now - timedelta(seconds=DEDUPE_SECONDS)
-        return WebhookDigest.objects.filter(digest=digest, sent_at__lte=stale).update(sent_at=now) == 1
+    stale = now - timedelta(seconds=DEDUPE_SECONDS)
+    taken = leases.take(
+        WebhookDigest.objects.filter(digest=digest),
+        free=Q(sent_at__lte=stale),
+        values={"sent_at": now},
+        create={"digest": digest, "sent_at": now},
+    )
+    if taken:
+        WebhookDigest.objects.filter(sent_at__lt=stale).delete()
+    return taken
 
 
 def _release_digest(digest: str) -> None:

@@ -2,7 +2,8 @@
 
 prometheus-client's multi-process mode is used when ``PROMETHEUS_MULTIPROC_DIR`` is set (``runhub`` sets it
 for every child), so counters from daphne, the workers and the loops add up on ``/metrics``. Gauges that
-describe the database (queue length, online members) are computed when ``/metrics`` is read.
+describe the database (queue length, online members) are computed when ``/metrics`` is read
+(``hub.dashboard.metrics``).
 """
 
 from __future__ import annotations
@@ -39,52 +40,3 @@ FEISHU_RATE_LIMITED = Counter("linghub_feishu_rate_limited_total", "Feishu rate-
 QUEUE_OPERATOR_ACTIONS = Counter(
     "linghub_queue_operator_actions_total", "Retry-now and discard actions taken on the dashboards", ["action"]
 )
-
-
-class DatabaseCollector:
-    """Gauges that describe the database, computed at scrape time (so every process reports the same and
-    nothing goes stale in multi-process mode): online per member and channel, queue length and oldest
-    age per member, messages by status, the online rate over the last hour, active Feishu groups."""
-
-    def collect(self):
-        from prometheus_client.core import GaugeMetricFamily
-
-        from hub.dashboard.selectors import metrics_gauges
-
-        gauges = metrics_gauges()
-        online = GaugeMetricFamily("linghub_member_online", "1 when the member is reachable now", labels=["member"])
-        for member, value in gauges.online.items():
-            online.add_metric([member], float(value))
-        yield online
-        live = GaugeMetricFamily(
-            "linghub_channel_live", "1 when the member's channel of this kind is live", labels=["member", "channel"]
-        )
-        for (member, channel), value in gauges.channel_live.items():
-            live.add_metric([member, channel], float(value))
-        yield live
-        ratio = GaugeMetricFamily(
-            "linghub_member_online_ratio", "Share of the last hour's minutes the member was online", labels=["member"]
-        )
-        for member, value in gauges.online_ratio.items():
-            ratio.add_metric([member], value)
-        yield ratio
-        length = GaugeMetricFamily(
-            "linghub_queue_length", "Messages waiting for the member (queued or delivering)", labels=["member"]
-        )
-        for member, value in gauges.queue_length.items():
-            length.add_metric([member], value)
-        yield length
-        age = GaugeMetricFamily(
-            "linghub_queue_oldest_age_seconds", "Age of the oldest message waiting for the member", labels=["member"]
-        )
-        for member, value in gauges.queue_oldest_age.items():
-            age.add_metric([member], value)
-        yield age
-        status = GaugeMetricFamily("linghub_messages", "Messages in the store by status", labels=["status"])
-        for name, value in gauges.messages_by_status.items():
-            status.add_metric([name], value)
-        yield status
-        if gauges.feishu_active_groups is not None:
-            yield GaugeMetricFamily(
-                "linghub_feishu_active_groups", "Feishu group chats being polled", value=gauges.feishu_active_groups
-            )

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "feishu",
     "feishu.coordination",
     "hub.dashboard",
+    "hub.checks.ChecksConfig",
 ]
 
 MIDDLEWARE = [
@@ -110,9 +111,12 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     }
 else:
     _db.setdefault("TEST", {})["NAME"] = env.str("HUB_TEST_DB_NAME", None)
-# Keep connections between requests and ``database_sync_to_async`` calls (both close "old" connections):
-# reopening costs a connect, and for SQLite the PRAGMAs above, on every call.
-_db["CONN_MAX_AGE"] = env.int("HUB_DB_CONN_MAX_AGE", 60, validate=Range(min=0))
+# SQLite keeps its connection between requests and ``database_sync_to_async`` calls (both close "old"
+# connections): reopening costs the PRAGMAs above on every call. PostgreSQL closes it: under ASGI persistent
+# connections leak (Django's advice: disable them), and the system check hub.W004 says so if it is set anyway.
+_db["CONN_MAX_AGE"] = env.int(
+    "HUB_DB_CONN_MAX_AGE", 60 if _db["ENGINE"] == "django.db.backends.sqlite3" else 0, validate=Range(min=0)
+)
 _db["CONN_HEALTH_CHECKS"] = True
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

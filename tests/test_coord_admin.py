@@ -5,7 +5,8 @@ from datetime import UTC, datetime
 import pytest
 from django.urls import reverse
 
-from feishu.coordination.services import claim_take, observe_bot_message
+from feishu.coordination.claims import claim_take
+from feishu.coordination.detection import observe_bot_message
 
 pytestmark = pytest.mark.django_db
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from feishu.coordination.services import claim_take
+from feishu.coordination.claims import claim_take
 from members.services import member_create, member_set_enabled
 
 pytestmark = pytest.mark.django_db

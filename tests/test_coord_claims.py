@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
+from feishu.coordination.claims import claim_mark_answered, claim_release, claim_take
 from feishu.coordination.models import Claim, CollisionLog
 from feishu.coordination.selectors import collaboration_memory
-from feishu.coordination.services import claim_mark_answered, claim_release, claim_take
 
 pytestmark = pytest.mark.django_db
 

@@ -7,9 +7,10 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 
+from feishu.coordination.claims import claim_take
+from feishu.coordination.detection import observe_bot_message
 from feishu.coordination.models import BotReply, CollisionLog
 from feishu.coordination.selectors import collaboration_memory
-from feishu.coordination.services import claim_take, observe_bot_message
 from hub.bridge.groups import member_group
 from members.services import member_create
 

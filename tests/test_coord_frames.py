@@ -10,7 +10,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 
-from feishu.coordination.services import claim_take
+from feishu.coordination.claims import claim_take
 from hub.asgi import application
 from hub.bridge.frames import HANDLERS, FrameError
 from members.services import member_create

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-import time
+from datetime import UTC, datetime
 
 import pytest
+import time_machine
 
+from feishu.coordination.claims import claim_release, claim_take, claims_sweep
 from feishu.coordination.models import CollisionLog
-from feishu.coordination.services import claim_release, claim_take, claims_sweep
 from members.services import member_create
 
 pytestmark = pytest.mark.django_db
+
+PAST_THE_TTL = 15.01  # seconds: the default COORD_CLAIM_TTL has run out
+
+
+def frozen():
+    """Time stands still from now on (the fake Feishu's clock too) until the test shifts it."""
+    return time_machine.travel(datetime.now(UTC), tick=False)
 
 
 @pytest.fixture
@@ -45,24 +53,24 @@ def test_a_granted_claim_puts_the_hubs_onit_on_the_message_and_release_takes_it_
     assert onit_by(fake, question) == []
 
 
-def test_after_an_answer_the_onit_stays_until_the_claim_runs_out(chat, settings):
+def test_after_an_answer_the_onit_stays_until_the_claim_runs_out(chat):
     fake, chat_id, question = chat
-    settings.COORD_CLAIM_TTL = 0.2
-    claim_take(chat_id=chat_id, message_id=question, claimant="lingzhi")
-    claim_release(chat_id=chat_id, message_id=question, holder="lingzhi", answered=True)
-    assert claims_sweep() == 0
-    assert onit_by(fake, question) == ["cli_hub"]
-    time.sleep(0.25)
-    assert claims_sweep() == 1
+    with frozen() as clock:
+        claim_take(chat_id=chat_id, message_id=question, claimant="lingzhi")
+        claim_release(chat_id=chat_id, message_id=question, holder="lingzhi", answered=True)
+        assert claims_sweep() == 0
+        assert onit_by(fake, question) == ["cli_hub"]
+        clock.shift(PAST_THE_TTL)
+        assert claims_sweep() == 1
     assert onit_by(fake, question) == []
 
 
-def test_an_expired_claims_onit_is_swept(chat, settings):
+def test_an_expired_claims_onit_is_swept(chat):
     fake, chat_id, question = chat
-    settings.COORD_CLAIM_TTL = 0.2
-    claim_take(chat_id=chat_id, message_id=question, claimant="lingzhi")
-    time.sleep(0.25)
-    assert claims_sweep() == 1
+    with frozen() as clock:
+        claim_take(chat_id=chat_id, message_id=question, claimant="lingzhi")
+        clock.shift(PAST_THE_TTL)
+        assert claims_sweep() == 1
     assert onit_by(fake, question) == []
 
 
@@ -76,12 +84,12 @@ def test_a_fresh_onit_by_a_bot_not_on_the_hub_counts_as_its_claim(chat):
     assert deferral.describe() == f"lingzhi deferred to cli_outside on {question}"
 
 
-def test_a_stale_outside_onit_does_not_hold_the_floor(chat, settings):
+def test_a_stale_outside_onit_does_not_hold_the_floor(chat):
     fake, chat_id, question = chat
-    settings.COORD_CLAIM_TTL = 0.2
-    fake.add_reaction(question, "cli_outside", "OnIt")
-    time.sleep(0.25)
-    assert claim_take(chat_id=chat_id, message_id=question, claimant="lingzhi").granted
+    with frozen() as clock:
+        fake.add_reaction(question, "cli_outside", "OnIt")
+        clock.shift(PAST_THE_TTL)
+        assert claim_take(chat_id=chat_id, message_id=question, claimant="lingzhi").granted
 
 
 def test_onit_by_a_members_own_bot_or_by_a_person_is_not_an_outside_claim(chat):

@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from feishu.coordination.detection import observe_bot_message
 from feishu.coordination.models import CollisionLog
 from feishu.coordination.repair import RepairRejected, completions_url, repair_line_generate, repair_line_validate
-from feishu.coordination.services import observe_bot_message
 from tests.fakes.chat_completions_server import FakeChatCompletions
 from tests.support import free_port
 

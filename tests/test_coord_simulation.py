@@ -29,7 +29,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.test import Client
 
-from feishu import services as feishu_services
+from feishu import activity, polling
 from feishu.client import FeishuClient
 from feishu.coordination.models import CollisionLog
 from members.services import member_create
@@ -80,7 +80,7 @@ def simulate(fake, tokens: dict[str, str], *, coordinated: bool, outside_bot: bo
     rng = random.Random(seed)
     bots = [*HUB_BOTS, *([OUTSIDE_APP] if outside_bot else [])]
     chat = fake.create_chat(users=["ou_asker"], bots=["cli_hub", *HUB_BOTS.values(), OUTSIDE_APP])
-    group = feishu_services.group_mark_active(chat_id=chat)
+    group = activity.group_mark_active(chat_id=chat)
     http = Client()
     outside = FeishuClient(app_id=OUTSIDE_APP, app_secret="outside-secret", base_url=fake.url, timeout=5.0)
     ttl_ms = settings.COORD_CLAIM_TTL * 1000
@@ -136,12 +136,10 @@ def simulate(fake, tokens: dict[str, str], *, coordinated: bool, outside_bot: bo
         await asyncio.gather(*tasks)
         return questions
 
-    started = time.monotonic()
     questions = async_to_sync(run)()
-    print("RUN", time.monotonic() - started)
     # The hub's poller reads the chat and runs collision detection on every bot message.
     group.refresh_from_db()
-    polled = feishu_services.group_poll(group=group, client=_hub_client(fake), send=lambda **kwargs: None)
+    polled = polling.group_poll(group=group, client=_hub_client(fake), send=lambda **kwargs: None)
     assert not polled.error
 
     outcome = Outcome(answers={q: [] for q in questions})

@@ -6,7 +6,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from feishu import selectors, services
+from feishu import activity, polling, relay, selectors
 from feishu.client import FeishuClient
 from feishu.models import ActiveGroup, SeenMessage
 from feishu.poller import Poller
@@ -45,13 +45,14 @@ def hub_client(fake) -> FeishuClient:
 
 def active_chat(fake, **kwargs) -> tuple[str, ActiveGroup]:
     chat = fake.create_chat(bots=["cli_hub", "cli_lingyi", "cli_stranger"], **kwargs)
-    return chat, services.group_mark_active(chat_id=chat)
+    return chat, activity.group_mark_active(chat_id=chat)
 
 
-def poll(group: ActiveGroup, fake, send=None) -> services.PollResult:
-    """One poll, delivering through the real router (``hub.services.message_send``) unless ``send`` is given."""
+def poll(group: ActiveGroup, fake, send=None, names: polling.GroupNames | None = None) -> polling.PollResult:
+    """One poll, delivering through the real router (``hub.services.message_send``) unless ``send`` is given,
+    remembering refused name lookups in ``names`` (a fresh memory unless given)."""
     group.refresh_from_db()
-    return services.group_poll(group=group, client=hub_client(fake), send=send)
+    return polling.group_poll(group=group, client=hub_client(fake), send=send, names=names or polling.GroupNames())
 
 
 def test_it_relays_a_bot_message_to_every_other_agent_with_its_feishu_details(feishu):
@@ -159,7 +160,7 @@ def test_the_cursor_moves_to_the_newest_message_and_the_next_poll_reads_from_it(
     assert group.cursor_ms == int(last["create_time"])
     poll(group, feishu)
     starts = [int(c.query["start_time"]) for c in feishu.calls if c.endpoint == "messages.list"]
-    assert starts[1] == (base + 2_500) // 1000 - services.LOOKBACK_SECONDS
+    assert starts[1] == (base + 2_500) // 1000 - polling.LOOKBACK_SECONDS
     assert starts[0] < starts[1]
 
 
@@ -184,7 +185,7 @@ def test_a_group_whose_bot_is_not_in_the_chat_is_deactivated_and_reported(feishu
     assert "deactivated" in caplog.text and chat in caplog.text
     assert not selectors.groups_due(timezone.now() + timedelta(seconds=10)).exists()
     # New activity (the bot was added back and a message arrived) turns polling back on.
-    services.group_mark_active(chat_id=chat)
+    activity.group_mark_active(chat_id=chat)
     assert selectors.groups_due(timezone.now() + timedelta(seconds=10)).filter(pk=group.pk).exists()
 
 
@@ -211,9 +212,9 @@ def test_seen_ids_are_pruned_behind_the_cursor(feishu):
     feishu.post_message(chat, "ou_person", "old", create_time_ms=base - 10_000)
     poll(group, feishu)
     assert SeenMessage.objects.count() == 1
-    feishu.post_message(chat, "ou_person", "much later", create_time_ms=base + services.SEEN_KEEP_MS)
+    feishu.post_message(chat, "ou_person", "much later", create_time_ms=base + polling.SEEN_KEEP_MS)
     poll(group, feishu)
-    assert list(SeenMessage.objects.values_list("create_time_ms", flat=True)) == [base + services.SEEN_KEEP_MS]
+    assert list(SeenMessage.objects.values_list("create_time_ms", flat=True)) == [base + polling.SEEN_KEEP_MS]
 
 
 def test_bots_are_learned_from_senders_and_mentions(feishu):
@@ -242,11 +243,11 @@ def test_a_group_stops_being_polled_after_its_ttl_unless_messages_keep_it_active
 def test_a_second_poller_cannot_take_a_leased_group_until_the_lease_runs_out(feishu):
     _, group = active_chat(feishu)
     now = timezone.now()
-    assert services.group_claim(group=group, owner="a", now=now)
-    assert not services.group_claim(group=group, owner="b", now=now)
+    assert polling.group_claim(group=group, owner="a", now=now)
+    assert not polling.group_claim(group=group, owner="b", now=now)
     assert not Poller(client=hub_client(feishu), owner="b").handle_one_group(now=now)
     # Poller "a" died holding the lease: after it runs out "b" takes over.
-    later = now + timedelta(seconds=services.LEASE_SECONDS + 1)
+    later = now + timedelta(seconds=polling.LEASE_SECONDS + 1)
     assert Poller(client=hub_client(feishu), owner="b").handle_one_group(now=later)
 
 
@@ -295,24 +296,43 @@ def test_the_groups_name_is_read_once_when_there_is_something_to_relay(feishu):
     assert relayed("lingzhi")[0].metadata["chat_name"] == "研发群"
 
 
-def test_a_refused_name_lookup_does_not_hold_up_the_relay_and_is_not_repeated_every_poll(feishu, monkeypatch):
-    monkeypatch.setattr(services, "_name_refused", {})
+def test_a_refused_name_lookup_does_not_hold_up_the_relay_and_is_not_repeated_every_poll(feishu):
+    names = polling.GroupNames()
     chat, group = active_chat(feishu, name="研发群")
     feishu.inject_fault("chat.get", "error", status=400, code=99991672, msg="Access denied: im:chat:readonly")
     feishu.post_message(chat, "cli_lingyi", "still relayed")
-    assert poll(group, feishu).relayed == 1
+    assert poll(group, feishu, names=names).relayed == 1
     group.refresh_from_db()
     assert group.name == "" and relayed("lingzhi")[0].topic == f"feishu:{chat}"
     feishu.post_message(chat, "cli_lingyi", "and again")
-    assert poll(group, feishu).relayed == 1
+    assert poll(group, feishu, names=names).relayed == 1
     assert feishu.count_calls(endpoint="chat.get") == 1
+
+
+def test_a_refused_name_lookup_is_asked_again_an_hour_later(feishu):
+    seconds = [0.0]
+    names = polling.GroupNames(clock=lambda: seconds[0])
+    chat, group = active_chat(feishu, name="研发群")
+    feishu.inject_fault("chat.get", "error", status=400, code=99991672, msg="Access denied: im:chat:readonly")
+    feishu.post_message(chat, "cli_lingyi", "first")
+    poll(group, feishu, names=names)
+    seconds[0] = polling.NAME_RETRY_SECONDS - 1
+    feishu.post_message(chat, "cli_lingyi", "second")
+    poll(group, feishu, names=names)
+    assert feishu.count_calls(endpoint="chat.get") == 1
+    seconds[0] = polling.NAME_RETRY_SECONDS
+    feishu.post_message(chat, "cli_lingyi", "third")
+    poll(group, feishu, names=names)
+    assert feishu.count_calls(endpoint="chat.get") == 2
+    group.refresh_from_db()
+    assert group.name == "研发群"
 
 
 def test_a_message_relayed_again_after_the_name_is_known_still_counts_as_accepted(feishu):
     chat, group = active_chat(feishu)
     item = feishu.post_message(chat, "cli_lingyi", "hello")
     item = next(i for i in feishu.list_messages(chat) if i["message_id"] == item["message_id"])
-    assert services.relay_bot_message(group=group, item=item) == 2
+    assert relay.relay_bot_message(group=group, item=item) == 2
     group.name = "研发群"  # the next pass knows the name: the topic differs from the first relay's
-    assert services.relay_bot_message(group=group, item=item) == 2
+    assert relay.relay_bot_message(group=group, item=item) == 2
     assert len(relayed("lingzhi")) == 1

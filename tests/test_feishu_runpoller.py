@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from django.core.management import CommandError, call_command
 
+from feishu.activity import group_mark_active
 from feishu.models import ActiveGroup
-from feishu.services import group_mark_active
 
 pytestmark = pytest.mark.django_db
 

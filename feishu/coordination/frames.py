@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from channels.db import database_sync_to_async
 
-from feishu.coordination import selectors, services
-from hub.bridge.frames import FrameError, frame
+from feishu.bridge import FrameError, frame
+from feishu.coordination import claims, selectors
 
 
 def _member_id(consumer) -> str:
@@ -17,8 +17,8 @@ def _member_id(consumer) -> str:
 
 def _ids(data: dict) -> tuple[str, str]:
     try:
-        return services.check_ids(data)
-    except services.CoordinationError as exc:
+        return claims.check_ids(data)
+    except claims.CoordinationError as exc:
         raise FrameError(str(exc)) from None
 
 
@@ -27,9 +27,7 @@ async def claim(consumer, data: dict) -> None:
     """``{"type":"claim","chat_id","message_id"}`` → ``claim_result``."""
     member_id = _member_id(consumer)
     chat_id, message_id = _ids(data)
-    result = await database_sync_to_async(services.claim_take)(
-        chat_id=chat_id, message_id=message_id, claimant=member_id
-    )
+    result = await database_sync_to_async(claims.claim_take)(chat_id=chat_id, message_id=message_id, claimant=member_id)
     await consumer.send_frame(result.as_frame())
 
 
@@ -41,7 +39,7 @@ async def release(consumer, data: dict) -> None:
     answered = data.get("answered", False)
     if not isinstance(answered, bool):
         raise FrameError("'answered' must be true or false")
-    released = await database_sync_to_async(services.claim_release)(
+    released = await database_sync_to_async(claims.claim_release)(
         chat_id=chat_id, message_id=message_id, holder=member_id, answered=answered
     )
     await consumer.send_frame(

@@ -12,21 +12,14 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 
+from feishu.client import FeishuError
+from feishu.conf import app_configured, hub_client
+from feishu.coordination.models import Claim, HolderKind
 from members.models import Channel
 
 logger = logging.getLogger(__name__)
 
 ONIT = "OnIt"
-
-
-def configured() -> bool:
-    return bool(settings.FEISHU_APP_ID and settings.FEISHU_APP_SECRET)
-
-
-def _client():
-    from feishu.client import hub_client
-
-    return hub_client()
 
 
 def _hub_app_ids() -> set[str]:
@@ -46,12 +39,10 @@ def _reacted_at(reaction: dict) -> datetime | None:
 def onit_reactions(*, message_id: str) -> list[dict] | None:
     """The message's ``OnIt`` reactions by bots (``operator_type`` app), oldest first, each as
     ``{"app_id", "reaction_id", "at"}``; None when Feishu is not configured or the call failed."""
-    if not configured():
+    if not app_configured():
         return None
-    from feishu.client import FeishuError
-
     try:
-        items = _client().list_reactions(message_id, ONIT)
+        items = hub_client().list_reactions(message_id, ONIT)
     except FeishuError as exc:
         logger.warning("listing OnIt reactions on %s failed: %s", message_id, exc)
         return None
@@ -88,12 +79,10 @@ def external_holder(
 def add_onit(*, message_id: str) -> tuple[str, datetime] | None:
     """Add the hub's ``OnIt`` reaction; returns ``(reaction_id, reacted_at)``, or None (not configured, or the
     call failed)."""
-    if not configured():
+    if not app_configured():
         return None
-    from feishu.client import FeishuError
-
     try:
-        reaction = _client().add_reaction(message_id, ONIT)
+        reaction = hub_client().add_reaction(message_id, ONIT)
     except FeishuError as exc:
         logger.warning("adding the OnIt reaction to %s failed: %s", message_id, exc)
         return None
@@ -104,11 +93,40 @@ def add_onit(*, message_id: str) -> tuple[str, datetime] | None:
 
 
 def remove_onit(*, message_id: str, reaction_id: str) -> None:
-    if not configured():
+    if not app_configured():
         return
-    from feishu.client import FeishuError
-
     try:
-        _client().delete_reaction(message_id, reaction_id)
+        hub_client().delete_reaction(message_id, reaction_id)
     except FeishuError as exc:
         logger.warning("removing the OnIt reaction %s from %s failed: %s", reaction_id, message_id, exc)
+
+
+# --- The hub's OnIt on claims -------------------------------------------------------------------------------
+
+
+def claim_mirror_add(claim: Claim) -> datetime | None:
+    """Put the hub's ``OnIt`` reaction on a message a hub member now holds (once; it stays across
+    take-overs by hub members). Returns when the reaction was made, or None when none was added."""
+    if claim.holder_kind != HolderKind.MEMBER or claim.reaction_id:
+        return None
+    added = add_onit(message_id=claim.message_id)
+    if added is None:
+        return None
+    reaction_id, reacted_at = added
+    stored = Claim.objects.filter(pk=claim.pk, reaction_id="").update(reaction_id=reaction_id)
+    if not stored:  # another process mirrored it meanwhile: keep one reaction
+        remove_onit(message_id=claim.message_id, reaction_id=reaction_id)
+        return None
+    claim.reaction_id = reaction_id
+    return reacted_at
+
+
+def claim_mirror_remove(claim: Claim) -> int:
+    """Take the hub's ``OnIt`` off ``claim``'s message; returns 1 when this call removed it, else 0."""
+    if not claim.reaction_id:
+        return 0
+    # Clear first with a conditional update, so only one process deletes the reaction.
+    if not Claim.objects.filter(pk=claim.pk, reaction_id=claim.reaction_id).update(reaction_id=""):
+        return 0
+    remove_onit(message_id=claim.message_id, reaction_id=claim.reaction_id)
+    return 1

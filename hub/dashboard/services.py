@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from hub import metrics
 from hub.dashboard.models import PresenceSample
-from hub.dashboard.selectors import DISCARDED_PREFIX
+from hub.dashboard.selectors.queues import DISCARDED_PREFIX
 from members.models import Member
 from offline_queue.models import Message
 from offline_queue.services import messages_discard, messages_requeue, messages_retry_now

@@ -1,8 +1,8 @@
-"""Staff dashboards and ``/metrics``: thin views over hub.dashboard.selectors and services."""
+"""Staff dashboards and ``/metrics``: thin views over the selectors of each page (``hub.dashboard.selectors``,
+``feishu.selectors``, ``feishu.coordination.selectors``) and the dashboards' services."""
 
 from __future__ import annotations
 
-import os
 import secrets
 
 from django.conf import settings
@@ -14,12 +14,18 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
-from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.multiprocess import MultiProcessCollector
 
-from hub.dashboard import charts, selectors, services
-from hub.metrics import DatabaseCollector
+from feishu import conf as feishu_conf
+from feishu import selectors as feishu_selectors
+from feishu.coordination import selectors as coordination_selectors
+from hub.dashboard import charts, services
+from hub.dashboard.metrics import Scrape
+from hub.dashboard.selectors import deliveries as delivery_selectors
+from hub.dashboard.selectors import member as member_selectors
+from hub.dashboard.selectors import online as online_selectors
+from hub.dashboard.selectors import queues as queue_selectors
+from hub.dashboard.selectors import timeline as timeline_selectors
 from members.auth import request_token
 
 staff = staff_member_required(login_url="admin:login")
@@ -32,13 +38,13 @@ def _page(request: HttpRequest, template: str, active: str, **context) -> HttpRe
 @staff
 @require_GET
 def online(request: HttpRequest) -> HttpResponse:
-    states = selectors.presence()
+    states = online_selectors.presence()
     return _page(
         request,
         "dashboard/online.html",
         "online",
         members=states,
-        counts=selectors.presence_counts(states),
+        counts=online_selectors.presence_counts(states),
         poll_ms=1000,
     )
 
@@ -47,11 +53,11 @@ def online(request: HttpRequest) -> HttpResponse:
 @require_GET
 def presence_json(request: HttpRequest) -> JsonResponse:
     """What the online page polls every second: every member's and channel's state."""
-    states = selectors.presence()
+    states = online_selectors.presence()
     return JsonResponse(
         {
             "now": timezone.now().isoformat(),
-            "counts": selectors.presence_counts(states),
+            "counts": online_selectors.presence_counts(states),
             "members": [s.as_json() for s in states],
         }
     )
@@ -60,7 +66,7 @@ def presence_json(request: HttpRequest) -> JsonResponse:
 @staff
 @require_GET
 def member(request: HttpRequest, member_id: str) -> HttpResponse:
-    detail = selectors.member_detail(member_id)
+    detail = member_selectors.member_detail(member_id)
     if detail is None:
         raise Http404("no such member")
     return _page(request, "dashboard/member.html", "online", detail=detail, state=detail.state)
@@ -69,14 +75,14 @@ def member(request: HttpRequest, member_id: str) -> HttpResponse:
 @staff
 @require_GET
 def queue(request: HttpRequest) -> HttpResponse:
-    depth = selectors.queue_depth_series()
+    depth = queue_selectors.queue_depth_series()
     return _page(
         request,
         "dashboard/queue.html",
         "queue",
-        recipients=selectors.queue_by_recipient(),
-        pending_rows=[(m, False) for m in selectors.pending_messages()],
-        undelivered=[(m, selectors.is_discarded(m)) for m in selectors.undelivered_messages()],
+        recipients=queue_selectors.queue_by_recipient(),
+        pending_rows=[(m, False) for m in queue_selectors.pending_messages()],
+        undelivered=[(m, queue_selectors.is_discarded(m)) for m in queue_selectors.undelivered_messages()],
         depth_chart=charts.area("Messages waiting, per minute, last hour", depth),
         depth_now=depth[-1][1] if depth else 0,
     )
@@ -116,8 +122,8 @@ def message_discard(request: HttpRequest, message_id: str) -> HttpResponseRedire
 @staff
 @require_GET
 def deliveries(request: HttpRequest) -> HttpResponse:
-    report = selectors.deliveries()
-    slots, lanes = selectors.online_timeline()
+    report = delivery_selectors.deliveries()
+    slots, lanes = timeline_selectors.online_timeline()
     per_channel = [
         (c, charts.stacked_bars(f"{c.channel} deliveries per minute", report.minutes, c.per_minute))
         for c in report.channels
@@ -150,43 +156,29 @@ def feishu(request: HttpRequest) -> HttpResponse:
         request,
         "dashboard/feishu.html",
         "feishu",
-        configured=selectors.feishu_configured(),
-        groups=selectors.feishu_groups(),
+        configured=feishu_conf.app_configured(),
+        groups=feishu_selectors.groups_overview(),
     )
 
 
 @staff
 @require_GET
 def collisions(request: HttpRequest) -> HttpResponse:
-    report = selectors.collisions()
-    chart = None
-    if report.available:
-        chart = charts.stacked_bars(
-            "Collision log entries per hour, last day",
-            report.hours,
-            report.per_hour,
-            colors=charts.COLLISION_COLORS,
-            unit="/h",
-        )
+    report = coordination_selectors.collision_report()
     return _page(
         request,
         "dashboard/collisions.html",
         "collisions",
         report=report,
-        chart=chart,
+        chart=charts.stacked_bars(
+            "Collision log entries per hour, last day",
+            report.hours,
+            report.per_hour,
+            colors=charts.COLLISION_COLORS,
+            unit="/h",
+        ),
         legend=[(kind, color, report.totals.get(kind, 0)) for kind, color in charts.COLLISION_COLORS.items()],
     )
-
-
-class _Scrape:
-    """The process's (or every process's, in multi-process mode) metrics plus the database gauges."""
-
-    def __init__(self, *sources) -> None:
-        self.sources = sources
-
-    def collect(self):
-        for source in self.sources:
-            yield from source.collect()
 
 
 @require_GET
@@ -203,12 +195,6 @@ def metrics(request: HttpRequest) -> HttpResponse:
             response = HttpResponse("metrics need a bearer token\n", status=401, content_type="text/plain")
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
             return response
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)
-        source = _Scrape(registry, DatabaseCollector())
-    else:
-        source = _Scrape(REGISTRY, DatabaseCollector())
     # The text format Prometheus asks for (OpenMetrics when its Accept header says so).
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    return HttpResponse(encoder(source), content_type=content_type)
+    return HttpResponse(encoder(Scrape()), content_type=content_type)

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 
+from feishu.conf import app_configured
 from feishu.poller import Poller
 
 logger = logging.getLogger("feishu.poller")
@@ -32,7 +33,7 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="poll every due group once, then exit")
 
     def handle(self, *args, once: bool = False, **options) -> None:
-        if not (settings.FEISHU_APP_ID and settings.FEISHU_APP_SECRET):
+        if not app_configured():
             raise CommandError("FEISHU_APP_ID and FEISHU_APP_SECRET must be set to poll Feishu")
         poller = Poller()
         if once:

@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command, get_commands
 from django.core.management.base import BaseCommand, CommandParser
 
+from feishu.conf import app_configured
 from hub.supervisor import Child, Supervisor
 
 
@@ -37,6 +38,8 @@ def daphne_argv(host: str, port: int) -> list[str]:
 
 class Command(BaseCommand):
     help = "Run the whole hub: embedded Redis (unless REDIS_URL is set), daphne, workers; Ctrl-C stops all."
+    # The system checks run in handle(), once the environment the children get (the metrics directory) is set.
+    requires_system_checks = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default=settings.HUB_HOST)
@@ -57,6 +60,7 @@ class Command(BaseCommand):
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        self.check()
 
         call_command("migrate", interactive=False, verbosity=0)
         self.ensure_admin()
@@ -92,7 +96,7 @@ class Command(BaseCommand):
         commands = get_commands()
         if "retry_queue" in commands:
             children.append(Child("retry_queue", [*manage, "retry_queue"]))
-        if "runpoller" in commands and settings.FEISHU_APP_ID and settings.FEISHU_APP_SECRET:
+        if "runpoller" in commands and app_configured():
             children.append(Child("runpoller", [*manage, "runpoller"]))
         return children
 

@@ -1,0 +1,174 @@
+"""Detection and repair: bot replies seen in a group chat, collisions between them, and the one repair line.
+
+A collision is two bots answering the same message (or, without a target, the same chat) within
+``COORD_COLLISION_WINDOW`` s. Each is logged, told to the bots on the hub in a ``collision`` frame, and — when
+a repair endpoint is configured — defused with one short line in the chat.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+
+from feishu.bridge import member_send_frame
+from feishu.coordination.claims import claim_mark_answered, claim_ttl
+from feishu.coordination.models import BotReply, Claim, CollisionLog
+from feishu.coordination.repair import repair_line_generate
+from hub.metrics import COLLISIONS
+from members.models import Channel, Member
+
+logger = logging.getLogger(__name__)
+
+
+def collision_window() -> timedelta:
+    return timedelta(seconds=float(settings.COORD_COLLISION_WINDOW))
+
+
+def bot_identity(sender: str) -> str:
+    """The member_id of a hub member (given its member_id or its Feishu bot's app_id/open_id), else ``sender``."""
+    if Member.objects.filter(member_id=sender).exists():
+        return sender
+    channel = (
+        Channel.objects.filter(kind=Channel.Kind.FEISHU_BOT)
+        .filter(Q(app_id=sender) | Q(address=sender))
+        .exclude(address="", app_id="")
+        .select_related("member")
+        .first()
+    )
+    return channel.member.member_id if channel else sender
+
+
+def _reply_target(*, chat_id: str, sender: str, sent_at: datetime, reply_to: str | None) -> str:
+    if reply_to:
+        return reply_to
+    # An unthreaded reply answers the message its sender last claimed in this chat, if it did recently.
+    recent = (
+        Claim.objects.filter(chat_id=chat_id, holder=sender, claimed_at__gte=sent_at - claim_ttl() - collision_window())
+        .order_by("-claimed_at")
+        .values_list("message_id", flat=True)
+        .first()
+    )
+    return recent or ""
+
+
+def observe_bot_message(
+    *,
+    chat_id: str,
+    message_id: str,
+    sender: str,
+    sent_at: datetime,
+    reply_to: str | None = None,
+    send_repair: Callable[[str, str], object] | None = None,
+) -> CollisionLog | None:
+    """Record a bot message seen in a group chat and detect a collision: another bot's reply to the same
+    message (``reply_to``, else the message the sender claimed, else the chat as a whole) within
+    ``COORD_COLLISION_WINDOW`` s. On a collision: a ``CollisionLog`` row, a ``collision`` frame to each bot on
+    the hub, and — when ``send_repair(chat_id, text)`` is given and a repair endpoint is configured — one
+    validated repair line. Returns the collision, or None. Seeing the same message twice does nothing."""
+    who = bot_identity(sender)
+    target = _reply_target(chat_id=chat_id, sender=who, sent_at=sent_at, reply_to=reply_to)
+    reply, created = BotReply.objects.get_or_create(
+        message_id=message_id,
+        defaults={"chat_id": chat_id, "target_id": target, "sender": who, "sent_at": sent_at},
+    )
+    if not created:
+        return None
+    if target:
+        claim_mark_answered(chat_id=chat_id, message_id=target, by=who, now=sent_at)
+    window = collision_window()
+    first = (
+        BotReply.objects.filter(
+            chat_id=chat_id, target_id=target, sent_at__gte=sent_at - window, sent_at__lte=sent_at + window
+        )
+        .exclude(sender=who)
+        .exclude(pk=reply.pk)
+        .order_by("sent_at", "pk")
+        .first()
+    )
+    if first is None:
+        return None
+    earlier, later = (first, reply) if (first.sent_at, first.pk) <= (reply.sent_at, reply.pk) else (reply, first)
+    collision = CollisionLog.objects.create(
+        kind=CollisionLog.Kind.COLLIDED,
+        chat_id=chat_id,
+        message_id=target or earlier.message_id,
+        bots=[earlier.sender, later.sender],
+    )
+    COLLISIONS.labels(kind=CollisionLog.Kind.COLLIDED).inc()
+    transaction.on_commit(lambda: _tell_bots(collision))
+    if send_repair is not None:
+        collision_repair(collision=collision, send=send_repair)
+    return collision
+
+
+def _tell_bots(collision: CollisionLog) -> None:
+    first, second = collision.bots[:2]
+    on_hub = set(Member.objects.filter(member_id__in=[first, second]).values_list("member_id", flat=True))
+    for me, other in ((first, second), (second, first)):
+        if me in on_hub:
+            member_send_frame(
+                me,
+                {"type": "collision", "chat_id": collision.chat_id, "message_id": collision.message_id, "other": other},
+            )
+
+
+def collision_repair(*, collision: CollisionLog, send: Callable[[str, str], object]) -> CollisionLog | None:
+    """Send one repair line for ``collision`` (once per message): generated by the configured endpoint and
+    validated; on any failure nothing is sent and None is returned."""
+    if CollisionLog.objects.filter(
+        kind=CollisionLog.Kind.REPAIRED, chat_id=collision.chat_id, message_id=collision.message_id
+    ).exists():
+        return None
+    previous = (
+        CollisionLog.objects.filter(kind=CollisionLog.Kind.REPAIRED, chat_id=collision.chat_id)
+        .values_list("repair_text", flat=True)
+        .first()
+    )
+    first, second = collision.bots[:2]
+    line = repair_line_generate(me=second, other=first, previous=previous)
+    if line is None:
+        return None
+    try:
+        send(collision.chat_id, line)
+    except Exception:
+        logger.exception("sending the repair line to %s failed", collision.chat_id)
+        return None
+    COLLISIONS.labels(kind=CollisionLog.Kind.REPAIRED).inc()
+    return CollisionLog.objects.create(
+        kind=CollisionLog.Kind.REPAIRED,
+        chat_id=collision.chat_id,
+        message_id=collision.message_id,
+        bots=list(collision.bots),
+        repair_text=line,
+    )
+
+
+def observe_feishu_message(*, chat_id: str, item: dict, client=None) -> CollisionLog | None:
+    """``observe_bot_message`` for a bot message as the Feishu list API returns it (the poller's hook).
+    With ``client`` (a ``feishu.client.FeishuClient``) a repair line goes to the chat through it. Never
+    raises: coordination must not stop the poller."""
+    try:
+        sender = (item.get("sender") or {}).get("id") or ""
+        sent_at = datetime.fromtimestamp(int(item.get("create_time") or 0) / 1000, tz=UTC)
+        send = None
+        if client is not None:
+
+            def send(chat: str, text: str) -> None:
+                client.send_message(chat, "text", {"text": text})
+
+        return observe_bot_message(
+            chat_id=chat_id,
+            message_id=item["message_id"],
+            sender=sender,
+            sent_at=sent_at,
+            reply_to=item.get("parent_id") or None,
+            send_repair=send,
+        )
+    except Exception:
+        logger.exception("collision detection failed for %s in %s", item.get("message_id"), chat_id)
+        return None
