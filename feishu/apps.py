@@ -10,6 +10,6 @@ class FeishuConfig(AppConfig):
     def ready(self) -> None:
         from feishu import frames  # noqa: F401  (registers the group_active bridge frame)
         from feishu.transports import FeishuWebhookTransport
-        from hub import transports
+        from hub.delivery import transports
 
         transports.register(FeishuWebhookTransport())

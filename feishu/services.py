@@ -259,7 +259,7 @@ def relay_bot_message(*, group: ActiveGroup, item: dict, send: SendFn | None = N
     The sender is the author's member_id when its bot is registered (a ``feishu_bot`` channel with that
     app_id or open_id), else the bot's app_id. The author never receives its own message."""
     if send is None:
-        from hub.services import message_send as send
+        from hub.delivery.services import message_send as send
     sender = item.get("sender") or {}
     sender_id = sender.get("id") or ""
     channel = selectors.feishu_bot_channel(sender_id)

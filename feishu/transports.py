@@ -7,9 +7,10 @@ import time
 
 from feishu import webhook
 from feishu.coordination.services import jitter_seconds
-from hub.transports.base import Outcome, Transport
+from hub.delivery.transports import Transport
 from members.models import Channel, Member
 from offline_queue.models import DeliveryAttempt, Message
+from offline_queue.outcome import Outcome
 
 
 def webhook_message(message: Message) -> tuple[str, object]:

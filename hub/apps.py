@@ -8,11 +8,12 @@ class HubConfig(AppConfig):
     verbose_name = "Ling Hub"
 
     def ready(self) -> None:
-        from hub import audit, bus, transports
+        from hub import bus
         from hub.api import frames as api_frames  # noqa: F401  (registers the bridge `send` frame)
         from hub.bridge import handlers  # noqa: F401  (registers the core bridge frames)
-        from hub.transports.bridge import BridgeTransport
-        from hub.transports.lingmessage import LingMessageTransport
+        from hub.bridge.transport import BridgeTransport
+        from hub.delivery import audit, transports
+        from hub.delivery.lingmessage import LingMessageTransport
 
         transports.register(LingMessageTransport())
         transports.register(BridgeTransport())

@@ -1,6 +1,6 @@
 """Batched sends over a live bridge socket, for draining a long queue.
 
-The router decides the route message by message (``hub.routing.attempt``). When it has just written the
+The router decides the route message by message (``hub.delivery.routing.attempt``). When it has just written the
 oldest message of a batch to the recipient's bridge socket, the messages behind it of the same type would
 take the same route, so they follow on the same socket without asking again: one channel-layer call for
 the lot (``hub.deliver_batch`` events of up to 100 ``hub.deliver`` events each, which the bridge consumer

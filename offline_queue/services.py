@@ -28,9 +28,9 @@ from django.db.models import Min, Q
 from django.utils import timezone
 
 from hub import http, metrics
-from hub.transports.base import Outcome
 from members.models import Member
 from offline_queue.models import DeliveryAttempt, DeliveryLease, Message
+from offline_queue.outcome import Outcome
 from offline_queue.policy import ack_deadline, expiry_for, retry_delay
 
 logger = logging.getLogger("offline_queue")
@@ -76,7 +76,7 @@ class PassStats:
 
 def attempt_delivery(message: Message) -> Outcome:
     """One delivery attempt by the router (records its ``DeliveryAttempt``; never changes the status)."""
-    from hub import routing
+    from hub.delivery import routing
 
     return routing.attempt(message)
 
@@ -643,7 +643,7 @@ def alert_announce(*, text: str) -> list[str]:
             logger.error("alert to the Feishu webhook failed: %s", exc)
     if settings.HUB_ALERT_MEMBER:
         try:
-            from hub.services import message_send
+            from hub.delivery.services import message_send
 
             message_send(
                 sender_id="hub",

@@ -42,11 +42,11 @@ def cleanup() -> int:
 
 
 def probe_endpoints() -> object:
-    """Probe every LingMessage endpoint (``hub.presence.probe_all_endpoints``) when this build has it."""
+    """Probe every LingMessage endpoint (``hub.delivery.presence.probe_all_endpoints``) when this build has it."""
     try:
-        probe_all = import_module("hub.presence").probe_all_endpoints
+        probe_all = import_module("hub.delivery.presence").probe_all_endpoints
     except (ImportError, AttributeError):
-        logger.debug("hub.presence.probe_all_endpoints is not available; no endpoint probes")
+        logger.debug("hub.delivery.presence.probe_all_endpoints is not available; no endpoint probes")
         return None
     return probe_all()
 

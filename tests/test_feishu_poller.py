@@ -49,7 +49,7 @@ def active_chat(fake, **kwargs) -> tuple[str, ActiveGroup]:
 
 
 def poll(group: ActiveGroup, fake, send=None) -> services.PollResult:
-    """One poll, delivering through the real router (``hub.services.message_send``) unless ``send`` is given."""
+    """One poll, delivering through the real router (``message_send``) unless ``send`` is given."""
     group.refresh_from_db()
     return services.group_poll(group=group, client=hub_client(fake), send=send)
 

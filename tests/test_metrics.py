@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from hub.services import message_send
+from hub.delivery.services import message_send
 from members.models import Channel
 from members.services import member_create
 from offline_queue.models import Message

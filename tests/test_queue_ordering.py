@@ -139,7 +139,7 @@ def test_it_keeps_an_acknowledged_message_delivered_when_a_late_outcome_arrives(
     (message,) = accept(lingflow)
     services.messages_acknowledge(member_id="lingflow", message_ids=[message.message_id])
     message.refresh_from_db()
-    from hub.transports.base import Outcome
+    from offline_queue.outcome import Outcome
 
     services.message_record_outcome(message, Outcome("sent", channel="bridge"))
     message.refresh_from_db()

@@ -9,8 +9,8 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from hub import presence
-from hub.services import message_send
+from hub.delivery import presence
+from hub.delivery.services import message_send
 from hub.signals import member_online
 from offline_queue import services
 from offline_queue.models import DeliveryAttempt, Message

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from hub import routing, transports
+from hub.delivery import routing, transports
+from hub.delivery.lingmessage import LingMessageTransport
 from hub.models import ChannelKindSwitch
-from hub.transports.lingmessage import LingMessageTransport
 from members.models import Channel
 from offline_queue.models import DeliveryAttempt, Message
 from tests.routing_support import BridgeSocket, connect_bridge, isolated_hub, make_member  # noqa: F401

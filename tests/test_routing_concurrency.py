@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import close_old_connections, connection
 
-from hub.services import message_send
+from hub.delivery.services import message_send
 from offline_queue.models import Message
 from tests.routing_support import make_member
 

@@ -6,7 +6,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from hub import presence
+from hub.delivery import presence
 from hub.signals import member_online
 from members.models import Channel
 from members.selectors import member_get

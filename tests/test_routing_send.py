@@ -9,8 +9,8 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from hub import presence
-from hub.services import message_send
+from hub.delivery import presence
+from hub.delivery.services import message_send
 from hub.signals import member_online
 from offline_queue.models import DeliveryAttempt, Message
 from offline_queue.services import message_record_outcome
@@ -106,7 +106,7 @@ def test_it_queues_when_both_are_down_and_delivers_when_back_up(peer, lingflow):
         with time_machine.travel(timezone.now() + timedelta(seconds=61), tick=True):
             assert presence.probe_all_endpoints()["came_online"] == 1
             # What the offline queue does on member_online or at the retry time: one more attempt.
-            from hub import routing
+            from hub.delivery import routing
 
             message_record_outcome(message, routing.attempt(message))
     finally:

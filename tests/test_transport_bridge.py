@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from hub.transports.base import DeliveryError
-from hub.transports.bridge import BridgeTransport
+from hub.bridge.transport import BridgeTransport
+from hub.delivery.transports import DeliveryError
 from offline_queue.models import Message
 from tests.routing_support import BridgeSocket, connect_bridge, isolated_hub, make_member  # noqa: F401
 

@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from hub.transports.base import DeliveryError
-from hub.transports.lingmessage import LingMessageTransport, sign, verify
+from hub.delivery.lingmessage import LingMessageTransport, sign, verify
+from hub.delivery.transports import DeliveryError
 from offline_queue.models import Message
 from tests.routing_support import isolated_hub, make_member  # noqa: F401
 from tests.support import free_port

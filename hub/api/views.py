@@ -1,4 +1,4 @@
-"""The /api/unified/* views: translate HTTP to ``hub.services`` / ``hub.selectors`` and back."""
+"""The /api/unified/* views: translate HTTP to ``hub.delivery.services`` / ``hub.delivery.selectors`` and back."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from hub import selectors
 from hub.api.openapi import document
+from hub.delivery import selectors
+from hub.delivery.rate import member_take_send_slot
+from hub.delivery.services import message_send
 from hub.jsonapi import BadJson, json_body, json_error, json_response
-from hub.services import member_take_send_slot, message_send
 from members.auth import member_required
 from members.selectors import member_get
 

@@ -1,4 +1,8 @@
-"""The transport registry: which channel kinds this process can deliver over, attachable at run time.
+"""The transport contract and registry: which channel kinds this process can deliver over, attachable at run time.
+
+``Transport.deliver(message, channel)`` either returns an ``Outcome`` or raises ``DeliveryError`` whose
+``permanent`` flag says whether retrying can help. Retries do not live here: the offline queue decides
+what follows an outcome (``offline_queue.services.message_record_outcome``).
 
 Each app registers its transports from its ``AppConfig.ready()`` (``register(LingMessageTransport())``);
 ``detach(kind)`` takes a kind out of routing at once and ``register`` puts it (or a replacement) back, with no
@@ -9,10 +13,32 @@ those switches on every attempt.
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING, ClassVar
 
-from hub.transports.base import DeliveryError, Outcome, Transport
+from offline_queue.outcome import Outcome
 
-__all__ = ["DeliveryError", "Outcome", "Transport", "attached", "detach", "get", "register"]
+if TYPE_CHECKING:
+    from members.models import Channel
+    from offline_queue.models import Message
+
+
+class DeliveryError(Exception):
+    """A delivery that did not happen. ``permanent``: retrying cannot help (bad request, gone)."""
+
+    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+
+
+class Transport:
+    """One way to reach a member. Subclasses set ``kind`` (a ``Channel.Kind``) and implement ``deliver``."""
+
+    kind: ClassVar[str]
+
+    def deliver(self, message: Message, channel: Channel) -> Outcome:
+        raise NotImplementedError
+
 
 _lock = threading.Lock()
 _transports: dict[str, Transport] = {}

@@ -14,7 +14,8 @@ from channels.layers import get_channel_layer
 
 from hub.bridge.groups import member_group
 from hub.bridge.outbound import delivery_event
-from hub.transports.base import DeliveryError, Outcome, Transport
+from hub.delivery.transports import DeliveryError, Transport
+from offline_queue.outcome import Outcome
 
 if TYPE_CHECKING:
     from members.models import Channel

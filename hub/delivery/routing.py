@@ -19,11 +19,13 @@ import time
 
 from django.utils import timezone
 
-from hub import bus, presence, transports
+from hub import bus
+from hub.delivery import presence, transports
+from hub.delivery.transports import DeliveryError
 from hub.models import ChannelKindSwitch
-from hub.transports.base import DeliveryError, Outcome
 from members.models import Channel, Member
 from offline_queue.models import DeliveryAttempt, Message
+from offline_queue.outcome import Outcome
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from hub import presence
+from hub.delivery import presence
 from members.models import Member
 from members.selectors import members_with_channels
 from offline_queue.models import Message

@@ -17,7 +17,8 @@ from django.conf import settings
 
 from hub import http
 from hub.bridge.outbound import public_metadata
-from hub.transports.base import DeliveryError, Outcome, Transport
+from hub.delivery.transports import DeliveryError, Transport
+from offline_queue.outcome import Outcome
 
 if TYPE_CHECKING:
     from members.models import Channel
