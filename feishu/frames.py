@@ -9,7 +9,7 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 
 from feishu import services
-from hub.bridge.frames import FrameError, frame
+from hub.sockets import FrameError, frame
 
 
 @database_sync_to_async

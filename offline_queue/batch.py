@@ -21,9 +21,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from hub import bus, metrics
-from hub.bridge.groups import member_group
 from hub.bridge.outbound import delivery_event
 from hub.models import ChannelKindSwitch
+from hub.sockets import member_group
 from members.models import Channel
 from offline_queue.models import DeliveryAttempt, Message
 from offline_queue.policy import ack_deadline, retry_delay

@@ -16,7 +16,7 @@ import logging
 
 from channels.db import database_sync_to_async
 
-from hub.bridge.frames import FrameError, frame
+from hub.sockets import FrameError, frame
 from offline_queue.services import messages_acknowledge
 
 logger = logging.getLogger("offline_queue")

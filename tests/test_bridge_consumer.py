@@ -13,9 +13,9 @@ from django.utils import timezone
 from hub import metrics
 from hub.bridge import presence
 from hub.bridge.auth import CLOSE_REPLACED, CLOSE_UNAUTHORIZED
-from hub.bridge.groups import member_group
 from hub.bridge.registry import LOCAL, PENDING
 from hub.signals import member_online
+from hub.sockets import member_group
 from members.models import Channel, Member
 from offline_queue.models import Message
 from tests.bridge_support import Client, add_backend, fresh_bridge  # noqa: F401  (fixture)

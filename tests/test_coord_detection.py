@@ -10,7 +10,7 @@ from channels.layers import get_channel_layer
 from feishu.coordination.models import BotReply, CollisionLog
 from feishu.coordination.selectors import collaboration_memory
 from feishu.coordination.services import claim_take, observe_bot_message
-from hub.bridge.groups import member_group
+from hub.sockets import member_group
 from members.services import member_create
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 
 from feishu.coordination import selectors, services
-from hub.bridge.frames import FrameError, frame
+from hub.sockets import FrameError, frame
 
 
 def _member_id(consumer) -> str:

@@ -24,8 +24,8 @@ from django.utils import timezone
 from feishu.coordination import mirror as feishu_mirror
 from feishu.coordination.models import BotReply, Claim, CollisionLog, HolderKind
 from feishu.coordination.repair import repair_line_generate
-from hub.bridge.groups import member_group
 from hub.metrics import COLLISIONS
+from hub.sockets import member_group
 from members.models import Channel, Member
 
 logger = logging.getLogger(__name__)

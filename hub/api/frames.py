@@ -9,9 +9,9 @@ from __future__ import annotations
 from channels.db import DatabaseSyncToAsync
 from django.db import connection
 
-from hub.bridge.frames import FrameError, frame
 from hub.delivery.rate import member_take_send_slot
 from hub.delivery.services import message_send
+from hub.sockets import FrameError, frame
 from members.models import Member
 
 FIELDS = ("recipient_id", "topic", "content", "message_type", "thread_id", "reply_to", "message_id", "idempotency_key")

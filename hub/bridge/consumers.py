@@ -1,5 +1,5 @@
 """The bridge WebSocket consumer: authenticates the socket, parses frames and dispatches them to the handlers
-registered in ``hub.bridge.frames``; channel-layer events (``hub.deliver``, ``hub.frame``) go to the socket.
+registered in ``hub.sockets``; channel-layer events (``hub.deliver``, ``hub.frame``) go to the socket.
 
 Speed (see docs/performance.md, "Bridge"): frames and layer events skip channels' per-message
 ``aclose_old_connections()`` (a thread hop per frame); every ORM use of the bridge goes through
@@ -26,9 +26,8 @@ from django.conf import settings
 from hub import metrics
 from hub.bridge import presence
 from hub.bridge.auth import CLOSE_REPLACED, CLOSE_UNAUTHORIZED, handshake_token, is_loopback
-from hub.bridge.frames import HANDLERS, FrameError
-from hub.bridge.groups import audience_group, member_group
 from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending
+from hub.sockets import HANDLERS, FrameError, audience_group, member_group
 from members.selectors import member_by_token
 
 logger = logging.getLogger(__name__)

@@ -6,9 +6,8 @@ from channels.db import database_sync_to_async
 from django.core.cache import cache
 
 from hub.bridge import auth, presence, relay, selectors
-from hub.bridge.frames import FrameError, frame
-from hub.bridge.groups import audience_group
 from hub.bridge.registry import LOCAL
+from hub.sockets import FrameError, audience_group, frame
 
 _MISSING = object()
 

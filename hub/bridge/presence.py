@@ -24,10 +24,10 @@ from django.conf import settings
 from django.core.cache import cache
 
 from hub.bridge import services
-from hub.bridge.groups import audience_group, member_group
 from hub.bridge.locations import LOCATIONS, announce
 from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending
 from hub.signals import member_online
+from hub.sockets import audience_group, member_group
 
 if TYPE_CHECKING:
     from hub.bridge.consumers import BridgeConsumer

@@ -21,11 +21,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from hub.bridge import selectors, services
-from hub.bridge.frames import FrameError
-from hub.bridge.groups import audience_group, member_group
 from hub.bridge.locations import LOCATIONS
 from hub.bridge.presence import ensure_refresher, refresh_interval, send_to_channel
 from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending
+from hub.sockets import FrameError, audience_group, member_group
 
 if TYPE_CHECKING:
     from hub.bridge.consumers import BridgeConsumer

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from hub.bridge.groups import member_group
 from hub.bridge.outbound import delivery_event
 from hub.delivery.transports import DeliveryError, Transport
+from hub.sockets import member_group
 from offline_queue.outcome import Outcome
 
 if TYPE_CHECKING:
