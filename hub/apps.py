@@ -10,7 +10,7 @@ class HubConfig(AppConfig):
     def ready(self) -> None:
         from hub import bus
         from hub.api import frames as api_frames  # noqa: F401  (registers the bridge `send` frame)
-        from hub.bridge import handlers  # noqa: F401  (registers the core bridge frames)
+        from hub.bridge import acks, handlers  # noqa: F401  (register the core bridge frames)
         from hub.bridge.transport import BridgeTransport
         from hub.delivery import audit, transports
         from hub.delivery.lingmessage import LingMessageTransport

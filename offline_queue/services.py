@@ -371,7 +371,7 @@ def _live_connection(recipient_id: int) -> str:
 def _follow_on_the_socket(rest: list[Message], stats: PassStats, walk: _Walk) -> int:
     """Send the messages at the front of ``rest`` that take the walk's socket route, in one batch to that
     socket. Returns how many were sent; 0 when none could go (the pair is blocked)."""
-    from offline_queue.batch import bridge_send_many
+    from hub.delivery import routing
 
     now = timezone.now()
     run: list[Message] = []
@@ -387,7 +387,7 @@ def _follow_on_the_socket(rest: list[Message], stats: PassStats, walk: _Walk) ->
     if not run:
         return 0
     retries = sum(1 for m in run if m.attempted)
-    result = bridge_send_many(run, connection=walk.connection)
+    result = routing.deliver_many("bridge", run, connection=walk.connection)
     if result == "failed":
         stats.requeued += len(run)
     if result != "sent":

@@ -113,17 +113,27 @@ def _try(transport: transports.Transport, message: Message, channel: Channel) ->
         error=outcome.error,
     )
     presence.remember(channel, ok=outcome.ok, error=outcome.error)
-    _publish(message, outcome)
+    publish_delivery(message, outcome)
     return outcome
 
 
 def _nobody(message: Message, error: str) -> Outcome:
     outcome = Outcome(DeliveryAttempt.Outcome.TRANSIENT, channel="", error=error)
-    _publish(message, outcome)
+    publish_delivery(message, outcome)
     return outcome
 
 
-def _publish(message: Message, outcome: Outcome) -> None:
+def deliver_many(kind: str, messages: list[Message], *, connection: str | None = None) -> str:
+    """Send ``messages`` (one pair's, in order) together over the transport of ``kind`` when it takes batches
+    (``Transport.deliver_many``, the bridge's); ``"skipped"`` when it does not. See the bridge transport."""
+    deliver = getattr(transports.get(kind), "deliver_many", None)
+    if deliver is None:
+        return "skipped"
+    return deliver(messages, connection=connection)
+
+
+def publish_delivery(message: Message, outcome: Outcome) -> None:
+    """Announce one transport call on the bus (the audit log and the delivery metrics listen)."""
     bus.publish(
         bus.ChannelMessage(
             topic=outcome.channel or "queue",

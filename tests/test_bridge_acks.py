@@ -6,7 +6,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 
-from offline_queue.frames import acks_written
+from hub.bridge.acks import acks_written
 from offline_queue.models import Message
 from tests.bridge_support import Client, add_backend, fresh_bridge  # noqa: F401  (fixture)
 

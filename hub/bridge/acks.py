@@ -19,7 +19,7 @@ from channels.db import database_sync_to_async
 from hub.sockets import FrameError, frame
 from offline_queue.services import messages_acknowledge
 
-logger = logging.getLogger("offline_queue")
+logger = logging.getLogger(__name__)
 
 ACK_WRITE_LIMIT = 2000  # ids per database write
 MAX_IDS_PER_FRAME = 10000
