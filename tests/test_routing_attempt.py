@@ -146,7 +146,7 @@ def test_it_uses_a_transport_registered_for_a_new_kind_without_code_changes():
 
         def deliver(self, message, channel):
             self.delivered.append(message.message_id)
-            return transports.Outcome("delivered", channel=self.kind)
+            return transports.Delivered()
 
     feishu = FakeFeishu()
     transports.register(feishu)

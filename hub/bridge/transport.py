@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from hub.bridge.outbound import delivery_event
 from hub.delivery.routing import publish_delivery
-from hub.delivery.transports import DeliveryError, Transport
+from hub.delivery.transports import Delivered, Transport, TransportError
 from hub.models import ChannelKindSwitch
 from hub.sockets import member_group
 from members.models import Channel
@@ -51,18 +51,18 @@ async def _group_send_all(group: str, events: list[dict], connection: str) -> No
 class BridgeTransport(Transport):
     kind = BRIDGE
 
-    def deliver(self, message: Message, channel: Channel) -> Outcome:
+    def deliver(self, message: Message, channel: Channel) -> Delivered:
         if not channel.is_live():
-            raise DeliveryError(f"bridge backend {channel.address!r} is not connected")
+            raise TransportError(f"bridge backend {channel.address!r} is not connected")
         layer = get_channel_layer()
         if layer is None:
-            raise DeliveryError("no channel layer is configured", permanent=True)
+            raise TransportError("no channel layer is configured", permanent=True)
         started = time.perf_counter()
         try:
             async_to_sync(layer.group_send)(member_group(message.recipient.member_id), delivery_event(message))
         except Exception as exc:  # the layer's own errors (Redis down, over capacity) are worth a retry
-            raise DeliveryError(f"channel layer: {type(exc).__name__}: {exc}") from exc
-        return Outcome("sent", channel=self.kind, latency_ms=(time.perf_counter() - started) * 1000)
+            raise TransportError(f"channel layer: {type(exc).__name__}: {exc}") from exc
+        return Delivered(awaiting_ack=True, latency_ms=(time.perf_counter() - started) * 1000)
 
     def deliver_many(self, messages: list[Message], *, connection: str | None = None) -> str:
         """Write ``messages`` (one recipient, in order) to the recipient's live bridge socket ``connection`` (its

@@ -17,8 +17,7 @@ from django.conf import settings
 
 from hub import http
 from hub.bridge.outbound import public_metadata
-from hub.delivery.transports import DeliveryError, Transport
-from offline_queue.outcome import Outcome
+from hub.delivery.transports import Delivered, Transport, TransportError
 
 if TYPE_CHECKING:
     from members.models import Channel
@@ -92,7 +91,7 @@ def _read_until(response: httpx.Response, deadline: float, limit: int) -> bytes:
 class LingMessageTransport(Transport):
     kind = "lingmessage"
 
-    def deliver(self, message: Message, channel: Channel) -> Outcome:
+    def deliver(self, message: Message, channel: Channel) -> Delivered:
         body = encode(notify_payload(message))
         headers = {
             "Content-Type": "application/json; charset=utf-8",
@@ -110,18 +109,18 @@ class LingMessageTransport(Transport):
                 # The status decides; the body is read (so the connection can be reused) only until the deadline.
                 answer = _read_until(response, deadline, BODY_LIMIT)
         except httpx.TimeoutException as exc:
-            raise DeliveryError(f"timed out after {self.timeout():g} s ({type(exc).__name__})") from exc
+            raise TransportError(f"timed out after {self.timeout():g} s ({type(exc).__name__})") from exc
         except httpx.HTTPError as exc:
-            raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
+            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
         if 200 <= status < 300:
-            return Outcome("delivered", channel=self.kind, latency_ms=latency_ms)
+            return Delivered(latency_ms=latency_ms)
         reason = _reason(response, answer)
         if status == 429 or status >= 500:
             retry_after = response.headers.get("Retry-After")
             if retry_after:
                 reason += f" (Retry-After: {retry_after})"
-            return Outcome("transient", channel=self.kind, error=reason, latency_ms=latency_ms)
-        return Outcome("permanent", channel=self.kind, error=reason, latency_ms=latency_ms)
+            raise TransportError(reason)
+        raise TransportError(reason, permanent=True)
 
     @staticmethod
     def timeout() -> float:

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from hub import bus
 from hub.delivery import presence, transports
-from hub.delivery.transports import DeliveryError
+from hub.delivery.transports import TransportError
 from hub.models import ChannelKindSwitch
 from members.models import Channel, Member
 from offline_queue.models import DeliveryAttempt, Message
@@ -95,8 +95,10 @@ def _try(transport: transports.Transport, message: Message, channel: Channel) ->
     started_at = timezone.now()
     started = time.perf_counter()
     try:
-        outcome = transport.deliver(message, channel)
-    except DeliveryError as exc:
+        done = transport.deliver(message, channel)
+        result = DeliveryAttempt.Outcome.SENT if done.awaiting_ack else DeliveryAttempt.Outcome.DELIVERED
+        outcome = Outcome(result, error=done.note, latency_ms=done.latency_ms)
+    except TransportError as exc:
         result = DeliveryAttempt.Outcome.PERMANENT if exc.permanent else DeliveryAttempt.Outcome.TRANSIENT
         outcome = Outcome(result, error=exc.reason)
     except Exception as exc:

@@ -1,8 +1,10 @@
 """The transport contract and registry: which channel kinds this process can deliver over, attachable at run time.
 
-``Transport.deliver(message, channel)`` either returns an ``Outcome`` or raises ``DeliveryError`` whose
-``permanent`` flag says whether retrying can help. Retries do not live here: the offline queue decides
-what follows an outcome (``offline_queue.services.message_record_outcome``).
+One transport per channel kind (healthchecks' shape): ``Transport.deliver(message, channel)`` returns a
+``Delivered`` when the message went out (``awaiting_ack`` when it was only written to a socket whose client
+acknowledges later) and raises ``TransportError(reason, permanent=…)`` when it did not; ``permanent`` says
+that retrying cannot help. Transports never retry and never change ``Message.status``: the router records
+the attempt and the offline queue decides what follows (``offline_queue.outcome``).
 
 Each app registers its transports from its ``AppConfig.ready()`` (``register(LingMessageTransport())``);
 ``detach(kind)`` takes a kind out of routing at once and ``register`` puts it (or a replacement) back, with no
@@ -13,16 +15,15 @@ those switches on every attempt.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
-
-from offline_queue.outcome import Outcome
 
 if TYPE_CHECKING:
     from members.models import Channel
     from offline_queue.models import Message
 
 
-class DeliveryError(Exception):
+class TransportError(Exception):
     """A delivery that did not happen. ``permanent``: retrying cannot help (bad request, gone)."""
 
     def __init__(self, reason: str, *, permanent: bool = False) -> None:
@@ -31,12 +32,24 @@ class DeliveryError(Exception):
         self.permanent = permanent
 
 
+@dataclass(frozen=True)
+class Delivered:
+    """A delivery that happened. ``awaiting_ack``: written to a live socket, the client acknowledges later
+    (``sent``); otherwise the recipient has it (``delivered``). ``note`` is kept on the attempt row;
+    ``latency_ms`` is the transport's own measure (0: the router times the call)."""
+
+    awaiting_ack: bool = False
+    note: str = ""
+    latency_ms: float = 0.0
+
+
 class Transport:
     """One way to reach a member. Subclasses set ``kind`` (a ``Channel.Kind``) and implement ``deliver``."""
 
     kind: ClassVar[str]
 
-    def deliver(self, message: Message, channel: Channel) -> Outcome:
+    def deliver(self, message: Message, channel: Channel) -> Delivered:
+        """Deliver ``message`` over ``channel`` once; raises ``TransportError`` when it did not go out."""
         raise NotImplementedError
 
 
