@@ -12,10 +12,12 @@ class HubConfig(AppConfig):
         from hub.api import frames as api_frames  # noqa: F401  (registers the bridge `send` frame)
         from hub.bridge import acks, handlers  # noqa: F401  (register the core bridge frames)
         from hub.bridge.transport import BridgeTransport
-        from hub.delivery import audit, transports
+        from hub.delivery import alerts, audit, routing, transports  # noqa: F401  (alerts: the alert member receiver)
         from hub.delivery.lingmessage import LingMessageTransport
+        from offline_queue import router
 
         transports.register(LingMessageTransport())
         transports.register(BridgeTransport())
+        router.connect(router.Router(attempt=routing.attempt, deliver_many=routing.deliver_many))
         bus.subscribe_all(audit.audit_log)
         bus.subscribe_all(audit.delivery_metrics)

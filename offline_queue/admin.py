@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from offline_queue import selectors, services
+from offline_queue import actions, selectors
 from offline_queue.models import DeliveryAttempt, DeliveryLease, Message
 from offline_queue.policy import RetryPolicy
 
@@ -104,17 +104,17 @@ class MessageAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry now (undelivered messages)")
     def retry_now(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
-        n = services.messages_retry_now(messages=queryset)
+        n = actions.messages_retry_now(messages=queryset)
         self.message_user(request, f"{n} message(s) will be retried on the next pass of the scheduler.")
 
     @admin.action(description="Requeue (expired or failed messages)")
     def requeue(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
-        n = services.messages_requeue(messages=queryset)
+        n = actions.messages_requeue(messages=queryset)
         self.message_user(request, f"{n} message(s) are back in the queue with a fresh retry budget.")
 
     @admin.action(description="Discard (take undelivered messages out of the queue)")
     def discard(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
-        n = services.messages_discard(messages=queryset, by=request.user.get_username())
+        n = actions.messages_discard(messages=queryset, by=request.user.get_username())
         self.message_user(request, f"{n} message(s) discarded.", messages.WARNING)
 
 

@@ -99,6 +99,11 @@ class Message(models.Model):
         """True once a delivery was attempted, so the next attempt is a retry."""
         return self.last_attempt_at is not None
 
+    def public_metadata(self) -> dict:
+        """The metadata without the hub's own bookkeeping (keys starting with ``_``), as recipients see it: for a
+        message relayed from Feishu, its chat id, sender, msg_type and full content."""
+        return {key: value for key, value in (self.metadata or {}).items() if not key.startswith("_")}
+
     def envelope(self) -> dict:
         """What every view of the message to its recipient carries: who sent what, in which thread."""
         return {

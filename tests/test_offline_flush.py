@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 import pytest
 
 from hub.signals import member_online
-from offline_queue import services
+from offline_queue import router
+from offline_queue.acks import messages_acknowledge
 from offline_queue.models import Message
+from offline_queue.scheduling import member_flush, queue_sweep
 from tests.queue_support import Recipient, accept, ids, member
 
 pytestmark = pytest.mark.django_db
@@ -18,11 +20,11 @@ T0 = datetime(2026, 4, 8, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def recipient(monkeypatch, time_machine):
+def recipient(time_machine):
     time_machine.move_to(T0, tick=False)
     scripted = Recipient(online=False, over_bridge=True)
-    monkeypatch.setattr(services, "attempt_delivery", scripted.attempt)
-    return scripted
+    with router.using(scripted.attempt):
+        yield scripted
 
 
 def test_it_delivers_the_whole_queue_in_order_as_soon_as_the_member_comes_online(
@@ -50,7 +52,7 @@ def test_it_flushes_only_the_member_that_came_online(recipient):
     accept(member("lingflow"), n=2)
     other = accept(member("lingzhi"), n=2)
     recipient.online = True
-    services.member_flush(member_id="lingflow")
+    member_flush(member_id="lingflow")
     assert not set(ids(other)) & set(recipient.attempts)
 
 
@@ -60,14 +62,14 @@ def test_it_resends_unacknowledged_deliveries_after_the_ack_timeout_with_the_sam
     lingflow = member()
     messages = accept(lingflow, n=4)
     recipient.online = True
-    services.member_flush(member_id="lingflow")
+    member_flush(member_id="lingflow")
     # the client acknowledges the first two only
-    services.messages_acknowledge(member_id="lingflow", message_ids=ids(messages[:2]))
+    messages_acknowledge(member_id="lingflow", message_ids=ids(messages[:2]))
 
     time_machine.shift(settings.HUB_BRIDGE_ACK_TIMEOUT - 1)
-    assert services.queue_sweep(owner="w").attempts == 0
+    assert queue_sweep(owner="w").attempts == 0
     time_machine.shift(1)
-    stats = services.queue_sweep(owner="w")
+    stats = queue_sweep(owner="w")
 
     assert stats.retried == 2
     assert recipient.received == ids(messages) + ids(messages[2:])
@@ -80,13 +82,13 @@ def test_it_sends_what_queued_up_behind_in_flight_messages_once_they_are_acknowl
     lingflow = member()
     first = accept(lingflow, n=1)[0]
     recipient.online = True
-    services.member_flush(member_id="lingflow")
+    member_flush(member_id="lingflow")
     # a new message arrives while the first waits for its ack: it queues behind it
     (later,) = accept(lingflow, n=1)
     assert later.last_attempt_at is None
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.messages_acknowledge(member_id="lingflow", message_ids=[first.message_id])
+        messages_acknowledge(member_id="lingflow", message_ids=[first.message_id])
 
     assert recipient.received == [first.message_id, later.message_id]
 
@@ -97,7 +99,7 @@ def test_it_resends_in_flight_messages_when_the_member_reconnects(
     lingflow = member()
     messages = accept(lingflow, n=3)
     recipient.online = True
-    services.member_flush(member_id="lingflow")
+    member_flush(member_id="lingflow")
     time_machine.shift(1)
     # the socket died before any ack: the new socket gets everything again, in order
     with django_capture_on_commit_callbacks(execute=True):
@@ -111,17 +113,17 @@ def test_it_does_not_send_again_what_the_current_socket_got_and_has_not_acknowle
     lingflow = member()
     messages = accept(lingflow, n=3)
     recipient.online = True
-    services.member_flush(member_id="lingflow")
+    member_flush(member_id="lingflow")
     time_machine.shift(1)
     (later,) = accept(lingflow, n=1)
     # a second flush for the same connection, or a sweep, sends nothing: the three wait for their acks,
     # and the new one waits behind them
-    services.member_flush(member_id="lingflow", online_at=messages[0].created_at)
-    services.queue_sweep(owner="w")
+    member_flush(member_id="lingflow", online_at=messages[0].created_at)
+    queue_sweep(owner="w")
     assert recipient.received == ids(messages)
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.messages_acknowledge(member_id="lingflow", message_ids=ids(messages))
+        messages_acknowledge(member_id="lingflow", message_ids=ids(messages))
     assert recipient.received == [*ids(messages), later.message_id]
 
 

@@ -41,7 +41,7 @@ def test_it_shows_the_retry_policy_and_the_counts_per_status(admin_client, queue
 
 def test_it_lists_expired_and_failed_messages_with_their_error(admin_client, queued, time_machine):
     time_machine.shift(timedelta(hours=25))
-    from offline_queue.services import messages_expire
+    from offline_queue.expiry import messages_expire
 
     messages_expire()
     body = admin_client.get(reverse(CHANGELIST), {"status__exact": "expired"}).content.decode()

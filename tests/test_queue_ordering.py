@@ -6,8 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from offline_queue import services
+from offline_queue import router
+from offline_queue.acks import messages_acknowledge
+from offline_queue.leases import pair_lease_claim
 from offline_queue.models import DeliveryLease, Message
+from offline_queue.outcome import message_record_outcome
+from offline_queue.scheduling import member_flush, queue_sweep
+from offline_queue.walk import pair_deliver
 from tests.queue_support import Recipient, accept, ids, member
 
 pytestmark = pytest.mark.django_db
@@ -16,10 +21,10 @@ T0 = datetime(2026, 4, 8, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def recipient(monkeypatch):
+def recipient():
     scripted = Recipient(online=False)
-    monkeypatch.setattr(services, "attempt_delivery", scripted.attempt)
-    return scripted
+    with router.using(scripted.attempt):
+        yield scripted
 
 
 @pytest.fixture
@@ -34,7 +39,7 @@ def test_it_makes_message_2_wait_while_message_1_keeps_failing(frozen, recipient
     recipient.failing = {first.message_id}
 
     frozen.shift(60)
-    services.queue_sweep(owner="w")
+    queue_sweep(owner="w")
     assert recipient.attempts == [first.message_id]  # 2 and 3 never tried while 1 fails
     second.refresh_from_db()
     assert second.status == Message.Status.QUEUED
@@ -42,7 +47,7 @@ def test_it_makes_message_2_wait_while_message_1_keeps_failing(frozen, recipient
 
     recipient.failing.clear()
     frozen.shift(120)
-    services.queue_sweep(owner="w")
+    queue_sweep(owner="w")
     assert recipient.received == ids([first, second, third])
     assert set(Message.objects.values_list("status", flat=True)) == {Message.Status.DELIVERED}
 
@@ -55,10 +60,10 @@ def test_it_never_lets_a_later_message_overtake_across_many_senders_and_failures
     recipient.failing = {msgs[2].message_id for msgs in sent.values()}
     for _ in range(3):
         frozen.shift(600)
-        services.queue_sweep(owner="w")
+        queue_sweep(owner="w")
     recipient.failing.clear()
     frozen.shift(600)
-    services.queue_sweep(owner="w")
+    queue_sweep(owner="w")
 
     for sender, msgs in sent.items():
         got = [i for i in recipient.received if i in set(ids(msgs))]
@@ -70,7 +75,7 @@ def test_it_goes_on_after_a_message_that_failed_for_good(frozen, recipient):
     recipient.online = True
     recipient.permanent = {first.message_id}
     frozen.shift(60)
-    services.queue_sweep(owner="w")
+    queue_sweep(owner="w")
     first.refresh_from_db()
     second.refresh_from_db()
     assert (first.status, second.status) == (Message.Status.FAILED, Message.Status.DELIVERED)
@@ -81,24 +86,24 @@ def test_it_leaves_a_pair_alone_while_another_worker_holds_it(frozen, recipient)
     (_message,) = accept(lingflow)
     recipient.online = True
     frozen.shift(60)
-    assert services.pair_lease_claim(sender_id="lingyi", recipient_id=lingflow.pk, owner="other")
+    assert pair_lease_claim(sender_id="lingyi", recipient_id=lingflow.pk, owner="other")
 
-    stats = services.queue_sweep(owner="w")
+    stats = queue_sweep(owner="w")
 
     assert stats.attempts == 0
     assert recipient.attempts == []
-    assert services.pair_deliver(sender_id="lingyi", recipient_id=lingflow.pk, owner="w", due_only=False).skipped_pairs
+    assert pair_deliver(sender_id="lingyi", recipient_id=lingflow.pk, owner="w", due_only=False).skipped_pairs
 
 
 def test_it_takes_over_the_pair_of_a_worker_that_crashed_once_its_lease_expires(frozen, recipient, settings):
     lingflow = member()
     (message,) = accept(lingflow)
     recipient.online = True
-    services.pair_lease_claim(sender_id="lingyi", recipient_id=lingflow.pk, owner="crashed")
+    pair_lease_claim(sender_id="lingyi", recipient_id=lingflow.pk, owner="crashed")
     frozen.shift(settings.HUB_QUEUE_LEASE_SECONDS + 1)
     frozen.shift(60)
 
-    services.queue_sweep(owner="w")
+    queue_sweep(owner="w")
 
     message.refresh_from_db()
     assert message.status == Message.Status.DELIVERED
@@ -111,20 +116,20 @@ def test_it_waits_for_a_message_whose_first_attempt_another_process_is_making(fr
     Message.objects.filter(pk=message.pk).update(lease_owner="send", lease_expires_at=T0 + timedelta(seconds=300))
     recipient.online = True
     frozen.shift(60)
-    assert services.queue_sweep(owner="w").attempts == 0
-    assert services.member_flush(member_id="lingflow").attempts == 0
+    assert queue_sweep(owner="w").attempts == 0
+    assert member_flush(member_id="lingflow").attempts == 0
     frozen.shift(300)
-    assert services.queue_sweep(owner="w").delivered == 1
+    assert queue_sweep(owner="w").delivered == 1
 
 
 def test_it_retries_with_the_same_message_id_and_never_creates_a_second_message(frozen, recipient):
     (message,) = accept(member())
     for _ in range(4):
         frozen.shift(600)
-        services.queue_sweep(owner="w")
+        queue_sweep(owner="w")
     recipient.online = True
     frozen.shift(600)
-    services.queue_sweep(owner="w")
+    queue_sweep(owner="w")
 
     assert Message.objects.count() == 1
     assert set(recipient.attempts) == {message.message_id}
@@ -137,10 +142,10 @@ def test_it_retries_with_the_same_message_id_and_never_creates_a_second_message(
 def test_it_keeps_an_acknowledged_message_delivered_when_a_late_outcome_arrives(frozen, recipient):
     lingflow = member()
     (message,) = accept(lingflow)
-    services.messages_acknowledge(member_id="lingflow", message_ids=[message.message_id])
+    messages_acknowledge(member_id="lingflow", message_ids=[message.message_id])
     message.refresh_from_db()
     from offline_queue.outcome import Outcome
 
-    services.message_record_outcome(message, Outcome("sent", channel="bridge"))
+    message_record_outcome(message, Outcome("sent", channel="bridge"))
     message.refresh_from_db()
     assert message.status == Message.Status.DELIVERED

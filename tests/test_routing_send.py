@@ -13,7 +13,7 @@ from hub.delivery import presence
 from hub.delivery.services import message_send
 from hub.signals import member_online
 from offline_queue.models import DeliveryAttempt, Message
-from offline_queue.services import message_record_outcome
+from offline_queue.outcome import message_record_outcome
 from tests.routing_support import (  # noqa: F401
     BridgeSocket,
     connect_bridge,

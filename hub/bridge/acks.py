@@ -17,7 +17,7 @@ import logging
 from channels.db import database_sync_to_async
 
 from hub.sockets import FrameError, frame
-from offline_queue.services import messages_acknowledge
+from offline_queue.acks import messages_acknowledge
 
 logger = logging.getLogger(__name__)
 

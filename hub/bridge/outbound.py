@@ -23,14 +23,8 @@ def message_frame(message: Message) -> dict:
         **message.envelope(),
         "timestamp": _timestamp(message),
         "source": message.source,
-        "metadata": public_metadata(message),
+        "metadata": message.public_metadata(),
     }
-
-
-def public_metadata(message: Message) -> dict:
-    """The message's metadata without the hub's own bookkeeping (keys starting with ``_``): for a message
-    relayed from Feishu, its chat id, sender, msg_type and full content."""
-    return {key: value for key, value in (message.metadata or {}).items() if not key.startswith("_")}
 
 
 def chat_frame(message: Message) -> dict:

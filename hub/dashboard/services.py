@@ -11,8 +11,8 @@ from hub import metrics
 from hub.dashboard.models import PresenceSample
 from hub.dashboard.selectors import DISCARDED_PREFIX
 from members.models import Member
+from offline_queue.actions import messages_discard, messages_requeue, messages_retry_now
 from offline_queue.models import Message
-from offline_queue.services import messages_discard, messages_requeue, messages_retry_now
 
 logger = logging.getLogger(__name__)
 

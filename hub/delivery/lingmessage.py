@@ -16,7 +16,6 @@ import httpx
 from django.conf import settings
 
 from hub import http
-from hub.bridge.outbound import public_metadata
 from hub.delivery.transports import Delivered, Transport, TransportError
 
 if TYPE_CHECKING:
@@ -49,7 +48,7 @@ def notify_payload(message: Message) -> dict:
         "sequence": message.sequence,
         "timestamp": message.created_at.isoformat() if message.created_at else None,
         "source": message.source,
-        "metadata": public_metadata(message),
+        "metadata": message.public_metadata(),
     }
 
 

@@ -62,7 +62,7 @@ def candidates(message: Message, member: Member) -> list[Channel]:
 
 def attempt(message: Message) -> Outcome:
     """Try to deliver ``message`` once over the best working channel; returns the outcome (never raises
-    for delivery failures). The caller applies it with ``offline_queue.services.message_record_outcome``."""
+    for delivery failures). The caller applies it with ``offline_queue.outcome.message_record_outcome``."""
     member = Member.objects.prefetch_related("channels").get(pk=message.recipient_id)
     message.recipient = member
     if not member.enabled:

@@ -18,8 +18,8 @@ from hub.delivery.answers import ANSWER_KEY, SendResult, answer_for, find_previo
 from hub.delivery.validation import send_problem
 from members.models import Member
 from offline_queue.models import Message
+from offline_queue.outcome import message_record_outcome
 from offline_queue.policy import expiry_for
-from offline_queue.services import message_record_outcome
 
 
 def _lock_sender(sender_id: str) -> None:
