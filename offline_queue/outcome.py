@@ -12,7 +12,7 @@ from django.utils import timezone
 from hub import metrics
 from offline_queue.alerts import alert_undelivered
 from offline_queue.models import DeliveryAttempt, Message
-from offline_queue.policy import ack_deadline, expiry_for, retry_delay
+from offline_queue.policy import ack_deadline, retry_delay
 
 
 @dataclass(frozen=True)
@@ -34,68 +34,21 @@ class Outcome:
 
 
 def message_record_outcome(message: Message, outcome: Outcome) -> None:
-    """Apply the retry policy to ``message`` after an attempt and save it.
-
-    delivered → delivered; sent → delivering until the ack (back in the queue after the ack timeout);
-    transient → queued for the next retry, expired once past its expiry, failed after the last retry;
-    permanent → failed. An acknowledgement that arrived meanwhile wins (a delivered message stays
-    delivered), and a message an operator or the expiry already closed is not reopened by a late failure.
-    The message's lease is released (the attempt it was held for is over).
-    """
+    """Apply the retry policy to ``message`` after an attempt (``Message.after_attempt``) and save it with a
+    conditional UPDATE; the instance follows. An acknowledgement that arrived meanwhile wins (a delivered
+    message stays delivered), and a message an operator or the expiry already closed is not reopened by a late
+    failure. The message's lease is released (the attempt it was held for is over). Failures and expiry are
+    counted and alerted."""
     now = timezone.now()
-    message.last_attempt_at = now
-    message.expires_at = message.expires_at or expiry_for(message.created_at or now)
-    if outcome.result == DeliveryAttempt.Outcome.DELIVERED:
-        message.status = Message.Status.DELIVERED
-        message.delivered_via = outcome.channel
-        message.delivered_at = now
-        message.next_retry_at = None
-        message.last_error = ""
-    elif outcome.result == DeliveryAttempt.Outcome.SENT:
-        message.status = Message.Status.DELIVERING
-        message.delivered_via = outcome.channel
-        message.next_retry_at = ack_deadline(now)
-        message.last_error = ""
-    elif outcome.result == DeliveryAttempt.Outcome.PERMANENT:
-        message.status = Message.Status.FAILED
-        message.next_retry_at = None
-        message.last_error = outcome.error
-    else:
-        message.last_error = outcome.error
-        if now >= message.expires_at:
-            message.status = Message.Status.EXPIRED
-            message.next_retry_at = None
-        elif message.retry_count >= message.max_retries:
-            message.status = Message.Status.FAILED
-            message.next_retry_at = None
-        else:
-            message.status = Message.Status.QUEUED
-            # retry_count counts the retries already made: 60 s after the first failure, then 120, 240, …
-            message.next_retry_at = min(now + retry_delay(message.retry_count), message.expires_at)
-    # The attempt is over: whoever held the message for it (the sender's first attempt holds a short lease)
-    # lets go, so the scheduler may take it up again.
-    message.lease_owner, message.lease_expires_at = "", None
-    values = {
-        name: getattr(message, name)
-        for name in (
-            "status",
-            "next_retry_at",
-            "last_error",
-            "delivered_via",
-            "delivered_at",
-            "retry_count",
-            "expires_at",
-            "last_attempt_at",
-            "lease_owner",
-            "lease_expires_at",
-        )
-    }
+    state = message.after_attempt(outcome.result, now=now, channel=outcome.channel, error=outcome.error)
+    for name, value in state.values().items():
+        setattr(message, name, value)
     rows = Message.objects.filter(pk=message.pk)
     if message.status == Message.Status.DELIVERED:
         rows = rows.exclude(status=Message.Status.DELIVERED)
     else:
         rows = rows.filter(status__in=Message.UNDELIVERED)
-    if not rows.update(**values):
+    if not rows.update(**state.values()):
         # Acknowledged, expired or closed by an operator meanwhile: the row already says what happened.
         current = Message.objects.filter(pk=message.pk).values("status", "delivered_at", "delivered_via").first()
         if current:
