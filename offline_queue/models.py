@@ -109,8 +109,11 @@ class Message(models.Model):
             models.Index(fields=["status", "expires_at"]),
         ]
 
+    # The statuses of a message still to be delivered: waiting in the queue, or written and waiting for an ack.
     UNDELIVERED = (Status.QUEUED, Status.DELIVERING)
     TERMINAL = (Status.DELIVERED, Status.EXPIRED, Status.FAILED)
+    # How ``last_error`` starts once an operator discarded the message.
+    DISCARDED_PREFIX = "discarded by "
 
     def __str__(self) -> str:
         return f"{self.message_id} {self.sender_id}→{self.recipient_id} [{self.status}]"
@@ -118,6 +121,11 @@ class Message(models.Model):
     @property
     def is_undelivered(self) -> bool:
         return self.status in self.UNDELIVERED
+
+    @property
+    def is_discarded(self) -> bool:
+        """True when an operator took the message out of the queue (failed, ``last_error`` says by whom)."""
+        return self.status == self.Status.FAILED and self.last_error.startswith(self.DISCARDED_PREFIX)
 
     @property
     def attempted(self) -> bool:

@@ -18,9 +18,10 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from hub.dashboard import charts, selectors, services
+from hub.dashboard import charts, selectors
 from hub.metrics import DatabaseCollector
 from members.auth import request_token
+from offline_queue import actions
 
 staff = staff_member_required(login_url="admin:login")
 
@@ -94,7 +95,7 @@ def _operator_action(request: HttpRequest, action, message_id: str, done: str) -
     try:
         action(message_id=message_id, user=request.user.get_username())
         messages.success(request, done)
-    except services.QueueActionError as exc:
+    except actions.QueueActionError as exc:
         messages.error(request, str(exc))
     return _back_to(request)
 
@@ -102,15 +103,13 @@ def _operator_action(request: HttpRequest, action, message_id: str, done: str) -
 @staff
 @require_POST
 def message_retry(request: HttpRequest, message_id: str) -> HttpResponseRedirect:
-    return _operator_action(
-        request, services.message_retry_now, message_id, f"{message_id} is queued for delivery now."
-    )
+    return _operator_action(request, actions.message_retry_now, message_id, f"{message_id} is queued for delivery now.")
 
 
 @staff
 @require_POST
 def message_discard(request: HttpRequest, message_id: str) -> HttpResponseRedirect:
-    return _operator_action(request, services.message_discard, message_id, f"{message_id} is discarded.")
+    return _operator_action(request, actions.message_discard, message_id, f"{message_id} is discarded.")
 
 
 @staff
