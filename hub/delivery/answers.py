@@ -30,6 +30,7 @@ class SendResult:
     error: str | None = None
     status: int = 200
     message_status: str | None = None
+    retry_after: int | None = None  # a refused send over the member's rate: seconds until it may send again
 
     def as_dict(self) -> dict:
         if self.message_id is None:  # rejected: nothing was stored

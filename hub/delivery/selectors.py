@@ -9,8 +9,6 @@ from members.models import Member
 from members.selectors import members_with_channels
 from offline_queue.models import Message
 
-UNDELIVERED = (Message.Status.QUEUED, Message.Status.DELIVERING)
-
 
 def online_status() -> dict[str, dict]:
     """``{member_id: {"online", "last_seen", "channel"}}`` for every member; stale endpoints are probed."""
@@ -20,7 +18,7 @@ def online_status() -> dict[str, dict]:
 def queued_messages(recipient: Member, *, sender_id: str | None = None) -> QuerySet[Message]:
     """Messages waiting for ``recipient`` (queued, or sent and waiting for an ack), oldest first;
     only those from ``sender_id`` when given."""
-    queryset = Message.objects.filter(recipient=recipient, status__in=UNDELIVERED).order_by("id")
+    queryset = Message.objects.filter(recipient=recipient, status__in=Message.UNDELIVERED).order_by("id")
     if sender_id is not None:
         queryset = queryset.filter(sender_id=sender_id)
     return queryset

@@ -15,11 +15,33 @@ from django.utils import timezone
 from hub import bus, metrics
 from hub.delivery import routing
 from hub.delivery.answers import ANSWER_KEY, SendResult, answer_for, find_previous, rejected, replay
+from hub.delivery.rate import member_take_send_slot
 from hub.delivery.validation import send_problem
 from members.models import Member
 from offline_queue.models import Message
 from offline_queue.outcome import message_record_outcome
 from offline_queue.policy import expiry_for
+
+# The message fields a member's send request may carry (the API body, the bridge ``send`` frame).
+SEND_FIELDS = ("recipient_id", "topic", "content", "message_type", "thread_id", "reply_to", "message_id")
+
+
+def member_send(*, member: Member, request: dict, source: str, idempotency_key: str | None = "") -> SendResult:
+    """A send by an authenticated ``member`` (``POST /api/unified/send``, the bridge ``send`` frame): counted
+    against the member's rate, then ``message_send`` as that member with the fields of ``request`` that are
+    set. Over the rate: a 429 result with ``retry_after`` and nothing stored."""
+    retry_after = member_take_send_slot(member=member)
+    if retry_after:
+        error = f"send rate of {member.send_rate} messages per minute exceeded"
+        return SendResult(success=False, error=error, status=429, retry_after=retry_after)
+    fields = {name: request[name] for name in SEND_FIELDS if request.get(name) is not None}
+    return message_send(
+        sender_id=member.member_id,
+        idempotency_key="" if idempotency_key is None else idempotency_key,
+        metadata=request.get("metadata"),
+        source=source,
+        **fields,
+    )
 
 
 def _lock_sender(sender_id: str) -> None:
@@ -145,6 +167,8 @@ def message_send(
         message_record_outcome(message, outcome)
     result = answer_for(message, outcome, started)
     message.accepted_channel = result.channel or ""
-    message.metadata[ANSWER_KEY] = asdict(result)
+    answer = asdict(result)
+    del answer["retry_after"]  # a field of refusals only: what is kept is the answer of an accepted send
+    message.metadata[ANSWER_KEY] = answer
     Message.objects.filter(pk=message.pk).update(accepted_channel=message.accepted_channel, metadata=message.metadata)
     return result
