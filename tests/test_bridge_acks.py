@@ -6,7 +6,6 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 
-from hub.bridge.acks import acks_written
 from offline_queue.models import Message
 from tests.bridge_support import Client, add_backend, fresh_bridge  # noqa: F401  (fixture)
 
@@ -38,7 +37,7 @@ def test_it_marks_acknowledged_messages_delivered_one_ack_at_a_time_as_old_clien
         for message in made[:3]:
             await client.send({"type": "ack", "message_id": message.message_id})
         await client.silent(0.05)
-        await acks_written(client.consumer)
+        await client.consumer.acks_written()
         now = await statuses()
         assert [now[m.message_id] for m in made] == ["delivered"] * 3 + ["delivering"] * 2
         assert await client.silent(0.05)  # no answer to a good ack
@@ -55,7 +54,7 @@ def test_it_takes_a_list_of_ids_in_one_frame(lingflow):
         client = await Client(token=token).connect()
         await client.send({"type": "ack", "message_ids": [m.message_id for m in made]})
         await client.silent(0.05)
-        await acks_written(client.consumer)
+        await client.consumer.acks_written()
         await client.close()
 
     async_to_sync(scenario)()
@@ -90,7 +89,7 @@ def test_a_repeated_ack_is_harmless(lingflow):
         for _ in range(3):
             await client.send({"type": "ack", "message_id": made[0].message_id})
         await client.silent(0.05)
-        await acks_written(client.consumer)
+        await client.consumer.acks_written()
         assert await client.silent(0.05)
         await client.close()
 

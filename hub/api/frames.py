@@ -36,7 +36,7 @@ _send_async = DatabaseSyncToAsync(_send, thread_sensitive=False)
 
 @frame("send")
 async def send(consumer, data: dict) -> None:
-    member = getattr(consumer, "member", None)
+    member = consumer.member
     if member is None:
         raise FrameError("send needs an authenticated connection (a member token at the handshake or register_backend)")
     sender_id = data.get("sender_id")

@@ -4,14 +4,14 @@
 ``{"type": "ack", "message_ids": ["msg_…", …]}``. The message must be addressed to the socket's member;
 an unknown id gets an ``error`` frame; a repeated ack is harmless.
 
-Acks are written in batches: the handler only adds the ids to the socket's pending list, and one writer per
-socket stores whatever has piled up while its previous write ran (one UPDATE for many acks). A burst of
-plain per-message acks from an old client therefore costs a handful of database writes, not one each.
+Acks are written in batches: the handler only adds the ids to the socket's pending acks
+(``BridgeConsumer.queue_acks``), and one writer per socket stores whatever has piled up while its previous
+write ran (one UPDATE for many acks). A burst of plain per-message acks from an old client therefore costs a
+handful of database writes, not one each.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from channels.db import database_sync_to_async
@@ -46,36 +46,22 @@ def _ids_of(data: dict) -> list[str]:
 
 @frame("ack")
 async def ack(consumer, data: dict) -> None:
-    member = getattr(consumer, "member", None)
+    member = consumer.member
     if member is None:
         raise FrameError("ack: this connection has no member (register_backend or connect with a member token)")
     ids = _ids_of(data)
-    pending: list[str] = consumer.__dict__.setdefault("pending_acks", [])
-    pending.extend(ids)
-    writer: asyncio.Task | None = getattr(consumer, "ack_writer", None)
-    if writer is None or writer.done():
-        consumer.ack_writer = asyncio.create_task(_write_acks(consumer, member.member_id))
+    consumer.queue_acks(ids, lambda: _write_acks(consumer, member.member_id))
 
 
 async def _write_acks(consumer, member_id: str) -> None:
     """Store the socket's pending acks until none are left; report unknown ids on the socket."""
-    pending: list[str] = consumer.pending_acks
-    while pending:
-        ids = pending[:ACK_WRITE_LIMIT]
-        del pending[:ACK_WRITE_LIMIT]
+    while ids := consumer.take_acks(ACK_WRITE_LIMIT):
         try:
             result = await database_sync_to_async(messages_acknowledge)(member_id=member_id, message_ids=ids)
         except Exception:
             # The messages stay unacknowledged and are delivered again after the ack timeout.
             logger.exception("could not store %d acks from %s", len(ids), member_id)
             continue
-        if result.unknown and not getattr(consumer, "closed", False):
+        if result.unknown and not consumer.closed:
             shown = ", ".join(result.unknown[:20]) + (" …" if len(result.unknown) > 20 else "")
             await consumer.send_frame({"type": "error", "message": f"ack: unknown message_id {shown}"})
-
-
-async def acks_written(consumer) -> None:
-    """Wait until the socket's pending acks are stored (tests, and a consumer closing cleanly)."""
-    writer: asyncio.Task | None = getattr(consumer, "ack_writer", None)
-    if writer is not None:
-        await asyncio.shield(writer)

@@ -16,6 +16,8 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
@@ -29,6 +31,9 @@ from hub.bridge.auth import CLOSE_REPLACED, CLOSE_UNAUTHORIZED, handshake_token,
 from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending
 from hub.sockets import HANDLERS, FrameError, audience_group, member_group
 from members.selectors import member_by_token
+
+if TYPE_CHECKING:
+    from members.models import Channel
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +60,20 @@ class BridgeConsumer(AsyncWebsocketConsumer):
     member = None
     backend_id: str | None = None
     backend_info: dict | None = None
+    # (Channel pk, Member pk) of the registered backend, to mark it offline when the socket closes.
+    backend_channel: tuple[int, int] | None = None
     current_backend: str | None = None
     closed = False
     role = "user"
+    loopback = False
+    counted = False  # in the open-connections gauge
+    # Acks received and not stored yet, and the task storing them (``hub.bridge.acks``).
+    ack_writer: asyncio.Task | None = None
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.groups_joined: set[str] = set()
+        self.pending_acks: list[str] = []
 
     @property
     def connection_id(self) -> str:
@@ -116,7 +132,6 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         """Authenticate a handshake token, then accept (a wrong token is accepted only to be closed with
         4001 and the reason). A subclass may set ``self.member`` before calling this."""
         self.loopback = is_loopback(self.scope)
-        self.groups_joined: set[str] = set()
         token = handshake_token(self.scope)
         if token is not None:
             member = await database_sync_to_async(member_by_token)(token)
@@ -174,10 +189,10 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         self.closed = True
         if LOCAL.connections.get(self.channel_name) is self:
             del LOCAL.connections[self.channel_name]
-        if getattr(self, "counted", False):
+        if self.counted:
             metrics.BRIDGE_CONNECTIONS.labels(self.role).dec()
             self.counted = False
-        for group in list(getattr(self, "groups_joined", ())):
+        for group in list(self.groups_joined):
             await self.channel_layer.group_discard(group, self.channel_name)
         if self.backend_id is not None:
             await presence.backend_left(self)
@@ -273,8 +288,46 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         await self.refuse(f"{frame_type}: this connection needs a member token (?token=… or Authorization: Bearer …)")
         return False
 
+    async def choose_backend(self, backend_id: str) -> None:
+        """A user chose ``backend_id``: its pushes reach this socket (a backend socket hears no audience)."""
+        if self.backend_id is None:
+            await self.leave(audience_group(self.current_backend))
+            await self.join(audience_group(backend_id))
+        self.current_backend = backend_id
+
+    def hold_backend(self, channel: Channel, info: dict) -> None:
+        """This socket registered ``channel``'s backend: it is the backend's socket (and its member's)."""
+        self.backend_id = channel.address
+        self.backend_channel = (channel.pk, channel.member_id)
+        self.backend_info = info
+        if self.member is None:
+            self.member = channel.member
+        self.set_role("backend")
+
+    def release_backend(self) -> None:
+        """This socket no longer holds its backend (a newer socket took it over, or it closed)."""
+        self.backend_id = None
+
+    def queue_acks(self, ids: list[str], write: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Keep ``ids`` until they are stored, and start ``write`` (which stores what piles up meanwhile)
+        unless it is already running."""
+        self.pending_acks.extend(ids)
+        if self.ack_writer is None or self.ack_writer.done():
+            self.ack_writer = asyncio.create_task(write())
+
+    def take_acks(self, limit: int) -> list[str]:
+        """Up to ``limit`` of the pending acks, oldest first, removed from the pending list."""
+        ids = self.pending_acks[:limit]
+        del self.pending_acks[:limit]
+        return ids
+
+    async def acks_written(self) -> None:
+        """Wait until the socket's pending acks are stored (tests, and a consumer closing cleanly)."""
+        if self.ack_writer is not None:
+            await asyncio.shield(self.ack_writer)
+
     def set_role(self, role: str) -> None:
-        if getattr(self, "counted", False) and role != self.role:
+        if self.counted and role != self.role:
             metrics.BRIDGE_CONNECTIONS.labels(self.role).dec()
             metrics.BRIDGE_CONNECTIONS.labels(role).inc()
         self.role = role
