@@ -30,14 +30,14 @@ from offline_queue.outcome import Outcome
 logger = logging.getLogger(__name__)
 
 AUTO_ORDER: dict[str, tuple[str, ...]] = {
-    Message.Type.DISCUSSION: ("lingmessage", "bridge", "feishu_webhook", "feishu_bot"),
-    Message.Type.CHAT: ("bridge", "lingmessage", "feishu_webhook", "feishu_bot"),
-    Message.Type.NOTIFICATION: ("bridge", "lingmessage", "feishu_webhook", "feishu_bot"),
+    Message.Type.DISCUSSION: ("lingmessage", "bridge", "feishu_webhook"),
+    Message.Type.CHAT: ("bridge", "lingmessage", "feishu_webhook"),
+    Message.Type.NOTIFICATION: ("bridge", "lingmessage", "feishu_webhook"),
 }
 PREFERRED_KINDS: dict[str, tuple[str, ...]] = {
     Member.PreferredChannel.LINGMESSAGE: ("lingmessage",),
     Member.PreferredChannel.BRIDGE: ("bridge",),
-    Member.PreferredChannel.FEISHU: ("feishu_webhook", "feishu_bot"),
+    Member.PreferredChannel.FEISHU: ("feishu_webhook",),
 }
 OFFLINE = "recipient offline"
 
