@@ -1,18 +1,11 @@
 """The bridge WebSocket consumer: authenticates the socket, parses frames and dispatches them to the handlers
-registered in ``hub.sockets``; channel-layer events (``hub.deliver``, ``hub.frame``) go to the socket.
-
-Speed (see docs/performance.md, "Bridge"): frames and layer events skip channels' per-message
-``aclose_old_connections()`` (a thread hop per frame); every ORM use of the bridge goes through
-``database_sync_to_async``, which closes stale connections around each call, so nothing here needs the
-per-message clean-up. The socket is read in a plain loop rather than channels' ``await_many_dispatch`` (a
-new task and an ``asyncio.wait`` per message); a lock keeps channels' guarantee that one message is handled
-at a time, frames and layer events alike.
+registered in ``hub.sockets``; channel-layer events (``hub.deliver``, ``hub.frame``) go to the socket. How
+messages reach it, one at a time and fast, is ``hub.bridge.loop``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -21,13 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
-from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.layers import get_channel_layer
 from django.conf import settings
 
 from hub import metrics
 from hub.bridge import presence
 from hub.bridge.auth import CLOSE_REPLACED, CLOSE_UNAUTHORIZED, handshake_token, is_loopback
+from hub.bridge.loop import OneAtATimeConsumer
 from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending
 from hub.sockets import HANDLERS, FrameError, audience_group, member_group
 from members.selectors import member_by_token
@@ -49,7 +41,7 @@ def _count_frame(frame_type: str) -> None:
     counter.inc()
 
 
-class BridgeConsumer(AsyncWebsocketConsumer):
+class BridgeConsumer(OneAtATimeConsumer):
     """One bridge socket: a user client, or (after ``register_backend``) an AI backend.
 
     Public attributes other parts rely on: ``member`` (the authenticated Member or None), ``backend_id``
@@ -84,46 +76,6 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         return settings.HUB_BRIDGE_LOOPBACK_USERS and self.loopback
 
     # --- ASGI events ------------------------------------------------------------------------------------
-
-    async def __call__(self, scope, receive, send) -> None:
-        self.scope = scope
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        self.channel_name = await self.channel_layer.new_channel()
-        self.base_send = send
-        self._one_at_a_time = asyncio.Lock()
-        layer_events = asyncio.create_task(self._layer_loop())
-        try:
-            while True:
-                message = await receive()
-                async with self._one_at_a_time:
-                    await self.dispatch(message)
-        except StopConsumer:
-            pass
-        finally:
-            layer_events.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await layer_events
-
-    async def _layer_loop(self) -> None:
-        receive, name = self.channel_layer.receive, self.channel_name
-        while True:
-            event = await receive(name)
-            async with self._one_at_a_time:
-                try:
-                    await self.dispatch(event)
-                except Exception:
-                    logger.exception("bridge: channel-layer event %r failed", event.get("type"))
-
-    async def dispatch(self, message: dict) -> None:
-        # channels' AsyncConsumer.dispatch runs aclose_old_connections() (a thread hop) before every
-        # message; see the module docstring for why the bridge does without.
-        if message["type"] == "websocket.receive":
-            await self.websocket_receive(message)
-            return
-        handler = getattr(self, message["type"].replace(".", "_"), None)
-        if handler is None or message["type"].startswith("_"):
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
 
     async def websocket_connect(self, message: dict) -> None:
         await self.connect()
