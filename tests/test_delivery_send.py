@@ -25,13 +25,6 @@ from tests.routing_support import (  # noqa: F401
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def lingflow(peer):
-    member = make_member("lingflow", endpoint=peer.url, backend_id="lingflow")
-    peer.secret = member.notify_secret
-    return member
-
-
 def _send(**fields):
     return message_send(sender_id="lingyi", recipient_id="lingflow", topic="v0.16系统审计", content="请审查", **fields)
 

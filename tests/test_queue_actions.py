@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from members.services import member_create
 from offline_queue.actions import QueueActionError, message_discard, message_retry_now
 from offline_queue.models import Message
+from tests.queue_support import member
 
 pytestmark = pytest.mark.django_db
 
@@ -18,7 +18,7 @@ NOON = datetime(2026, 3, 1, 12, 0, 30, tzinfo=UTC)
 
 @pytest.fixture
 def lingyi():
-    return member_create(member_id="lingyi", name="灵依", backend_id="lingyi").member
+    return member("lingyi")
 
 
 def test_it_makes_a_queued_message_due_now(lingyi):

@@ -93,14 +93,19 @@ def test_it_sends_what_queued_up_behind_in_flight_messages_once_they_are_acknowl
     assert recipient.received == [first.message_id, later.message_id]
 
 
-def test_it_resends_in_flight_messages_when_the_member_reconnects(
-    recipient, django_capture_on_commit_callbacks, time_machine
-):
-    lingflow = member()
-    messages = accept(lingflow, n=3)
+def sent_unacknowledged(recipient, time_machine) -> list:
+    """Three messages waiting for lingflow, written to its socket by a flush a second ago and not acknowledged."""
+    messages = accept(member(), n=3)
     recipient.online = True
     member_flush(member_id="lingflow")
     time_machine.shift(1)
+    return messages
+
+
+def test_it_resends_in_flight_messages_when_the_member_reconnects(
+    recipient, django_capture_on_commit_callbacks, time_machine
+):
+    messages = sent_unacknowledged(recipient, time_machine)
     # the socket died before any ack: the new socket gets everything again, in order
     with django_capture_on_commit_callbacks(execute=True):
         member_online.send(sender=None, member_id="lingflow", channel_kind="bridge")
@@ -110,12 +115,8 @@ def test_it_resends_in_flight_messages_when_the_member_reconnects(
 def test_it_does_not_send_again_what_the_current_socket_got_and_has_not_acknowledged_yet(
     recipient, time_machine, django_capture_on_commit_callbacks
 ):
-    lingflow = member()
-    messages = accept(lingflow, n=3)
-    recipient.online = True
-    member_flush(member_id="lingflow")
-    time_machine.shift(1)
-    (later,) = accept(lingflow, n=1)
+    messages = sent_unacknowledged(recipient, time_machine)
+    (later,) = accept(messages[0].recipient, n=1)
     # a second flush for the same connection, or a sweep, sends nothing: the three wait for their acks,
     # and the new one waits behind them
     member_flush(member_id="lingflow", online_at=messages[0].created_at)

@@ -26,13 +26,6 @@ from tests.routing_support import (  # noqa: F401
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def lingflow(peer):
-    member = make_member("lingflow", endpoint=peer.url, backend_id="lingflow")
-    peer.secret = member.notify_secret
-    return member
-
-
 def frames_on(socket: BridgeSocket, n: int) -> list[dict]:
     """The next ``n`` frames handed to the member's sockets (single deliveries or batches of them)."""
     frames: list[dict] = []

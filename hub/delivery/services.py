@@ -75,21 +75,6 @@ def message_send(
     otherwise one attempt is made now and its outcome applied by the offline queue's retry policy.
     """
     started = time.perf_counter()
-    error = send_problem(
-        sender_id=sender_id,
-        recipient_id=recipient_id,
-        topic=topic,
-        content=content,
-        message_type=message_type,
-        thread_id=thread_id,
-        reply_to=reply_to,
-        message_id=message_id,
-        idempotency_key=idempotency_key,
-        metadata=metadata,
-    )
-    if error:
-        return rejected(error, 400, started)
-
     request = {
         "recipient_id": recipient_id,
         "topic": topic,
@@ -98,6 +83,12 @@ def message_send(
         "thread_id": thread_id,
         "reply_to": reply_to,
     }
+    error = send_problem(
+        sender_id=sender_id, **request, message_id=message_id, idempotency_key=idempotency_key, metadata=metadata
+    )
+    if error:
+        return rejected(error, 400, started)
+
     previous = find_previous(sender_id, message_id, idempotency_key)
     if previous is not None:
         if previous.sender_id != sender_id:
@@ -112,13 +103,9 @@ def message_send(
 
     now = timezone.now()
     fields = {
+        **{name: value for name, value in request.items() if name != "recipient_id"},
         "sender_id": sender_id,
         "recipient": recipient,
-        "topic": topic,
-        "thread_id": thread_id,
-        "reply_to": reply_to,
-        "content": content,
-        "message_type": message_type,
         "source": source,
         "metadata": dict(metadata or {}),
         "idempotency_key": idempotency_key,
