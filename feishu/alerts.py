@@ -20,9 +20,9 @@ logger = logging.getLogger("feishu.alerts")
 ALERT_RETRIES = 2
 
 
-def alert_post(sender: object = None, *, text: str, **kwargs: object) -> webhook.WebhookResult | None:
-    """Post ``text`` to the alert webhook; returns what Feishu made of it, or None when no alert webhook is
-    configured or the text cannot be sent."""
+def alert_post(sender: object = None, *, text: str, **kwargs: object) -> str | None:
+    """Post ``text`` to the alert webhook; returns ``"feishu"`` when Feishu took it, None when no alert webhook
+    is configured or the post failed (logged)."""
     url = settings.HUB_ALERT_FEISHU_WEBHOOK
     if not url:
         return None
@@ -35,4 +35,5 @@ def alert_post(sender: object = None, *, text: str, **kwargs: object) -> webhook
         return None
     if not result.ok:
         logger.error("alert to the Feishu webhook failed: %s", result.msg)
-    return result
+        return None
+    return "feishu"

@@ -11,7 +11,7 @@ class FeishuConfig(AppConfig):
         from feishu import frames  # noqa: F401  (registers the group_active bridge frame)
         from feishu.alerts import alert_post
         from feishu.transports import FeishuWebhookTransport
-        from hub import transports
+        from hub.delivery import transports
         from hub.signals import alert_raised
 
         transports.register(FeishuWebhookTransport())

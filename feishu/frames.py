@@ -9,7 +9,7 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 
 from feishu.activity import chat_id_problem, group_mark_active, group_state
-from feishu.bridge import FrameError, frame
+from hub.sockets import FrameError, frame
 
 
 @database_sync_to_async

@@ -9,7 +9,7 @@ from typing import Any
 from feishu import selectors
 from feishu.content import message_text
 from feishu.models import ActiveGroup
-from hub.services import message_send
+from hub.delivery.services import message_send
 
 # ``message_send``'s signature: keyword arguments in, an answer with ``message_id`` (or ``status``) out.
 SendFn = Callable[..., Any]

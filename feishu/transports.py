@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 
 from feishu import webhook
-from feishu.coordination.services import jitter_seconds
-from hub.transports.base import Outcome, Transport
+from feishu.coordination.jitter import jitter_seconds
+from hub.delivery.transports import Delivered, Transport, TransportError
 from members.models import Channel, Member
-from offline_queue.models import DeliveryAttempt, Message
+from offline_queue.models import Message
 
 
 def webhook_message(message: Message) -> tuple[str, object]:
@@ -40,7 +40,7 @@ class FeishuWebhookTransport(Transport):
 
     kind = Channel.Kind.FEISHU_WEBHOOK
 
-    def deliver(self, message: Message, channel: Channel) -> Outcome:
+    def deliver(self, message: Message, channel: Channel) -> Delivered:
         jitter_before_posting(message)
         started = time.perf_counter()
         msg_type, content = webhook_message(message)
@@ -49,10 +49,8 @@ class FeishuWebhookTransport(Transport):
                 url=channel.address, secret=channel.secret, msg_type=msg_type, content=content, retries=0
             )
         except ValueError as exc:
-            return Outcome(DeliveryAttempt.Outcome.PERMANENT, channel=self.kind, error=str(exc))
-        latency_ms = (time.perf_counter() - started) * 1000
-        if result.ok:
-            note = "duplicate within 300 s, not sent again" if result.duplicate else ""
-            return Outcome(DeliveryAttempt.Outcome.DELIVERED, channel=self.kind, error=note, latency_ms=latency_ms)
-        outcome = DeliveryAttempt.Outcome.PERMANENT if result.permanent else DeliveryAttempt.Outcome.TRANSIENT
-        return Outcome(outcome, channel=self.kind, error=result.msg, latency_ms=latency_ms)
+            raise TransportError(str(exc), permanent=True) from exc
+        if not result.ok:
+            raise TransportError(result.msg, permanent=result.permanent)
+        note = "duplicate within 300 s, not sent again" if result.duplicate else ""
+        return Delivered(note=note, latency_ms=(time.perf_counter() - started) * 1000)

@@ -8,13 +8,16 @@ class HubConfig(AppConfig):
     verbose_name = "Ling Hub"
 
     def ready(self) -> None:
-        from hub import audit, bus, transports
+        from hub import bus
         from hub.api import frames as api_frames  # noqa: F401  (registers the bridge `send` frame)
-        from hub.bridge import handlers  # noqa: F401  (registers the core bridge frames)
-        from hub.transports.bridge import BridgeTransport
-        from hub.transports.lingmessage import LingMessageTransport
+        from hub.bridge import acks, handlers  # noqa: F401  (register the core bridge frames)
+        from hub.bridge.transport import BridgeTransport
+        from hub.delivery import alerts, audit, routing, transports  # noqa: F401  (alerts: the alert member receiver)
+        from hub.delivery.lingmessage import LingMessageTransport
+        from offline_queue import router
 
         transports.register(LingMessageTransport())
         transports.register(BridgeTransport())
+        router.connect(router.Router(attempt=routing.attempt, deliver_many=routing.deliver_many))
         bus.subscribe_all(audit.audit_log)
         bus.subscribe_all(audit.delivery_metrics)

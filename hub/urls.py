@@ -14,7 +14,6 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("", include("hub.api.urls")),
     path("", include("hub.bridge.urls")),
-    path("", include("offline_queue.urls")),
     path("", include("feishu.urls")),
     path("", include("feishu.coordination.urls")),
     path("", include("hub.dashboard.urls")),

@@ -92,13 +92,6 @@ class Member(models.Model):
     def send_rate(self) -> int:
         return self.send_rate_per_minute or settings.HUB_SEND_RATE_PER_MINUTE
 
-    def channel_of_kind(self, kind: str) -> Channel | None:
-        """The member's first enabled channel of ``kind`` (uses prefetched channels when present)."""
-        for channel in self.channels.all():
-            if channel.kind == kind and channel.enabled:
-                return channel
-        return None
-
     def is_online(self, now: datetime | None = None) -> bool:
         """Online when any enabled channel is live right now (computed at read time)."""
         now = now or timezone.now()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from members.models import Channel, Member, hash_token
+from members.models import Member, hash_token
 
 
 def member_by_token(raw: str | None) -> Member | None:
@@ -20,7 +20,3 @@ def member_get(member_id: str) -> Member | None:
 
 def members_with_channels() -> QuerySet[Member]:
     return Member.objects.prefetch_related("channels").order_by("member_id")
-
-
-def bridge_channel_for_backend(backend_id: str) -> Channel | None:
-    return Channel.objects.select_related("member").filter(kind=Channel.Kind.BRIDGE, address=backend_id).first()

@@ -4,7 +4,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from offline_queue import selectors, services
+from offline_queue import selectors
+from offline_queue.actions import ActionTally, messages_discard, messages_retry_now
 from offline_queue.models import DeliveryAttempt, DeliveryLease, Message
 from offline_queue.policy import RetryPolicy
 
@@ -83,7 +84,7 @@ class MessageAdmin(admin.ModelAdmin):
         ),
     ]
     inlines = [DeliveryAttemptInline]
-    actions = ["retry_now", "requeue", "discard"]
+    actions = ["retry_now", "discard"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # messages enter through the API, the bridge and Feishu, which persist them first
@@ -102,20 +103,20 @@ class MessageAdmin(admin.ModelAdmin):
         }
         return super().changelist_view(request, extra_context=extra_context)
 
-    @admin.action(description="Retry now (undelivered messages)")
+    @admin.action(description="Retry now (waiting ones at once; expired or failed ones back in the queue)")
     def retry_now(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
-        n = services.messages_retry_now(messages=queryset)
-        self.message_user(request, f"{n} message(s) will be retried on the next pass of the scheduler.")
+        tally = messages_retry_now(messages=queryset, user=request.user.get_username())
+        self._report(request, tally, f"{tally.done} message(s) will be retried on the next pass of the scheduler.")
 
-    @admin.action(description="Requeue (expired or failed messages)")
-    def requeue(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
-        n = services.messages_requeue(messages=queryset)
-        self.message_user(request, f"{n} message(s) are back in the queue with a fresh retry budget.")
-
-    @admin.action(description="Discard (take undelivered messages out of the queue)")
+    @admin.action(description="Discard (stop delivering; closed ones are marked as looked at)")
     def discard(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
-        n = services.messages_discard(messages=queryset, by=request.user.get_username())
-        self.message_user(request, f"{n} message(s) discarded.", messages.WARNING)
+        tally = messages_discard(messages=queryset, user=request.user.get_username())
+        self._report(request, tally, f"{tally.done} message(s) discarded.", level=messages.WARNING)
+
+    def _report(self, request: HttpRequest, tally: ActionTally, done: str, level: int = messages.INFO) -> None:
+        self.message_user(request, done, level)
+        for refusal in tally.refused:
+            self.message_user(request, refusal, messages.ERROR)
 
 
 @admin.register(DeliveryLease)

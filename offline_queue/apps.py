@@ -9,7 +9,7 @@ class OfflineQueueConfig(AppConfig):
     verbose_name = "Messages and offline queue"
 
     def ready(self) -> None:
-        from offline_queue import frames, receivers  # noqa: F401  (the ack frame, the member_online receiver)
+        from offline_queue import receivers  # noqa: F401  (the member_online receiver)
         from offline_queue.schedules import ensure_schedules
 
         post_migrate.connect(ensure_schedules, sender=self, dispatch_uid="offline_queue.ensure_schedules")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.db import models
 
 from members.models import Member
+from offline_queue.policy import ack_deadline, expiry_for, retry_delay
 
 
 def new_message_id() -> str:
@@ -16,6 +19,28 @@ def new_message_id() -> str:
 
 def default_max_retries() -> int:
     return settings.HUB_RETRY_MAX_RETRIES
+
+
+@dataclass(frozen=True)
+class DeliveryState:
+    """A message's delivery fields after an attempt (``Message.after_attempt``), ready to be saved."""
+
+    status: str
+    delivered_via: str
+    delivered_at: datetime | None
+    next_retry_at: datetime | None
+    last_error: str
+    retry_count: int
+    expires_at: datetime
+    last_attempt_at: datetime
+    # The attempt is over: whoever held the message for it (the sender's first attempt holds a short lease)
+    # lets go, so the scheduler may take it up again.
+    lease_owner: str = ""
+    lease_expires_at: datetime | None = None
+
+    def values(self) -> dict:
+        """The fields and their values, for ``QuerySet.update`` or ``setattr``."""
+        return asdict(self)
 
 
 class Message(models.Model):
@@ -84,8 +109,13 @@ class Message(models.Model):
             models.Index(fields=["status", "expires_at"]),
         ]
 
+    # The statuses of a message still to be delivered: waiting in the queue, or written and waiting for an ack.
     UNDELIVERED = (Status.QUEUED, Status.DELIVERING)
     TERMINAL = (Status.DELIVERED, Status.EXPIRED, Status.FAILED)
+    # Undelivered for good: expired, or failed (retries used up, refused, or discarded by an operator).
+    CLOSED = (Status.EXPIRED, Status.FAILED)
+    # How ``last_error`` starts once an operator discarded the message.
+    DISCARDED_PREFIX = "discarded by "
 
     def __str__(self) -> str:
         return f"{self.message_id} {self.sender_id}→{self.recipient_id} [{self.status}]"
@@ -95,9 +125,54 @@ class Message(models.Model):
         return self.status in self.UNDELIVERED
 
     @property
+    def is_discarded(self) -> bool:
+        """True when an operator took the message out of the queue (failed, ``last_error`` says by whom)."""
+        return self.status == self.Status.FAILED and self.last_error.startswith(self.DISCARDED_PREFIX)
+
+    @property
     def attempted(self) -> bool:
         """True once a delivery was attempted, so the next attempt is a retry."""
         return self.last_attempt_at is not None
+
+    def after_attempt(self, result: str, *, now: datetime, channel: str = "", error: str = "") -> DeliveryState:
+        """The delivery state after an attempt at ``now`` that ended in ``result`` (a ``DeliveryAttempt.Outcome``)
+        over ``channel``, by the retry policy; the message itself is not changed.
+
+        delivered → delivered; sent → delivering until the ack (back in the queue after the ack timeout);
+        transient → queued for the next retry, expired once past its expiry, failed after the last retry;
+        permanent → failed with ``error``.
+        """
+        expires_at = self.expires_at or expiry_for(self.created_at or now)
+        state = {
+            "status": self.status,
+            "delivered_via": self.delivered_via,
+            "delivered_at": self.delivered_at,
+            "next_retry_at": None,
+            "last_error": error,
+            "retry_count": self.retry_count,
+            "expires_at": expires_at,
+            "last_attempt_at": now,
+        }
+        if result == DeliveryAttempt.Outcome.DELIVERED:
+            state.update(status=self.Status.DELIVERED, delivered_via=channel, delivered_at=now, last_error="")
+        elif result == DeliveryAttempt.Outcome.SENT:
+            state.update(status=self.Status.DELIVERING, delivered_via=channel, last_error="")
+            state["next_retry_at"] = ack_deadline(now)
+        elif result == DeliveryAttempt.Outcome.PERMANENT:
+            state["status"] = self.Status.FAILED
+        elif now >= expires_at:
+            state["status"] = self.Status.EXPIRED
+        elif self.retry_count >= self.max_retries:
+            state["status"] = self.Status.FAILED
+        else:
+            # retry_count counts the retries already made: 60 s after the first failure, then 120, 240, …
+            state.update(status=self.Status.QUEUED, next_retry_at=min(now + retry_delay(self.retry_count), expires_at))
+        return DeliveryState(**state)
+
+    def public_metadata(self) -> dict:
+        """The metadata without the hub's own bookkeeping (keys starting with ``_``), as recipients see it: for a
+        message relayed from Feishu, its chat id, sender, msg_type and full content."""
+        return {key: value for key, value in (self.metadata or {}).items() if not key.startswith("_")}
 
     def envelope(self) -> dict:
         """What every view of the message to its recipient carries: who sent what, in which thread."""

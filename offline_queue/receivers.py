@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.dispatch import receiver
 
 from hub.signals import member_online
-from offline_queue.services import member_schedule_flush
+from offline_queue.scheduling import member_schedule_flush
 
 
 @receiver(member_online, dispatch_uid="offline_queue.flush_on_member_online")

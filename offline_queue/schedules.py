@@ -1,4 +1,5 @@
-"""The django-q2 schedules of the offline queue, created (or corrected) after every ``migrate``."""
+"""The django-q2 schedules of the hub, created (or corrected) after every ``migrate``: the offline queue's
+sweep, expiry and clean-up, and the delivery core's endpoint probes (named by path, not imported)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ SCHEDULES: dict[str, tuple[str, int]] = {
     # name: (function, every N minutes)
     "offline_queue: retry sweep": ("offline_queue.tasks.sweep", 1),
     "offline_queue: expiry": ("offline_queue.tasks.expire", 1),
-    "offline_queue: endpoint probes": ("offline_queue.tasks.probe_endpoints", 1),
+    "offline_queue: endpoint probes": ("hub.delivery.tasks.probe_endpoints", 1),
     "offline_queue: cleanup": ("offline_queue.tasks.cleanup", 60),
 }
 

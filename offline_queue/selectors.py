@@ -90,12 +90,3 @@ def queue_totals() -> dict[str, int]:
 def member_queue(member_id: str) -> QuerySet[Message]:
     """What waits for ``member_id``, in delivery order (oldest first)."""
     return Message.objects.filter(recipient__member_id=member_id, status__in=Message.UNDELIVERED).order_by("pk")
-
-
-def undelivered_alerts(*, limit: int = 50) -> QuerySet[Message]:
-    """The most recent expired or failed messages (the alert list of the admin and dashboards)."""
-    return (
-        Message.objects.filter(status__in=(Message.Status.EXPIRED, Message.Status.FAILED))
-        .select_related("recipient")
-        .order_by("-last_attempt_at", "-pk")[:limit]
-    )

@@ -74,6 +74,17 @@ def peer():
         yield peer
 
 
+@pytest.fixture
+def lingflow(peer):
+    """The member ``lingflow`` with a LingMessage endpoint (``peer``, checking signatures) and a bridge backend.
+    Test modules that need another lingflow define their own fixture of that name."""
+    from tests.routing_support import make_member
+
+    member = make_member("lingflow", endpoint=peer.url, backend_id="lingflow")
+    peer.secret = member.notify_secret
+    return member
+
+
 @pytest.fixture(autouse=True)
 def _no_jitter(settings):
     """The hub's random jitter before posting for a bot (0-1.5 s) is off unless a test turns it on."""

@@ -1,5 +1,5 @@
 """Helpers for the offline queue's unit tests: members, accepted messages and a scripted recipient that
-stands in for the router (``hub.routing.attempt``) where a test is about the policy, not the transports."""
+stands in for the router (``hub.delivery.routing.attempt``) where a test is about the policy, not the transports."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ from dataclasses import dataclass, field
 
 from django.utils import timezone
 
-from hub.transports.base import Outcome
 from members.models import Member
 from members.services import member_create
 from offline_queue.models import Message
+from offline_queue.outcome import Outcome, message_record_outcome
 from offline_queue.policy import expiry_for
-from offline_queue.services import message_record_outcome
 
 
 def member(member_id: str = "lingflow") -> Member:
@@ -21,7 +20,7 @@ def member(member_id: str = "lingflow") -> Member:
 
 def accept(recipient: Member, *, sender_id: str = "lingyi", n: int = 1, **extra) -> list[Message]:
     """Messages accepted for ``recipient`` while it is offline: stored, first attempt failed (as
-    ``hub.services.message_send`` leaves them), or queued behind an earlier undelivered one."""
+    ``hub.delivery.services.message_send`` leaves them), or queued behind an earlier undelivered one."""
     made = []
     for _ in range(n):
         behind = Message.objects.filter(

@@ -81,3 +81,20 @@ async def test_it_reports_an_unknown_recipient_in_the_send_result():
     answer = await ws.receive_json_from(timeout=5)
     await ws.disconnect()
     assert answer == {"type": "send_result", "success": False, "error": "unknown recipient 'nobody'", "code": 404}
+
+
+async def test_it_answers_a_send_past_the_members_rate_with_retry_after_and_stores_nothing(settings):
+    settings.HUB_SEND_RATE_PER_MINUTE = 1
+    lingyi = await sync_to_async(make_member)("lingyi")
+    await sync_to_async(make_member)("lingflow")
+    ws = await _connect(lingyi)
+    answers = []
+    for text in ("first", "second"):
+        await ws.send_json_to({"type": "send", "recipient_id": "lingflow", "content": text})
+        answers.append(await ws.receive_json_from(timeout=5))
+    await ws.disconnect()
+    assert answers[0]["code"] == 202  # accepted: lingflow has no channel, so it waits in the queue
+    limited = answers[1]
+    assert limited["type"] == "send_result" and limited["success"] is False and "code" not in limited
+    assert limited["error"] == "send rate of 1 messages per minute exceeded" and 1 <= limited["retry_after"] <= 60
+    assert await Message.objects.acount() == 1

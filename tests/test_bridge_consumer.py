@@ -13,9 +13,9 @@ from django.utils import timezone
 from hub import metrics
 from hub.bridge import presence
 from hub.bridge.auth import CLOSE_REPLACED, CLOSE_UNAUTHORIZED
-from hub.bridge.groups import member_group
 from hub.bridge.registry import LOCAL, PENDING
 from hub.signals import member_online
+from hub.sockets import member_group
 from members.models import Channel, Member
 from offline_queue.models import Message
 from tests.bridge_support import Client, add_backend, fresh_bridge  # noqa: F401  (fixture)
@@ -65,7 +65,7 @@ def test_it_registers_a_backend_with_its_secret_and_marks_it_online():
             channel = await bridge_channel("lingyi")
             assert channel.live_connection == backend.consumer.channel_name
             assert channel.is_live()
-            assert LOCAL.backend("lingyi") is backend.consumer
+            assert LOCAL.backends.get("lingyi") is backend.consumer
             await backend.close()
             channel = await bridge_channel("lingyi")
             assert channel.live_connection == ""
@@ -160,7 +160,7 @@ def test_a_second_connection_takes_the_backend_over_and_the_first_is_told_and_cl
         await first.close()
         channel = await bridge_channel("lingyi")
         assert channel.live_connection == second.consumer.channel_name
-        assert LOCAL.backend("lingyi") is second.consumer
+        assert LOCAL.backends.get("lingyi") is second.consumer
         await second.close()
 
     run(scenario)

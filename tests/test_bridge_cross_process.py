@@ -13,8 +13,8 @@ from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from hub.bridge import presence
-from hub.bridge.groups import member_group
 from hub.bridge.registry import AWAITING
+from hub.sockets import member_group
 from members.models import Channel
 from tests.bridge_support import Client, add_backend, fresh_bridge  # noqa: F401  (fixture)
 

@@ -11,7 +11,7 @@ from feishu.coordination.claims import claim_take
 from feishu.coordination.detection import observe_bot_message
 from feishu.coordination.models import BotReply, CollisionLog
 from feishu.coordination.selectors import collaboration_memory
-from hub.bridge.groups import member_group
+from hub.sockets import member_group
 from members.services import member_create
 
 pytestmark = pytest.mark.django_db(transaction=True)

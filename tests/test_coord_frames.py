@@ -12,7 +12,7 @@ from channels.testing import WebsocketCommunicator
 
 from feishu.coordination.claims import claim_take
 from hub.asgi import application
-from hub.bridge.frames import HANDLERS, FrameError
+from hub.sockets import HANDLERS, FrameError
 from members.services import member_create
 
 pytestmark = pytest.mark.django_db(transaction=True)

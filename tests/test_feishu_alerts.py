@@ -24,7 +24,8 @@ def raise_alert(text: str = ALERT) -> list:
 def test_it_posts_an_alert_on_the_signed_alert_webhook(fake_feishu, settings):
     url = fake_feishu.create_webhook(secret="hook-secret")
     settings.HUB_ALERT_FEISHU_WEBHOOK, settings.HUB_ALERT_FEISHU_SECRET = url, "hook-secret"
-    raise_alert()
+    answers = raise_alert()
+    assert "feishu" in [answer for _, answer in answers]  # where the alert went, as alert_announce reports it
     (alert,) = fake_feishu.webhook_messages(url)
     assert alert["msg_type"] == "text"
     assert "3 message(s) expired" in alert["content"]["text"]
@@ -60,6 +61,7 @@ def test_a_failing_webhook_is_logged_and_the_other_operator_channels_still_get_t
     assert fake_feishu.webhook_messages(url) == []
     assert heard == [ALERT]
     assert not any(isinstance(answer, Exception) for _, answer in answers)
+    assert "feishu" not in [answer for _, answer in answers]  # not reported as sent
 
 
 def test_nothing_is_posted_when_no_alert_webhook_is_configured(fake_feishu, settings):

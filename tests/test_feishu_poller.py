@@ -49,7 +49,7 @@ def active_chat(fake, **kwargs) -> tuple[str, ActiveGroup]:
 
 
 def poll(group: ActiveGroup, fake, send=None, names: polling.GroupNames | None = None) -> polling.PollResult:
-    """One poll, delivering through the real router (``hub.services.message_send``) unless ``send`` is given,
+    """One poll, delivering through the real router (``hub.delivery.services.message_send``) unless ``send`` is given,
     remembering refused name lookups in ``names`` (a fresh memory unless given)."""
     group.refresh_from_db()
     return polling.group_poll(group=group, client=hub_client(fake), send=send, names=names or polling.GroupNames())

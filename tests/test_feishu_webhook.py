@@ -9,10 +9,6 @@ from django.utils import timezone
 
 from feishu import webhook
 from feishu.models import WebhookSend
-from feishu.transports import FeishuWebhookTransport, jitter_before_posting
-from members.models import Channel
-from members.services import member_create
-from offline_queue.models import Message
 
 pytestmark = pytest.mark.django_db
 
@@ -107,60 +103,3 @@ def test_server_errors_give_up_after_the_retries_as_transient(fake_feishu):
     assert not result.ok and not result.permanent and result.attempts == 3
     fake_feishu.clear_faults()
     assert not webhook.webhook_send(url=url, content="later").duplicate  # the failed send did not count
-
-
-def make_message(channel_kwargs: dict, **message_kwargs) -> tuple[Message, Channel]:
-    member = member_create(member_id="alerts", name="Alerts").member
-    channel = Channel.objects.create(member=member, kind=Channel.Kind.FEISHU_WEBHOOK, **channel_kwargs)
-    message = Message.objects.create(sender_id="lingyi", recipient=member, **message_kwargs)
-    return message, channel
-
-
-def test_the_transport_delivers_a_message_as_a_post_titled_by_its_topic(fake_feishu):
-    url = fake_feishu.create_webhook(secret="s")
-    message, channel = make_message({"address": url, "secret": "s"}, topic="部署", content="v2 已上线")
-    outcome = FeishuWebhookTransport().deliver(message, channel)
-    assert outcome.result == "delivered" and outcome.channel == "feishu_webhook"
-    [received] = fake_feishu.webhook_messages(url)
-    assert received["content"]["post"]["zh_cn"]["title"] == "部署"
-
-
-def test_the_transport_reports_rate_limits_as_transient_and_bad_signatures_as_permanent(fake_feishu):
-    url = fake_feishu.create_webhook(secret="s")
-    message, channel = make_message({"address": url, "secret": "wrong"}, content="x")
-    assert FeishuWebhookTransport().deliver(message, channel).result == "permanent"
-    channel.secret = "s"
-    fake_feishu.inject_fault("hook", "error", code=11232, status=200, msg="frequency limited")
-    outcome = FeishuWebhookTransport().deliver(message, channel)
-    assert outcome.result == "transient" and "11232" in outcome.error
-    assert FeishuWebhookTransport().deliver(message, channel).result == "delivered"
-
-
-def test_the_transport_sends_a_card_chosen_by_the_sender(fake_feishu):
-    url = fake_feishu.create_webhook()
-    card = {"header": {"title": {"tag": "plain_text", "content": "告警"}}, "elements": []}
-    message, channel = make_message(
-        {"address": url}, content="告警", metadata={"feishu_webhook": {"msg_type": "interactive", "content": card}}
-    )
-    assert FeishuWebhookTransport().deliver(message, channel).ok
-    assert fake_feishu.webhook_messages(url) == [{"msg_type": "interactive", "card": card}]
-
-
-def test_the_transport_waits_a_random_jitter_before_posting_for_a_bot(fake_feishu, settings):
-    settings.COORD_JITTER_MAX = 0.2
-    member_create(member_id="lingyi", name="灵依", kind="agent")
-    url = fake_feishu.create_webhook()
-    message, _ = make_message({"address": url}, content="我来回答")
-    delays = [jitter_before_posting(message, sleep=Sleeps()) for _ in range(50)]
-    assert all(0 <= d <= 0.2 for d in delays) and len(set(delays)) > 40
-    message.retry_count = 1
-    assert jitter_before_posting(message, sleep=Sleeps()) == 0.0
-
-
-def test_the_transport_does_not_wait_for_messages_that_are_not_from_a_bot(fake_feishu, settings):
-    settings.COORD_JITTER_MAX = 0.2
-    member_create(member_id="lingyi", name="王工", kind="user")
-    url = fake_feishu.create_webhook()
-    message, _ = make_message({"address": url}, content="hi")
-    sleeps = Sleeps()
-    assert jitter_before_posting(message, sleep=sleeps) == 0.0 and sleeps == []

@@ -7,11 +7,11 @@ from django.urls import reverse
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from hub.services import message_send
+from hub.delivery.services import message_send
 from members.models import Channel
 from members.services import member_create
+from offline_queue.expiry import messages_expire
 from offline_queue.models import Message
-from offline_queue.services import messages_expire
 from tests.http_peer import HttpPeer
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,4 @@
-"""The message admin: retry settings shown, alerts visible, actions retry now / requeue / discard."""
+"""The message admin: retry settings shown, alerts visible, the operator actions retry now and discard."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def test_it_shows_the_retry_policy_and_the_counts_per_status(admin_client, queue
 
 def test_it_lists_expired_and_failed_messages_with_their_error(admin_client, queued, time_machine):
     time_machine.shift(timedelta(hours=25))
-    from offline_queue.services import messages_expire
+    from offline_queue.expiry import messages_expire
 
     messages_expire()
     body = admin_client.get(reverse(CHANGELIST), {"status__exact": "expired"}).content.decode()
@@ -54,10 +54,10 @@ def test_retry_now_makes_messages_due_at_once(admin_client, queued):
     assert {m.next_retry_at for m in Message.objects.all()} == {T0}
 
 
-def test_requeue_gives_expired_messages_a_fresh_budget(admin_client, queued, time_machine):
+def test_retry_now_gives_expired_messages_a_fresh_budget(admin_client, queued, time_machine):
     Message.objects.update(status=Message.Status.EXPIRED, retry_count=10)
     time_machine.shift(timedelta(days=2))
-    act(admin_client, "requeue", queued)
+    act(admin_client, "retry_now", queued)
     message = Message.objects.first()
     assert (message.status, message.retry_count) == (Message.Status.QUEUED, 0)
     assert message.expires_at == T0 + timedelta(days=3)
@@ -76,3 +76,11 @@ def test_it_shows_a_message_with_its_attempts(admin_client, queued):
     response = admin_client.get(reverse("admin:offline_queue_message_change", args=[queued[0].pk]))
     assert response.status_code == 200
     assert queued[0].message_id in response.content.decode()
+
+
+def test_it_says_which_selected_messages_an_action_did_not_apply_to(admin_client, queued):
+    Message.objects.filter(pk=queued[1].pk).update(status=Message.Status.DELIVERED)
+    body = act(admin_client, "discard", queued).content.decode()
+    assert "1 message(s) discarded" in body
+    assert f"{queued[1].message_id} is delivered; it cannot be discarded" in body
+    assert Message.objects.get(pk=queued[1].pk).status == Message.Status.DELIVERED

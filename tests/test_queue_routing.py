@@ -9,11 +9,13 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from hub import presence
-from hub.services import message_send
+from hub.delivery import presence
+from hub.delivery.services import message_send
 from hub.signals import member_online
-from offline_queue import services
+from offline_queue.acks import messages_acknowledge
+from offline_queue.expiry import messages_expire
 from offline_queue.models import DeliveryAttempt, Message
+from offline_queue.scheduling import member_flush, queue_sweep
 from tests.routing_support import (  # noqa: F401
     BridgeSocket,
     connect_bridge,
@@ -22,13 +24,6 @@ from tests.routing_support import (  # noqa: F401
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def lingflow(peer):
-    member = make_member("lingflow", endpoint=peer.url, backend_id="lingflow")
-    peer.secret = member.notify_secret
-    return member
 
 
 def frames_on(socket: BridgeSocket, n: int) -> list[dict]:
@@ -56,7 +51,7 @@ def test_it_retries_through_the_router_in_per_sender_order_once_the_endpoint_is_
     peer.start()
 
     with time_machine.travel(timezone.now() + timedelta(seconds=61), tick=True):
-        stats = services.queue_sweep(owner="w")
+        stats = queue_sweep(owner="w")
 
     assert stats.delivered == 7
     posted = [r.json["message_id"] for r in peer.posts()]
@@ -93,10 +88,10 @@ def test_a_bridge_backend_registering_gets_its_queue_on_the_socket_and_acks_clos
 
     assert [f["message_id"] for f in frames_on(socket, len(sent))] == sent
     assert set(Message.objects.values_list("status", flat=True)) == {"delivering"}
-    result = services.messages_acknowledge(member_id="lingflow", message_ids=[*sent, "msg_nope"])
+    result = messages_acknowledge(member_id="lingflow", message_ids=[*sent, "msg_nope"])
     assert result.acknowledged == sent and result.unknown == ["msg_nope"]
     assert set(Message.objects.values_list("status", flat=True)) == {"delivered"}
-    assert services.messages_acknowledge(member_id="lingflow", message_ids=sent).already == sent
+    assert messages_acknowledge(member_id="lingflow", message_ids=sent).already == sent
 
 
 def test_it_announces_alerts_to_the_alert_member(peer, lingflow, settings, django_capture_on_commit_callbacks):
@@ -110,7 +105,7 @@ def test_it_announces_alerts_to_the_alert_member(peer, lingflow, settings, djang
     ):
         connect_bridge(ops)
         socket = BridgeSocket("ops")  # joined now: the in-memory layer forgets group members after a day
-        assert services.messages_expire() == 2
+        assert messages_expire() == 2
 
     frame = socket.receive()["frame"]
     assert "2 message(s) expired" in frame["content"]
@@ -131,7 +126,7 @@ def test_it_sends_a_long_queue_to_the_socket_in_batches_with_an_attempt_row_each
     socket = BridgeSocket("lingflow")
     connect_bridge(lingflow)
 
-    stats = services.member_flush(member_id="lingflow")
+    stats = member_flush(member_id="lingflow")
 
     assert stats.sent == 120 and stats.retried == 1
     assert [frame["message_id"] for frame in frames_on(socket, 120)] == sent
@@ -150,7 +145,7 @@ def test_a_batch_stops_where_the_route_could_change(peer, lingflow):
     socket = BridgeSocket("lingflow")
     connect_bridge(lingflow)
 
-    services.member_flush(member_id="lingflow")
+    member_flush(member_id="lingflow")
 
     # the discussion waits until the two chats before it are acknowledged
     assert [frame["message_id"] for frame in frames_on(socket, 2)] == sent[:2]

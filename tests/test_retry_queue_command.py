@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 import pytest
 from django.core.management import call_command
 
-from offline_queue import services
+from offline_queue import router
 from offline_queue.management.commands.retry_queue import Command
 from offline_queue.models import Message
+from offline_queue.walk import PassStats
 from tests.queue_support import Recipient, accept, member
 
 pytestmark = pytest.mark.django_db
@@ -20,17 +21,17 @@ T0 = datetime(2026, 4, 8, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def recipient(monkeypatch, time_machine):
+def recipient(time_machine):
     time_machine.move_to(T0, tick=False)
     scripted = Recipient(online=True)
-    monkeypatch.setattr(services, "attempt_delivery", scripted.attempt)
-    return scripted
+    with router.using(scripted.attempt):
+        yield scripted
 
 
 def command(pairs: int = 100) -> Command:
     cmd = Command(stdout=io.StringIO(), stderr=io.StringIO())
     cmd.owner, cmd.pairs, cmd.stopping = "test-worker", pairs, False
-    cmd.window, cmd.window_started = services.PassStats(), 0.0
+    cmd.window, cmd.window_started = PassStats(), 0.0
     return cmd
 
 
@@ -81,7 +82,7 @@ def test_it_finishes_the_current_pass_and_exits_on_sigterm(recipient, time_machi
     assert Message.objects.get().status == Message.Status.DELIVERED
 
 
-def test_two_workers_never_attempt_the_same_pair_at_once(recipient, time_machine, monkeypatch):
+def test_two_workers_never_attempt_the_same_pair_at_once(recipient, time_machine):
     lingflow = member()
     accept(lingflow, n=2)
     time_machine.shift(60)
@@ -94,8 +95,8 @@ def test_two_workers_never_attempt_the_same_pair_at_once(recipient, time_machine
         inside.append(second.handle_one_pass())
         return recipient.attempt(message)
 
-    monkeypatch.setattr(services, "attempt_delivery", attempt_while_another_worker_passes)
-    command().handle_one_pass()
-    assert len(recipient.attempts) == 2
-    assert len(set(recipient.attempts)) == 2
-    assert second.window.attempts == 0
+    with router.using(attempt_while_another_worker_passes):
+        command().handle_one_pass()
+        assert len(recipient.attempts) == 2
+        assert len(set(recipient.attempts)) == 2
+        assert second.window.attempts == 0

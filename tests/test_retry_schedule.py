@@ -6,9 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from offline_queue import services
+from offline_queue import router
+from offline_queue.expiry import messages_expire
 from offline_queue.models import Message
 from offline_queue.policy import RetryPolicy, retry_delay
+from offline_queue.scheduling import queue_sweep
 from tests.queue_support import Recipient, accept, member
 
 pytestmark = pytest.mark.django_db
@@ -17,10 +19,10 @@ T0 = datetime(2026, 4, 8, 15, 47, 53, tzinfo=UTC)
 
 
 @pytest.fixture
-def offline(monkeypatch):
+def offline():
     recipient = Recipient(online=False)
-    monkeypatch.setattr(services, "attempt_delivery", recipient.attempt)
-    return recipient
+    with router.using(recipient.attempt):
+        yield recipient
 
 
 def run_until_closed(time_machine, message: Message, horizon: timedelta) -> list[float]:
@@ -28,7 +30,7 @@ def run_until_closed(time_machine, message: Message, horizon: timedelta) -> list
     retries = []
     elapsed = 0
     while elapsed <= horizon.total_seconds():
-        stats = services.queue_sweep(owner="test")
+        stats = queue_sweep(owner="test")
         message.refresh_from_db()
         if stats.retried:
             retries.append(elapsed)
@@ -60,9 +62,9 @@ def test_it_makes_no_retry_before_its_time(time_machine, offline):
     time_machine.move_to(T0, tick=False)
     (message,) = accept(member())
     time_machine.shift(59)
-    assert services.queue_sweep(owner="test").attempts == 0
+    assert queue_sweep(owner="test").attempts == 0
     time_machine.shift(1)
-    assert services.queue_sweep(owner="test").retried == 1
+    assert queue_sweep(owner="test").retried == 1
     message.refresh_from_db()
     assert message.retry_count == 1
     assert message.next_retry_at == T0 + timedelta(seconds=60 + 120)
@@ -87,11 +89,11 @@ def test_it_expires_messages_waiting_behind_others_at_24_hours(time_machine, off
     time_machine.move_to(T0, tick=False)
     _first, second = accept(member(), n=2)
     time_machine.shift(timedelta(hours=24) - timedelta(seconds=1))
-    services.messages_expire()
+    messages_expire()
     second.refresh_from_db()
     assert second.status == Message.Status.QUEUED
     time_machine.shift(1)
-    assert services.messages_expire() == 2
+    assert messages_expire() == 2
     second.refresh_from_db()
     assert second.status == Message.Status.EXPIRED
 

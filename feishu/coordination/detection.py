@@ -15,11 +15,11 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
-from feishu.bridge import member_send_frame
 from feishu.coordination.claims import claim_mark_answered, claim_ttl
 from feishu.coordination.models import BotReply, Claim, CollisionLog
 from feishu.coordination.repair import repair_line_generate
 from hub.metrics import COLLISIONS
+from hub.sockets import member_send_frame
 from members.models import Channel, Member
 
 logger = logging.getLogger(__name__)

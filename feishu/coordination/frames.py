@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from channels.db import database_sync_to_async
 
-from feishu.bridge import FrameError, frame
 from feishu.coordination import claims, selectors
+from hub.sockets import FrameError, frame
 
 
 def _member_id(consumer) -> str:

@@ -9,11 +9,9 @@ from __future__ import annotations
 from channels.db import DatabaseSyncToAsync
 from django.db import connection
 
-from hub.bridge.frames import FrameError, frame
-from hub.services import member_take_send_slot, message_send
+from hub.delivery.services import member_send
+from hub.sockets import FrameError, frame
 from members.models import Member
-
-FIELDS = ("recipient_id", "topic", "content", "message_type", "thread_id", "reply_to", "message_id", "idempotency_key")
 
 
 def _send(member: Member, data: dict) -> dict:
@@ -26,15 +24,9 @@ def _send(member: Member, data: dict) -> dict:
 
 
 def _send_now(member: Member, data: dict) -> dict:
-    retry_after = member_take_send_slot(member=member)
-    if retry_after:
-        return {
-            "success": False,
-            "error": f"send rate of {member.send_rate} messages per minute exceeded",
-            "retry_after": retry_after,
-        }
-    kwargs = {name: data[name] for name in FIELDS if data.get(name) is not None}
-    result = message_send(sender_id=member.member_id, source="bridge", metadata=data.get("metadata"), **kwargs)
+    result = member_send(member=member, request=data, source="bridge", idempotency_key=data.get("idempotency_key"))
+    if result.retry_after:
+        return {"success": False, "error": result.error, "retry_after": result.retry_after}
     return {**result.as_dict(), "code": result.status}
 
 
@@ -44,7 +36,7 @@ _send_async = DatabaseSyncToAsync(_send, thread_sensitive=False)
 
 @frame("send")
 async def send(consumer, data: dict) -> None:
-    member = getattr(consumer, "member", None)
+    member = consumer.member
     if member is None:
         raise FrameError("send needs an authenticated connection (a member token at the handshake or register_backend)")
     sender_id = data.get("sender_id")

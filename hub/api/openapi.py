@@ -83,7 +83,7 @@ SCHEMAS = {
             "message_type": {"enum": list(Message.Type.values)},
             "thread_id": STRING,
             "reply_to": STRING,
-            "status": {"enum": ["queued", "delivering"]},
+            "status": {"enum": [str(status) for status in Message.UNDELIVERED]},
             "timestamp": {"type": "string", "format": "date-time"},
             "retry_count": {"type": "integer"},
             "next_retry_at": {**NULLABLE_STRING, "format": "date-time"},

@@ -1,4 +1,4 @@
-"""The /api/unified/* views: translate HTTP to ``hub.services`` / ``hub.selectors`` and back."""
+"""The /api/unified/* views: translate HTTP to ``hub.delivery.services`` / ``hub.delivery.selectors`` and back."""
 
 from __future__ import annotations
 
@@ -6,14 +6,13 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from hub import selectors
 from hub.api.openapi import document
+from hub.delivery import selectors
+from hub.delivery.services import member_send
 from hub.jsonapi import BadJson, json_body, json_error, json_response
-from hub.services import member_take_send_slot, message_send
 from members.auth import member_required
 from members.selectors import member_get
 
-SEND_FIELDS = ("recipient_id", "topic", "content", "message_type", "thread_id", "reply_to")
 QUEUE_LIMIT_MAX = 1000
 
 
@@ -31,20 +30,11 @@ def send(request: HttpRequest) -> JsonResponse:
         return json_error(403, f"this token belongs to {member.member_id!r}; a member sends only as itself")
     if "recipient_id" not in body:
         return json_error(400, "recipient_id is required")
-    retry_after = member_take_send_slot(member=member)
-    if retry_after:
-        return json_error(
-            429, f"send rate of {member.send_rate} messages per minute exceeded", Retry_After=str(retry_after)
-        )
-    kwargs = {name: body[name] for name in SEND_FIELDS if name in body and body[name] is not None}
-    result = message_send(
-        sender_id=member.member_id,
-        message_id=body.get("message_id"),
-        idempotency_key=request.headers.get("Idempotency-Key", ""),
-        metadata=body.get("metadata"),
-        source="api",
-        **kwargs,
+    result = member_send(
+        member=member, request=body, source="api", idempotency_key=request.headers.get("Idempotency-Key", "")
     )
+    if result.retry_after:
+        return json_error(429, result.error, Retry_After=str(result.retry_after))
     return json_response(result.as_dict(), status=result.status)
 
 

@@ -1,35 +1,31 @@
 """The bridge WebSocket consumer: authenticates the socket, parses frames and dispatches them to the handlers
-registered in ``hub.bridge.frames``; channel-layer events (``hub.deliver``, ``hub.frame``) go to the socket.
-
-Speed (see docs/performance.md, "Bridge"): frames and layer events skip channels' per-message
-``aclose_old_connections()`` (a thread hop per frame); every ORM use of the bridge goes through
-``database_sync_to_async``, which closes stale connections around each call, so nothing here needs the
-per-message clean-up. The socket is read in a plain loop rather than channels' ``await_many_dispatch`` (a
-new task and an ``asyncio.wait`` per message); a lock keeps channels' guarantee that one message is handled
-at a time, frames and layer events alike.
+registered in ``hub.sockets``; channel-layer events (``hub.deliver``, ``hub.frame``) go to the socket. How
+messages reach it, one at a time and fast, is ``hub.bridge.loop``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
-from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.layers import get_channel_layer
 from django.conf import settings
 
 from hub import metrics
 from hub.bridge import presence
 from hub.bridge.auth import CLOSE_REPLACED, CLOSE_UNAUTHORIZED, handshake_token, is_loopback
-from hub.bridge.frames import HANDLERS, FrameError
-from hub.bridge.groups import audience_group, member_group
+from hub.bridge.loop import OneAtATimeConsumer
 from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending
+from hub.sockets import HANDLERS, FrameError, audience_group, member_group
 from members.selectors import member_by_token
+
+if TYPE_CHECKING:
+    from members.models import Channel
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +41,7 @@ def _count_frame(frame_type: str) -> None:
     counter.inc()
 
 
-class BridgeConsumer(AsyncWebsocketConsumer):
+class BridgeConsumer(OneAtATimeConsumer):
     """One bridge socket: a user client, or (after ``register_backend``) an AI backend.
 
     Public attributes other parts rely on: ``member`` (the authenticated Member or None), ``backend_id``
@@ -56,9 +52,20 @@ class BridgeConsumer(AsyncWebsocketConsumer):
     member = None
     backend_id: str | None = None
     backend_info: dict | None = None
+    # (Channel pk, Member pk) of the registered backend, to mark it offline when the socket closes.
+    backend_channel: tuple[int, int] | None = None
     current_backend: str | None = None
     closed = False
     role = "user"
+    loopback = False
+    counted = False  # in the open-connections gauge
+    # Acks received and not stored yet, and the task storing them (``hub.bridge.acks``).
+    ack_writer: asyncio.Task | None = None
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.groups_joined: set[str] = set()
+        self.pending_acks: list[str] = []
 
     @property
     def connection_id(self) -> str:
@@ -70,46 +77,6 @@ class BridgeConsumer(AsyncWebsocketConsumer):
 
     # --- ASGI events ------------------------------------------------------------------------------------
 
-    async def __call__(self, scope, receive, send) -> None:
-        self.scope = scope
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        self.channel_name = await self.channel_layer.new_channel()
-        self.base_send = send
-        self._one_at_a_time = asyncio.Lock()
-        layer_events = asyncio.create_task(self._layer_loop())
-        try:
-            while True:
-                message = await receive()
-                async with self._one_at_a_time:
-                    await self.dispatch(message)
-        except StopConsumer:
-            pass
-        finally:
-            layer_events.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await layer_events
-
-    async def _layer_loop(self) -> None:
-        receive, name = self.channel_layer.receive, self.channel_name
-        while True:
-            event = await receive(name)
-            async with self._one_at_a_time:
-                try:
-                    await self.dispatch(event)
-                except Exception:
-                    logger.exception("bridge: channel-layer event %r failed", event.get("type"))
-
-    async def dispatch(self, message: dict) -> None:
-        # channels' AsyncConsumer.dispatch runs aclose_old_connections() (a thread hop) before every
-        # message; see the module docstring for why the bridge does without.
-        if message["type"] == "websocket.receive":
-            await self.websocket_receive(message)
-            return
-        handler = getattr(self, message["type"].replace(".", "_"), None)
-        if handler is None or message["type"].startswith("_"):
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
-
     async def websocket_connect(self, message: dict) -> None:
         await self.connect()
 
@@ -117,7 +84,6 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         """Authenticate a handshake token, then accept (a wrong token is accepted only to be closed with
         4001 and the reason). A subclass may set ``self.member`` before calling this."""
         self.loopback = is_loopback(self.scope)
-        self.groups_joined: set[str] = set()
         token = handshake_token(self.scope)
         if token is not None:
             member = await database_sync_to_async(member_by_token)(token)
@@ -175,10 +141,10 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         self.closed = True
         if LOCAL.connections.get(self.channel_name) is self:
             del LOCAL.connections[self.channel_name]
-        if getattr(self, "counted", False):
+        if self.counted:
             metrics.BRIDGE_CONNECTIONS.labels(self.role).dec()
             self.counted = False
-        for group in list(getattr(self, "groups_joined", ())):
+        for group in list(self.groups_joined):
             await self.channel_layer.group_discard(group, self.channel_name)
         if self.backend_id is not None:
             await presence.backend_left(self)
@@ -274,8 +240,46 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         await self.refuse(f"{frame_type}: this connection needs a member token (?token=… or Authorization: Bearer …)")
         return False
 
+    async def choose_backend(self, backend_id: str) -> None:
+        """A user chose ``backend_id``: its pushes reach this socket (a backend socket hears no audience)."""
+        if self.backend_id is None:
+            await self.leave(audience_group(self.current_backend))
+            await self.join(audience_group(backend_id))
+        self.current_backend = backend_id
+
+    def hold_backend(self, channel: Channel, info: dict) -> None:
+        """This socket registered ``channel``'s backend: it is the backend's socket (and its member's)."""
+        self.backend_id = channel.address
+        self.backend_channel = (channel.pk, channel.member_id)
+        self.backend_info = info
+        if self.member is None:
+            self.member = channel.member
+        self.set_role("backend")
+
+    def release_backend(self) -> None:
+        """This socket no longer holds its backend (a newer socket took it over, or it closed)."""
+        self.backend_id = None
+
+    def queue_acks(self, ids: list[str], write: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Keep ``ids`` until they are stored, and start ``write`` (which stores what piles up meanwhile)
+        unless it is already running."""
+        self.pending_acks.extend(ids)
+        if self.ack_writer is None or self.ack_writer.done():
+            self.ack_writer = asyncio.create_task(write())
+
+    def take_acks(self, limit: int) -> list[str]:
+        """Up to ``limit`` of the pending acks, oldest first, removed from the pending list."""
+        ids = self.pending_acks[:limit]
+        del self.pending_acks[:limit]
+        return ids
+
+    async def acks_written(self) -> None:
+        """Wait until the socket's pending acks are stored (tests, and a consumer closing cleanly)."""
+        if self.ack_writer is not None:
+            await asyncio.shield(self.ack_writer)
+
     def set_role(self, role: str) -> None:
-        if getattr(self, "counted", False) and role != self.role:
+        if self.counted and role != self.role:
             metrics.BRIDGE_CONNECTIONS.labels(self.role).dec()
             metrics.BRIDGE_CONNECTIONS.labels(role).inc()
         self.role = role

@@ -6,9 +6,8 @@ from channels.db import database_sync_to_async
 from django.core.cache import cache
 
 from hub.bridge import auth, presence, relay, selectors
-from hub.bridge.frames import FrameError, frame
-from hub.bridge.groups import audience_group
 from hub.bridge.registry import LOCAL
+from hub.sockets import FrameError, frame
 
 _MISSING = object()
 
@@ -108,10 +107,7 @@ async def switch_backend(consumer, data: dict) -> None:
     channel = await database_sync_to_async(selectors.bridge_backend)(target)
     if channel is None or not channel.enabled or not channel.member.enabled:
         raise FrameError(f"switch_backend: unknown backend {target!r}")
-    if consumer.backend_id is None:
-        await consumer.leave(audience_group(consumer.current_backend))
-        await consumer.join(audience_group(target))
-    consumer.current_backend = target
+    await consumer.choose_backend(target)
     await consumer.send_frame({"type": "backend_switched", "backend_id": target})
 
 

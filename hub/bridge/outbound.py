@@ -1,7 +1,7 @@
 """Hub-originated frames for bridge sockets: what a queued Message looks like on the wire.
 
 ``delivery_event(message)`` is the channel-layer event the bridge transport sends to the recipient's
-member group (``hub.bridge.groups.member_group``); the bridge consumer writes its ``frame`` to the socket.
+member group (``hub.sockets.member_group``); the bridge consumer writes its ``frame`` to the socket.
 """
 
 from __future__ import annotations
@@ -23,14 +23,8 @@ def message_frame(message: Message) -> dict:
         **message.envelope(),
         "timestamp": _timestamp(message),
         "source": message.source,
-        "metadata": public_metadata(message),
+        "metadata": message.public_metadata(),
     }
-
-
-def public_metadata(message: Message) -> dict:
-    """The message's metadata without the hub's own bookkeeping (keys starting with ``_``): for a message
-    relayed from Feishu, its chat id, sender, msg_type and full content."""
-    return {key: value for key, value in (message.metadata or {}).items() if not key.startswith("_")}
 
 
 def chat_frame(message: Message) -> dict:

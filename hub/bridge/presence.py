@@ -24,13 +24,12 @@ from django.conf import settings
 from django.core.cache import cache
 
 from hub.bridge import services
-from hub.bridge.groups import audience_group, member_group
 from hub.bridge.locations import LOCATIONS, announce
-from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending
+from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending, Socket
 from hub.signals import member_online
+from hub.sockets import audience_group, member_group
 
 if TYPE_CHECKING:
-    from hub.bridge.consumers import BridgeConsumer
     from members.models import Channel
 
 logger = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ async def send_to_channel(channel_name: str, event: dict) -> bool:
     return True
 
 
-async def backend_joined(consumer: BridgeConsumer, channel: Channel, info: dict) -> None:
+async def backend_joined(consumer: Socket, channel: Channel, info: dict) -> None:
     """``consumer`` registered ``channel``'s backend: write presence, take over, tell the offline queue."""
     backend_id = channel.address
     # In the member's group before the row says "live": another process may send a chat there at once (it
@@ -72,12 +71,7 @@ async def backend_joined(consumer: BridgeConsumer, channel: Channel, info: dict)
     previous = await database_sync_to_async(services.backend_go_online)(
         channel=channel, connection=consumer.channel_name
     )
-    consumer.backend_id = backend_id
-    consumer.backend_channel = (channel.pk, channel.member_id)
-    consumer.backend_info = info
-    if consumer.member is None:
-        consumer.member = channel.member
-    consumer.set_role("backend")
+    consumer.hold_backend(channel, info)
     await consumer.leave(audience_group(consumer.current_backend))
     older = LOCAL.backends.get(backend_id)
     LOCAL.backends[backend_id] = consumer
@@ -103,14 +97,14 @@ async def backend_joined(consumer: BridgeConsumer, channel: Channel, info: dict)
             logger.error("member_online receiver %r failed: %r", receiver, response, exc_info=response)
 
 
-async def backend_dropped(consumer: BridgeConsumer) -> None:
+async def backend_dropped(consumer: Socket) -> None:
     """Forget ``consumer``'s registration in this process (the row belongs to a newer socket)."""
     if consumer.backend_id is not None and LOCAL.backends.get(consumer.backend_id) is consumer:
         del LOCAL.backends[consumer.backend_id]
-    consumer.backend_id = None
+    consumer.release_backend()
 
 
-async def backend_left(consumer: BridgeConsumer) -> None:
+async def backend_left(consumer: Socket) -> None:
     """``consumer``'s socket closed: forget it here and mark the backend offline if it still held it."""
     channel_pk, member_pk = consumer.backend_channel
     backend_id = consumer.backend_id

@@ -19,22 +19,47 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from hub.bridge.consumers import BridgeConsumer
+    from members.models import Channel, Member
+
+
+class Socket(Protocol):
+    """What the bridge's other modules use of a socket's consumer (``hub.bridge.consumers.BridgeConsumer``),
+    so that they need not import it."""
+
+    channel_name: str
+    channel_layer: Any
+    member: Member | None
+    backend_id: str | None
+    backend_info: dict | None
+    backend_channel: tuple[int, int] | None
+    current_backend: str | None
+    closed: bool
+
+    @property
+    def connection_id(self) -> str: ...
+
+    async def dispatch(self, message: dict) -> None: ...
+
+    async def send_frame(self, data: dict) -> None: ...
+
+    async def replaced(self) -> None: ...
+
+    async def join(self, group: str) -> None: ...
+
+    async def leave(self, group: str) -> None: ...
+
+    def hold_backend(self, channel: Channel, info: dict) -> None: ...
+
+    def release_backend(self) -> None: ...
 
 
 @dataclass
 class LocalSockets:
-    backends: dict[str, BridgeConsumer] = field(default_factory=dict)
-    connections: dict[str, BridgeConsumer] = field(default_factory=dict)
-
-    def backend(self, backend_id: str) -> BridgeConsumer | None:
-        return self.backends.get(backend_id)
-
-    def connection(self, connection_id: str) -> BridgeConsumer | None:
-        return self.connections.get(connection_id)
+    backends: dict[str, Socket] = field(default_factory=dict)
+    connections: dict[str, Socket] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -46,7 +71,7 @@ class Pending:
     reply_channel: str
     deadline: float
     # The asking consumer when it lives in this process (the fast path); None for a remote user.
-    asker: Any = None
+    asker: Socket | None = None
     # The offline-queue Message when the chat waited for the backend (its reply marks it delivered).
     message_id: str | None = None
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
-from typing import TYPE_CHECKING
 
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer
@@ -21,14 +20,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from hub.bridge import selectors, services
-from hub.bridge.frames import FrameError
-from hub.bridge.groups import audience_group, member_group
 from hub.bridge.locations import LOCATIONS
 from hub.bridge.presence import ensure_refresher, refresh_interval, send_to_channel
-from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending
-
-if TYPE_CHECKING:
-    from hub.bridge.consumers import BridgeConsumer
+from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending, Socket
+from hub.sockets import FrameError, audience_group, member_group
 
 
 def now_iso() -> str:
@@ -44,7 +39,7 @@ def new_request_id() -> str:
     return f"{_REQUEST_PREFIX}{next(_request_numbers):x}"
 
 
-async def chat(user: BridgeConsumer, target: str, text: str, audio: str | None) -> None:
+async def chat(user: Socket, target: str, text: str, audio: str | None) -> None:
     request_id = new_request_id()
     frame = {
         "type": "chat",
@@ -104,7 +99,7 @@ async def chat(user: BridgeConsumer, target: str, text: str, audio: str | None) 
     )
 
 
-async def _send_remote(user: BridgeConsumer, member_id: str, backend_id: str, frame: dict) -> None:
+async def _send_remote(user: Socket, member_id: str, backend_id: str, frame: dict) -> None:
     """The chat to the backend's socket in another process: through its member's group, where only the socket
     registered for ``backend_id`` takes it (so a socket that took over the backend a moment ago gets it).
     The asker waits in ``AWAITING`` until the reply or an error for it comes back."""
@@ -128,7 +123,7 @@ async def _send_remote(user: BridgeConsumer, member_id: str, backend_id: str, fr
         raise
 
 
-async def reply(backend: BridgeConsumer, request_id: str, text: str, audio: str | None) -> None:
+async def reply(backend: Socket, request_id: str, text: str, audio: str | None) -> None:
     pending = PENDING.pop(request_id, backend.backend_id)
     if pending is None:
         raise FrameError(f"reply: unknown or expired request_id {request_id!r}")
@@ -151,7 +146,7 @@ async def reply(backend: BridgeConsumer, request_id: str, text: str, audio: str 
         await database_sync_to_async(services.bridge_chat_replied)(message_id=pending.message_id)
 
 
-async def push(backend: BridgeConsumer, frame: dict, target_client: str | None) -> None:
+async def push(backend: Socket, frame: dict, target_client: str | None) -> None:
     if target_client is None:
         event = {"type": "hub.frame", "frame": frame}
         await backend.channel_layer.group_send(audience_group(backend.backend_id), event)

@@ -8,11 +8,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from hub import metrics
-from hub.transports.base import Outcome
 from members.models import Channel, Member
 from offline_queue.models import Message
+from offline_queue.outcome import Outcome, message_record_outcome
 from offline_queue.policy import expiry_for
-from offline_queue.services import message_record_outcome
 
 
 @transaction.atomic

@@ -1,5 +1,5 @@
 """Staff dashboards and ``/metrics``: thin views over the selectors of each page (``hub.dashboard.selectors``,
-``feishu.selectors``, ``feishu.coordination.selectors``) and the dashboards' services."""
+``feishu.selectors``, ``feishu.coordination.selectors``) and ``offline_queue.actions``."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from prometheus_client.exposition import choose_encoder
 from feishu import conf as feishu_conf
 from feishu import selectors as feishu_selectors
 from feishu.coordination import selectors as coordination_selectors
-from hub.dashboard import charts, services
+from hub.dashboard import charts
 from hub.dashboard.metrics import Scrape
 from hub.dashboard.selectors import deliveries as delivery_selectors
 from hub.dashboard.selectors import member as member_selectors
@@ -27,6 +27,7 @@ from hub.dashboard.selectors import online as online_selectors
 from hub.dashboard.selectors import queues as queue_selectors
 from hub.dashboard.selectors import timeline as timeline_selectors
 from members.auth import request_token
+from offline_queue import actions
 
 staff = staff_member_required(login_url="admin:login")
 
@@ -82,7 +83,7 @@ def queue(request: HttpRequest) -> HttpResponse:
         "queue",
         recipients=queue_selectors.queue_by_recipient(),
         pending_rows=[(m, False) for m in queue_selectors.pending_messages()],
-        undelivered=[(m, queue_selectors.is_discarded(m)) for m in queue_selectors.undelivered_messages()],
+        undelivered=[(m, m.is_discarded) for m in queue_selectors.undelivered_messages()],
         depth_chart=charts.area("Messages waiting, per minute, last hour", depth),
         depth_now=depth[-1][1] if depth else 0,
     )
@@ -100,7 +101,7 @@ def _operator_action(request: HttpRequest, action, message_id: str, done: str) -
     try:
         action(message_id=message_id, user=request.user.get_username())
         messages.success(request, done)
-    except services.QueueActionError as exc:
+    except actions.QueueActionError as exc:
         messages.error(request, str(exc))
     return _back_to(request)
 
@@ -108,15 +109,13 @@ def _operator_action(request: HttpRequest, action, message_id: str, done: str) -
 @staff
 @require_POST
 def message_retry(request: HttpRequest, message_id: str) -> HttpResponseRedirect:
-    return _operator_action(
-        request, services.message_retry_now, message_id, f"{message_id} is queued for delivery now."
-    )
+    return _operator_action(request, actions.message_retry_now, message_id, f"{message_id} is queued for delivery now.")
 
 
 @staff
 @require_POST
 def message_discard(request: HttpRequest, message_id: str) -> HttpResponseRedirect:
-    return _operator_action(request, services.message_discard, message_id, f"{message_id} is discarded.")
+    return _operator_action(request, actions.message_discard, message_id, f"{message_id} is discarded.")
 
 
 @staff

@@ -8,7 +8,6 @@ from datetime import datetime
 from django.utils import timezone
 
 from hub.dashboard.selectors.online import MemberState, member_state
-from hub.dashboard.selectors.queues import CLOSED, is_discarded
 from members.models import Member
 from offline_queue.models import DeliveryAttempt, Message
 
@@ -28,7 +27,7 @@ class MemberDetail:
 
     @property
     def undelivered_rows(self) -> list[tuple[Message, bool]]:
-        return [(m, is_discarded(m)) for m in self.undelivered]
+        return [(m, m.is_discarded) for m in self.undelivered]
 
 
 def member_detail(member_id: str, now: datetime | None = None, limit: int = 50) -> MemberDetail | None:
@@ -50,7 +49,7 @@ def member_detail(member_id: str, now: datetime | None = None, limit: int = 50) 
         member=member,
         state=member_state(member, now, waiting.count()),
         pending=list(waiting.order_by("id")[:limit]),
-        undelivered=list(inbox.filter(status__in=CLOSED).order_by("-id")[:limit]),
+        undelivered=list(inbox.filter(status__in=Message.CLOSED).order_by("-id")[:limit]),
         attempts=list(attempts[:limit]),
         sent=list(sent[:20]),
     )

@@ -11,9 +11,6 @@ from django.utils import timezone
 
 from offline_queue.models import Message
 
-DISCARDED_PREFIX = "discarded by "
-CLOSED = (Message.Status.EXPIRED, Message.Status.FAILED)  # undelivered for good
-
 
 @dataclass
 class RecipientQueue:
@@ -55,11 +52,7 @@ def pending_messages(limit: int = 100) -> list[Message]:
 
 def undelivered_messages(limit: int = 100) -> list[Message]:
     """Expired and failed messages, newest first."""
-    return list(Message.objects.filter(status__in=CLOSED).select_related("recipient").order_by("-id")[:limit])
-
-
-def is_discarded(message: Message) -> bool:
-    return message.status == Message.Status.FAILED and message.last_error.startswith(DISCARDED_PREFIX)
+    return list(Message.objects.filter(status__in=Message.CLOSED).select_related("recipient").order_by("-id")[:limit])
 
 
 def queue_depth_series(now: datetime | None = None, minutes: int = 60) -> list[tuple[datetime, int]]:

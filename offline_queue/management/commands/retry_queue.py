@@ -8,8 +8,9 @@ import time
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError, close_old_connections, connection
 
-from offline_queue import services
+from offline_queue import scheduling
 from offline_queue.models import Message
+from offline_queue.walk import PassStats
 
 # A pass that did this much work prints a progress line at once; smaller ones are summed and printed
 # every PROGRESS_EVERY seconds, so a long drain shows counts, rate and what remains.
@@ -32,10 +33,10 @@ class Command(BaseCommand):
         parser.add_argument("--pairs", type=int, default=100, help="sender→recipient pairs per pass (default 100)")
 
     def handle(self, *args, **options) -> None:
-        self.owner = services.new_worker_id()
+        self.owner = scheduling.new_worker_id()
         self.pairs = options["pairs"]
         self.stopping = False
-        self.window = services.PassStats()
+        self.window = PassStats()
         self.window_started = time.monotonic()
         if options["once"]:
             self.handle_one_pass()
@@ -64,7 +65,7 @@ class Command(BaseCommand):
         """Expire and retry what is due. True: there may be more due work, go on at once."""
         fresh_connection()
         try:
-            stats = services.queue_sweep(owner=self.owner, limit=self.pairs)
+            stats = scheduling.queue_sweep(owner=self.owner, limit=self.pairs)
         except DatabaseError as exc:
             self.stderr.write(f"retry_queue: database error, will try again: {exc}")
             return False
@@ -86,5 +87,5 @@ class Command(BaseCommand):
             f"({rate:.0f} attempts/s); {remaining} still waiting"
         )
         self.stdout.flush()
-        self.window = services.PassStats()
+        self.window = PassStats()
         self.window_started = time.monotonic()

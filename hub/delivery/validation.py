@@ -1,0 +1,55 @@
+"""What a send request must satisfy before anything is stored."""
+
+from __future__ import annotations
+
+import re
+
+from offline_queue.models import Message
+
+MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+MAX_TOPIC = 500
+MAX_CONTENT = 1024 * 1024
+MAX_REF = 100
+MAX_IDEMPOTENCY_KEY = 200
+
+
+def send_problem(
+    *,
+    sender_id: str,
+    recipient_id: str,
+    topic: str,
+    content: str,
+    message_type: str,
+    thread_id: str,
+    reply_to: str,
+    message_id: str | None,
+    idempotency_key: str,
+    metadata: dict | None,
+) -> str | None:
+    """Why the request cannot be accepted (an HTTP 400 reason), or None when it is well formed."""
+    for name, value in (("sender_id", sender_id), ("recipient_id", recipient_id)):
+        if not isinstance(value, str) or not value:
+            return f"{name} is required"
+        if len(value) > MAX_REF:
+            return f"{name} is longer than {MAX_REF} characters"
+    for name, value, limit in (
+        ("topic", topic, MAX_TOPIC),
+        ("content", content, MAX_CONTENT),
+        ("thread_id", thread_id, MAX_REF),
+        ("reply_to", reply_to, MAX_REF),
+    ):
+        if not isinstance(value, str):
+            return f"{name} must be a string"
+        if len(value) > limit:
+            return f"{name} is longer than {limit} characters"
+    if message_type not in Message.Type.values:
+        return f"message_type must be one of {', '.join(Message.Type.values)}, not {message_type!r}"
+    if not topic and not content:
+        return "a message needs a topic or content"
+    if message_id is not None and not (isinstance(message_id, str) and MESSAGE_ID_RE.match(message_id)):
+        return "message_id must be 1-100 letters, digits or '_.:-'"
+    if not isinstance(idempotency_key, str) or len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
+        return f"the idempotency key must be at most {MAX_IDEMPOTENCY_KEY} characters"
+    if metadata is not None and not isinstance(metadata, dict):
+        return "metadata must be an object"
+    return None
