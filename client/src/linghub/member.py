@@ -272,7 +272,7 @@ class Member(Client):
                     attempt = 0
                 delay = self._after(close, attempt)
                 attempt += 1
-                logger.warning("bridge %s (%s); reconnecting in %.1f s", self._label(), close.describe(), delay)
+                logger.warning("bridge %s (%s); reconnecting in %.2f s", self._label(), close.describe(), delay)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay)
         finally:
@@ -464,10 +464,12 @@ class Member(Client):
             heartbeat.cancel()
             reader.cancel()
             await asyncio.gather(heartbeat, reader, return_exceptions=True)
-            if ws.close_code is None:
+            if ws.protocol.close_code is None:
                 with contextlib.suppress(Exception):
                     await ws.close()
-        return Close(ws.close_code, reason=ws.close_reason or "", hub_error=self._hub_error, registered=registered)
+        # ``protocol.close_code``: the connection's own ``close_code`` exists only from websockets 15 on.
+        code, reason = ws.protocol.close_code, ws.protocol.close_reason
+        return Close(code, reason=reason or "", hub_error=self._hub_error, registered=registered)
 
     async def _wait_ready(self, reader: asyncio.Task[None]) -> bool:
         assert self._ready is not None
