@@ -11,6 +11,7 @@ import time
 import pytest
 from linghub import AuthError, Backoff, Chat, ConflictError, HandshakeError, Member, Message, NotConnected, Push, Reply
 from linghub.member import SeenWindow
+from linghub.sync import SyncMember
 from websockets.asyncio.server import serve
 from websockets.datastructures import Headers
 from websockets.http11 import Response
@@ -492,3 +493,34 @@ def test_seen_window_is_bounded():
     window.add("m2")  # seen again: kept as the newest
     window.add("m5")
     assert "m2" in window and "m3" not in window
+
+
+def test_the_blocking_member_runs_plain_function_handlers():
+    async def scenario():
+        async with FakeBridge().running() as bridge:
+            agent = SyncMember(bridge.url, "t", backend_id="lingyi", reconnect=FAST)
+            agent.on_chat(lambda chat: chat.text.upper())
+            running = asyncio.create_task(asyncio.to_thread(agent.run))  # run() blocks its thread
+            conn = await bridge.connection(0)
+            await eventually(lambda: agent.member.registered, what="registered")
+            await conn.send({"type": "chat", "request_id": "r1", "from": "u", "text": "hi"})
+            assert (await conn.next("reply"))["text"] == "HI"
+            await asyncio.to_thread(agent.push, "hello")
+            assert (await conn.next("push"))["text"] == "hello"
+            await asyncio.to_thread(agent.stop)
+            await asyncio.wait_for(running, 5)
+            await asyncio.to_thread(agent.close)
+
+    run(scenario())
+
+
+def test_stop_while_connecting_ends_run():
+    async def scenario():
+        async with FakeBridge().running() as bridge:
+            agent = member(bridge)
+            runner = asyncio.create_task(agent.run())
+            await asyncio.sleep(0)  # run() is opening the socket
+            await agent.stop()
+            await asyncio.wait_for(runner, 5)
+
+    run(scenario())

@@ -432,6 +432,9 @@ class Member(Client):
         except (OSError, asyncio.TimeoutError, TimeoutError, InvalidHandshake) as exc:
             return Close(None, reason=f"{type(exc).__name__}: {exc}".rstrip(": "))
 
+        if self._stopping is not None and self._stopping.is_set():  # stop() came while connecting
+            await ws.close(1000, "client stopping")
+            return Close(1000, reason="client stopping")
         self._ws = ws
         self._last_received = time.monotonic()
         reader = asyncio.create_task(self._read(ws), name="linghub-reader")
