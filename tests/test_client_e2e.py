@@ -87,7 +87,7 @@ def test_an_agent_survives_a_hub_restart_and_gets_what_was_queued_meanwhile(hub)
                 link.open = True
                 reopened = time.monotonic()
                 await eventually(lambda: phoenix.stats.connections == 2, timeout=15, what="registered again")
-                assert time.monotonic() - reopened < QUICK.maximum + 4  # one back-off step, plus a loaded machine
+                assert time.monotonic() - reopened < QUICK.maximum + 6  # one back-off step, plus a loaded machine
                 await eventually(lambda: len(handled) == 3, timeout=20, what="the queued messages arrived")
                 assert handled == [result.message_id for result in sent]
                 await queue_empties(hub, "phoenix")
