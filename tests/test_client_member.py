@@ -70,13 +70,19 @@ def test_registers_with_the_token_at_the_handshake_and_declares_ack():
     run(scenario())
 
 
-def test_close_4001_raises_the_hubs_reason_and_does_not_reconnect():
+def refusing(reason: str):
+    """A hub script that refuses the socket the way the hub does: an error frame, then close 4001."""
+
     async def refuse(conn, hub):
-        await conn.send({"type": "error", "message": "wrong secret for backend 'lingyi'"})
+        await conn.send({"type": "error", "message": reason})
         await conn.ws.close(4001)
 
+    return refuse
+
+
+def test_close_4001_raises_the_hubs_reason_and_does_not_reconnect():
     async def scenario():
-        async with FakeBridge(refuse).running() as bridge:
+        async with FakeBridge(refusing("wrong secret for backend 'lingyi'")).running() as bridge:
             agent = member(bridge)
             with pytest.raises(AuthError) as raised:
                 await agent.start(timeout=5)
@@ -289,20 +295,25 @@ def test_a_duplicate_delivery_is_acknowledged_again_but_not_handled_again():
     run(scenario())
 
 
+def failing_agent(bridge: FakeBridge, failures: dict[str, int]) -> tuple[Member, list[str]]:
+    """An agent whose handler fails ``failures[id]`` times for those messages; returns it and what it handled."""
+    agent = member(bridge)
+    handled: list[str] = []
+
+    @agent.on_message
+    async def handle(message: Message) -> None:
+        if failures.get(message.message_id):
+            failures[message.message_id] -= 1
+            raise RuntimeError("the model is down")
+        handled.append(message.message_id)
+
+    return agent, handled
+
+
 def test_a_handler_that_raises_is_not_acknowledged_and_holds_back_its_senders_later_messages():
     async def scenario():
         async with FakeBridge().running() as bridge:
-            agent = member(bridge)
-            handled: list[str] = []
-            failures = {"a1": 1}
-
-            @agent.on_message
-            async def handle(message: Message) -> None:
-                if failures.get(message.message_id):
-                    failures[message.message_id] -= 1
-                    raise RuntimeError("the model is down")
-                handled.append(message.message_id)
-
+            agent, handled = failing_agent(bridge, {"a1": 1})
             async with agent:
                 conn = await bridge.connection(0)
                 for frame in (delivery("a1", "a"), delivery("a2", "a"), delivery("b1", "b")):
@@ -323,15 +334,7 @@ def test_a_handler_that_raises_is_not_acknowledged_and_holds_back_its_senders_la
 def test_a_hold_ends_when_the_hub_moves_past_the_failed_message():
     async def scenario():
         async with FakeBridge().running() as bridge:
-            agent = member(bridge)
-            handled: list[str] = []
-
-            @agent.on_message
-            async def handle(message: Message) -> None:
-                if message.message_id == "a1":
-                    raise RuntimeError("never works")
-                handled.append(message.message_id)
-
+            agent, handled = failing_agent(bridge, {"a1": 1000})
             async with agent:
                 conn = await bridge.connection(0)
                 await conn.send(delivery("a1", "a"))
@@ -473,12 +476,8 @@ def test_a_user_connection_is_ready_on_pong_and_hears_pushes():
 
 
 def test_a_refused_user_token_raises_auth_error():
-    async def refuse(conn, hub):
-        await conn.send({"type": "error", "message": "the member token is not valid"})
-        await conn.ws.close(4001)
-
     async def scenario():
-        async with FakeBridge(refuse).running() as bridge:
+        async with FakeBridge(refusing("the member token is not valid")).running() as bridge:
             with pytest.raises(AuthError, match="the member token is not valid"):
                 await member(bridge, backend_id=None).start(timeout=5)
 

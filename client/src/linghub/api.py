@@ -23,7 +23,7 @@ import httpx
 from linghub.backoff import Backoff
 from linghub.errors import ApiError, AuthError, HubUnavailable
 from linghub.floor import Floor
-from linghub.models import ClaimResult, MemoryEntry, MessageType, OnlineStatus, Queue, SendResult
+from linghub.models import ClaimResult, Json, MemoryEntry, MessageType, OnlineStatus, Queue, SendResult
 
 logger = logging.getLogger("linghub")
 
@@ -68,7 +68,7 @@ def ssl_context(verify: Verify) -> ssl.SSLContext:
     return context
 
 
-def _body(response: httpx.Response) -> dict | None:
+def _body(response: httpx.Response) -> Json | None:
     try:
         data = response.json()
     except ValueError:
@@ -76,9 +76,9 @@ def _body(response: httpx.Response) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _reason(response: httpx.Response, body: dict | None) -> str:
+def _reason(response: httpx.Response, body: Json | None) -> str:
     if body and isinstance(body.get("error"), str):
-        return body["error"]
+        return str(body["error"])
     text = response.text.strip()
     return text[:200] if text else response.reason_phrase or f"HTTP {response.status_code}"
 
@@ -93,7 +93,7 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None  # an HTTP date: rare enough to fall back to the back-off
 
 
-def _accepted(status: int, body: dict | None) -> bool:
+def _accepted(status: int, body: Json | None) -> bool:
     """A send the hub accepted: queued (202), or refused by the recipient for good (the hub's own 502, which
     names the stored message; a proxy's 502 in front of the hub does not and is retried)."""
     return status == 202 or (status == 502 and body is not None and isinstance(body.get("message_id"), str))
@@ -183,9 +183,9 @@ class Client:
         json: Any = None,
         params: Mapping[str, str | int] | None = None,
         headers: Mapping[str, str] | None = None,
-        final: Callable[[int, dict | None], bool] | None = None,
+        final: Callable[[int, Json | None], bool] | None = None,
         idempotency_key: str | None = None,
-    ) -> tuple[httpx.Response, dict | None, int]:
+    ) -> tuple[httpx.Response, Json | None, int]:
         """Make one API call, retrying what a retry can fix. Returns ``(response, json body or None, attempts)``
         for 2xx answers and for the answers ``final(status, body)`` accepts. Raises ``AuthError`` on 401,
         ``ApiError`` on other final answers, ``HubUnavailable`` when every attempt failed."""
@@ -299,14 +299,14 @@ class Client:
         _, body, _ = await self.request(
             "GET", f"/api/unified/queue/{quote(recipient, safe='')}", params={"limit": limit}
         )
-        return Queue.from_body(body or {})
+        return Queue.from_json(body or {})
 
     async def claim(self, chat_id: str, message_id: str) -> ClaimResult:
         """Ask for the floor on ``message_id`` in group chat ``chat_id`` (``POST /api/coord/claim``); the
         holder's repeated claims renew it. Most callers want ``floor()``, which also waits the jitter and
         releases."""
         _, body, _ = await self.request("POST", "/api/coord/claim", json={"chat_id": chat_id, "message_id": message_id})
-        return ClaimResult.from_body(body or {})
+        return ClaimResult.from_json(body or {})
 
     async def release(self, chat_id: str, message_id: str, *, answered: bool = False) -> bool:
         """Give the floor back (``POST /api/coord/release``); ``answered=True`` closes the message for every
@@ -323,7 +323,7 @@ class Client:
         to whom, who collided, which repair lines were sent."""
         _, body, _ = await self.request("GET", f"/api/coord/memory/{quote(chat_id, safe='')}")
         entries = (body or {}).get("entries")
-        return [MemoryEntry.from_body(e) for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+        return [MemoryEntry.from_json(e) for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 
     def floor(
         self,

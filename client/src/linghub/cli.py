@@ -17,7 +17,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from typing import Any, TextIO
@@ -26,7 +26,7 @@ from linghub import __version__
 from linghub.api import Client
 from linghub.errors import ApiError, AuthError, ConflictError, HandshakeError, HubUnavailable, LingHubError
 from linghub.member import Member
-from linghub.models import Message, OnlineStatus, Push, SendResult
+from linghub.models import Chat, Json, Message, OnlineStatus, Push, SendResult
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_AUTH = 0, 1, 2, 3, 4
 
@@ -207,41 +207,28 @@ async def cmd_tail(args: argparse.Namespace, out: Output) -> int:
     done = asyncio.Event()
     printed = 0
 
-    def count_one() -> None:
+    def show(raw: Json, line: str) -> None:
         nonlocal printed
+        if out.as_json:
+            out.json(raw)
+        else:
+            out.line(line)
         printed += 1
         if args.count and printed >= args.count:
             done.set()
 
+    # Coroutine handlers: they run on the loop (plain functions would run in threads, and ``done`` is the loop's).
     @member.on_message
     async def show_message(message: Message) -> None:
-        if out.as_json:
-            out.json(message.raw)
-        else:
-            topic = f"[{message.topic}] " if message.topic else ""
-            source = f" via {message.source}" if message.source and message.source != "api" else ""
-            out.line(
-                f"{_when(message.timestamp)}  {message.sender_id} → {topic}{message.content}"
-                f"  ({message.message_type}{source}, {message.message_id})"
-            )
-        count_one()
+        show(message.raw, _message_line(message))
 
     @member.on_push
     async def show_push(push: Push) -> None:
-        if out.as_json:
-            out.json(push.raw)
-        else:
-            category = f" ({push.category})" if push.category else ""
-            out.line(f"{_when(push.timestamp)}  push from {push.backend}{category}: {push.text}")
-        count_one()
+        show(push.raw, _push_line(push))
 
     @member.on_chat
-    async def show_chat(chat: Any) -> None:
-        if out.as_json:
-            out.json(chat.raw)
-        else:
-            out.line(f"{_when(chat.timestamp)}  chat {chat.request_id}: {chat.text}  (not answered by tail)")
-        count_one()
+    async def show_chat(chat: Chat) -> None:
+        show(chat.raw, f"{_when(chat.timestamp)}  chat {chat.request_id}: {chat.text}")
 
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -264,6 +251,20 @@ async def cmd_tail(args: argparse.Namespace, out: Output) -> int:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGTERM)
     return EXIT_OK
+
+
+def _message_line(message: Message) -> str:
+    topic = f"[{message.topic}] " if message.topic else ""
+    source = f" via {message.source}" if message.source and message.source != "api" else ""
+    return (
+        f"{_when(message.timestamp)}  {message.sender_id} → {topic}{message.content}"
+        f"  ({message.message_type}{source}, {message.message_id})"
+    )
+
+
+def _push_line(push: Push) -> str:
+    category = f" ({push.category})" if push.category else ""
+    return f"{_when(push.timestamp)}  push from {push.backend}{category}: {push.text}"
 
 
 # --- plumbing --------------------------------------------------------------------------------------------
@@ -348,8 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    out = Output(args.json)
-    return await args.handler(args, out)
+    handler: Callable[[argparse.Namespace, Output], Awaitable[int]] = args.handler
+    return await handler(args, Output(args.json))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,6 +7,11 @@ Every exception of the library derives from ``LingHubError``. The bridge's close
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from linghub.models import Json
+
 
 class LingHubError(Exception):
     """The base of every error this library raises."""
@@ -53,7 +58,7 @@ class ApiError(LingHubError):
     idempotency key reused for another message (409), … ``status`` is the HTTP status, ``reason`` the hub's
     ``error`` text, ``body`` the decoded JSON body (or None)."""
 
-    def __init__(self, status: int, reason: str, body: dict | None = None) -> None:
+    def __init__(self, status: int, reason: str, body: Json | None = None) -> None:
         super().__init__(f"HTTP {status}: {reason}")
         self.status = status
         self.reason = reason

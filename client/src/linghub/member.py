@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
-import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.version import version as websockets_version
 
 from linghub.api import Client, Verify, ssl_context
 from linghub.backoff import Backoff
 from linghub.errors import AuthError, ConflictError, HandshakeError, LingHubError, NotConnected
-from linghub.models import Chat, Collision, Message, Push, Reply
+from linghub.models import Chat, Collision, Json, Message, Push, Reply
 
 logger = logging.getLogger("linghub")
 
@@ -45,7 +45,7 @@ ChatHandler = Callable[[Chat], Awaitable[ChatResult] | ChatResult]
 MessageHandler = Callable[[Message], Awaitable[None] | None]
 PushHandler = Callable[[Push], Awaitable[None] | None]
 CollisionHandler = Callable[[Collision], Awaitable[None] | None]
-FrameHandler = Callable[[dict], Awaitable[None] | None]
+FrameHandler = Callable[[Json], Awaitable[None] | None]
 H = TypeVar("H", bound=Callable[..., Any])
 
 
@@ -116,7 +116,7 @@ async def call_handler(handler: Callable[[Any], Any], argument: Any) -> Any:
     return result
 
 
-def _dumps(frame: dict) -> str:
+def _dumps(frame: Json) -> str:
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -234,7 +234,7 @@ class Member(Client):
         """True while a socket is open and registered (without a backend: open and answering)."""
         return self._ready is not None and self._ready.is_set() and self._ws is not None
 
-    def registration_frame(self) -> dict:
+    def registration_frame(self) -> Json:
         """The ``register_backend`` frame this member sends after each connect."""
         capabilities = list(self.capabilities)
         if self._message_handler is not None and self.ack and "ack" not in capabilities:
@@ -356,7 +356,7 @@ class Member(Client):
 
     # --- frames out --------------------------------------------------------------------------------------
 
-    async def send_frame(self, frame: dict) -> None:
+    async def send_frame(self, frame: Json) -> None:
         """Write one frame to the current socket; ``NotConnected`` when there is none."""
         ws = self._ws
         if ws is None:
@@ -414,7 +414,7 @@ class Member(Client):
             ws = await connect(
                 self.ws_url,
                 additional_headers=headers,
-                user_agent_header=f"linghub (websockets {websockets.__version__})",
+                user_agent_header=f"linghub (websockets {websockets_version})",
                 open_timeout=self.timeout,
                 ping_interval=self.heartbeat,
                 ping_timeout=self.heartbeat,
@@ -484,7 +484,7 @@ class Member(Client):
         return self._ready.is_set() and not reader.done()
 
     @staticmethod
-    async def _send_quietly(ws: ClientConnection, frame: dict) -> None:
+    async def _send_quietly(ws: ClientConnection, frame: Json) -> None:
         with contextlib.suppress(ConnectionClosed):
             await ws.send(_dumps(frame))
 
@@ -514,7 +514,7 @@ class Member(Client):
                 if isinstance(frame, dict):
                     await self._dispatch(frame)
 
-    async def _dispatch(self, frame: dict) -> None:
+    async def _dispatch(self, frame: Json) -> None:
         assert self._ready is not None and self._inbox is not None
         kind = frame.get("type")
         if kind == "backend_registered":
@@ -530,19 +530,19 @@ class Member(Client):
             self._hub_error = message if isinstance(message, str) else json.dumps(frame)
             logger.warning("bridge %s: hub error: %s", self._label(), self._hub_error)
         elif kind == "message":
-            self._receive_message(Message.from_frame(frame))
+            self._receive_message(Message.from_json(frame))
         elif kind == "chat":
-            self._spawn(self._handle_chat(Chat.from_frame(frame)))
+            self._spawn(self._handle_chat(Chat.from_json(frame)))
         elif kind == "push" and self._push_handler is not None:
-            self._spawn(self._handle(self._push_handler, Push.from_frame(frame), "on_push"))
+            self._spawn(self._handle(self._push_handler, Push.from_json(frame), "on_push"))
         elif kind == "collision" and self._collision_handler is not None:
-            self._spawn(self._handle(self._collision_handler, Collision.from_frame(frame), "on_collision"))
+            self._spawn(self._handle(self._collision_handler, Collision.from_json(frame), "on_collision"))
         elif self._frame_handler is not None:
             self._spawn(self._handle(self._frame_handler, frame, "on_frame"))
         else:
             logger.debug("bridge %s: ignored a %r frame", self._label(), kind)
 
-    async def _send_quietly_current(self, frame: dict) -> None:
+    async def _send_quietly_current(self, frame: Json) -> None:
         with contextlib.suppress(NotConnected):
             await self.send_frame(frame)
 

@@ -3,11 +3,13 @@ so that fields a newer hub adds are never out of reach."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias, TypeVar, get_type_hints
 
 MessageType = Literal["discussion", "chat", "notification"]
+Json: TypeAlias = dict[str, Any]  # a decoded JSON object: a frame or a response body
 
 
 def parse_time(value: object) -> datetime | None:
@@ -20,18 +22,65 @@ def parse_time(value: object) -> datetime | None:
         return None
 
 
-def _str(data: dict, name: str) -> str:
+def _str(data: Json, name: str) -> str:
     value = data.get(name)
     return value if isinstance(value, str) else ""
 
 
-def _opt_str(data: dict, name: str) -> str | None:
-    value = data.get(name)
-    return value if isinstance(value, str) else None
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# How a field of each annotated type is read from the hub's JSON: anything of another type (a newer or
+# broken hub) becomes the empty value rather than an exception in the middle of a connection.
+_READERS: dict[object, Callable[[object], object]] = {
+    str: lambda v: v if isinstance(v, str) else "",
+    str | None: lambda v: v if isinstance(v, str) else None,
+    bool: lambda v: v is True,
+    int: lambda v: v if isinstance(v, int) and not isinstance(v, bool) else 0,
+    float: lambda v: float(v) if _number(v) else 0.0,  # type: ignore[arg-type]
+    datetime | None: parse_time,
+    dict[str, Any]: lambda v: v if isinstance(v, dict) else {},
+    list[str]: lambda v: [x for x in v if isinstance(x, str)] if isinstance(v, list) else [],
+}
+T = TypeVar("T")
+
+
+def build(cls: type[T], data: Json, **given: Any) -> T:
+    """An instance of the dataclass ``cls`` from a JSON object: each field read from the key of its name by
+    its annotated type, ``raw`` set to ``data``, and the fields in ``given`` taken as they are."""
+    hints = _hints(cls)
+    values: dict[str, Any] = {}
+    for item in fields(cls):  # type: ignore[arg-type]
+        if item.name in given:
+            values[item.name] = given[item.name]
+        elif item.name == "raw":
+            values["raw"] = data
+        else:
+            values[item.name] = _READERS[hints[item.name]](data.get(item.name))
+    return cls(**values)
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = get_type_hints(cls)
+    return hints
+
+
+class FromJson:
+    """``from_json(data)``: the shape from a frame or a response body (see ``build``)."""
+
+    @classmethod
+    def from_json(cls: type[T], data: Json) -> T:
+        return build(cls, data)
 
 
 @dataclass(frozen=True)
-class Chat:
+class Chat(FromJson):
     """A user's chat for this backend (``{"type":"chat",…}``). ``sender`` is the user's connection id (the
     frame's ``from``); ``message_id`` is set when the chat waited in the hub's offline queue."""
 
@@ -44,16 +93,8 @@ class Chat:
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_frame(cls, frame: dict) -> Chat:
-        return cls(
-            request_id=_str(frame, "request_id"),
-            text=_str(frame, "text"),
-            sender=_str(frame, "from"),
-            audio=_opt_str(frame, "audio"),
-            timestamp=parse_time(frame.get("timestamp")),
-            message_id=_opt_str(frame, "message_id"),
-            raw=frame,
-        )
+    def from_json(cls, data: Json) -> Chat:
+        return build(cls, data, sender=_str(data, "from"))
 
 
 @dataclass(frozen=True)
@@ -66,10 +107,8 @@ class Reply:
 
 
 @dataclass(frozen=True)
-class Message:
-    """A hub delivery (``{"type":"message",…}``): a LingMessage discussion, a message sent through the API, a
-    bot message relayed from a Feishu group. The library acknowledges it once the ``on_message`` handler
-    returns."""
+class Envelope(FromJson):
+    """What every view of a message to its recipient carries (the hub's message envelope)."""
 
     message_id: str
     sender_id: str
@@ -79,30 +118,21 @@ class Message:
     thread_id: str = ""
     reply_to: str = ""
     timestamp: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Message(Envelope):
+    """A hub delivery (``{"type":"message",…}``): a LingMessage discussion, a message sent through the API, a
+    bot message relayed from a Feishu group. The library acknowledges it once the ``on_message`` handler
+    returns."""
+
     source: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    @classmethod
-    def from_frame(cls, frame: dict) -> Message:
-        metadata = frame.get("metadata")
-        return cls(
-            message_id=_str(frame, "message_id"),
-            sender_id=_str(frame, "sender_id"),
-            content=_str(frame, "content"),
-            topic=_str(frame, "topic"),
-            message_type=_str(frame, "message_type"),
-            thread_id=_str(frame, "thread_id"),
-            reply_to=_str(frame, "reply_to"),
-            timestamp=parse_time(frame.get("timestamp")),
-            source=_str(frame, "source"),
-            metadata=metadata if isinstance(metadata, dict) else {},
-            raw=frame,
-        )
-
 
 @dataclass(frozen=True)
-class Push:
+class Push(FromJson):
     """A backend's push to its users (``{"type":"push",…}``), received by a user connection."""
 
     backend: str
@@ -112,35 +142,15 @@ class Push:
     timestamp: datetime | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    @classmethod
-    def from_frame(cls, frame: dict) -> Push:
-        return cls(
-            backend=_str(frame, "backend"),
-            text=_str(frame, "text"),
-            category=_str(frame, "category"),
-            audio=_opt_str(frame, "audio"),
-            timestamp=parse_time(frame.get("timestamp")),
-            raw=frame,
-        )
-
 
 @dataclass(frozen=True)
-class Collision:
+class Collision(FromJson):
     """The hub saw this member and ``other`` answer the same group message (``{"type":"collision",…}``)."""
 
     chat_id: str
     message_id: str
     other: str
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @classmethod
-    def from_frame(cls, frame: dict) -> Collision:
-        return cls(
-            chat_id=_str(frame, "chat_id"),
-            message_id=_str(frame, "message_id"),
-            other=_str(frame, "other"),
-            raw=frame,
-        )
 
 
 @dataclass(frozen=True)
@@ -174,20 +184,8 @@ class SendResult:
         return self.http_status == 502
 
     @classmethod
-    def from_body(cls, body: dict, *, http_status: int, idempotency_key: str, attempts: int) -> SendResult:
-        time_ms = body.get("response_time_ms")
-        return cls(
-            success=body.get("success") is True,
-            message_id=_str(body, "message_id"),
-            channel=_str(body, "channel"),
-            http_status=http_status,
-            idempotency_key=idempotency_key,
-            status=_opt_str(body, "status"),
-            error=_opt_str(body, "error"),
-            response_time_ms=float(time_ms) if isinstance(time_ms, (int, float)) else 0.0,
-            attempts=attempts,
-            raw=body,
-        )
+    def from_body(cls, body: Json, *, http_status: int, idempotency_key: str, attempts: int) -> SendResult:
+        return build(cls, body, http_status=http_status, idempotency_key=idempotency_key, attempts=attempts)
 
 
 @dataclass(frozen=True)
@@ -202,56 +200,23 @@ class OnlineStatus:
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_body(cls, member_id: str, body: dict) -> OnlineStatus:
-        return cls(
-            member_id=member_id,
-            online=body.get("online") is True,
-            last_seen=parse_time(body.get("last_seen")),
-            channel=_str(body, "channel") or "none",
-            raw=body,
-        )
+    def from_body(cls, member_id: str, body: Json) -> OnlineStatus:
+        return build(cls, body, member_id=member_id, channel=_str(body, "channel") or "none")
 
 
 @dataclass(frozen=True)
-class QueuedMessage:
+class QueuedMessage(Envelope):
     """A message still ``queued`` or ``delivering`` (sent, waiting for its ack) in the hub's offline queue."""
 
-    message_id: str
-    sender_id: str
-    content: str
-    status: str
-    topic: str = ""
-    message_type: str = ""
-    thread_id: str = ""
-    reply_to: str = ""
-    timestamp: datetime | None = None
+    status: str = ""
     retry_count: int = 0
     next_retry_at: datetime | None = None
     last_error: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    @classmethod
-    def from_body(cls, body: dict) -> QueuedMessage:
-        retries = body.get("retry_count")
-        return cls(
-            message_id=_str(body, "message_id"),
-            sender_id=_str(body, "sender_id"),
-            content=_str(body, "content"),
-            status=_str(body, "status"),
-            topic=_str(body, "topic"),
-            message_type=_str(body, "message_type"),
-            thread_id=_str(body, "thread_id"),
-            reply_to=_str(body, "reply_to"),
-            timestamp=parse_time(body.get("timestamp")),
-            retry_count=retries if isinstance(retries, int) else 0,
-            next_retry_at=parse_time(body.get("next_retry_at")),
-            last_error=_str(body, "last_error"),
-            raw=body,
-        )
-
 
 @dataclass(frozen=True)
-class Queue:
+class Queue(FromJson):
     """``GET /api/unified/queue/<recipient_id>``: how many messages wait (``queued_messages``) and the
     first of them, oldest first. The recipient sees all; another member only those it sent."""
 
@@ -261,21 +226,14 @@ class Queue:
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_body(cls, body: dict) -> Queue:
-        count = body.get("queued_messages")
-        items = body.get("messages")
-        return cls(
-            recipient_id=_str(body, "recipient_id"),
-            queued_messages=count if isinstance(count, int) else 0,
-            messages=[QueuedMessage.from_body(m) for m in items if isinstance(m, dict)]
-            if isinstance(items, list)
-            else [],
-            raw=body,
-        )
+    def from_json(cls, data: Json) -> Queue:
+        items = data.get("messages")
+        messages = [QueuedMessage.from_json(m) for m in items if isinstance(m, dict)] if isinstance(items, list) else []
+        return build(cls, data, messages=messages)
 
 
 @dataclass(frozen=True)
-class ClaimResult:
+class ClaimResult(FromJson):
     """The hub's answer to a floor claim (``claim_result``): ``granted`` or not, who ``holder`` is (a member id,
     or a Feishu app_id for a bot that is not on the hub), how long the claim still runs (``expires_in``, s),
     and ``answered`` when the message is closed because someone already answered it."""
@@ -288,22 +246,9 @@ class ClaimResult:
     answered: bool
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    @classmethod
-    def from_body(cls, body: dict) -> ClaimResult:
-        expires = body.get("expires_in")
-        return cls(
-            chat_id=_str(body, "chat_id"),
-            message_id=_str(body, "message_id"),
-            granted=body.get("granted") is True,
-            holder=_opt_str(body, "holder"),
-            expires_in=float(expires) if isinstance(expires, (int, float)) else 0.0,
-            answered=body.get("answered") is True,
-            raw=body,
-        )
-
 
 @dataclass(frozen=True)
-class MemoryEntry:
+class MemoryEntry(FromJson):
     """One entry of a chat's collaboration memory: ``kind`` is ``deferred`` (bots = [who deferred, holder]),
     ``collided`` ([first, second]) or ``repaired``; ``text`` is a ready-to-read sentence."""
 
@@ -314,16 +259,3 @@ class MemoryEntry:
     at: datetime | None = None
     repair_text: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @classmethod
-    def from_body(cls, body: dict) -> MemoryEntry:
-        bots = body.get("bots")
-        return cls(
-            kind=_str(body, "kind"),
-            bots=[b for b in bots if isinstance(b, str)] if isinstance(bots, list) else [],
-            message_id=_str(body, "message_id"),
-            text=_str(body, "text"),
-            at=parse_time(body.get("at")),
-            repair_text=_str(body, "repair_text"),
-            raw=body,
-        )

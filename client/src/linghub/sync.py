@@ -58,7 +58,7 @@ def _blocking(
 ) -> Callable[Concatenate[SyncClient, P], R]:
     """The blocking form of an async ``Client`` method: runs it on the wrapper's loop and waits."""
 
-    def call(self: SyncClient, *args: P.args, **kwargs: P.kwargs) -> R:
+    def call(self: SyncClient, /, *args: P.args, **kwargs: P.kwargs) -> R:
         return self._loop.call(method(self._client, *args, **kwargs))
 
     call.__name__ = method.__name__
