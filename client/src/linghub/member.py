@@ -424,6 +424,8 @@ class Member(Client):
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
+            if status == 401:
+                raise AuthError("the hub refused the WebSocket handshake", code=401) from exc
             if status in FATAL_HANDSHAKE:
                 raise HandshakeError(status, f"{self.ws_url}") from exc
             return Close(None, reason=f"handshake answered HTTP {status}")
