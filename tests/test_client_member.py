@@ -209,8 +209,8 @@ def test_a_missing_backend_registered_times_out_and_reconnects():
     async def scenario():
         async with FakeBridge(silent_then_good).running() as bridge:
             agent = member(bridge, register_timeout=0.3)
-            await agent.start(timeout=5)
-            assert len(bridge.connections) == 2
+            await agent.start(timeout=10)
+            assert len(bridge.connections) >= 2 and agent.stats.connections == 1
             await agent.stop()
 
     run(scenario())
@@ -218,13 +218,13 @@ def test_a_missing_backend_registered_times_out_and_reconnects():
 
 def test_a_hub_that_stops_answering_is_dropped_by_the_heartbeat():
     async def scenario():
-        async with FakeBridge().running() as bridge, member(bridge, heartbeat=0.2) as agent:
+        async with FakeBridge().running() as bridge, member(bridge, heartbeat=0.5) as agent:
             conn = await bridge.connection(0)
-            await conn.next("ping", timeout=2)  # application pings go out
+            await conn.next("ping", timeout=5)  # application pings go out
             bridge.answer_pings = False  # the process behind the socket hangs (protocol pings still work)
-            await bridge.connection(1, timeout=5)
+            await bridge.connection(1, timeout=10)
             bridge.answer_pings = True
-            await eventually(lambda: agent.stats.connections == 2, what="registered again")
+            await eventually(lambda: agent.stats.connections >= 2, what="registered again")
 
     run(scenario())
 
