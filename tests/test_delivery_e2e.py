@@ -1,16 +1,14 @@
 """Routing against a real daphne: a discussion reaches a member over its bridge socket while its LingMessage
-endpoint is down, and waits in the queue once the socket is gone too."""
+endpoint is down, and waits in the queue once the socket is gone too. The members are linghub clients."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 
-import httpx
 import pytest
-import websockets
+from linghub import Client, Member, Message
 
+from tests.client_support import eventually, run
 from tests.support import free_port, manage, running_hub
 
 pytestmark = pytest.mark.e2e
@@ -24,46 +22,47 @@ def _add(data_dir, member_id: str, *extra: str) -> str:
 def test_it_delivers_over_the_bridge_while_the_endpoint_is_down_and_queues_when_both_are(tmp_path):
     manage(tmp_path, "migrate", "--noinput")
     dead_endpoint = f"http://127.0.0.1:{free_port()}/api/lingmessage/notify"
-    lingflow = _add(tmp_path, "lingflow", "--endpoint", dead_endpoint, "--backend", "lingflow")
-    lingyi = _add(tmp_path, "lingyi")
+    lingflow_token = _add(tmp_path, "lingflow", "--endpoint", dead_endpoint, "--backend", "lingflow")
+    lingyi_token = _add(tmp_path, "lingyi")
     with running_hub(data_dir=tmp_path) as hub:
-        send_url = f"{hub.http_url}/api/unified/send"
-        auth = {"Authorization": f"Bearer {lingyi}"}
-        body = {"sender_id": "lingyi", "recipient_id": "lingflow", "topic": "v0.16系统审计", "content": "请审查"}
 
         async def scenario():
-            async with websockets.connect(f"{hub.ws_url}/?token={lingflow}") as backend:
-                await backend.send(json.dumps({"type": "register_backend", "backend_id": "lingflow", "name": "灵通"}))
-                assert json.loads(await backend.recv())["type"] == "backend_registered"
-                async with httpx.AsyncClient() as client:
-                    answer = await client.post(send_url, json=body, headers=auth)
-                assert answer.status_code == 200, answer.text
-                assert answer.json()["success"] is True and answer.json()["channel"] == "bridge"
-                while True:
-                    frame = json.loads(await asyncio.wait_for(backend.recv(), 10))
-                    if frame["type"] == "message":
+            received: list[Message] = []
+            backend = Member(hub.http_url, lingflow_token, backend_id="lingflow", name="灵通", member_id="lingflow")
+
+            @backend.on_message
+            async def deliver(message: Message) -> None:
+                received.append(message)
+
+            async with (
+                Client(hub.http_url, lingyi_token) as lingyi,
+                Client(hub.http_url, lingflow_token, member_id="lingflow") as lingflow,
+            ):
+                async with backend:
+                    answer = await lingyi.send("lingflow", "请审查", topic="v0.16系统审计")
+                    assert answer.http_status == 200 and answer.success and answer.channel == "bridge", answer
+                    await eventually(lambda: received, what="the delivery")
+                    message = received[0]
+                    assert message.message_id == answer.message_id
+                    assert (message.sender_id, message.topic, message.content) == ("lingyi", "v0.16系统审计", "请审查")
+
+                    async def acknowledged() -> bool:
+                        return (await lingflow.queue()).queued_messages == 0
+
+                    for _ in range(50):
+                        if await acknowledged():
+                            break
+                        await asyncio.sleep(0.1)
+                    assert await acknowledged()
+
+                for _ in range(50):  # the socket is gone: wait until the hub sees it
+                    status = (await lingyi.online())["lingflow"]
+                    if not status.online:
                         break
-                assert frame["message_id"] == answer.json()["message_id"]
-                assert (frame["sender_id"], frame["topic"], frame["content"]) == ("lingyi", "v0.16系统审计", "请审查")
-                await backend.send(json.dumps({"type": "ack", "message_id": frame["message_id"]}))
+                    await asyncio.sleep(0.1)
+                assert not status.online and status.channel == "none"
+                again = await lingyi.send("lingflow", "还在吗", topic="v0.16系统审计")
+                assert again.http_status == 202 and again.queued
+                assert [m.content for m in (await lingflow.queue()).messages] == ["还在吗"]
 
-        asyncio.run(scenario())
-
-        queue = httpx.get(f"{hub.http_url}/api/unified/queue/lingflow", headers={"Authorization": f"Bearer {lingflow}"})
-        for _ in range(50):
-            if queue.json()["queued_messages"] == 0:
-                break
-            time.sleep(0.1)
-            queue = httpx.get(queue.url, headers={"Authorization": f"Bearer {lingflow}"})
-        assert queue.json()["queued_messages"] == 0  # acknowledged
-
-        for _ in range(50):  # the socket is gone: wait until the hub sees it
-            status = httpx.get(f"{hub.http_url}/api/unified/online", headers=auth).json()["lingflow"]
-            if not status["online"]:
-                break
-            time.sleep(0.1)
-        assert status == {**status, "online": False, "channel": "none"}
-        answer = httpx.post(send_url, json={**body, "content": "还在吗"}, headers=auth)
-        assert answer.status_code == 202 and answer.json()["channel"] == "queue"
-        waiting = httpx.get(queue.url, headers={"Authorization": f"Bearer {lingflow}"}).json()
-        assert [m["content"] for m in waiting["messages"]] == ["还在吗"]
+        run(scenario(), timeout=60)

@@ -1,0 +1,71 @@
+"""linghub: join Ling Hub as a member in ten lines.
+
+``Member`` is a member on the bridge WebSocket (register a backend, answer chats, receive and acknowledge hub
+deliveries, reconnect) and on the HTTP API (``send``, ``online``, ``queue``, ``floor``, ``memory``);
+``Client`` is the HTTP API alone; ``linghub.sync`` wraps both for code without asyncio.
+"""
+
+from __future__ import annotations
+
+from linghub.api import Client, hub_urls, new_idempotency_key
+from linghub.backoff import Backoff
+from linghub.errors import (
+    ApiError,
+    AuthError,
+    ConflictError,
+    HandshakeError,
+    HubUnavailable,
+    LingHubError,
+    NotConnected,
+)
+from linghub.floor import Floor
+from linghub.member import Close, Member, Stats
+from linghub.models import (
+    Chat,
+    ClaimResult,
+    Collision,
+    Envelope,
+    MemoryEntry,
+    Message,
+    MessageType,
+    OnlineStatus,
+    Push,
+    Queue,
+    QueuedMessage,
+    Reply,
+    SendResult,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ApiError",
+    "AuthError",
+    "Backoff",
+    "Chat",
+    "ClaimResult",
+    "Client",
+    "Close",
+    "Collision",
+    "ConflictError",
+    "Envelope",
+    "Floor",
+    "HandshakeError",
+    "HubUnavailable",
+    "LingHubError",
+    "Member",
+    "MemoryEntry",
+    "Message",
+    "MessageType",
+    "NotConnected",
+    "OnlineStatus",
+    "Push",
+    "Queue",
+    "QueuedMessage",
+    "Reply",
+    "SendResult",
+    "Stats",
+    "__version__",
+    "hub_urls",
+    "new_idempotency_key",
+]
