@@ -11,7 +11,7 @@ from tests.support import TEST_RUN_VAR, redis_reachable, wait_gone
 
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 # How long processes the suite started may take to finish stopping after the last test.
-LEFTOVER_GRACE = 10.0
+LEFTOVER_GRACE = float(os.environ.get("HUB_TEST_LEFTOVER_GRACE", "10"))
 
 
 def pytest_configure(config) -> None:
@@ -26,16 +26,18 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     left.pop(os.getpid(), None)
     if not left:
         return
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    lines = [f"the test run left {len(left)} process(es) running (killed now):"]
-    lines += [f"  pid {pid}: {command[:200]}" for pid, command in sorted(left.items())]
     for pid in left:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    title = f"the test run left {len(left)} process(es) running {LEFTOVER_GRACE:g} s after it (killed now)"
+    lines = [f"pid {pid}: {command[:300]}" for pid, command in sorted(left.items())]
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
-        reporter.write_line("\n".join(lines), red=True)
+        reporter.write_sep("!", title, red=True)
+        for line in lines:
+            reporter.write_line(line, red=True)
     else:
-        print("\n".join(lines))
+        print(title, *lines, sep="\n")
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
