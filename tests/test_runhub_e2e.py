@@ -231,6 +231,22 @@ def test_killing_the_qcluster_parent_leaves_no_workers_behind(tmp_path):
     assert not wait_gone("HUB_DATA_DIR", str(tmp_path), timeout=2)
 
 
+def test_killing_runhub_itself_takes_every_child_and_grandchild_with_it(tmp_path):
+    """runhub killed with SIGKILL runs no shutdown code: the kernel's parent-death signal stops each child
+    (django-q2's parent then stops its sentinel and workers the usual way)."""
+    with running_hub(data_dir=tmp_path, runhub=True) as hub:
+        parent = pid_of(hub.log(), "qcluster")
+        deadline = time.monotonic() + 30
+        while len(processes_in_group(parent)) < 4:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert len(processes_with_env("HUB_DATA_DIR", str(tmp_path))) >= 7
+        hub.process.kill()
+        hub.process.wait(timeout=10)
+        left = wait_gone("HUB_DATA_DIR", str(tmp_path), timeout=15)
+        assert not left, left
+
+
 def processes_in_group(pgid: int) -> list[int]:
     found = []
     for entry in os.scandir("/proc"):
