@@ -177,6 +177,7 @@ def test_runhub_restarts_the_embedded_valkey_and_every_child_recovers(tmp_path):
     backend_token = token_of(manage(tmp_path, "member", "add", "echo", "--name", "Echo", "--backend", "echo").stdout)
     sender_token = token_of(manage(tmp_path, "member", "add", "lingyi", "--name", "灵依").stdout)
     with running_hub(data_dir=tmp_path, runhub=True, extra_env={"HUB_RETRY_FIRST_DELAY": "600"}) as hub:
+        wait_for_cluster(hub)  # its pusher waits on the broker when Valkey dies
         os.kill(pid_of(hub.log(), "valkey"), signal.SIGKILL)
         killed = time.monotonic()
         down = httpx.get(f"{hub.http_url}/healthz")
@@ -208,6 +209,9 @@ def test_runhub_restarts_the_embedded_valkey_and_every_child_recovers(tmp_path):
                 return message
 
         assert asyncio.run(receive_queued())["content"] == "after the restart"
+        print(
+            f"valkey killed → /healthz 200 {recovered:.2f} s, queued message flushed {time.monotonic() - killed:.2f} s"
+        )
         assert asyncio.run(chat_round_trip(hub.ws_url, backend_token, backend_id="echo"))["text"] == "echo 你好"
         took = hub.stop(signal.SIGINT)
     assert recovered < 10
@@ -217,12 +221,8 @@ def test_runhub_restarts_the_embedded_valkey_and_every_child_recovers(tmp_path):
 
 def test_killing_the_qcluster_parent_leaves_no_workers_behind(tmp_path):
     with running_hub(data_dir=tmp_path, runhub=True) as hub:
-        wait_for_log(hub, "Q Cluster")
+        group = wait_for_cluster(hub)
         parent = pid_of(hub.log(), "qcluster")
-        deadline = time.monotonic() + 30
-        while len(group := processes_in_group(parent)) < 4:  # parent, sentinel, workers, monitor, pusher
-            assert time.monotonic() < deadline, group
-            time.sleep(0.1)
         os.kill(parent, signal.SIGKILL)
         wait_for_log(hub, "restarted qcluster")
         assert not processes_in_group(parent), group  # the old cluster's sentinel and workers went with it
@@ -235,16 +235,24 @@ def test_killing_runhub_itself_takes_every_child_and_grandchild_with_it(tmp_path
     """runhub killed with SIGKILL runs no shutdown code: the kernel's parent-death signal stops each child
     (django-q2's parent then stops its sentinel and workers the usual way)."""
     with running_hub(data_dir=tmp_path, runhub=True) as hub:
-        parent = pid_of(hub.log(), "qcluster")
-        deadline = time.monotonic() + 30
-        while len(processes_in_group(parent)) < 4:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_for_cluster(hub)
         assert len(processes_with_env("HUB_DATA_DIR", str(tmp_path))) >= 7
         hub.process.kill()
         hub.process.wait(timeout=10)
         left = wait_gone("HUB_DATA_DIR", str(tmp_path), timeout=15)
         assert not left, left
+
+
+def wait_for_cluster(hub, timeout: float = 30) -> list[int]:
+    """The django-q2 cluster's processes once it runs (parent, sentinel, workers, monitor, pusher)."""
+    wait_for_log(hub, "started qcluster", timeout)
+    parent = pid_of(hub.log(), "qcluster")
+    deadline = time.monotonic() + timeout
+    while len(group := processes_in_group(parent)) < 4 + int(hub.env.get("HUB_Q_WORKERS", "2")):
+        assert time.monotonic() < deadline, group
+        time.sleep(0.1)
+    time.sleep(0.3)  # the pusher's first pop
+    return group
 
 
 def processes_in_group(pgid: int) -> list[int]:
