@@ -161,6 +161,21 @@ def test_the_server_speaks_tls_to_a_client_that_does_not_verify(tmp_path, server
             httpx.get(f"{hub.http_url}/healthz")
         assert asyncio.run(ping(f"wss://localhost:{hub.port}"))["type"] == "pong"
         assert asyncio.run(chat_round_trip(hub.ws_url, token))["text"] == "echo 你好"
+        # The same transport limit under both servers, 4x HUB_BRIDGE_MAX_FRAME_BYTES (1 MiB by default): below
+        # it the bridge answers an oversized frame with an error frame, above it the server closes the socket
+        # (uvicorn with 1009; daphne drops the connection without a close frame).
+        assert "frame too large" in asyncio.run(answer_to(hub.ws_url, 4 * 1024 * 1024 - 100))
+        assert asyncio.run(answer_to(hub.ws_url, 4 * 1024 * 1024 + 1)) == ("closed" if server == "daphne" else 1009)
+
+
+async def answer_to(url: str, size: int) -> str | int:
+    """The frame the server answers a text message of ``size`` bytes with, or its close code ("closed": none)."""
+    try:
+        async with connect(url) as ws:
+            await ws.send("x" * size)
+            return await asyncio.wait_for(ws.recv(), 10)
+    except websockets.ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else "closed"
 
 
 def test_runhub_restarts_a_crashed_server(tmp_path):
