@@ -34,7 +34,7 @@ import httpx  # noqa: E402
 import websockets  # noqa: E402
 
 from bench.bridge import machine  # noqa: E402
-from tests.support import manage, processes_with_env, running_hub  # noqa: E402
+from tests.support import manage, processes_in_group, processes_with_env, running_hub  # noqa: E402
 
 
 def pid_of(log: str, name: str) -> int:
@@ -77,20 +77,6 @@ def handshake_and_send(hub, token: str) -> bool:
         return False
 
 
-def group_size(pgid: int) -> int:
-    """Live (not zombie) processes in the process group ``pgid``."""
-    size = 0
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            size += int(fields[2]) == pgid and fields[0] != "Z"
-    return size
-
-
 def one_run(server: str) -> dict[str, float | str]:
     with tempfile.TemporaryDirectory(prefix="bench-processes-") as tmp:
         data_dir = Path(tmp)
@@ -99,7 +85,7 @@ def one_run(server: str) -> dict[str, float | str]:
         env = {"HUB_LOG_LEVEL": "WARNING", "REDIS_URL": ""}
         with running_hub(data_dir=data_dir, runhub=True, server=server, extra_env=env) as hub:
             parent = pid_of(hub.log(), "qcluster")
-            until(lambda: group_size(parent) >= 4)  # parent, sentinel, workers, monitor, pusher
+            until(lambda: len(processes_in_group(parent)) >= 4)  # parent, sentinel, workers, monitor, pusher
             result: dict[str, float | str] = {}
 
             os.kill(pid_of(hub.log(), "valkey"), signal.SIGKILL)
@@ -115,7 +101,7 @@ def one_run(server: str) -> dict[str, float | str]:
 
             os.kill(parent, signal.SIGKILL)
             started = time.monotonic()
-            until(lambda: group_size(parent) == 0 and "restarted qcluster (pid" in hub.log())
+            until(lambda: not processes_in_group(parent) and "restarted qcluster (pid" in hub.log())
             result["qcluster parent: group gone, restarted"] = time.monotonic() - started
 
             time.sleep(3)  # let the new cluster settle before stopping it

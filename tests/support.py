@@ -85,6 +85,22 @@ def processes_with_env(name: str, value: str) -> dict[int, str]:
     return found
 
 
+def processes_in_group(pgid: int) -> list[int]:
+    """The live (not zombie) processes of the process group ``pgid``."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
 def wait_gone(name: str, value: str, timeout: float) -> dict[int, str]:
     """``processes_with_env`` once none is left or ``timeout`` seconds passed: what is still running."""
     deadline = time.monotonic() + timeout

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.support import alive, manage, processes_with_env, running_hub, wait_gone
+from tests.support import alive, manage, processes_in_group, processes_with_env, running_hub, wait_gone
 
 pytestmark = pytest.mark.e2e
 
@@ -268,20 +268,6 @@ def wait_for_cluster(hub, timeout: float = 30) -> list[int]:
         time.sleep(0.1)
     time.sleep(0.3)  # the pusher's first pop
     return group
-
-
-def processes_in_group(pgid: int) -> list[int]:
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                found.append(int(entry.name))
-    return found
 
 
 def test_member_command_exits_non_zero_on_errors(tmp_path):
