@@ -71,6 +71,8 @@ def processes_with_env(name: str, value: str) -> dict[int, str]:
     process's environment as it was started, which its forked children share)."""
     needle = f"{name}={value}".encode()
     found = {}
+    if not os.path.isdir("/proc"):  # not Linux: nothing to look at
+        return found
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -88,7 +90,7 @@ def processes_with_env(name: str, value: str) -> dict[int, str]:
 def processes_in_group(pgid: int) -> list[int]:
     """The live (not zombie) processes of the process group ``pgid``."""
     found = []
-    for entry in os.scandir("/proc"):
+    for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
         if not entry.name.isdigit():
             continue
         try:

@@ -37,7 +37,10 @@ def daphne_argv(host: str, port: int, *, ssl_cert: Path | None = None, ssl_key: 
     """daphne serving ``hub.asgi:application`` with the hub's WebSocket settings (TLS through a Twisted
     ``ssl:`` endpoint when a certificate is given). daphne's own access log is off (``-v 0``)."""
     if ssl_cert and ssl_key:
-        listen = ["-e", f"ssl:{port}:privateKey={_escape(ssl_key)}:certKey={_escape(ssl_cert)}:interface={host}"]
+        listen = [
+            "-e",
+            f"ssl:{port}:privateKey={_escape(ssl_key)}:certKey={_escape(ssl_cert)}:interface={_escape(host)}",
+        ]
     else:
         listen = ["-b", host, "-p", str(port)]
     limit = str(websocket_limit())
@@ -114,8 +117,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _escape(path: Path) -> str:
-    """A path inside a Twisted endpoint string, where ``:`` and ``\\`` separate fields."""
+def _escape(path: Path | str) -> str:
+    """A path or address (``::1``) inside a Twisted endpoint string, where ``:`` separates fields."""
     return str(path).replace("\\", "\\\\").replace(":", "\\:")
 
 
@@ -155,8 +158,7 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         self.ensure_admin()
 
-        argv = server_argv(server, host, port, ssl_cert=ssl_cert, ssl_key=ssl_key)
-        children += self.workers(Child(server, argv), options["no_workers"])
+        children += self.children(host, port, options["no_workers"], server=server, ssl_cert=ssl_cert, ssl_key=ssl_key)
         supervisor = Supervisor(children, report=self.report)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, supervisor.request_stop)
@@ -180,10 +182,21 @@ class Command(BaseCommand):
             supervisor.stop()
             self.report("stopped")
 
-    def workers(self, server: Child, no_workers: bool) -> list[Child]:
-        """The server, then the background processes (the Feishu poller only when the app is configured)."""
+    def children(
+        self,
+        host: str,
+        port: int,
+        no_workers: bool,
+        *,
+        server: str | None = None,
+        ssl_cert: Path | None = None,
+        ssl_key: Path | None = None,
+    ) -> list[Child]:
+        """The ASGI server (``server``, default ``HUB_SERVER``), then the background processes (the Feishu
+        poller only when the hub's Feishu app is configured)."""
+        server = server or settings.HUB_SERVER
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
-        children = [server]
+        children = [Child(server, server_argv(server, host, port, ssl_cert=ssl_cert, ssl_key=ssl_key))]
         if no_workers:
             return children
         children.append(Child("qcluster", [*manage, "qcluster"]))
