@@ -1,17 +1,19 @@
-"""Bridge round-trip benchmark: the hub under a real daphne against a minimal relay on `websockets`.
+"""Bridge round-trip benchmark: the hub under real ASGI servers against a minimal relay on `websockets`.
 
 B backends echo every chat with a reply; U users run a closed loop (send a chat, wait for its reply).
 Measured for U = 1, 16, 64 against
   - relay:      a minimal bridge written directly on the `websockets` library (the in-run baseline),
-  - hub:        the hub under daphne with the default in-memory channel layer,
-  - hub+redis:  the hub under daphne with REDIS_URL (channels_redis pub/sub layer),
-  - hub-2proc+redis: two daphne processes sharing the database and Redis, backends on one and users on the
+  - hub:        the hub with the default in-memory channel layer,
+  - hub+redis:  the hub with REDIS_URL (channels_redis pub/sub layer; `make run`'s configuration),
+  - hub-2proc+redis: two server processes sharing the database and Redis, backends on one and users on the
                  other, so every chat and reply crosses processes over the channel layer,
+each hub variant under every server of --servers (named e.g. `hub/uvicorn`, started as `runhub` starts it),
 then the resident memory that 1,000 idle connections add to each server. Prints round trips/s, p50/p99
 latency, round trips per server CPU-second and the ratios to the relay.
 
     .venv/bin/python bench/bridge.py [--seconds 4] [--warmup 1] [--users 1,16,64] [--backends 4]
                                      [--idle 1000] [--redis-url redis://127.0.0.1:6379/0] [--only hub,relay]
+                                     [--servers daphne,uvicorn]
 """
 
 from __future__ import annotations
@@ -110,9 +112,9 @@ async def _probe(url: str) -> None:
 
 
 def start_hub(
-    data_dir: Path, redis_url: str | None, backends: int, processes: int = 1
+    data_dir: Path, redis_url: str | None, backends: int, processes: int = 1, server: str = "daphne"
 ) -> tuple[list[subprocess.Popen], list[str], dict[str, str]]:
-    """A migrated data dir with ``backends`` members, and ``processes`` daphne processes serving it (sharing
+    """A migrated data dir with ``backends`` members, and ``processes`` ``server`` processes serving it (sharing
     its database and, with ``redis_url``, one Redis); returns the processes, their URLs and the tokens."""
     extra = {"HUB_LOG_LEVEL": "WARNING"}
     if redis_url:
@@ -125,13 +127,17 @@ def start_hub(
     for i in range(backends):
         out = manage(data_dir, "member", "add", f"bench{i}", "--name", f"Bench {i}", "--backend", f"b{i}", env=env)
         tokens[f"b{i}"] = out.stdout.strip().splitlines()[-1].split()[-1]
-    from hub.management.commands.runhub import daphne_argv
+    from hub.management.commands.runhub import server_argv
 
     started, urls = [], []
     for _ in range(processes):
         port = free_port()
         process = subprocess.Popen(
-            daphne_argv("127.0.0.1", port), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+            server_argv(server, "127.0.0.1", port),
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
         )
         wait_for_http(f"http://127.0.0.1:{port}/healthz", process=process)
         started.append(process)
@@ -244,6 +250,15 @@ async def idle_memory(url: str, pid: int, count: int) -> float:
         await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
 
 
+def machine() -> str:
+    """CPU model and count, Python version and the load average: what a figure was measured on."""
+    model = "unknown CPU"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), model)
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    return f"{os.cpu_count()} x {model}, Python {sys.version.split()[0]}, load average {load}"
+
+
 def stop(process: subprocess.Popen) -> None:
     process.terminate()
     process.wait(timeout=15)
@@ -261,6 +276,7 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=1000, help="idle connections for the memory figure (0: skip)")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
     parser.add_argument("--only", default="relay,relay-raw,hub,hub+redis,hub-2proc+redis")
+    parser.add_argument("--servers", default="daphne,uvicorn", help="ASGI servers to run each hub variant under")
     parser.add_argument("--serve-relay", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -271,11 +287,15 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * args.idle + 1024)), hard))
     users = [int(u) for u in args.users.split(",")]
-    servers = [s for s in args.only.split(",") if s]
+    servers = []
+    for name in filter(None, args.only.split(",")):
+        servers += [name] if name.startswith("relay") else [f"{name}/{asgi}" for asgi in args.servers.split(",")]
     if not redis_reachable(args.redis_url):
         print(f"(no Redis at {args.redis_url}: skipping the hub+redis runs)")
         servers = [s for s in servers if "redis" not in s]
     print(f"bridge benchmark: B={args.backends}, U={users}, {args.warmup:g} s warm-up + {args.seconds:g} s each")
+    print(f"command: {' '.join(sys.argv)}")
+    print(f"machine: {machine()}")
     results: dict[tuple[str, int], dict] = {}
     memory: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-bridge-") as tmp, contextlib.ExitStack() as stack:
@@ -290,7 +310,8 @@ def main() -> None:
                 data_dir.mkdir()
                 redis_url = args.redis_url if "redis" in server else None
                 count = 2 if server.startswith("hub-2proc") else 1
-                processes, urls, tokens = start_hub(data_dir, redis_url, args.backends, processes=count)
+                asgi = server.rsplit("/", 1)[1]
+                processes, urls, tokens = start_hub(data_dir, redis_url, args.backends, processes=count, server=asgi)
             for process in processes:
                 stack.callback(stop, process)
             running[server] = (processes, urls, tokens)
@@ -301,14 +322,14 @@ def main() -> None:
                 result = asyncio.run(run_load(urls, pids, tokens, u, args.warmup, args.seconds))
                 results[(server, u)] = result
                 print(
-                    f"{server:>15}  U={u:<3} {result['rt_s']:8.0f} rt/s  p50 {result['p50']:6.1f} ms"
+                    f"{server:>23}  U={u:<3} {result['rt_s']:8.0f} rt/s  p50 {result['p50']:6.1f} ms"
                     f"  p99 {result['p99']:6.1f} ms  {result['rt_per_cpu_s']:7.0f} rt/server-CPU-s",
                     flush=True,
                 )
         if args.idle:
             for server, (processes, urls, _) in running.items():
                 memory[server] = asyncio.run(idle_memory(urls[0], processes[0].pid, args.idle))
-                print(f"{server:>15}  {args.idle} idle connections: +{memory[server]:.1f} MiB", flush=True)
+                print(f"{server:>23}  {args.idle} idle connections: +{memory[server]:.1f} MiB", flush=True)
 
     if "relay" in servers:
         print("\nratios to the relay (rt/s, p99, rt per server CPU-second):")
@@ -319,7 +340,7 @@ def main() -> None:
                 hub, base = results[(server, u)], results[("relay", u)]
                 per_cpu = hub["rt_per_cpu_s"] / base["rt_per_cpu_s"]
                 print(
-                    f"{server:>15}  U={u:<3} {hub['rt_s'] / base['rt_s']:5.2f}x rt/s   "
+                    f"{server:>23}  U={u:<3} {hub['rt_s'] / base['rt_s']:5.2f}x rt/s   "
                     f"p99 {hub['p99'] / base['p99']:5.2f}x   {per_cpu:5.2f}x per CPU-s"
                 )
 

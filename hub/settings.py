@@ -10,7 +10,7 @@ import os
 import secrets
 from pathlib import Path
 
-from environs import Env
+from environs import Env, EnvError
 from marshmallow.validate import OneOf, Range
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -99,7 +99,7 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------------------------------------
 DATABASE_URL = env.str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'hub.sqlite3'}")
 if not DATABASE_URL.startswith(("sqlite://", "postgres://", "postgresql://")):
-    raise env.EnvError(f'Environment variable "DATABASE_URL" invalid: {DATABASE_URL!r} is not sqlite:// or postgres://')
+    raise EnvError(f'Environment variable "DATABASE_URL" invalid: {DATABASE_URL!r} is not sqlite:// or postgres://')
 _db = env.dj_db_url("DATABASE_URL", DATABASE_URL)
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     _db["OPTIONS"] = {
@@ -124,7 +124,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Redis: channel layer, cache, django-q2 broker -------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", "") or None
 if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
-    raise env.EnvError(f'Environment variable "REDIS_URL" invalid: {REDIS_URL!r} is not a redis:// URL')
+    raise EnvError(f'Environment variable "REDIS_URL" invalid: {REDIS_URL!r} is not a redis:// URL')
 REDIS_PREFIX = env.str("HUB_REDIS_PREFIX", "linghub")
 
 if REDIS_URL:
@@ -200,6 +200,14 @@ LOGGING = {
 # --- The hub ---------------------------------------------------------------------------------------------
 HUB_HOST = env.str("HUB_HOST", "127.0.0.1")
 HUB_PORT = env.int("HUB_PORT", 8765, validate=Range(min=1, max=65535))
+# The ASGI server runhub starts (`--server` too): uvicorn measured about 1.5-2x daphne's bridge round trips
+# (docs/performance.md); daphne stays supported (it also gives `runserver` its WebSocket support).
+HUB_SERVER = env.str("HUB_SERVER", "uvicorn", validate=OneOf(["uvicorn", "daphne"]))
+# TLS on the hub's port (`https://`, `wss://`) under runhub: a PEM certificate (chain) and its key, both or neither.
+HUB_SSL_CERT = env.path("HUB_SSL_CERT", None)
+HUB_SSL_KEY = env.path("HUB_SSL_KEY", None)
+if bool(HUB_SSL_CERT) != bool(HUB_SSL_KEY):
+    raise EnvError("Environment variables HUB_SSL_CERT and HUB_SSL_KEY must be set together")
 HUB_ADMIN_PASSWORD = secret("HUB_ADMIN_PASSWORD")
 HUB_METRICS_TOKEN = secret("HUB_METRICS_TOKEN")
 

@@ -1,12 +1,44 @@
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import uuid
 
 import pytest
 
-from tests.support import redis_reachable
+from tests.support import TEST_RUN_VAR, redis_reachable, wait_gone
 
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+# How long processes the suite started may take to finish stopping after the last test.
+LEFTOVER_GRACE = float(os.environ.get("HUB_TEST_LEFTOVER_GRACE", "10"))
+
+
+def pytest_configure(config) -> None:
+    """Mark this run in the environment, which every process the suite starts inherits (and their children)."""
+    os.environ[TEST_RUN_VAR] = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Fail the run when a process it started is still running at its end (an orphaned worker, a server
+    nobody stopped); name each one, then kill it so it does not outlive the run."""
+    left = wait_gone(TEST_RUN_VAR, os.environ[TEST_RUN_VAR], timeout=LEFTOVER_GRACE)
+    left.pop(os.getpid(), None)
+    if not left:
+        return
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    title = f"the test run left {len(left)} process(es) running {LEFTOVER_GRACE:g} s after it (killed now)"
+    lines = [f"pid {pid}: {command[:300]}" for pid, command in sorted(left.items())]
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_sep("!", title, red=True)
+        for line in lines:
+            reporter.write_line(line, red=True)
+    else:
+        print(title, *lines, sep="\n")
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_report_header(config) -> list[str]:

@@ -48,16 +48,67 @@ def redis_reachable(url: str) -> bool:
 
 
 def wait_for_http(url: str, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
+    """Wait until ``url`` answers at all (any status; a test server's self-signed certificate is not checked)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"process exited with code {process.returncode} before {url} answered")
         try:
-            httpx.get(url, timeout=1.0)
+            httpx.get(url, timeout=1.0, verify=False)
             return
         except httpx.HTTPError:
             time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+# Every process the suite starts carries this variable (tests/conftest.py sets it to a value of its own for the
+# run), so the run can find at its end whatever it left behind, grandchildren included.
+TEST_RUN_VAR = "HUB_TEST_RUN"
+
+
+def processes_with_env(name: str, value: str) -> dict[int, str]:
+    """pid → command line of every live process whose environment has ``name=value`` (read from /proc: a
+    process's environment as it was started, which its forked children share)."""
+    needle = f"{name}={value}".encode()
+    found = {}
+    if not os.path.isdir("/proc"):  # not Linux: nothing to look at
+        return found
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as environ:
+                if needle not in environ.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
+                found[int(entry.name)] = cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def processes_in_group(pgid: int) -> list[int]:
+    """The live (not zombie) processes of the process group ``pgid``."""
+    found = []
+    for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def wait_gone(name: str, value: str, timeout: float) -> dict[int, str]:
+    """``processes_with_env`` once none is left or ``timeout`` seconds passed: what is still running."""
+    deadline = time.monotonic() + timeout
+    while (left := processes_with_env(name, value)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
 
 
 _created_databases: set[str] = set()
@@ -124,21 +175,23 @@ def manage(
 
 
 class HubProcess:
-    """A real ``runhub`` or ``daphne`` process on a free loopback port."""
+    """A real ``runhub`` or bare ASGI server process on a free loopback port (``tls``: https/wss)."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], port: int, log_path: Path) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], port: int, log_path: Path, tls: bool = False) -> None:
         self.port = port
         self.log_path = log_path
+        self.tls = tls
+        self.env = env
         self._log = open(log_path, "wb")  # noqa: SIM115
         self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     @property
     def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http{'s' if self.tls else ''}://127.0.0.1:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"ws{'s' if self.tls else ''}://127.0.0.1:{self.port}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -160,9 +213,22 @@ class HubProcess:
 
 @contextlib.contextmanager
 def running_hub(
-    *, data_dir: Path | None = None, runhub: bool = False, extra_env: dict[str, str] | None = None, timeout: float = 60
+    *,
+    data_dir: Path | None = None,
+    runhub: bool = False,
+    server: str | None = None,
+    tls: tuple[Path, Path] | None = None,
+    extra_env: dict[str, str] | None = None,
+    timeout: float = 60,
 ) -> Iterator[HubProcess]:
-    """Migrate a fresh data directory and start ``runhub`` (whole hub) or a bare ``daphne`` on it."""
+    """Migrate a fresh data directory and start ``runhub`` (whole hub) or the bare ASGI server on it.
+    ``server``: ``uvicorn`` or ``daphne`` (default: ``HUB_SERVER``, as runhub picks it); ``tls``: (certificate,
+    key) files to serve https/wss with."""
+    from django.conf import settings
+
+    from hub.management.commands.runhub import server_argv
+
+    server = server or settings.HUB_SERVER
     with contextlib.ExitStack() as stack:
         if data_dir is None:
             data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hub-")))
@@ -170,12 +236,12 @@ def running_hub(
         manage(data_dir, "migrate", "--noinput", env=env)
         port = free_port()
         if runhub:
-            argv = [sys.executable, str(ROOT / "manage.py"), "runhub", "--port", str(port)]
+            argv = [sys.executable, str(ROOT / "manage.py"), "runhub", "--port", str(port), "--server", server]
+            if tls:
+                argv += ["--ssl-cert", str(tls[0]), "--ssl-key", str(tls[1])]
         else:
-            from hub.management.commands.runhub import daphne_argv
-
-            argv = daphne_argv("127.0.0.1", port)
-        hub = HubProcess(argv, env, port, data_dir / "hub.log")
+            argv = server_argv(server, "127.0.0.1", port, ssl_cert=tls and tls[0], ssl_key=tls and tls[1])
+        hub = HubProcess(argv, env, port, data_dir / "hub.log", tls=bool(tls))
         try:
             wait_for_http(f"{hub.http_url}/healthz", timeout=timeout, process=hub.process)
             yield hub
