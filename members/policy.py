@@ -8,6 +8,8 @@ policy to each send.
 
 from __future__ import annotations
 
+# The Member fields of the policy (with ``send_rate_per_minute``, the rate the hub counts first).
+FIELDS = ("priority", "allowed_message_types", "allowed_formats", "dedupe_seconds", "daily_cap")
 MESSAGE_TYPES: list[str] = []
 FORMATS: list[str] = []
 

@@ -110,14 +110,11 @@ def member_remove(*, member_id: str) -> None:
         raise MemberError(f"unknown member {member_id!r}")
 
 
-POLICY_FIELDS = ("priority", "allowed_message_types", "allowed_formats", "dedupe_seconds", "daily_cap")
-
-
 def member_set_policy(*, member: Member, **changes) -> Member:
-    """Change the member's send policy (``POLICY_FIELDS`` and ``send_rate_per_minute``; None clears an optional
+    """Change the member's send policy (``members.policy.FIELDS`` and ``send_rate_per_minute``; None clears an optional
     limit). Lists of message types and formats are checked against the ones the hub knows. Raises
     ``MemberError`` for a bad value; returns the saved member."""
-    unknown = set(changes) - {*POLICY_FIELDS, "send_rate_per_minute"}
+    unknown = set(changes) - {*policy.FIELDS, "send_rate_per_minute"}
     if unknown:
         raise MemberError(f"not a policy field: {', '.join(sorted(unknown))}")
     for what, name in (("message_types", "allowed_message_types"), ("formats", "allowed_formats")):

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import time
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -143,7 +144,7 @@ def gateway(tmp_path_factory):
                 verification_token=VERIFICATION_TOKEN,
                 encrypt_key=ENCRYPT_KEY,
             )
-            yield hub, feishu, chat, hook, tokens
+            yield SimpleNamespace(hub=hub, feishu=feishu, chat=chat, hook=hook, tokens=tokens)
 
 
 def send(hub, token: str, **body) -> httpx.Response:
@@ -153,7 +154,7 @@ def send(hub, token: str, **body) -> httpx.Response:
 
 
 def test_a_click_on_an_agents_card_reaches_it_and_its_card_update_is_what_feishu_shows(gateway):
-    hub, feishu, chat, hook, tokens = gateway
+    hub, feishu, chat, hook, tokens = (gateway.hub, gateway.feishu, gateway.chat, gateway.hook, gateway.tokens)
     assert feishu.verify_card_callback()["challenge"]  # the callback URL passes Feishu's check
 
     async def scenario():
@@ -195,7 +196,7 @@ def test_a_click_on_an_agents_card_reaches_it_and_its_card_update_is_what_feishu
 
 
 def test_a_priority_5_alert_also_reaches_the_alert_bot_and_a_priority_1_one_only_its_recipient(gateway):
-    hub, feishu, chat, hook, tokens = gateway
+    hub, feishu, hook, tokens = gateway.hub, gateway.feishu, gateway.hook, gateway.tokens
     before = len(feishu.webhook_messages(hook))
 
     async def scenario():
@@ -221,7 +222,7 @@ def test_a_priority_5_alert_also_reaches_the_alert_bot_and_a_priority_1_one_only
 
 
 def test_a_message_to_a_person_arrives_through_the_hubs_app_bot(gateway):
-    hub, feishu, chat, hook, tokens = gateway
+    hub, feishu, tokens = gateway.hub, gateway.feishu, gateway.tokens
     answer = send(hub, tokens["opsbot"], recipient_id="oncall", content="今晚 22:00 维护", message_type="notification")
     assert answer.status_code == 200, answer.text
     assert answer.json()["channel"] == "feishu"
@@ -236,7 +237,7 @@ def test_a_message_to_a_person_arrives_through_the_hubs_app_bot(gateway):
 
 
 def test_a_member_sending_a_type_its_policy_forbids_gets_403_naming_the_rule(gateway):
-    hub, feishu, chat, hook, tokens = gateway
+    hub, tokens = gateway.hub, gateway.tokens
     refused = send(hub, tokens["reporter"], recipient_id="lingflow", content="CPU 90%", message_type="alert")
     assert refused.status_code == 403
     assert refused.json() == {

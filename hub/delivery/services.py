@@ -18,6 +18,7 @@ from hub.delivery.answers import ANSWER_KEY, SendResult, answer_for, find_previo
 from hub.delivery.policy import Refusal, policy_accepted, policy_release, policy_take
 from hub.delivery.rate import member_take_send_slot
 from hub.delivery.validation import send_problem
+from members import policy as member_policy
 from members.models import Member
 from offline_queue.models import DEFAULT_PRIORITY, Message
 from offline_queue.outcome import message_record_outcome
@@ -30,7 +31,9 @@ SEND_FIELDS = ("recipient_id", "topic", "content", "message_type", "thread_id", 
 def member_send(*, member: Member, request: dict, source: str, idempotency_key: str | None = "") -> SendResult:
     """A send by an authenticated ``member`` (``POST /api/unified/send``, the bridge ``send`` frame): counted
     against the member's rate, then ``message_send`` as that member with the fields of ``request`` that are
-    set. Over the rate: a 429 result with ``retry_after`` and nothing stored."""
+    set. Over the rate: a 429 result with ``retry_after`` and nothing stored. Then the member's send policy
+    (``hub.delivery.policy``), read fresh: an edit in the admin applies to a socket that is already open."""
+    member.refresh_from_db(fields=["send_rate_per_minute", *member_policy.FIELDS])
     retry_after = member_take_send_slot(member=member)
     if retry_after:
         error = f"send rate of {member.send_rate} messages per minute exceeded"
