@@ -16,8 +16,8 @@ from typing import Any
 
 from offline_queue.models import Message
 
-FORMATS = (Message.Format.TEXT, Message.Format.POST, Message.Format.CARD)  # what a member may send
-STRUCTURED = (Message.Format.POST, Message.Format.CARD)
+FORMATS = ("text", "post", "card")  # what a member may send (``Message.Format`` has the hub's card_action too)
+STRUCTURED = ("post", "card")
 # Feishu refuses post and card request bodies over 30 KB; a body that could not go out is refused up front.
 MAX_BODY_BYTES = 30 * 1024
 LOCALE_RE = re.compile(r"^[a-z]{2}_[a-z]{2}$")

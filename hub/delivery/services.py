@@ -45,6 +45,9 @@ def member_send(*, member: Member, request: dict, source: str, idempotency_key: 
     except formats.FormatError as exc:
         return rejected(str(exc), 400, time.perf_counter())
     fields["priority"] = member.priority if request.get("priority") is None else request["priority"]
+    error = formats.priority_problem(fields["priority"])
+    if error:
+        return rejected(error, 400, time.perf_counter())
     claim = None
     if find_previous(member.member_id, fields.get("message_id"), key) is None:  # a repeat gets the first answer
         claim = policy_take(member, recipient_id=str(request.get("recipient_id")), message=_policy_view(fields))
