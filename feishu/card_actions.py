@@ -31,6 +31,7 @@ from members.models import Channel, Member
 from offline_queue.models import Message, new_message_id
 
 POLL_SECONDS = 0.05
+ANSWERED_ALREADY = "was answered already"
 TOAST_TYPES = ("info", "success", "error", "warning")
 
 
@@ -133,7 +134,7 @@ def card_action_answer(*, member: Member, message_id: str, card: object = None, 
     if not CardAction.objects.filter(pk=action.pk, answer__isnull=True).update(
         answer=answer, answered_at=timezone.now()
     ):
-        return f"the click told in {message_id!r} was answered already"
+        return f"the click told in {message_id!r} {ANSWERED_ALREADY}"
     CardAction.objects.filter(pk=action.pk, state=CardAction.State.WAITING).update(state=CardAction.State.ANSWERED)
     return None
 

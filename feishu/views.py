@@ -5,7 +5,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from feishu.activity import chat_id_problem, group_mark_active, group_state
-from feishu.card_actions import card_action_answer, card_click_answer
+from feishu.card_actions import ANSWERED_ALREADY, card_action_answer, card_click_answer
 from feishu.cards import open_callback, read_click
 from feishu.events import EventRejected, event_receive, open_event
 from hub.jsonapi import BadJson, json_body, json_error, json_response
@@ -74,5 +74,5 @@ def card_update(request: HttpRequest) -> JsonResponse:
         member=request.member, message_id=data.get("message_id"), card=data.get("card"), toast=data.get("toast")
     )
     if error:
-        return json_error(409 if "already" in error else 400, error)
+        return json_error(409 if error.endswith(ANSWERED_ALREADY) else 400, error)
     return json_response({"success": True, "message_id": data["message_id"]})

@@ -56,8 +56,10 @@ def member_send(*, member: Member, request: dict, source: str, idempotency_key: 
     result = message_send(
         sender_id=member.member_id, idempotency_key=key, metadata=request.get("metadata"), source=source, **fields
     )
-    if claim is not None:
-        policy_accepted(claim, result.message_id) if result.message_id else policy_release(claim)
+    if claim is not None and result.message_id:
+        policy_accepted(claim, result.message_id)
+    elif claim is not None:
+        policy_release(claim)
     return result
 
 
