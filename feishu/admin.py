@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.utils import timezone
 
 from feishu.activity import group_mark_active
-from feishu.models import ActiveGroup, ReceivedEvent, SeenMessage
+from feishu.models import ActiveGroup, CardAction, ReceivedEvent, SeenMessage
 
 
 @admin.register(ActiveGroup)
@@ -65,4 +65,19 @@ class ReceivedEventAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(CardAction)
+class CardActionAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "card_sender", "state", "operator_id", "original_message_id", "answered_at"]
+    list_filter = ["state"]
+    search_fields = ["key", "card_sender", "original_message_id", "message_id", "feishu_message_id"]
+    readonly_fields = [f.name for f in CardAction._meta.fields]
+
+    @admin.display(description="operator")
+    def operator_id(self, action: CardAction) -> str:
+        return (action.operator or {}).get("open_id", "")
+
+    def has_add_permission(self, request) -> bool:
         return False

@@ -52,9 +52,10 @@ class FeishuError(Exception):
         log_id: str = "",
         http_status: int | None = None,
         transient: bool = False,
+        retry_after: float = 0.0,
     ) -> None:
         self.endpoint, self.msg, self.code, self.log_id = endpoint, msg, code, log_id
-        self.http_status, self.transient = http_status, transient
+        self.http_status, self.transient, self.retry_after = http_status, transient, retry_after
         detail = f"code {code}" if code is not None else "no answer"
         super().__init__(f"Feishu {endpoint}: {detail}: {msg}" + (f" (log id {log_id})" if log_id else ""))
 
@@ -118,10 +119,18 @@ class FeishuClient:
 
     # --- one call, with the retry rules -----------------------------------------------------------------
     def request(
-        self, method: str, path: str, endpoint: str, *, params: dict | None = None, json_body: dict | None = None
+        self,
+        method: str,
+        path: str,
+        endpoint: str,
+        *,
+        params: dict | None = None,
+        json_body: dict | None = None,
+        attempts: int | None = None,
     ) -> dict:
-        """Call ``path`` with the tenant token; returns the decoded body (code 0) or raises ``FeishuError``."""
-        return self._call(method, path, endpoint, params=params, json_body=json_body, auth=True)
+        """Call ``path`` with the tenant token; returns the decoded body (code 0) or raises ``FeishuError``.
+        ``attempts`` (default ``max_attempts``): 1 makes one try, for callers that retry later themselves."""
+        return self._call(method, path, endpoint, params=params, json_body=json_body, auth=True, attempts=attempts)
 
     def _call(
         self,
@@ -132,8 +141,10 @@ class FeishuClient:
         params: dict | None = None,
         json_body: dict | None = None,
         auth: bool,
+        attempts: int | None = None,
     ) -> dict:
         client = self._http or http.client()
+        max_attempts = attempts or self.max_attempts
         attempt = 0
         refreshed = False
         while True:
@@ -145,7 +156,7 @@ class FeishuClient:
                 )
             except httpx.TransportError as exc:  # timeouts, refused and reset connections
                 FEISHU_API_CALLS.labels(endpoint, "error").inc()
-                if attempt < self.max_attempts:
+                if attempt < max_attempts:
                     self._wait_backoff(endpoint, attempt, f"{type(exc).__name__}")
                     continue
                 raise FeishuError(endpoint, f"{type(exc).__name__}: {exc}", transient=True) from exc
@@ -162,12 +173,14 @@ class FeishuClient:
 
             if response.status_code == 429 or code == RATE_LIMIT_CODE:
                 FEISHU_RATE_LIMITED.labels(endpoint).inc()
-                if attempt < self.max_attempts:
-                    self.sleep(self._reset_seconds(response, attempt))
+                reset = self._reset_seconds(response, attempt)
+                if attempt < max_attempts:
+                    self.sleep(reset)
                     continue
                 raise FeishuRateLimited(
-                    endpoint, msg, code=code, log_id=log_id, http_status=response.status_code, transient=True
-                )
+                    endpoint, msg, code=code, log_id=log_id, http_status=response.status_code, transient=True,
+                    retry_after=reset,
+                )  # fmt: skip
             if auth and code in TOKEN_INVALID_CODES and not refreshed:
                 refreshed = True
                 attempt -= 1  # a refreshed token is not a retry
@@ -175,14 +188,14 @@ class FeishuClient:
                 continue
             if code == CHAT_SEND_LIMIT_CODE:
                 FEISHU_RATE_LIMITED.labels(endpoint).inc()
-                if attempt < self.max_attempts:
+                if attempt < max_attempts:
                     self._wait_backoff(endpoint, attempt, "230020")
                     continue
                 raise FeishuRateLimited(
                     endpoint, msg, code=code, log_id=log_id, http_status=response.status_code, transient=True
                 )
             if response.status_code >= 500:
-                if attempt < self.max_attempts:
+                if attempt < max_attempts:
                     self._wait_backoff(endpoint, attempt, f"HTTP {response.status_code}")
                     continue
                 raise FeishuError(
@@ -243,14 +256,24 @@ class FeishuClient:
             if not page_token:
                 return
 
-    def send_message(self, chat_id: str, msg_type: str, content: dict | str, *, uuid: str | None = None) -> dict:
-        """Send to a chat; the same ``uuid`` within an hour sends once (a fresh one is made when omitted,
-        and reused by this call's own retries). Returns the message."""
-        body = {"receive_id": chat_id, "msg_type": msg_type, "content": _content(content),
+    def send_message(
+        self,
+        receive_id: str,
+        msg_type: str,
+        content: dict | str,
+        *,
+        uuid: str | None = None,
+        receive_id_type: str = "chat_id",
+        attempts: int | None = None,
+    ) -> dict:
+        """Send to a chat (or, with ``receive_id_type`` open_id, user_id, union_id or email, to a person); the
+        same ``uuid`` within an hour sends once (a fresh one is made when omitted, and reused by this call's
+        own retries). Returns the message."""
+        body = {"receive_id": receive_id, "msg_type": msg_type, "content": _content(content),
                 "uuid": uuid or uuid_module.uuid4().hex}  # fmt: skip
-        params = {"receive_id_type": "chat_id"}
+        params = {"receive_id_type": receive_id_type}
         return self.request("POST", "/open-apis/im/v1/messages", "messages.create", params=params,
-                            json_body=body)["data"]  # fmt: skip
+                            json_body=body, attempts=attempts)["data"]  # fmt: skip
 
     def reply_message(self, message_id: str, msg_type: str, content: dict | str, *, uuid: str | None = None) -> dict:
         body = {"msg_type": msg_type, "content": _content(content), "uuid": uuid or uuid_module.uuid4().hex}

@@ -107,3 +107,36 @@ class WebhookDigest(models.Model):
 
     def __str__(self) -> str:
         return self.digest
+
+
+class CardAction(models.Model):
+    """A click on an interactive card a member sent (Feishu's card callback), handed to that member as a
+    message, and the member's answer (the card update and toast Feishu shows), if it came in time."""
+
+    class State(models.TextChoices):
+        WAITING = "waiting", "Handed to the member, waiting for its answer"
+        ANSWERED = "answered", "Answered by the member"
+        DEFAULT = "default", "Answered by the hub (no answer in time)"
+        QUEUED = "queued", "The member is offline: queued for it, answered by the hub"
+        UNKNOWN = "unknown", "Not a card the hub sent: answered by the hub"
+
+    key = models.CharField(max_length=120, unique=True, help_text="Feishu's event id (a retried callback is one).")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.WAITING)
+    original_message_id = models.CharField(max_length=100, blank=True, help_text="The hub message of the card.")
+    card_sender = models.CharField(max_length=100, blank=True, help_text="The member that sent the card.")
+    message_id = models.CharField(
+        max_length=100, blank=True, db_index=True, help_text="The message that told the member of the click."
+    )
+    operator = models.JSONField(default=dict, blank=True, help_text="Who clicked: open_id, user_id, union_id.")
+    action = models.JSONField(default=dict, blank=True, help_text="What was clicked: tag, value, option, form…")
+    feishu_message_id = models.CharField(max_length=100, blank=True)
+    chat_id = models.CharField(max_length=100, blank=True)
+    answer = models.JSONField(null=True, blank=True, help_text="The member's answer: card and/or toast.")
+    answered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.state}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from feishu import webhook
+from feishu.cards import stamp
 from feishu.coordination.jitter import jitter_seconds
 from hub.delivery.transports import Delivered, Transport, TransportError
 from members.models import Channel, Member
@@ -13,8 +14,13 @@ from offline_queue.models import Message
 
 
 def webhook_message(message: Message) -> tuple[str, object]:
-    """The (msg_type, content) a hub message is sent as: ``metadata["feishu_webhook"]`` = ``{"msg_type",
-    "content"}`` when the sender chose (a post or a card), else a post titled by the topic, else text."""
+    """The (msg_type, content) a hub message is sent as: its post or card (``Message.format``; a card's
+    buttons stamped so clicks come back to the sender, ``feishu.cards``), else ``metadata["feishu_webhook"]`` =
+    ``{"msg_type", "content"}`` when the sender chose, else a post titled by the topic, else text."""
+    if message.format == Message.Format.POST:
+        return "post", message.body
+    if message.format == Message.Format.CARD:
+        return "interactive", stamp(message.body, message.message_id)
     chosen = (message.metadata or {}).get("feishu_webhook")
     if isinstance(chosen, dict) and chosen.get("msg_type") in webhook.MSG_TYPES:
         return chosen["msg_type"], chosen.get("content")

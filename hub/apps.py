@@ -13,9 +13,13 @@ class HubConfig(AppConfig):
         from hub.bridge import acks, handlers  # noqa: F401  (register the core bridge frames)
         from hub.bridge.transport import BridgeTransport
         from hub.delivery import alerts, audit, routing, transports  # noqa: F401  (alerts: the alert member receiver)
+        from hub.delivery.formats import FORMATS
         from hub.delivery.lingmessage import LingMessageTransport
+        from members import policy
         from offline_queue import router
+        from offline_queue.models import Message
 
+        policy.declare(message_types=list(Message.Type.values), formats=list(FORMATS))
         transports.register(LingMessageTransport())
         transports.register(BridgeTransport())
         router.connect(router.Router(attempt=routing.attempt, deliver_many=routing.deliver_many))

@@ -3,10 +3,13 @@
 prometheus-client's multi-process mode is used when ``PROMETHEUS_MULTIPROC_DIR`` is set (``runhub`` sets it
 for every child), so counters from daphne, the workers and the loops add up on ``/metrics``. Gauges that
 describe the database (queue length, online members) are computed when ``/metrics`` is read
-(``hub.dashboard.metrics``).
+(``hub.dashboard.metrics``), which also creates the zero samples of the label values known then (``zero``).
 """
 
 from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -40,3 +43,16 @@ FEISHU_RATE_LIMITED = Counter("linghub_feishu_rate_limited_total", "Feishu rate-
 QUEUE_OPERATOR_ACTIONS = Counter(
     "linghub_queue_operator_actions_total", "Retry-now and discard actions taken on the dashboards", ["action"]
 )
+
+# The notification gateway (docs/gateway.md): sends refused by a member's policy, copies made by route rules,
+# clicks on cards handed back to the member that sent the card.
+POLICY_REFUSALS = Counter("linghub_policy_refusals_total", "Sends refused by the sender's policy", ["member", "rule"])
+ROUTE_COPIES = Counter("linghub_route_copies_total", "Copies of messages made by route rules", ["rule"])
+CARD_ACTIONS = Counter("linghub_card_actions_total", "Clicks on cards (Feishu card callbacks) by outcome", ["outcome"])
+
+
+def zero(metric: Counter | Gauge | Histogram, *values: Iterable[str]) -> None:
+    """Create the zero sample of ``metric`` for every combination of ``values`` (one iterable per label), so
+    its series exist before the first event: an alert rule on a family with no series never fires."""
+    for combination in itertools.product(*values):
+        metric.labels(*combination)

@@ -255,6 +255,11 @@ FEISHU_HTTP_TIMEOUT = env.float("FEISHU_HTTP_TIMEOUT", 10.0, validate=Range(min=
 # (only members with a Feishu bot channel); never the bot that wrote the message.
 FEISHU_RELAY_TO = env.str("FEISHU_RELAY_TO", "agents", validate=OneOf(["agents", "feishu_bots"]))
 
+# The notification gateway (docs/gateway.md): how long a click on a card waits for the answer of the member
+# that sent the card (Feishu wants the whole callback answered within 3 s), and the toast shown without one.
+HUB_CARD_CALLBACK_WAIT = env.float("HUB_CARD_CALLBACK_WAIT", 2.5, validate=Range(min=0, max=2.9))
+HUB_CARD_DEFAULT_TOAST = env.str("HUB_CARD_DEFAULT_TOAST", "received")
+
 # Collision coordination
 COORD_CLAIM_TTL = env.float("COORD_CLAIM_TTL", 15.0, validate=Range(min=0.01))
 COORD_COLLISION_WINDOW = env.float("COORD_COLLISION_WINDOW", 2.0, validate=Range(min=0))

@@ -1,13 +1,40 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 
+from members import policy
 from members.models import Channel, Member
 from members.services import member_rotate_token
+
+
+class MemberForm(forms.ModelForm):
+    """The send policy's lists as tick boxes of the message types and formats the hub knows."""
+
+    allowed_message_types = forms.MultipleChoiceField(
+        required=False, widget=forms.CheckboxSelectMultiple, help_text="None ticked: every type."
+    )
+    allowed_formats = forms.MultipleChoiceField(
+        required=False, widget=forms.CheckboxSelectMultiple, help_text="None ticked: every format."
+    )
+
+    class Meta:
+        model = Member
+        fields = ["allowed_message_types", "allowed_formats"]  # the admin's fieldsets add the others
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["allowed_message_types"].choices = [(t, t) for t in policy.MESSAGE_TYPES]
+        self.fields["allowed_formats"].choices = [(f, f) for f in policy.FORMATS]
+        if "priority" in self.fields:  # left empty (a form posted by a script made before it existed): the default
+            self.fields["priority"].required = False
+
+    def clean_priority(self) -> int:
+        return self.cleaned_data.get("priority") or Member._meta.get_field("priority").default
 
 
 class ChannelInline(admin.TabularInline):
@@ -43,9 +70,17 @@ class MemberAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["member_id", "name", "kind", "enabled"]}),
         ("Routing", {"fields": ["preferred_channel", "send_rate_per_minute", "trust_loopback"]}),
+        (
+            "Send policy",
+            {
+                "fields": ["priority", "allowed_message_types", "allowed_formats", "dedupe_seconds", "daily_cap"],
+                "description": "What this member may send (docs/gateway.md); the send rate is above.",
+            },
+        ),
         ("Credentials", {"fields": ["token_hint", "token_rotated_at", "notify_secret"]}),
         ("Audit", {"fields": ["last_online", "created_at", "updated_at"]}),
     ]
+    form = MemberForm
     inlines = [ChannelInline]
     actions = ["rotate_tokens", "enable_members", "disable_members"]
 

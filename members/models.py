@@ -7,7 +7,7 @@ import secrets
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -58,6 +58,32 @@ class Member(models.Model):
         blank=True,
         validators=[MinValueValidator(1)],
         help_text="Messages this member may send per minute; empty means the hub default.",
+    )
+    # The send policy (hub.delivery.policy applies it to what the member sends through the API and the bridge).
+    priority = models.PositiveSmallIntegerField(
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(5)],
+        help_text="1 (low) to 5 (urgent): the priority of its messages that name none, and the highest one they "
+        "may name.",
+    )
+    allowed_message_types = models.JSONField(
+        default=list, blank=True, help_text="Message types it may send; none ticked means every type."
+    )
+    allowed_formats = models.JSONField(
+        default=list, blank=True, help_text="Formats it may send (text, post, card); none ticked means every format."
+    )
+    dedupe_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Refuse a message it already sent (same recipient, type, topic, content and body) within this "
+        "many seconds; empty means off.",
+    )
+    daily_cap = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Messages it may send per day (in the hub's time zone); empty means no cap.",
     )
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     token_hint = models.CharField(max_length=12, editable=False, help_text="The first characters of the token.")

@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
 
+from members import policy
 from members.models import Channel, Member
 
 _url = URLValidator(schemes=["http", "https"])
@@ -107,3 +108,36 @@ def member_remove(*, member_id: str) -> None:
     deleted, _ = Member.objects.filter(member_id=member_id).delete()
     if not deleted:
         raise MemberError(f"unknown member {member_id!r}")
+
+
+def member_set_policy(*, member: Member, **changes) -> Member:
+    """Change the member's send policy (``members.policy.FIELDS`` and ``send_rate_per_minute``; None clears an optional
+    limit). Lists of message types and formats are checked against the ones the hub knows. Raises
+    ``MemberError`` for a bad value; returns the saved member."""
+    unknown = set(changes) - {*policy.FIELDS, "send_rate_per_minute"}
+    if unknown:
+        raise MemberError(f"not a policy field: {', '.join(sorted(unknown))}")
+    for what, name in (("message_types", "allowed_message_types"), ("formats", "allowed_formats")):
+        if name in changes:
+            problem = policy.policy_list_problem(what, changes[name])
+            if problem:
+                raise MemberError(problem)
+    for name, value in changes.items():
+        setattr(member, name, value)
+    try:
+        member.clean_fields(exclude=[f.name for f in Member._meta.fields if f.name not in changes])
+    except ValidationError as exc:
+        raise MemberError("; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items())) from None
+    member.save(update_fields=[*changes, "updated_at"])
+    return member
+
+
+def member_policy_text(member: Member) -> str:
+    """The member's send policy in one line, for the command line."""
+    types = ",".join(member.allowed_message_types) or "all"
+    formats = ",".join(member.allowed_formats) or "all"
+    dedupe = f"{member.dedupe_seconds} s" if member.dedupe_seconds else "off"
+    return (
+        f"priority={member.priority} message_types={types} formats={formats} send_rate={member.send_rate}/min "
+        f"dedupe={dedupe} daily_cap={member.daily_cap or 'none'}"
+    )

@@ -12,6 +12,9 @@ from django.db import models
 from members.models import Member
 from offline_queue.policy import ack_deadline, expiry_for, retry_delay
 
+# The priority of a message that names none (1 low … 5 urgent); a member's send policy may set its own.
+DEFAULT_PRIORITY = 3
+
 
 def new_message_id() -> str:
     return f"msg_{uuid.uuid4().hex}"
@@ -48,6 +51,16 @@ class Message(models.Model):
         DISCUSSION = "discussion", "Discussion"
         CHAT = "chat", "Chat"
         NOTIFICATION = "notification", "Notification"
+        ALERT = "alert", "Alert"
+        REPORT = "report", "Report"
+
+    class Format(models.TextChoices):
+        """How the message is written: plain text, or a structured body beside its plain-text rendering."""
+
+        TEXT = "text", "Text"
+        POST = "post", "Rich text (Feishu post)"
+        CARD = "card", "Interactive card"
+        CARD_ACTION = "card_action", "Card action (a click on a card the recipient sent)"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -75,6 +88,14 @@ class Message(models.Model):
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.API)
     metadata = models.JSONField(default=dict, blank=True)
     idempotency_key = models.CharField(max_length=200, blank=True)
+    priority = models.PositiveSmallIntegerField(default=DEFAULT_PRIORITY, help_text="1 (low) to 5 (urgent).")
+    format = models.CharField(max_length=12, choices=Format.choices, default=Format.TEXT)
+    body = models.JSONField(
+        default=dict, blank=True, help_text="The structured body of a post, card or card action (content is its text)."
+    )
+    channel_kind = models.CharField(
+        max_length=16, blank=True, help_text="Deliver only over this channel kind (set by a route rule)."
+    )
 
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
     accepted_channel = models.CharField(
@@ -184,7 +205,19 @@ class Message(models.Model):
             "message_type": self.message_type,
             "thread_id": self.thread_id,
             "reply_to": self.reply_to,
+            "format": self.format,
+            "priority": self.priority,
         }
+
+    def body_fields(self) -> dict:
+        """The structured body under its format's name (``{"post": {...}}``, ``{"card": {...}}``,
+        ``{"card_action": {...}}``), or nothing for plain text: what receivers get beside ``content``."""
+        return {} if self.format == self.Format.TEXT else {self.format: self.body}
+
+    @property
+    def route_key(self) -> tuple[str, str]:
+        """Messages with the same key take the same route: the same type, pinned to the same channel kind."""
+        return (self.message_type, self.channel_kind)
 
 
 class DeliveryAttempt(models.Model):

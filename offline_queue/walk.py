@@ -135,9 +135,9 @@ class _Walk:
     meanwhile the pass stops, so nothing reaches the new socket ahead of what the old one lost."""
 
     resend_sent_before: datetime | None = None
-    socket_type: str | None = None
+    socket_type: tuple[str, str] | None = None  # the route key (``Message.route_key``) of what went to the socket
     connection: str | None = None
-    sent_type: str | None = None  # written to another channel that acknowledges later
+    sent_type: tuple[str, str] | None = None  # written to another channel that acknowledges later
 
 
 def _deliver_in_order(batch: list[Message], stats: PassStats, walk: _Walk) -> bool:
@@ -156,10 +156,10 @@ def _deliver_in_order(batch: list[Message], stats: PassStats, walk: _Walk) -> bo
             # Written earlier and not acknowledged yet: what follows waits for its ack (or its time-out), since
             # the socket it went to may be gone and a later message must not arrive first.
             return True
-        if walk.sent_type is not None and message.message_type != walk.sent_type:
+        if walk.sent_type is not None and message.route_key != walk.sent_type:
             return True  # the route may change while earlier ones wait for their acks
         if walk.socket_type is not None:
-            if message.message_type != walk.socket_type:
+            if message.route_key != walk.socket_type:
                 return True
             followed = _follow_on_the_socket(batch[i:], stats, walk)
             if not followed:
@@ -181,10 +181,10 @@ def _deliver_in_order(batch: list[Message], stats: PassStats, walk: _Walk) -> bo
         elif message.status == Message.Status.DELIVERING:
             stats.sent += 1
             if message.delivered_via == Channel.Kind.BRIDGE:
-                walk.socket_type = message.message_type
+                walk.socket_type = message.route_key
                 walk.connection = _live_connection(message.recipient_id)
             else:
-                walk.sent_type = message.message_type
+                walk.sent_type = message.route_key
         elif message.status == Message.Status.QUEUED:
             stats.requeued += 1
             return True
@@ -211,7 +211,7 @@ def _follow_on_the_socket(rest: list[Message], stats: PassStats, walk: _Walk) ->
     run: list[Message] = []
     for message in rest:
         if (
-            message.message_type != walk.socket_type
+            message.route_key != walk.socket_type
             or (message.expires_at and now >= message.expires_at)
             or (message.attempted and message.retry_count >= message.max_retries)
             or _in_flight(message, now, walk.resend_sent_before)

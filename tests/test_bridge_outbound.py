@@ -29,6 +29,8 @@ def test_it_turns_a_message_into_a_message_frame_for_the_members_sockets():
             "message_type": "discussion",
             "thread_id": "",
             "reply_to": "",
+            "format": "text",
+            "priority": 3,
             "timestamp": message.created_at.isoformat(),
             "source": "api",
             "metadata": {},

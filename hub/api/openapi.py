@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hub.delivery.formats import FORMATS
 from offline_queue.models import Message
 
 STRING = {"type": "string"}
@@ -48,6 +49,75 @@ SCHEMAS = {
                 "description": "Client-chosen id; a retry with the same id returns the first answer.",
             },
             "metadata": {"type": "object"},
+            "priority": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 5,
+                "description": "1 (low) to 5 (urgent); defaults to the sender's priority, which is also the highest "
+                "it may give.",
+            },
+            "format": {
+                "enum": list(FORMATS),
+                "default": "text",
+                "description": "text, or a structured body under the format's name (post or card); content then "
+                "defaults to its plain-text rendering.",
+            },
+            "post": {
+                "type": "object",
+                "description": "Feishu rich text: {zh_cn: {title, content: [[{tag: text|a|at|img|…, …}]]}} "
+                "(a bare {title, content} is zh_cn). At most 30 KB.",
+            },
+            "card": {
+                "type": "object",
+                "description": "A Feishu interactive card (elements, or body.elements for schema 2.0). At most 30 KB. "
+                "Clicks on its buttons come back to the sender as card_action messages.",
+            },
+        },
+    },
+    "Copy": {
+        "type": "object",
+        "required": ["recipient_id", "rule_id", "message_id", "channel", "success"],
+        "properties": {
+            "recipient_id": STRING,
+            "rule_id": {"type": "integer"},
+            "message_id": NULLABLE_STRING,
+            "channel": NULLABLE_STRING,
+            "success": {"type": "boolean"},
+            "status": NULLABLE_STRING,
+            "error": STRING,
+        },
+    },
+    "RoutedMessage": {
+        "type": "object",
+        "required": ["recipient_id", "mode", "rule_id", "rule", "channel_kind", "channels"],
+        "properties": {
+            "recipient_id": STRING,
+            "mode": {"enum": ["original", "instead", "also"]},
+            "rule_id": {"type": ["integer", "null"]},
+            "rule": STRING,
+            "channel_kind": NULLABLE_STRING,
+            "channels": {
+                "type": "array",
+                "description": "The recipient's usable channels in the order the router tries them.",
+                "items": {
+                    "type": "object",
+                    "required": ["kind", "state"],
+                    "properties": {"kind": STRING, "state": {"enum": ["up", "down", "unknown"]}},
+                },
+            },
+        },
+    },
+    "RoutePreview": {
+        "type": "object",
+        "required": ["success", "messages", "policy"],
+        "properties": {
+            "success": {"const": True},
+            "messages": {"type": "array", "items": {"$ref": "#/components/schemas/RoutedMessage"}},
+            "policy": {
+                "type": ["object", "null"],
+                "description": "The sender's policy rule the send would break (type, format, priority), or null.",
+                "properties": {"rule": STRING, "status": {"type": "integer"}, "error": STRING},
+            },
         },
     },
     "SendResult": {
@@ -60,6 +130,11 @@ SCHEMAS = {
             "response_time_ms": {"type": "number"},
             "status": {"enum": list(Message.Status.values), "description": "The message's status now."},
             "error": {"type": "string", "description": "Why it is queued or failed."},
+            "copies": {
+                "type": "array",
+                "description": "The copies route rules made, each its own message.",
+                "items": {"$ref": "#/components/schemas/Copy"},
+            },
         },
     },
     "MemberStatus": {
@@ -88,6 +163,8 @@ SCHEMAS = {
             "retry_count": {"type": "integer"},
             "next_retry_at": {**NULLABLE_STRING, "format": "date-time"},
             "last_error": STRING,
+            "format": {"enum": list(Message.Format.values)},
+            "priority": {"type": "integer"},
         },
     },
     "Queue": {
@@ -124,13 +201,36 @@ PATHS = {
                 "202": _ok("Accepted and queued: the recipient is offline or an earlier message waits.", "SendResult"),
                 "400": _error("Bad input (the reason says which field)."),
                 **AUTH_ERRORS,
-                "403": _error("The token's member is not sender_id."),
+                "403": _error(
+                    "The token's member is not sender_id, or the sender's policy forbids the message type, format "
+                    "or priority (the error names the rule)."
+                ),
                 "404": _error("Unknown or disabled recipient; nothing was queued."),
-                "409": _error("The idempotency key or message_id was used for another request."),
-                "429": _error("Send rate exceeded; retry after the Retry-After header's seconds."),
+                "409": _error(
+                    "The idempotency key or message_id was used for another request, or the sender's dedupe window "
+                    "holds the same message (the error names the first)."
+                ),
+                "429": _error("Send rate or daily cap exceeded; retry after the Retry-After header's seconds."),
                 "502": _ok(
                     "The recipient's endpoint refused the message for good (the reason is given).", "SendResult"
                 ),
+            },
+        }
+    },
+    "/api/unified/route": {
+        "post": {
+            "summary": "Where would this message go? The dry run of a send: nothing is sent",
+            "operationId": "route",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SendRequest"}}},
+            },
+            "responses": {
+                "200": _ok("The messages the send would make, and each recipient's channels.", "RoutePreview"),
+                "400": _error("Bad input (the reason says which field)."),
+                **AUTH_ERRORS,
+                "403": _error("The token's member is not sender_id."),
+                "404": _error("Unknown or disabled recipient."),
             },
         }
     },

@@ -6,6 +6,7 @@ from hub.api import views
 
 urlpatterns = [
     path("api/unified/send", views.send, name="unified-send"),
+    path("api/unified/route", views.route, name="unified-route"),
     path("api/unified/online", views.online, name="unified-online"),
     path("api/unified/queue/<str:recipient_id>", views.queue, name="unified-queue"),
     path("api/openapi.json", views.openapi, name="openapi"),

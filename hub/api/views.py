@@ -8,6 +8,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from hub.api.openapi import document
 from hub.delivery import selectors
+from hub.delivery.formats import FormatError
+from hub.delivery.routes import route_dry_run
 from hub.delivery.services import member_send
 from hub.jsonapi import BadJson, json_body, json_error, json_response
 from members.auth import member_required
@@ -36,6 +38,28 @@ def send(request: HttpRequest) -> JsonResponse:
     if result.retry_after:
         return json_error(429, result.error, Retry_After=str(result.retry_after))
     return json_response(result.as_dict(), status=result.status)
+
+
+@csrf_exempt
+@require_POST
+@member_required
+def route(request: HttpRequest) -> JsonResponse:
+    """The dry run of a send: the body of ``send``, answered with every message the hub would make and where
+    each would go (``hub.delivery.routes.route_dry_run``); nothing is sent."""
+    try:
+        body = json_body(request)
+    except BadJson as exc:
+        return json_error(400, str(exc))
+    member = request.member
+    if body.get("sender_id", member.member_id) != member.member_id:
+        return json_error(403, f"this token belongs to {member.member_id!r}; a member sends only as itself")
+    try:
+        answer = route_dry_run(member=member, request=body)
+    except FormatError as exc:
+        return json_error(400, str(exc))
+    except LookupError as exc:
+        return json_error(404, str(exc.args[0]))
+    return json_response({"success": True, **answer})
 
 
 @require_GET

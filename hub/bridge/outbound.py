@@ -21,6 +21,7 @@ def message_frame(message: Message) -> dict:
     return {
         "type": "message",
         **message.envelope(),
+        **message.body_fields(),
         "timestamp": _timestamp(message),
         "source": message.source,
         "metadata": message.public_metadata(),

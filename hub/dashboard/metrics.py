@@ -1,5 +1,10 @@
 """What ``/metrics`` exports: the counters and histograms of ``hub.metrics`` (of this process, or of every
-process in multi-process mode) plus the gauges that describe the database, computed at scrape time."""
+process in multi-process mode) plus the gauges that describe the database, computed at scrape time.
+
+Every family has samples from the first scrape: before collecting, the scrape creates the zero samples of the
+label values known then (``zero_known_labels``: channel kinds, outcomes, collision kinds… and, from the
+database, every member and route rule), so alert rules over ``rate()`` or ``increase()`` see a series at 0
+instead of none."""
 
 from __future__ import annotations
 
@@ -10,7 +15,42 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from hub.dashboard.selectors.gauges import metrics_gauges
+from feishu.coordination.models import CollisionLog
+from feishu.models import CardAction
+from hub import metrics
+from hub.dashboard.selectors.gauges import known_labels, metrics_gauges
+from hub.delivery.policy import RULES as POLICY_RULES
+from hub.sockets import HANDLERS
+from members.models import Channel
+from offline_queue.models import DeliveryAttempt, Message
+
+# The endpoint labels of Feishu calls (``feishu.client`` and the webhooks' ``hook``).
+FEISHU_ENDPOINTS = (
+    "tenant_access_token", "messages.list", "messages.create", "messages.reply", "reactions.create",
+    "reactions.list", "reactions.delete", "bot.info", "chat.get", "chat.members", "hook",
+)  # fmt: skip
+
+
+def zero_known_labels() -> None:
+    """Create the zero samples of every metric for the label values known now (cheap after the first time:
+    a dictionary lookup per sample)."""
+    zero = metrics.zero
+    zero(metrics.MESSAGES_ACCEPTED, Message.Type.values, Message.Source.values)
+    zero(metrics.DELIVERY_LATENCY, Channel.Kind.values)
+    zero(metrics.BRIDGE_CONNECTIONS, ("user", "backend"))
+    zero(metrics.BRIDGE_FRAMES, [*HANDLERS, "unknown"])
+    zero(metrics.COLLISIONS, CollisionLog.Kind.values)
+    zero(metrics.FEISHU_API_CALLS, FEISHU_ENDPOINTS, ("200",))
+    zero(metrics.FEISHU_RATE_LIMITED, FEISHU_ENDPOINTS)
+    zero(metrics.QUEUE_OPERATOR_ACTIONS, ("retry", "discard"))
+    zero(metrics.CARD_ACTIONS, CardAction.State.values)
+    known = known_labels()
+    for family in (metrics.RETRIES, metrics.EXPIRED, metrics.FAILED):
+        zero(family, known.members)
+    zero(metrics.POLICY_REFUSALS, known.members, POLICY_RULES)
+    zero(metrics.ROUTE_COPIES, known.route_rules)
+    for member, kind in known.member_channels:
+        zero(metrics.DELIVERIES, (kind,), (member,), DeliveryAttempt.Outcome.values)
 
 
 class DatabaseCollector:
@@ -72,5 +112,6 @@ class Scrape:
             self.sources = (REGISTRY, DatabaseCollector())
 
     def collect(self) -> Iterator[Metric]:
+        zero_known_labels()
         for source in self.sources:
             yield from source.collect()

@@ -31,6 +31,7 @@ class SendResult:
     status: int = 200
     message_status: str | None = None
     retry_after: int | None = None  # a refused send over the member's rate: seconds until it may send again
+    copies: tuple[dict, ...] = ()  # the copies route rules made (``hub.delivery.services._send_copy``)
 
     def as_dict(self) -> dict:
         if self.message_id is None:  # rejected: nothing was stored
@@ -45,6 +46,8 @@ class SendResult:
             body["status"] = self.message_status
         if self.error:
             body["error"] = self.error
+        if self.copies:
+            body["copies"] = list(self.copies)
         return body
 
 
@@ -74,7 +77,9 @@ def replay(existing: Message, request: dict, started: float) -> SendResult:
     """The first answer again (or, while the first request is still running, the message's state); 409 when
     ``request`` (recipient_id and the message fields) is not the message the key or message_id was first
     used for."""
-    first = {"recipient_id": existing.recipient.member_id, **existing.envelope()}
+    # A message a route rule sent to another member was asked for its requested recipient.
+    requested = (existing.metadata or {}).get("_route", {}).get("requested", existing.recipient.member_id)
+    first = {"recipient_id": requested, **existing.envelope(), "body": existing.body}
     differs = sorted(name for name, value in request.items() if first.get(name) != value)
     if differs:
         return rejected(
@@ -84,7 +89,7 @@ def replay(existing: Message, request: dict, started: float) -> SendResult:
         )
     answer = (existing.metadata or {}).get(ANSWER_KEY)
     if answer:
-        return SendResult(**answer)
+        return SendResult(**{**answer, "copies": tuple(answer.get("copies") or ())})
     taken = existing.status in (Message.Status.DELIVERED, Message.Status.DELIVERING)
     return SendResult(
         success=taken,

@@ -49,6 +49,9 @@ def notify_payload(message: Message) -> dict:
         "timestamp": message.created_at.isoformat() if message.created_at else None,
         "source": message.source,
         "metadata": message.public_metadata(),
+        "format": message.format,
+        "priority": message.priority,
+        **message.body_fields(),
     }
 
 

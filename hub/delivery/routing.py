@@ -30,14 +30,16 @@ from offline_queue.outcome import Outcome
 logger = logging.getLogger(__name__)
 
 AUTO_ORDER: dict[str, tuple[str, ...]] = {
-    Message.Type.DISCUSSION: ("lingmessage", "bridge", "feishu_webhook"),
-    Message.Type.CHAT: ("bridge", "lingmessage", "feishu_webhook"),
-    Message.Type.NOTIFICATION: ("bridge", "lingmessage", "feishu_webhook"),
+    Message.Type.DISCUSSION: ("lingmessage", "bridge", "feishu_webhook", "feishu_bot"),
+    Message.Type.CHAT: ("bridge", "lingmessage", "feishu_webhook", "feishu_bot"),
+    Message.Type.NOTIFICATION: ("bridge", "lingmessage", "feishu_webhook", "feishu_bot"),
+    Message.Type.ALERT: ("bridge", "lingmessage", "feishu_webhook", "feishu_bot"),
+    Message.Type.REPORT: ("bridge", "lingmessage", "feishu_webhook", "feishu_bot"),
 }
 PREFERRED_KINDS: dict[str, tuple[str, ...]] = {
     Member.PreferredChannel.LINGMESSAGE: ("lingmessage",),
     Member.PreferredChannel.BRIDGE: ("bridge",),
-    Member.PreferredChannel.FEISHU: ("feishu_webhook",),
+    Member.PreferredChannel.FEISHU: ("feishu_webhook", "feishu_bot"),
 }
 OFFLINE = "recipient offline"
 
@@ -52,11 +54,18 @@ def kind_order(message_type: str, preferred_channel: str) -> list[str]:
 
 
 def candidates(message: Message, member: Member) -> list[Channel]:
-    """The recipient's channels this process may use for ``message``, best first."""
+    """The recipient's channels this process may use for ``message``, best first (only the kind a route rule
+    pinned the message to, when it did)."""
     attached = transports.attached()
     switched_off = ChannelKindSwitch.switched_off()
     order = kind_order(message.message_type, member.preferred_channel)
-    usable = [c for c in member.channels.all() if c.enabled and c.kind in attached and c.kind not in switched_off]
+    usable = [
+        c
+        for c in member.channels.all()
+        if c.enabled and c.kind in attached and c.kind not in switched_off and attached[c.kind].reaches(c)
+    ]
+    if message.channel_kind:
+        usable = [c for c in usable if c.kind == message.channel_kind]
     return sorted(usable, key=lambda c: (order.index(c.kind) if c.kind in order else len(order), c.pk))
 
 

@@ -4,7 +4,7 @@ relay, operator alerts) goes through ``message_send``; the bridge's queued chats
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import timedelta
 
 from django.conf import settings
@@ -13,12 +13,14 @@ from django.db.models import Max
 from django.utils import timezone
 
 from hub import bus, metrics
-from hub.delivery import routing
+from hub.delivery import formats, routes, routing
 from hub.delivery.answers import ANSWER_KEY, SendResult, answer_for, find_previous, rejected, replay
+from hub.delivery.policy import Refusal, policy_accepted, policy_release, policy_take
 from hub.delivery.rate import member_take_send_slot
 from hub.delivery.validation import send_problem
+from members import policy as member_policy
 from members.models import Member
-from offline_queue.models import Message
+from offline_queue.models import DEFAULT_PRIORITY, Message
 from offline_queue.outcome import message_record_outcome
 from offline_queue.policy import expiry_for
 
@@ -29,19 +31,48 @@ SEND_FIELDS = ("recipient_id", "topic", "content", "message_type", "thread_id", 
 def member_send(*, member: Member, request: dict, source: str, idempotency_key: str | None = "") -> SendResult:
     """A send by an authenticated ``member`` (``POST /api/unified/send``, the bridge ``send`` frame): counted
     against the member's rate, then ``message_send`` as that member with the fields of ``request`` that are
-    set. Over the rate: a 429 result with ``retry_after`` and nothing stored."""
+    set. Over the rate: a 429 result with ``retry_after`` and nothing stored. Then the member's send policy
+    (``hub.delivery.policy``), read fresh: an edit in the admin applies to a socket that is already open."""
+    member.refresh_from_db(fields=["send_rate_per_minute", *member_policy.FIELDS])
     retry_after = member_take_send_slot(member=member)
     if retry_after:
         error = f"send rate of {member.send_rate} messages per minute exceeded"
         return SendResult(success=False, error=error, status=429, retry_after=retry_after)
     fields = {name: request[name] for name in SEND_FIELDS if request.get(name) is not None}
-    return message_send(
-        sender_id=member.member_id,
-        idempotency_key="" if idempotency_key is None else idempotency_key,
-        metadata=request.get("metadata"),
-        source=source,
-        **fields,
+    key = "" if idempotency_key is None else idempotency_key
+    try:
+        fields["message_format"], fields["body"] = formats.read_format(request)
+    except formats.FormatError as exc:
+        return rejected(str(exc), 400, time.perf_counter())
+    fields["priority"] = member.priority if request.get("priority") is None else request["priority"]
+    error = formats.priority_problem(fields["priority"])
+    if error:
+        return rejected(error, 400, time.perf_counter())
+    claim = None
+    if find_previous(member.member_id, fields.get("message_id"), key) is None:  # a repeat gets the first answer
+        claim = policy_take(member, recipient_id=str(request.get("recipient_id")), message=_policy_view(fields))
+        if isinstance(claim, Refusal):
+            return SendResult(success=False, error=claim.error, status=claim.status, retry_after=claim.retry_after)
+    result = message_send(
+        sender_id=member.member_id, idempotency_key=key, metadata=request.get("metadata"), source=source, **fields
     )
+    if claim is not None and result.message_id:
+        policy_accepted(claim, result.message_id)
+    elif claim is not None:
+        policy_release(claim)
+    return result
+
+
+def _policy_view(fields: dict) -> dict:
+    """The parts of a send the member's policy looks at."""
+    return {
+        "message_type": fields.get("message_type", Message.Type.DISCUSSION),
+        "format": fields["message_format"],
+        "priority": fields["priority"],
+        "topic": fields.get("topic", ""),
+        "content": fields.get("content", ""),
+        "body": fields["body"],
+    }
 
 
 def _lock_sender(sender_id: str) -> None:
@@ -65,6 +96,11 @@ def message_send(
     idempotency_key: str = "",
     source: str = Message.Source.API,
     metadata: dict | None = None,
+    priority: int = DEFAULT_PRIORITY,
+    message_format: str = Message.Format.TEXT,
+    body: dict | None = None,
+    channel_kind: str = "",
+    route: bool = True,
 ) -> SendResult:
     """Accept a message from ``sender_id`` for ``recipient_id`` and try to deliver it once.
 
@@ -73,8 +109,19 @@ def message_send(
     answer without sending again (409 when it comes with a different message). When an earlier message of
     the same sender to the same recipient is still undelivered, the new one waits behind it (order);
     otherwise one attempt is made now and its outcome applied by the offline queue's retry policy.
+
+    ``message_format`` and ``body``: a post, card or card action (``hub.delivery.formats``; ``content``
+    defaults to its plain-text rendering). ``channel_kind``: deliver only over that kind. With ``route`` the
+    route rules apply (``hub.delivery.routes``): the message may go to another member instead, and each copy
+    a rule adds is sent the same way and listed in the answer's ``copies``.
     """
     started = time.perf_counter()
+    body = {} if body is None else body
+    error = formats.body_problem(message_format, body) or formats.priority_problem(priority)
+    if not error:
+        body = formats.normalized(message_format, body)
+        if message_format != Message.Format.TEXT and not content:
+            content = formats.plain_text(message_format, body)
     request = {
         "recipient_id": recipient_id,
         "topic": topic,
@@ -83,9 +130,10 @@ def message_send(
         "thread_id": thread_id,
         "reply_to": reply_to,
     }
-    error = send_problem(
+    error = error or send_problem(
         sender_id=sender_id, **request, message_id=message_id, idempotency_key=idempotency_key, metadata=metadata
     )
+    request.update(format=message_format, priority=priority, body=body)
     if error:
         return rejected(error, 400, started)
 
@@ -100,6 +148,15 @@ def message_send(
         return rejected(f"unknown recipient {recipient_id!r}", 404, started)
     if not recipient.enabled:
         return rejected(f"recipient {recipient_id!r} is disabled", 404, started)
+    plan = None
+    if route:
+        plan = routes.route_plan(
+            sender_id=sender_id, recipient_id=recipient_id, message_type=message_type, priority=priority, topic=topic
+        )
+        if plan.rerouted:
+            recipient = Member.objects.get(member_id=plan.main.member_id)
+            channel_kind = plan.main.channel_kind
+            metadata = {**(metadata or {}), "_route": {"rule": plan.main.rule_id, "requested": recipient_id}}
 
     now = timezone.now()
     fields = {
@@ -109,6 +166,7 @@ def message_send(
         "source": source,
         "metadata": dict(metadata or {}),
         "idempotency_key": idempotency_key,
+        "channel_kind": channel_kind,
         "status": Message.Status.QUEUED,
         "expires_at": expiry_for(now),
         "max_retries": settings.HUB_RETRY_MAX_RETRIES,
@@ -143,7 +201,7 @@ def message_send(
             event="accepted",
             message_id=message.message_id,
             sender_id=sender_id,
-            recipient_id=recipient_id,
+            recipient_id=recipient.member_id,
             data={"message_type": message_type, "source": source, "queued_behind": behind},
         )
     )
@@ -153,9 +211,39 @@ def message_send(
         outcome = routing.attempt(message)
         message_record_outcome(message, outcome)
     result = answer_for(message, outcome, started)
+    if plan is not None and plan.copies:
+        result = replace(result, copies=tuple(_send_copy(message, copy) for copy in plan.copies))
     message.accepted_channel = result.channel or ""
     answer = asdict(result)
     del answer["retry_after"]  # a field of refusals only: what is kept is the answer of an accepted send
     message.metadata[ANSWER_KEY] = answer
     Message.objects.filter(pk=message.pk).update(accepted_channel=message.accepted_channel, metadata=message.metadata)
     return result
+
+
+def _send_copy(message: Message, copy: routes.Destination) -> dict:
+    """The copy a route rule makes of ``message``: its own message from the same sender with the derived
+    idempotency key (a retried send makes no second copy), not routed again. Returns its line of the answer."""
+    result = message_send(
+        sender_id=message.sender_id,
+        recipient_id=copy.member_id,
+        topic=message.topic,
+        content=message.content,
+        message_type=message.message_type,
+        thread_id=message.thread_id,
+        reply_to=message.reply_to,
+        idempotency_key=routes.copy_key(message.message_id, copy.rule_id),
+        source=message.source,
+        metadata={**message.public_metadata(), "_route": {"rule": copy.rule_id, "original": message.message_id}},
+        priority=message.priority,
+        message_format=message.format,
+        body=message.body,
+        channel_kind=copy.channel_kind,
+        route=False,
+    )
+    metrics.ROUTE_COPIES.labels(rule=str(copy.rule_id)).inc()
+    line = {"recipient_id": copy.member_id, "rule_id": copy.rule_id, "message_id": result.message_id}
+    line.update(channel=result.channel, success=result.success, status=result.message_status)
+    if result.error:
+        line["error"] = result.error
+    return line

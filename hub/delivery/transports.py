@@ -52,6 +52,11 @@ class Transport:
         """Deliver ``message`` over ``channel`` once; raises ``TransportError`` when it did not go out."""
         raise NotImplementedError
 
+    def reaches(self, channel: Channel) -> bool:
+        """Whether this transport can send anything over ``channel`` at all (the router skips the ones it
+        cannot, e.g. a Feishu bot channel that only identifies the member's own bot). True by default."""
+        return True
+
 
 _lock = threading.Lock()
 _transports: dict[str, Transport] = {}

@@ -4,7 +4,9 @@ It serves the endpoints the hub uses, with Feishu's shapes and error codes:
 
 - ``POST /open-apis/auth/v3/tenant_access_token/internal`` (tokens expire; an expired one answers 99991663)
 - ``GET/POST /open-apis/im/v1/messages`` (list: ``start_time``/``end_time`` in seconds, ``sort_type``,
-  ``page_size`` ≤ 50, ``page_token``; send with ``uuid`` dedupe within 1 h; 5 messages/s per chat → 230020)
+  ``page_size`` ≤ 50, ``page_token``; send with ``uuid`` dedupe within 1 h; 5 messages/s per chat → 230020;
+  ``receive_id_type`` chat_id, or open_id/user_id/union_id/email for a person (a p2p chat with the app's bot;
+  an unknown person → 230001 "invalid receive_id"))
 - ``POST /open-apis/im/v1/messages/:id/reply``
 - ``POST/GET /open-apis/im/v1/messages/:id/reactions``, ``DELETE …/reactions/:reaction_id``
 - ``GET /open-apis/bot/v3/info``, ``GET /open-apis/im/v1/chats/:id`` (name, …),
@@ -15,6 +17,11 @@ Messages carry string millisecond ``create_time``; a bot sender is identified by
 ``sender_type "app"``, a person by open_id with ``sender_type "user"``; a reaction's operator is the bot's
 app_id (``operator_type "app"``) or the person's open_id. An API rate limit answers HTTP 429 with
 ``x-ogw-ratelimit-reset``; faults (5xx, hangs, bot-not-in-chat, any code) can be injected per endpoint.
+
+It also plays the person who clicks a card: ``set_card_callback(url, …)`` names the app's card callback URL
+and ``click(message_id, operator=…)`` posts the click there as Feishu does (``card.action.trigger``, schema 2.0,
+or the older format; verification token, encryption and signature as configured), measures the answer and
+applies a returned card to the stored message.
 
 Test code drives the same state through a Python API::
 
@@ -104,6 +111,74 @@ class Call:
     query: dict = field(default_factory=dict)
 
 
+@dataclass
+class CardCallback:
+    url: str
+    app_id: str
+    verification_token: str
+    encrypt_key: str
+    legacy: bool
+    timeout: float
+
+
+@dataclass
+class Click:
+    """One card callback and its answer: HTTP ``status`` (0: no answer within Feishu's timeout), the ``answer``
+    body, how long it took and whether that was in time."""
+
+    status: int
+    answer: dict
+    seconds: float
+    in_time: bool
+    message_id: str = ""
+    operator: str = ""
+    value: Any = None
+
+
+_CALLBACK_TAGS = {"button", "select_static", "overflow", "date_picker", "picker_time", "picker_datetime", "input"}
+
+
+def _callback_components(node: Any) -> list[dict]:
+    """The card's components whose click calls the app back (with a ``value``, or a callback behaviour)."""
+    found: list[dict] = []
+    if isinstance(node, list):
+        for child in node:
+            found.extend(_callback_components(child))
+    elif isinstance(node, dict):
+        if node.get("tag") in _CALLBACK_TAGS:
+            behaviors = [b for b in node.get("behaviors") or [] if isinstance(b, dict) and b.get("type") == "callback"]
+            if behaviors:
+                found.append({"tag": node["tag"], "value": behaviors[0].get("value")})
+            elif "value" in node:
+                found.append(node)
+        for key, child in node.items():
+            if key not in ("value", "behaviors") and isinstance(child, dict | list):
+                found.extend(_callback_components(child))
+    return found
+
+
+def _answered_card(answer: dict, *, legacy: bool) -> dict | None:
+    """The card an app's answer puts in place of the clicked one, if any."""
+    if legacy:
+        return answer if answer and "toast" not in answer else None
+    card = answer.get("card") if isinstance(answer, dict) else None
+    if isinstance(card, dict) and card.get("type") == "raw" and isinstance(card.get("data"), dict):
+        return card["data"]
+    return None
+
+
+def _encrypt(encrypt_key: str, payload: dict) -> str:
+    """Feishu's callback encryption: AES-256-CBC, key = SHA-256(encrypt key), base64(16-byte IV + ciphertext)."""
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    iv = secrets.token_bytes(16)
+    padder = padding.PKCS7(128).padder()
+    padded = padder.update(json.dumps(payload).encode()) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(hashlib.sha256(encrypt_key.encode()).digest()), modes.CBC(iv)).encryptor()
+    return base64.b64encode(iv + encryptor.update(padded) + encryptor.finalize()).decode()
+
+
 class ApiError(Exception):
     def __init__(self, status: int, code: int, msg: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(msg)
@@ -127,6 +202,9 @@ class FakeFeishu:
         self.current_token: dict[str, str] = {}
         self.uuids: dict[tuple[str, str], tuple[str, float]] = {}
         self.hooks: dict[str, Hook] = {}
+        self.p2p: dict[tuple[str, str], str] = {}  # (app_id, person) → the p2p chat of the app's bot and the person
+        self.card_callback: CardCallback | None = None
+        self.clicks: list[Click] = []
         self.faults: list[Fault] = []
         self.calls: list[Call] = []
         self.rate_limits: dict[str | None, tuple[int, float]] = {}
@@ -252,6 +330,111 @@ class FakeFeishu:
                 self.chats[chat_id].bots.add(app_id)
             self.hooks[token] = Hook(token=token, secret=secret, chat_id=chat_id, app_id=app_id)
             return f"{self.url}{PREFIX}/bot/v2/hook/{token}"
+
+    def user_messages(self, person: str) -> list[dict]:
+        """What app bots sent to ``person`` (an open_id, user_id, union_id or email) in their p2p chats."""
+        with self.lock:
+            chats = [chat for (_, who), chat in self.p2p.items() if who == person]
+            return [dict(m) for chat in chats for m in self.messages[chat]]
+
+    def message(self, message_id: str) -> dict:
+        with self.lock:
+            return dict(self.by_id[message_id])
+
+    def set_card_callback(
+        self,
+        url: str,
+        *,
+        app_id: str,
+        verification_token: str = "",
+        encrypt_key: str = "",
+        legacy: bool = False,
+        timeout: float = 3.0,
+    ) -> None:
+        """Where the app ``app_id`` receives card callbacks, and how Feishu signs them (``legacy``: the older
+        card request URL format). Feishu waits ``timeout`` seconds for an answer."""
+        with self.lock:
+            self.card_callback = CardCallback(url, app_id, verification_token, encrypt_key, legacy, timeout)
+
+    def verify_card_callback(self) -> dict:
+        """The ``url_verification`` challenge Feishu posts when the callback URL is saved; returns the answer."""
+        callback = self.card_callback
+        assert callback is not None, "set_card_callback() first"
+        payload = {"challenge": secrets.token_hex(8), "token": callback.verification_token, "type": "url_verification"}
+        return self._post_callback(callback, payload).answer
+
+    def click(self, message_id: str, *, operator: str, index: int = 0) -> Click:
+        """A person (``operator``, an open_id) clicks the ``index``-th callback component of the card
+        ``message_id``: the callback goes to the app's URL and the answer comes back like Feishu's client
+        gets it. A card in the answer replaces the message's card. Returns the ``Click``."""
+        callback = self.card_callback
+        assert callback is not None, "set_card_callback() first"
+        with self.lock:
+            message = dict(self.by_id[message_id])
+        components = _callback_components(json.loads(message["body"]["content"]))
+        component = components[index]
+        update_token = f"c-{secrets.token_hex(12)}"
+        action = {"value": component.get("value"), "tag": component.get("tag", "button")}
+        if callback.legacy:
+            payload = {
+                "open_id": operator, "user_id": f"u_{operator[-8:]}", "open_message_id": message_id,
+                "open_chat_id": message["chat_id"], "tenant_key": "tenant_fake", "token": update_token,
+                "action": action,
+            }  # fmt: skip
+        else:
+            payload = {
+                "schema": "2.0",
+                "header": {
+                    "event_id": secrets.token_hex(16), "token": callback.verification_token,
+                    "create_time": str(int(self.clock() * 1000)), "event_type": "card.action.trigger",
+                    "tenant_key": "tenant_fake", "app_id": callback.app_id,
+                },
+                "event": {
+                    "operator": {"tenant_key": "tenant_fake", "open_id": operator, "user_id": f"u_{operator[-8:]}",
+                                 "union_id": f"on_{operator[-8:]}"},
+                    "token": update_token, "action": action, "host": "im_message",
+                    "context": {"open_message_id": message_id, "open_chat_id": message["chat_id"]},
+                },
+            }  # fmt: skip
+        click = self._post_callback(callback, payload)
+        click.message_id, click.operator, click.value = message_id, operator, component.get("value")
+        card = _answered_card(click.answer, legacy=callback.legacy)
+        if card is not None:
+            with self.lock:
+                stored = self.by_id[message_id]
+                stored["body"] = {"content": json.dumps(card, ensure_ascii=False)}
+                stored["updated"] = True
+                stored["update_time"] = str(self._now_ms())
+        with self.lock:
+            self.clicks.append(click)
+        return click
+
+    def _post_callback(self, callback: CardCallback, payload: dict) -> Click:
+        import httpx
+
+        raw = json.dumps(payload, ensure_ascii=False).encode()
+        headers = {"Content-Type": "application/json"}
+        timestamp, nonce = str(int(self.clock())), secrets.token_hex(8)
+        if callback.encrypt_key and not callback.legacy:
+            raw = json.dumps({"encrypt": _encrypt(callback.encrypt_key, payload)}).encode()
+            signature = hashlib.sha256(timestamp.encode() + nonce.encode() + callback.encrypt_key.encode() + raw)
+            headers.update({"X-Lark-Request-Timestamp": timestamp, "X-Lark-Request-Nonce": nonce,
+                            "X-Lark-Signature": signature.hexdigest()})  # fmt: skip
+        elif callback.legacy:
+            signature = hashlib.sha1((timestamp + nonce + callback.verification_token).encode() + raw)
+            headers.update({"X-Lark-Request-Timestamp": timestamp, "X-Lark-Request-Nonce": nonce,
+                            "X-Lark-Signature": signature.hexdigest()})  # fmt: skip
+        started = time.monotonic()
+        try:
+            response = httpx.post(callback.url, content=raw, headers=headers, timeout=callback.timeout)
+        except httpx.TimeoutException:
+            return Click(status=0, answer={}, seconds=time.monotonic() - started, in_time=False)
+        seconds = time.monotonic() - started
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = {}
+        return Click(status=response.status_code, answer=answer, seconds=seconds, in_time=seconds < callback.timeout)
 
     def webhook_messages(self, url_or_token: str) -> list[dict]:
         with self.lock:
@@ -502,9 +685,20 @@ class FakeFeishu:
         return {"code": 0, "msg": "success", "data": message}
 
     def api_send(self, app: App, query: dict[str, str], body: dict) -> dict:
-        if query.get("receive_id_type") != "chat_id":
+        id_type = query.get("receive_id_type")
+        if id_type == "chat_id":
+            return self._send(app, body.get("receive_id", ""), body)
+        if id_type not in ("open_id", "user_id", "union_id", "email"):
             raise ApiError(400, 230001, "Your request contains an invalid request parameter, ext=receive_id_type.")
-        return self._send(app, body.get("receive_id", ""), body)
+        person = body.get("receive_id", "")
+        if person not in self.users:
+            raise ApiError(400, 230001, "Your request contains an invalid request parameter, ext=invalid receive_id.")
+        chat_id = self.p2p.get((app.app_id, person))
+        if chat_id is None:
+            chat_id = f"oc_p2p{hashlib.sha1(f'{app.app_id}:{person}'.encode()).hexdigest()[:14]}"
+            self.chats[chat_id] = Chat(chat_id=chat_id, name=person, users=[person], bots={app.app_id})
+            self.p2p[(app.app_id, person)] = chat_id
+        return self._send(app, chat_id, body)
 
     def api_reply(self, app: App, message_id: str, body: dict) -> dict:
         parent = self.by_id.get(message_id)

@@ -12,6 +12,8 @@ from feishu.selectors import groups_active
 from hub.dashboard.selectors.online import presence
 from hub.dashboard.selectors.queues import queue_by_recipient
 from hub.dashboard.selectors.timeline import online_ratios
+from hub.models import RouteRule
+from members.models import Channel, Member
 from offline_queue.models import Message
 
 
@@ -49,4 +51,22 @@ def metrics_gauges(now: datetime | None = None) -> Gauges:
         messages_by_status={status: by_status.get(status, 0) for status in Message.Status.values},
         online_ratio=online_ratios(now),
         feishu_active_groups=groups_active(now).count(),
+    )
+
+
+@dataclass
+class KnownLabels:
+    """The label values ``/metrics`` gives zero samples before anything happened to them."""
+
+    members: list[str]
+    member_channels: list[tuple[str, str]]  # (member_id, channel kind)
+    route_rules: list[str]
+
+
+def known_labels() -> KnownLabels:
+    """Every member, each member's channel kinds, every route rule."""
+    return KnownLabels(
+        members=list(Member.objects.values_list("member_id", flat=True)),
+        member_channels=list(Channel.objects.values_list("member__member_id", "kind").distinct()),
+        route_rules=[str(pk) for pk in RouteRule.objects.values_list("pk", flat=True)],
     )

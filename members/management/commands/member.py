@@ -1,12 +1,50 @@
-"""Script the member registry: add, list, token, remove."""
+"""Script the member registry: add, list, token, policy, remove."""
 
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
 from members.models import Member
 from members.selectors import member_get, members_with_channels
-from members.services import MemberError, member_create, member_remove, member_rotate_token
+from members.services import (
+    MemberError,
+    NewMember,
+    member_create,
+    member_policy_text,
+    member_remove,
+    member_rotate_token,
+    member_set_policy,
+)
+
+
+def _names(value: str) -> list[str]:
+    """A comma-separated list on the command line ("" or "all": every one)."""
+    return [] if value.strip() in ("", "all") else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _limit(value: str) -> int:
+    """An optional limit on the command line ("0" or "none": no limit, stored as 0 here)."""
+    return 0 if value.strip() in ("0", "none", "") else int(value)
+
+
+def add_policy_arguments(parser: CommandParser) -> None:
+    parser.add_argument("--priority", type=int, help="1 (low) to 5 (urgent): default and highest message priority")
+    parser.add_argument("--message-types", type=_names, help="comma-separated message types it may send ('all')")
+    parser.add_argument("--formats", type=_names, help="comma-separated formats it may send: text,post,card ('all')")
+    parser.add_argument("--send-rate", type=_limit, help="messages per minute ('none': the hub default)")
+    parser.add_argument("--dedupe-seconds", type=_limit, help="refuse the same message within N s ('none': off)")
+    parser.add_argument("--daily-cap", type=_limit, help="messages per day ('none': no cap)")
+
+
+POLICY_OPTIONS = {
+    "priority": "priority",
+    "message_types": "allowed_message_types",
+    "formats": "allowed_formats",
+    "send_rate": "send_rate_per_minute",
+    "dedupe_seconds": "dedupe_seconds",
+    "daily_cap": "daily_cap",
+}
 
 
 class Command(BaseCommand):
@@ -30,7 +68,11 @@ class Command(BaseCommand):
             action="store_true",
             help="let an old bridge client register this backend without a secret, from loopback only",
         )
+        add_policy_arguments(add)
         sub.add_parser("list", help="List members and their channels.", called_from_command_line=True)
+        policy = sub.add_parser("policy", help="Show or change a member's send policy.", called_from_command_line=True)
+        policy.add_argument("member_id")
+        add_policy_arguments(policy)
         token = sub.add_parser("token", help="Rotate a member's token.", called_from_command_line=True)
         token.add_argument("member_id")
         token.add_argument("--rotate", action="store_true", required=True)
@@ -44,6 +86,12 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
 
     def handle_add(self, options: dict) -> None:
+        changes = self.policy_changes(options)
+        with transaction.atomic():  # a bad policy value leaves no member behind
+            created = self.create(options, changes)
+        self.report(created, changes)
+
+    def create(self, options: dict, changes: dict) -> NewMember:
         created = member_create(
             member_id=options["member_id"],
             name=options["name"],
@@ -57,8 +105,15 @@ class Command(BaseCommand):
             feishu_webhook_secret=options["feishu_webhook_secret"],
             trust_loopback=options["trust_loopback"],
         )
+        if changes:
+            member_set_policy(member=created.member, **changes)
+        return created
+
+    def report(self, created: NewMember, changes: dict) -> None:
         channels = ", ".join(str(c) for c in created.member.channels.all()) or "no channels"
         self.stdout.write(f"added {created.member} with {channels}")
+        if changes:
+            self.stdout.write(f"policy: {member_policy_text(created.member)}")
         self.stdout.write("The token is shown only now; keep it safe.")
         self.stdout.write(f"token: {created.token}")
 
@@ -83,6 +138,23 @@ class Command(BaseCommand):
         token = member_rotate_token(member=member)
         self.stdout.write(f"rotated the token of {member}; the old one no longer works")
         self.stdout.write(f"token: {token}")
+
+    def handle_policy(self, options: dict) -> None:
+        member = member_get(options["member_id"])
+        if member is None:
+            raise MemberError(f"unknown member {options['member_id']!r}")
+        changes = self.policy_changes(options)
+        if changes:
+            member_set_policy(member=member, **changes)
+        self.stdout.write(f"{member.member_id}: {member_policy_text(member)}")
+
+    @staticmethod
+    def policy_changes(options: dict) -> dict:
+        changes = {field: options[o] for o, field in POLICY_OPTIONS.items() if options.get(o) is not None}
+        for field in ("send_rate_per_minute", "dedupe_seconds", "daily_cap"):
+            if changes.get(field) == 0:
+                changes[field] = None  # "none": no limit of the member's own
+        return changes
 
     def handle_remove(self, options: dict) -> None:
         member_remove(member_id=options["member_id"])
