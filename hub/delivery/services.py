@@ -3,6 +3,7 @@ relay, operator alerts) goes through ``message_send``; the bridge's queued chats
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict
 from datetime import timedelta
@@ -17,10 +18,13 @@ from hub.delivery import routing
 from hub.delivery.answers import ANSWER_KEY, SendResult, answer_for, find_previous, rejected, replay
 from hub.delivery.rate import member_take_send_slot
 from hub.delivery.validation import send_problem
+from hub.signals import message_accepted
 from members.models import Member
 from offline_queue.models import Message
 from offline_queue.outcome import message_record_outcome
 from offline_queue.policy import expiry_for
+
+logger = logging.getLogger(__name__)
 
 # The message fields a member's send request may carry (the API body, the bridge ``send`` frame).
 SEND_FIELDS = ("recipient_id", "topic", "content", "message_type", "thread_id", "reply_to", "message_id")
@@ -35,10 +39,13 @@ def member_send(*, member: Member, request: dict, source: str, idempotency_key: 
         error = f"send rate of {member.send_rate} messages per minute exceeded"
         return SendResult(success=False, error=error, status=429, retry_after=retry_after)
     fields = {name: request[name] for name in SEND_FIELDS if request.get(name) is not None}
+    metadata = request.get("metadata")
+    if isinstance(metadata, dict):  # keys starting with "_" are the hub's own bookkeeping, not the sender's
+        metadata = {key: value for key, value in metadata.items() if not str(key).startswith("_")}
     return message_send(
         sender_id=member.member_id,
         idempotency_key="" if idempotency_key is None else idempotency_key,
-        metadata=request.get("metadata"),
+        metadata=metadata,
         source=source,
         **fields,
     )
@@ -147,6 +154,9 @@ def message_send(
             data={"message_type": message_type, "source": source, "queued_behind": behind},
         )
     )
+    for receiver, response in message_accepted.send_robust(sender=Message, message=message):
+        if isinstance(response, Exception):
+            logger.error("message_accepted receiver %r failed: %r", receiver, response, exc_info=response)
 
     outcome = None
     if not behind:
