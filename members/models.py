@@ -67,6 +67,18 @@ def masked_headers(text: str) -> str:
         return "****"
 
 
+def unmask_headers(submitted: str, stored: str) -> str:
+    """The headers an operator submitted, where a value left masked as shown (``masked_headers``) keeps the
+    stored value of that header; anything unparsable is returned as submitted (validation reports it)."""
+    try:
+        old = dict(parse_headers(stored))
+        lines = parse_headers(submitted)
+    except ValueError:
+        return submitted
+    kept = [(n, old[n] if n in old and v == mask_secret(old[n]) else v) for n, v in lines]
+    return "\n".join(f"{name}: {value}" for name, value in kept)
+
+
 class Member(models.Model):
     class Kind(models.TextChoices):
         AGENT = "agent", "AI agent"
