@@ -115,8 +115,8 @@ def test_feishu_bots_registered_by_app_id_alone_do_not_collide_on_their_empty_op
 @pytest.mark.parametrize(
     ("first", "second", "message"),
     [
-        (("--feishu-app-id", "cli_a"), ("--feishu-app-id", "cli_a"), "Feishu bot app_id 'cli_a' already belongs to member 'a'"),
-        (("--feishu-open-id", "ou_1"), ("--feishu-open-id", "ou_1", "--feishu-app-id", "cli_x"), "open_id 'ou_1' already belongs"),
+        (("--feishu-app-id", "cli_a"), ("--feishu-app-id", "cli_a"), "app_id 'cli_a' already belongs to member 'a'"),
+        (("--feishu-open-id", "ou_1"), ("--feishu-open-id", "ou_1", "--feishu-app-id", "cli_x"), "open_id 'ou_1'"),
     ],
 )  # fmt: skip
 def test_a_duplicate_feishu_bot_is_refused_with_a_clear_message(first, second, message):

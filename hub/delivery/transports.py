@@ -41,6 +41,9 @@ class Delivered:
     awaiting_ack: bool = False
     note: str = ""
     latency_ms: float = 0.0
+    # Seconds to wait for the acknowledgement before the queue sends again (None: HUB_BRIDGE_ACK_TIMEOUT); a chat
+    # is acknowledged by the backend's reply, which an agent may take minutes to write.
+    ack_within: float | None = None
 
 
 class Transport:
@@ -51,6 +54,11 @@ class Transport:
     def deliver(self, message: Message, channel: Channel) -> Delivered:
         """Deliver ``message`` over ``channel`` once; raises ``TransportError`` when it did not go out."""
         raise NotImplementedError
+
+    def defers(self, message: Message, channel: Channel) -> bool:
+        """True when ``channel`` can take ``message`` only in a lesser form (a bridge socket that does not
+        acknowledge hub deliveries takes it as a chat): the router tries the member's other channels first."""
+        return False
 
 
 _lock = threading.Lock()
