@@ -98,6 +98,8 @@ class Command(BaseCommand):
             children.append(Child("retry_queue", [*manage, "retry_queue"]))
         if "runpoller" in commands and app_configured():
             children.append(Child("runpoller", [*manage, "runpoller"]))
+        if "runmailbox" in commands and settings.HUB_LINGMESSAGE_DIR:
+            children.append(Child("runmailbox", [*manage, "runmailbox"]))
         return children
 
     def ensure_admin(self) -> None:
