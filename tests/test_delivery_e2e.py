@@ -33,7 +33,11 @@ def test_it_delivers_over_the_bridge_while_the_endpoint_is_down_and_queues_when_
 
         async def scenario():
             async with websockets.connect(f"{hub.ws_url}/?token={lingflow}") as backend:
-                await backend.send(json.dumps({"type": "register_backend", "backend_id": "lingflow", "name": "灵通"}))
+                await backend.send(
+                    json.dumps(
+                        {"type": "register_backend", "backend_id": "lingflow", "name": "灵通", "capabilities": ["ack"]}
+                    )
+                )
                 assert json.loads(await backend.recv())["type"] == "backend_registered"
                 async with httpx.AsyncClient() as client:
                     answer = await client.post(send_url, json=body, headers=auth)
