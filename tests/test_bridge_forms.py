@@ -91,10 +91,9 @@ def test_chats_are_not_batched_behind_a_chat_they_go_one_reply_at_a_time():
     assert BridgeTransport().deliver_many([first, second], connection=channel.live_connection) == "skipped"
 
 
-def test_a_queued_user_chat_stays_on_the_bridge_and_never_goes_to_the_members_endpoint(peer):
-    member = make_member("lingyi", endpoint=peer.url, backend_id="lingyi")
-    channel = member.channels.get(kind=Channel.Kind.BRIDGE)
-    message = services.bridge_chat_enqueue(
+def queued_chat(channel: Channel) -> Message:
+    """A user's chat kept by the bridge for the backend of ``channel``."""
+    return services.bridge_chat_enqueue(
         channel=channel,
         sender_id="bridge:u",
         request_id="rq",
@@ -103,6 +102,12 @@ def test_a_queued_user_chat_stays_on_the_bridge_and_never_goes_to_the_members_en
         text="你好",
         audio=None,
     )
+
+
+def test_a_queued_user_chat_stays_on_the_bridge_and_never_goes_to_the_members_endpoint(peer):
+    member = make_member("lingyi", endpoint=peer.url, backend_id="lingyi")
+    channel = member.channels.get(kind=Channel.Kind.BRIDGE)
+    message = queued_chat(channel)
     outcome = routing.attempt(message)
     assert outcome.result == "transient" and "bridge down" in outcome.error
     assert peer.posts() == [] and peer.requests == []
@@ -112,15 +117,7 @@ def test_a_queued_user_chat_waits_for_its_reply_as_long_as_the_pending_lifetime(
     settings.HUB_BRIDGE_PENDING_TTL = 250
     member = make_member("lingyi", backend_id="lingyi")
     channel = connect_bridge(member, acks=True)
-    message = services.bridge_chat_enqueue(
-        channel=channel,
-        sender_id="bridge:u",
-        request_id="rq",
-        from_connection="u",
-        reply_channel="u",
-        text="你好",
-        audio=None,
-    )
+    message = queued_chat(channel)
     message_record_outcome(message, routing.attempt(message))
     message.refresh_from_db()
     assert message.status == Message.Status.DELIVERING

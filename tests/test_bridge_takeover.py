@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -150,16 +149,6 @@ def test_a_row_left_by_a_process_that_is_gone_is_taken_over_with_the_in_memory_l
 
 
 # --- a holder in another process, over a real Redis channel layer ---------------------------------------------
-
-
-@pytest.fixture
-def redis_layer(settings, redis_url):
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "hub.channel_layer.BatchingPubSubChannelLayer",
-            "CONFIG": {"hosts": [redis_url], "prefix": f"t{uuid.uuid4().hex[:8]}"},
-        }
-    }
 
 
 def as_if_in_another_process(client: Client) -> None:

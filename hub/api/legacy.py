@@ -22,6 +22,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from hub.api.views import not_itself
 from hub.delivery.services import member_send
 from hub.jsonapi import BadJson, json_body, json_error, json_response
 from members.auth import UNAUTHORIZED, request_member, request_token
@@ -53,15 +54,21 @@ def recipient_of(backend_id: str) -> str:
     return owner or backend_id
 
 
+def _text(body: dict, name: str, *, required: bool = False) -> str:
+    """The text field ``name`` of the body ("" when absent); BadJson when it is not text or required and empty."""
+    value = body.get(name, "")
+    if not isinstance(value, str) or (required and not value):
+        raise BadJson(f"{name} is required and must be a string" if required else f"{name} must be a string")
+    return value
+
+
 def _sender(request: HttpRequest, sender_id: str) -> Member | JsonResponse:
     """The member sending (or the refusal to answer)."""
     if request_token(request) is not None:
         member = request_member(request)
         if member is None:
             return json_error(401, UNAUTHORIZED, WWW_Authenticate="Bearer")
-        if sender_id and sender_id != member.member_id:
-            return json_error(403, f"this token belongs to {member.member_id!r}; a member sends only as itself")
-        return member
+        return not_itself(member) if sender_id and sender_id != member.member_id else member
     member = Member.objects.filter(member_id=sender_id, enabled=True).first() if sender_id else None
     if member is not None and member.trust_loopback and from_loopback(request):
         return member
@@ -74,13 +81,9 @@ def _sender(request: HttpRequest, sender_id: str) -> Member | JsonResponse:
 def legacy_send(request: HttpRequest) -> JsonResponse:
     try:
         body = json_body(request)
+        backend_id, sender_id = _text(body, "backend_id", required=True), _text(body, "sender_id")
     except BadJson as exc:
         return json_error(400, str(exc))
-    backend_id, sender_id = body.get("backend_id"), body.get("sender_id", "")
-    if not isinstance(backend_id, str) or not backend_id:
-        return json_error(400, "backend_id is required")
-    if not isinstance(sender_id, str):
-        return json_error(400, "sender_id must be a string")
     sender = _sender(request, sender_id)
     if isinstance(sender, JsonResponse):
         return sender

@@ -84,7 +84,7 @@ async def holder_alive(holder: Socket) -> tuple[bool, str]:
         holder.answers_ping = False  # it does not do app-level pings: from now on, only its transport counts
     if holder.closed:
         return False, "its connection is gone"
-    return True, "its connection is open (a dead one is closed by the server's protocol pings within a minute)"
+    return True, "its connection is open; the server's protocol pings close a dead one within a minute"
 
 
 async def _heard_after_ping(holder: Socket, deadline: float) -> bool:

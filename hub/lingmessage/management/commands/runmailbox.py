@@ -7,7 +7,7 @@ message id), though one is enough.
 from __future__ import annotations
 
 import signal
-import time
+import threading
 from pathlib import Path
 
 from django.conf import settings
@@ -34,26 +34,19 @@ class Command(BaseCommand):
         if not settings.HUB_LINGMESSAGE_DIR:
             raise CommandError("mailbox interop is off: set HUB_LINGMESSAGE_DIR to the shared mailbox directory")
         self.root = Path(settings.HUB_LINGMESSAGE_DIR)
-        self.stopping = False
         if options["once"]:
             self.handle_one_pass()
             return
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
+        # SIGTERM/SIGINT only set the event; the wait between passes returns as soon as it is set.
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
         self.stdout.write(f"runmailbox: watching {self.root} (every {options['interval']} s)")
         self.stdout.flush()
-        while not self.stopping:
+        while not stop.is_set():
             if not self.handle_one_pass():
-                self.sleep(options["interval"])
+                stop.wait(options["interval"])
         self.stdout.write("runmailbox: stopped")
-
-    def request_stop(self, *_args) -> None:
-        self.stopping = True
-
-    def sleep(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while not self.stopping and time.monotonic() < deadline:
-            time.sleep(min(0.1, deadline - time.monotonic()))
 
     def handle_one_pass(self) -> bool:
         """One scan of the mailbox. True: it delivered something, there may be more; look again at once."""
