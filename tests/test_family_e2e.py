@@ -10,6 +10,7 @@ every case is printed at the end (``pytest -s``) and kept in docs/compatibility.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import json
 import subprocess
@@ -31,7 +32,7 @@ from tests.family.lingzhi_receiver import LingzhiReceiver
 from tests.family.mailbox_reader import open_notified
 from tests.family.receiver import Arrival, FamilyServer, Reply
 from tests.family.tls import lingyi_cert, make_cert
-from tests.support import ROOT, HubProcess, free_port, hub_env, manage, running_hub
+from tests.support import ROOT, HubProcess, hub_env, manage, running_hub
 
 pytestmark = pytest.mark.e2e
 
@@ -325,6 +326,9 @@ def test_two_copies_of_a_backend_settle_the_first_keeps_it_and_the_second_is_ref
 
 
 def runhub_serves_tls() -> bool:
+    """True when ``runhub`` takes ``--ssl-cert``/``--ssl-key`` and the test support can start it with them."""
+    if "tls" not in inspect.signature(running_hub).parameters:
+        return False
     done = subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), "runhub", "--help"], cwd=ROOT, capture_output=True, text=True
     )
@@ -333,25 +337,22 @@ def runhub_serves_tls() -> bool:
 
 @pytest.mark.skipif(not runhub_serves_tls(), reason="runhub has no --ssl-cert/--ssl-key on this branch (wss://)")
 def test_lingyis_wss_client_registers_and_answers_over_tls(tmp_path):
+    """LingYi's client, seeing its certificate, insists on wss://localhost:8765 and verifies nothing."""
     cert = lingyi_cert()
-    port = free_port()
-    env = hub_env(tmp_path)
-    manage(tmp_path, "migrate", "--noinput", env=env)
-    manage(tmp_path, "member", "add", "lingyi", "--name", "灵依", "--backend", "lingyi", "--trust-loopback", env=env)
-    argv = [sys.executable, str(ROOT / "manage.py"), "runhub", "--port", str(port), "--no-workers",
-            "--ssl-cert", str(cert.path), "--ssl-key", str(cert.key_path)]  # fmt: skip
-    hub = HubProcess(argv, env, port, tmp_path / "hub.log")
-    try:
-        wait(lambda: _answers(f"https://127.0.0.1:{port}/healthz"), timeout=60, what="the hub over TLS")
-        with LingYiBackend(f"wss://localhost:{port}") as lingyi:
+    with running_hub(data_dir=tmp_path, runhub=True, tls=(cert.path, cert.key_path), timeout=90) as hub:
+        manage(tmp_path, "member", "add", "lingyi", "--name", "灵依", "--backend", "lingyi", "--trust-loopback")
+        token = register(tmp_path, [("lingflow", [])])["lingflow"]
+        with LingYiBackend(f"wss://localhost:{hub.port}", think_time=0.2) as lingyi:
             lingyi.wait_registered(timeout=PROMPT)
-            status = httpx.get(f"https://127.0.0.1:{port}/api/backends/lingyi/status", verify=False).json()
-            assert status["online"] is True
-    finally:
-        hub.stop()
-
-
-def _answers(url: str) -> bool:
-    with contextlib.suppress(httpx.HTTPError):
-        return httpx.get(url, verify=False, timeout=1).status_code == 200
-    return False
+            sent_at = time.monotonic()
+            answer = httpx.post(
+                f"{hub.http_url}/api/unified/send",
+                json={"sender_id": "lingflow", "recipient_id": "lingyi", "topic": "t", "content": "在吗"},
+                headers={"Authorization": f"Bearer {token}"},
+                verify=False,
+                timeout=30,
+            )
+            assert answer.status_code == 200, answer.text
+            [chat] = lingyi.wait_frames("chat", timeout=PROMPT)
+            assert chat.data["text"] == "t\n\n在吗" and lingyi.sessions[0].close_code is None
+            figure("LingYi bridge client over wss://", "send → chat on the socket", chat.at - sent_at)
