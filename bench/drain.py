@@ -111,7 +111,15 @@ async def drain(ws_url: str, token: str, order: dict[str, list[str]], acks: str)
     async with websockets.connect(f"{ws_url}/?token={token}", max_size=None) as ws:
         started = time.perf_counter()
         await ws.send(
-            json.dumps({"type": "register_backend", "backend_id": MEMBER, "name": "Drainer", "secret": token})
+            json.dumps(
+                {
+                    "type": "register_backend",
+                    "backend_id": MEMBER,
+                    "name": "Drainer",
+                    "secret": token,
+                    "capabilities": ["ack"],
+                }
+            )
         )
         first_frame_at = None
         pending_acks: list[str] = []

@@ -94,7 +94,11 @@ def redis_for_bench(stack: contextlib.ExitStack) -> str:
 
 async def hub_listener(url: str, token: str, arrived: dict, ready: asyncio.Event, stop: asyncio.Event) -> None:
     async with websockets.connect(f"{url}/?token={token}") as ws:
-        await ws.send(json.dumps({"type": "register_backend", "backend_id": "observer", "name": "observer"}))
+        await ws.send(
+            json.dumps(
+                {"type": "register_backend", "backend_id": "observer", "name": "observer", "capabilities": ["ack"]}
+            )
+        )
         while not stop.is_set():
             try:
                 frame = json.loads(await asyncio.wait_for(ws.recv(), 0.2))

@@ -11,6 +11,8 @@ runner).
 | ``hub.W003`` | only one of ``FEISHU_APP_ID`` / ``FEISHU_APP_SECRET`` is set: the app counts as not configured |
 | ``hub.W004`` | PostgreSQL with persistent connections (``CONN_MAX_AGE`` > 0) under ASGI: connections leak |
 | ``hub.W005`` | ``REDIS_URL`` without ``PROMETHEUS_MULTIPROC_DIR``: ``/metrics`` shows one process's counters |
+| ``hub.W006`` | ``HUB_NOTIFY_CA_FILE`` holds no usable certificate: every notify over HTTPS fails |
+| ``hub.W007`` | ``HUB_LINGMESSAGE_DIR`` is not a directory the hub can write: discussions miss the mailbox |
 """
 
 from __future__ import annotations
@@ -129,5 +131,47 @@ def check_metrics_multiprocess(
             "answers. Point PROMETHEUS_MULTIPROC_DIR at a directory every hub process shares, emptied at "
             "start (runhub does this for its children).",
             id="hub.W005",
+        )
+    ]
+
+
+@register(TAG)
+def check_notify_ca_file(app_configs=None, **kwargs) -> list[CheckMessage]:
+    path = settings.HUB_NOTIFY_CA_FILE
+    if not path:
+        return []
+    import ssl
+
+    from hub.http import load_ca
+
+    try:
+        load_ca(ssl.create_default_context(), str(path))
+    except ValueError as exc:
+        return [
+            CheckWarning(
+                f"HUB_NOTIFY_CA_FILE: {exc}.",
+                hint="Every notify to an HTTPS endpoint then fails to connect. Point it at a PEM file of CA "
+                "certificates (or a member's self-signed certificate), or unset it.",
+                id="hub.W006",
+            )
+        ]
+    return []
+
+
+@register(TAG)
+def check_mailbox_dir(app_configs=None, **kwargs) -> list[CheckMessage]:
+    root = settings.HUB_LINGMESSAGE_DIR
+    if not root:
+        return []
+    existing = next((p for p in (root, *root.parents) if p.exists()), None)
+    if existing is not None and existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
+        return []
+    return [
+        CheckWarning(
+            f"HUB_LINGMESSAGE_DIR ({root}) is not a directory the hub can create or write.",
+            hint="Accepted discussions are then not written into the mailbox (receivers answer 404 for the "
+            "notified id) and posts are not picked up. Run the hub as the user that owns the mailbox "
+            "(LingMessage writes it 0700).",
+            id="hub.W007",
         )
     ]

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "feishu",
     "feishu.coordination",
     "hub.dashboard",
+    "hub.lingmessage",
     "hub.checks.ChecksConfig",
 ]
 
@@ -267,6 +268,21 @@ COORD_JITTER_MAX = env.float("COORD_JITTER_MAX", 1.5, validate=Range(min=0))
 COLLISION_REPAIR_LLM_URL = env.str("COLLISION_REPAIR_LLM_URL", "") or None
 COLLISION_REPAIR_LLM_MODEL = env.str("COLLISION_REPAIR_LLM_MODEL", "gpt-4o-mini")
 COLLISION_REPAIR_LLM_KEY = secret("COLLISION_REPAIR_LLM_KEY")
+
+# The family as deployed (docs/compatibility.md): notify TLS, bridge takeover, the LingMessage mailbox.
+# A CA bundle trusted for every member's HTTPS notify endpoint, besides SSL_CERT_FILE (or certifi's bundle) and
+# each channel's own bundle.
+HUB_NOTIFY_CA_FILE = env.path("HUB_NOTIFY_CA_FILE", None)
+# A backend already held by a socket stays with it while that socket was heard from within this many seconds
+# (any frame), answers an app-level ping within HUB_BRIDGE_PING_DEADLINE, or (for clients that never answer app
+# pings) keeps its transport open; a newcomer is then refused with 4002 (docs/bridge.md, "One socket per backend").
+HUB_BRIDGE_LIVE_WINDOW = env.float("HUB_BRIDGE_LIVE_WINDOW", 15.0, validate=Range(min=0))
+HUB_BRIDGE_PING_DEADLINE = env.float("HUB_BRIDGE_PING_DEADLINE", 2.0, validate=Range(min=0.1, max=30))
+# The shared LingMessage mailbox directory (deployed as /home/ai/.lingmessage); unset: mailbox interop is off.
+HUB_LINGMESSAGE_DIR = env.path("HUB_LINGMESSAGE_DIR", None)
+HUB_LINGMESSAGE_POLL_INTERVAL = env.float("HUB_LINGMESSAGE_POLL_INTERVAL", 2.0, validate=Range(min=0.1))
+# Also deliver what members post in LingYi's discussions/ format (LingYi's own senders already notify for those).
+HUB_LINGMESSAGE_PICKUP_DISCUSSIONS = env.bool("HUB_LINGMESSAGE_PICKUP_DISCUSSIONS", False)
 
 # Prometheus multi-process directory (set by runhub for every child; prometheus-client reads the env var).
 PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")

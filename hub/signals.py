@@ -15,3 +15,9 @@ member_online = Signal()
 # operator channel (the Feishu alert webhook, the alert member) is a receiver, so the part that raises alerts
 # imports none of them; ``send_robust`` keeps one broken channel from silencing the others.
 alert_raised = Signal()
+
+# ``message_accepted``: a message's row was committed and its first delivery attempt is about to be made (or it
+# waits behind an earlier one), with ``message``. Sent by ``hub.delivery.services.message_send`` with
+# ``send_robust`` (a failing receiver is logged, never stops the send); the LingMessage mailbox writes
+# discussions into the shared mailbox here, before any notify about them goes out.
+message_accepted = Signal()

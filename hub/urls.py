@@ -12,6 +12,7 @@ admin.site.index_title = "Members, messages and channels"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("health", healthz, name="health"),  # the old bridge's path, still polled by LingYi's monitor
     path("", include("hub.api.urls")),
     path("", include("hub.bridge.urls")),
     path("", include("feishu.urls")),

@@ -8,8 +8,10 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from members import policy
-from members.models import Channel, Member
+from members.models import Channel, Member, masked_headers, unmask_headers
 from members.services import member_rotate_token
+
+NOTIFY_FIELDS = ["endpoint_ca", "endpoint_insecure", "endpoint_headers", "signature_style", "notify_event"]
 
 
 class MemberForm(forms.ModelForm):
@@ -37,10 +39,36 @@ class MemberForm(forms.ModelForm):
         return self.cleaned_data.get("priority") or Member._meta.get_field("priority").default
 
 
-class ChannelInline(admin.TabularInline):
+class ChannelForm(forms.ModelForm):
+    """A channel's form: the extra headers are shown masked, and a value left masked keeps the stored secret."""
+
+    class Meta:
+        model = Channel
+        fields = ["member", "kind", "address", "app_id", "secret", "enabled", *NOTIFY_FIELDS]
+        widgets = {
+            "endpoint_headers": forms.Textarea(attrs={"rows": 2, "cols": 60}),
+            "endpoint_ca": forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        }
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and self.instance.endpoint_headers and "endpoint_headers" in self.fields:
+            self.initial["endpoint_headers"] = masked_headers(self.instance.endpoint_headers)
+
+    def clean_endpoint_headers(self) -> str:
+        stored = Channel.objects.filter(pk=self.instance.pk).values_list("endpoint_headers", flat=True).first() or ""
+        return unmask_headers(self.cleaned_data.get("endpoint_headers", ""), stored)
+
+
+class ChannelInline(admin.StackedInline):
     model = Channel
+    form = ChannelForm
     extra = 0
-    fields = ["kind", "address", "app_id", "secret", "enabled", "state", "last_seen", "last_ok", "last_error"]
+    fieldsets = [
+        (None, {"fields": [("kind", "enabled"), "address", ("app_id", "secret"), "state"]}),
+        ("LingMessage endpoint: how the hub talks to it", {"classes": ["collapse"], "fields": NOTIFY_FIELDS}),
+        ("Health", {"fields": [("last_seen", "last_ok"), "last_error"]}),
+    ]
     readonly_fields = ["state", "last_seen", "last_ok", "last_error"]
 
     @admin.display(description="state")
@@ -49,7 +77,9 @@ class ChannelInline(admin.TabularInline):
             return "-"
         if not channel.enabled:
             return "disabled"
-        return "live" if channel.is_live() else "down"
+        if channel.is_live():
+            return "live"
+        return f"refusing: {channel.last_error[:80]}" if channel.refused and channel.last_error else "down"
 
 
 @admin.register(Member)
@@ -135,12 +165,17 @@ class MemberAdmin(admin.ModelAdmin):
 
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
-    list_display = ["member", "kind", "address", "enabled", "last_seen", "last_ok", "last_error_at"]
+    form = ChannelForm
+    list_display = ["member", "kind", "address", "enabled", "headers", "last_seen", "last_ok", "last_error_at"]
     list_filter = ["kind", "enabled"]
     search_fields = ["member__member_id", "address", "app_id"]
     list_select_related = ["member"]
     readonly_fields = ["live_connection", "last_seen", "last_ok", "last_error", "last_error_at", "created_at"]
     actions = ["enable_channels", "disable_channels"]
+
+    @admin.display(description="extra headers")
+    def headers(self, channel: Channel) -> str:
+        return masked_headers(channel.endpoint_headers) if channel.endpoint_headers else "-"
 
     @admin.action(description="Enable the selected channels")
     def enable_channels(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
@@ -30,6 +32,51 @@ def new_token() -> str:
 
 def new_notify_secret() -> str:
     return secrets.token_hex(32)
+
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def parse_headers(text: str) -> list[tuple[str, str]]:
+    """The ``Name: value`` lines of ``text`` (blank lines skipped) as pairs; ValueError naming a bad line."""
+    headers = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        name, colon, value = line.partition(":")
+        name, value = name.strip(), value.strip()
+        if not colon or not _HEADER_NAME.match(name):
+            raise ValueError(f"header line {number} is not 'Name: value'")
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"header {name!r}: the value has a line break")
+        headers.append((name, value))
+    return headers
+
+
+def mask_secret(value: str) -> str:
+    """``value`` as lists and the admin show it: stars, and its last four characters when it is long enough for
+    those to reveal little."""
+    return "****" + value[-4:] if len(value) >= 12 else "****"
+
+
+def masked_headers(text: str) -> str:
+    """The ``Name: value`` lines of ``text`` with every value masked (``mask_secret``); unparsable text is hidden."""
+    try:
+        return "\n".join(f"{name}: {mask_secret(value)}" for name, value in parse_headers(text))
+    except ValueError:
+        return "****"
+
+
+def unmask_headers(submitted: str, stored: str) -> str:
+    """The headers an operator submitted, where a value left masked as shown (``masked_headers``) keeps the
+    stored value of that header; anything unparsable is returned as submitted (validation reports it)."""
+    try:
+        old = dict(parse_headers(stored))
+        lines = parse_headers(submitted)
+    except ValueError:
+        return submitted
+    kept = [(n, old[n] if n in old and v == mask_secret(old[n]) else v) for n, v in lines]
+    return "\n".join(f"{name}: {value}" for name, value in kept)
 
 
 class Member(models.Model):
@@ -137,38 +184,112 @@ class Channel(models.Model):
         FEISHU_WEBHOOK = "feishu_webhook", "Feishu webhook"
         FEISHU_BOT = "feishu_bot", "Feishu bot"
 
+    class SignatureStyle(models.TextChoices):
+        SHA256 = "sha256", "sha256=<hex> (Ling Hub)"
+        HEX = "hex", "bare hex (LingMessage's poller)"
+
+    class NotifyEvent(models.TextChoices):
+        NEW_MESSAGE = "new_message", "new_message for every message"
+        REPLY = "reply", "reply for replies, new_message otherwise"
+
     member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="channels")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     address = models.CharField(
         max_length=500,
-        help_text="LingMessage: notify URL. Bridge: backend_id. Feishu webhook: hook URL. Feishu bot: open_id.",
+        blank=True,
+        help_text="LingMessage: notify URL. Bridge: backend_id. Feishu webhook: hook URL. "
+        "Feishu bot: open_id (may stay empty when the app_id is set).",
     )
     app_id = models.CharField(max_length=100, blank=True, help_text="Feishu bot: the app_id (cli_…).")
     secret = models.CharField(max_length=200, blank=True, help_text="Feishu webhook: the signing secret.")
     enabled = models.BooleanField(default=True)
+    # LingMessage endpoints: how the hub talks to the receiver (docs/routing.md, "LingMessage notifications").
+    endpoint_ca = models.TextField(
+        blank=True,
+        help_text="HTTPS endpoint: a CA bundle to trust (a file path, or the PEM text itself), e.g. the member's "
+        "self-signed certificate. Empty: the system's CAs (SSL_CERT_FILE) and HUB_NOTIFY_CA_FILE.",
+    )
+    endpoint_insecure = models.BooleanField(
+        default=False, help_text="HTTPS endpoint: do not verify its certificate at all (encrypted, not authenticated)."
+    )
+    endpoint_headers = models.TextField(
+        blank=True,
+        help_text="Extra request headers, one 'Name: value' a line (e.g. 'X-API-Key: …'); kept secret, shown masked.",
+    )
+    signature_style = models.CharField(
+        max_length=8,
+        choices=SignatureStyle.choices,
+        default=SignatureStyle.SHA256,
+        help_text="How X-LingMessage-Signature is written.",
+    )
+    notify_event = models.CharField(
+        max_length=16,
+        choices=NotifyEvent.choices,
+        default=NotifyEvent.NEW_MESSAGE,
+        help_text="The payload's 'event': receivers such as lingzhi act only on new_message.",
+    )
     # Presence and health, written by the transports and the bridge; status is computed when read.
     live_connection = models.CharField(
         max_length=200, blank=True, editable=False, help_text="Bridge: the channel name of the live socket."
+    )
+    live_acks = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="Bridge: the live socket acknowledges hub deliveries ('ack' in its capabilities, or it sent an ack).",
     )
     last_seen = models.DateTimeField(null=True, blank=True, editable=False)
     last_ok = models.DateTimeField(null=True, blank=True, editable=False)
     last_error = models.TextField(blank=True, editable=False)
     last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The last failure was an answer refusing the hub (HTTP 401, 403, 404), not an outage: reachable, not usable.
+    refused = models.BooleanField(default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["member__member_id", "kind"]
+        # One constraint per identifying field: a Feishu bot may be known by its app_id, its open_id or both, so
+        # an empty value must not collide with another bot's empty value.
         constraints = [
             models.UniqueConstraint(
+                fields=["kind", "address"], condition=models.Q(kind="bridge"), name="unique_bridge_backend"
+            ),
+            models.UniqueConstraint(
                 fields=["kind", "address"],
-                condition=models.Q(kind__in=["bridge", "feishu_bot"]),
-                name="unique_bridge_backend_and_feishu_bot",
-            )
+                condition=models.Q(kind="feishu_bot") & ~models.Q(address=""),
+                name="unique_feishu_bot_open_id",
+            ),
+            models.UniqueConstraint(
+                fields=["kind", "app_id"],
+                condition=models.Q(kind="feishu_bot") & ~models.Q(app_id=""),
+                name="unique_feishu_bot_app_id",
+            ),
         ]
         indexes = [models.Index(fields=["kind", "address"])]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.address}"
+        return f"{self.get_kind_display()} {self.address or self.app_id}"
+
+    def clean(self) -> None:
+        """Every kind needs its address, except a Feishu bot known by its app_id; extra headers must parse."""
+        errors = {}
+        if self.kind == self.Kind.FEISHU_BOT:
+            if not self.address and not self.app_id:
+                errors["app_id"] = "A Feishu bot needs its app_id, its open_id (address) or both."
+        elif not self.address:
+            errors["address"] = "This field is required."
+        try:
+            parse_headers(self.endpoint_headers)
+        except ValueError as exc:
+            errors["endpoint_headers"] = str(exc)
+        if errors:
+            raise ValidationError(errors)
+
+    def notify_headers(self) -> dict[str, str]:
+        """The extra headers configured for this endpoint (empty when they do not parse)."""
+        try:
+            return dict(parse_headers(self.endpoint_headers))
+        except ValueError:
+            return {}
 
     def is_live(self, now: datetime | None = None) -> bool:
         """Bridge: a registered socket with a heartbeat within the timeout. HTTP channels: the last

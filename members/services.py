@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ssl
+from dataclasses import dataclass, fields
 
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
+from hub.http import load_ca
 from members import policy
-from members.models import Channel, Member
+from members.models import Channel, Member, parse_headers
 
 _url = URLValidator(schemes=["http", "https"])
 
@@ -22,6 +24,54 @@ class MemberError(Exception):
 class NewMember:
     member: Member
     token: str
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    """How the hub talks to a member's LingMessage endpoint (``Channel`` fields); None leaves a setting as it is.
+
+    ``ca``: a CA bundle (PEM text or a file path; "" for none); ``insecure``: skip TLS verification; ``headers``:
+    extra ``Name: value`` lines (replacing the ones set before); ``signature_style``: ``sha256`` or ``hex``;
+    ``notify_event``: ``new_message`` or ``reply``."""
+
+    ca: str | None = None
+    insecure: bool | None = None
+    headers: list[str] | None = None
+    signature_style: str | None = None
+    notify_event: str | None = None
+
+    def values(self) -> dict[str, object]:
+        """The ``Channel`` fields to set, checked; MemberError saying what is wrong."""
+        values: dict[str, object] = {}
+        if self.ca is not None:
+            if self.ca.strip():
+                try:
+                    load_ca(ssl.create_default_context(), self.ca)
+                except ValueError as exc:
+                    raise MemberError(f"endpoint CA: {exc}") from None
+            values["endpoint_ca"] = self.ca.strip()
+        if self.insecure is not None:
+            values["endpoint_insecure"] = self.insecure
+        if self.headers is not None:
+            text = "\n".join(self.headers)
+            try:
+                parse_headers(text)
+            except ValueError as exc:
+                raise MemberError(f"endpoint header: {exc}") from None
+            values["endpoint_headers"] = text
+        for name, field, allowed in (
+            ("signature_style", "signature_style", Channel.SignatureStyle.values),
+            ("notify_event", "notify_event", Channel.NotifyEvent.values),
+        ):
+            value = getattr(self, name)
+            if value is not None:
+                if value not in allowed:
+                    raise MemberError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+                values[field] = value
+        return values
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, f.name) is not None for f in fields(self))
 
 
 def _check_url(value: str, what: str) -> None:
@@ -45,6 +95,8 @@ def member_create(
     feishu_webhook: str | None = None,
     feishu_webhook_secret: str | None = None,
     trust_loopback: bool = False,
+    endpoint_settings: EndpointSettings | None = None,
+    notify_secret: str | None = None,
 ) -> NewMember:
     """Register a member and its channels; returns the member and its token in clear."""
     if Member.objects.filter(member_id=member_id).exists():
@@ -53,8 +105,15 @@ def member_create(
         _check_url(endpoint, "endpoint")
     if feishu_webhook:
         _check_url(feishu_webhook, "Feishu webhook")
-    if backend_id and Channel.objects.filter(kind=Channel.Kind.BRIDGE, address=backend_id).exists():
-        raise MemberError(f"bridge backend {backend_id!r} already belongs to another member")
+    if endpoint_settings and not endpoint:
+        raise MemberError("the endpoint options need --endpoint")
+    endpoint_values = endpoint_settings.values() if endpoint_settings else {}
+    if backend_id:
+        _check_free(Channel.Kind.BRIDGE, "address", backend_id, f"bridge backend {backend_id!r}")
+    if feishu_app_id:
+        _check_free(Channel.Kind.FEISHU_BOT, "app_id", feishu_app_id, f"Feishu bot app_id {feishu_app_id!r}")
+    if feishu_open_id:
+        _check_free(Channel.Kind.FEISHU_BOT, "address", feishu_open_id, f"Feishu bot open_id {feishu_open_id!r}")
     member = Member(
         member_id=member_id,
         name=name,
@@ -62,6 +121,8 @@ def member_create(
         preferred_channel=preferred_channel,
         trust_loopback=trust_loopback,
     )
+    if notify_secret is not None:
+        member.notify_secret = _checked_secret(notify_secret)
     token = member.set_new_token()
     try:
         member.full_clean()
@@ -70,7 +131,7 @@ def member_create(
     member.save()
     channels = []
     if endpoint:
-        channels.append(Channel(member=member, kind=Channel.Kind.LINGMESSAGE, address=endpoint))
+        channels.append(Channel(member=member, kind=Channel.Kind.LINGMESSAGE, address=endpoint, **endpoint_values))
     if backend_id:
         channels.append(Channel(member=member, kind=Channel.Kind.BRIDGE, address=backend_id))
     if feishu_app_id or feishu_open_id:
@@ -88,8 +149,61 @@ def member_create(
                 secret=feishu_webhook_secret or "",
             )
         )
-    Channel.objects.bulk_create(channels)
+    try:
+        with transaction.atomic():
+            Channel.objects.bulk_create(channels)
+    except IntegrityError:  # registered by someone else since the checks above
+        raise MemberError("a bridge backend or Feishu bot of this member already belongs to another member") from None
     return NewMember(member=member, token=token)
+
+
+def _check_free(kind: str, field: str, value: str, what: str) -> None:
+    owner = Channel.objects.filter(kind=kind, **{field: value}).values_list("member__member_id", flat=True).first()
+    if owner:
+        raise MemberError(f"{what} already belongs to member {owner!r}")
+
+
+def _checked_secret(secret: str) -> str:
+    if not secret or len(secret) > Member._meta.get_field("notify_secret").max_length:
+        raise MemberError("the notify secret must be 1-128 characters")
+    return secret
+
+
+@transaction.atomic
+def member_update(
+    *,
+    member: Member,
+    endpoint: str | None = None,
+    endpoint_settings: EndpointSettings | None = None,
+    notify_secret: str | None = None,
+    trust_loopback: bool | None = None,
+) -> Member:
+    """Change a member's LingMessage endpoint (its URL, how the hub talks to it; the channel is created when the
+    member has none), its notify secret or its loopback trust. Returns the member."""
+    if endpoint is not None:
+        _check_url(endpoint, "endpoint")
+    values = endpoint_settings.values() if endpoint_settings else {}
+    channel = member.channels.filter(kind=Channel.Kind.LINGMESSAGE).first()
+    if channel is None and (values or endpoint is not None):
+        if endpoint is None:
+            raise MemberError(f"member {member.member_id!r} has no LingMessage endpoint: give one with --endpoint")
+        channel = Channel(member=member, kind=Channel.Kind.LINGMESSAGE)
+    if channel is not None and (values or endpoint is not None):
+        if endpoint is not None:
+            channel.address = endpoint
+        for name, value in values.items():
+            setattr(channel, name, value)
+        channel.save()
+    changed = []
+    if notify_secret is not None:
+        member.notify_secret = _checked_secret(notify_secret)
+        changed.append("notify_secret")
+    if trust_loopback is not None:
+        member.trust_loopback = trust_loopback
+        changed.append("trust_loopback")
+    if changed:
+        member.save(update_fields=[*changed, "updated_at"])
+    return member
 
 
 def member_rotate_token(*, member: Member) -> str:

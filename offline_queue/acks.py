@@ -43,11 +43,15 @@ def messages_acknowledge(*, member_id: str, message_ids: list[str]) -> AckResult
     for row in todo:
         metrics.TIME_TO_DELIVERY.observe(max(0.0, (now - row["created_at"]).total_seconds()))
     for sender_id, recipient_id in {(row["sender_id"], row["recipient_id"]) for row in todo}:
-        pair = Message.objects.filter(sender_id=sender_id, recipient_id=recipient_id)
-        # Usually more of the pair is still in flight (one cheap index probe says so) and nothing is due.
-        if (
-            not pair.filter(status=Message.Status.DELIVERING).exists()
-            and pair.filter(status=Message.Status.QUEUED).exists()
-        ):
-            pair_schedule_delivery(sender_id=sender_id, recipient_id=recipient_id)
+        pair_continue(sender_id=sender_id, recipient_id=recipient_id)
     return result
+
+
+def pair_continue(*, sender_id: str, recipient_id: int) -> None:
+    """A message of the pair was just acknowledged: when none of the pair is in flight any more and more waits
+    behind, deliver the pair at once (in a background task) rather than at its next retry time."""
+    pair = Message.objects.filter(sender_id=sender_id, recipient_id=recipient_id)
+    # Usually more of the pair is still in flight (one cheap index probe says so) and nothing is due.
+    in_flight = pair.filter(status=Message.Status.DELIVERING).exists()
+    if not in_flight and pair.filter(status=Message.Status.QUEUED).exists():
+        pair_schedule_delivery(sender_id=sender_id, recipient_id=recipient_id)

@@ -74,6 +74,7 @@ class Message(models.Model):
         BRIDGE = "bridge", "Bridge"
         FEISHU = "feishu", "Feishu"
         SYSTEM = "system", "Hub"
+        MAILBOX = "mailbox", "LingMessage mailbox"
 
     message_id = models.CharField(max_length=100, unique=True, default=new_message_id)
     # The sender's member_id; for messages relayed from Feishu by bots that are not members, their app_id.
@@ -155,11 +156,14 @@ class Message(models.Model):
         """True once a delivery was attempted, so the next attempt is a retry."""
         return self.last_attempt_at is not None
 
-    def after_attempt(self, result: str, *, now: datetime, channel: str = "", error: str = "") -> DeliveryState:
+    def after_attempt(
+        self, result: str, *, now: datetime, channel: str = "", error: str = "", ack_within: float | None = None
+    ) -> DeliveryState:
         """The delivery state after an attempt at ``now`` that ended in ``result`` (a ``DeliveryAttempt.Outcome``)
         over ``channel``, by the retry policy; the message itself is not changed.
 
-        delivered → delivered; sent → delivering until the ack (back in the queue after the ack timeout);
+        delivered → delivered; sent → delivering until the ack (back in the queue after the ack timeout, or after
+        ``ack_within`` seconds when the transport said how long its acknowledgement may take);
         transient → queued for the next retry, expired once past its expiry, failed after the last retry;
         permanent → failed with ``error``.
         """
@@ -178,7 +182,7 @@ class Message(models.Model):
             state.update(status=self.Status.DELIVERED, delivered_via=channel, delivered_at=now, last_error="")
         elif result == DeliveryAttempt.Outcome.SENT:
             state.update(status=self.Status.DELIVERING, delivered_via=channel, last_error="")
-            state["next_retry_at"] = ack_deadline(now)
+            state["next_retry_at"] = ack_deadline(now, within=ack_within)
         elif result == DeliveryAttempt.Outcome.PERMANENT:
             state["status"] = self.Status.FAILED
         elif now >= expires_at:

@@ -27,6 +27,7 @@ class Outcome:
     channel: str = ""
     error: str = ""
     latency_ms: float = 0.0
+    ack_within: float | None = None  # ``sent``: seconds until it is sent again unacknowledged (None: the ack timeout)
 
     @property
     def ok(self) -> bool:
@@ -40,7 +41,9 @@ def message_record_outcome(message: Message, outcome: Outcome) -> None:
     failure. The message's lease is released (the attempt it was held for is over). Failures and expiry are
     counted and alerted."""
     now = timezone.now()
-    state = message.after_attempt(outcome.result, now=now, channel=outcome.channel, error=outcome.error)
+    state = message.after_attempt(
+        outcome.result, now=now, channel=outcome.channel, error=outcome.error, ack_within=outcome.ack_within
+    )
     for name, value in state.values().items():
         setattr(message, name, value)
     rows = Message.objects.filter(pk=message.pk)

@@ -19,9 +19,10 @@ def expiry_for(accepted_at: datetime) -> datetime:
     return accepted_at + timedelta(seconds=settings.HUB_MESSAGE_TTL)
 
 
-def ack_deadline(sent_at: datetime) -> datetime:
-    """When a delivery written to a bridge socket and not acknowledged goes back to the queue."""
-    return sent_at + timedelta(seconds=settings.HUB_BRIDGE_ACK_TIMEOUT)
+def ack_deadline(sent_at: datetime, *, within: float | None = None) -> datetime:
+    """When a delivery written to a bridge socket and not acknowledged goes back to the queue: after the ack
+    timeout, or ``within`` seconds when the delivery said how long its acknowledgement may take."""
+    return sent_at + timedelta(seconds=settings.HUB_BRIDGE_ACK_TIMEOUT if within is None else within)
 
 
 @dataclass(frozen=True)

@@ -56,8 +56,13 @@ class Client:
     async def close(self) -> None:
         await self.communicator.disconnect()
 
-    async def register(self, backend_id: str, secret: str | None) -> dict:
-        frame = {"type": "register_backend", "backend_id": backend_id, "name": backend_id.title(), "capabilities": []}
+    async def register(self, backend_id: str, secret: str | None, capabilities: list[str] | None = None) -> dict:
+        frame = {
+            "type": "register_backend",
+            "backend_id": backend_id,
+            "name": backend_id.title(),
+            "capabilities": capabilities or [],
+        }
         if secret is not None:
             frame["secret"] = secret
         return await self.ask(frame)

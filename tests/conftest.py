@@ -80,6 +80,20 @@ def redis_url():
         server.stop()
 
 
+@pytest.fixture
+def redis_layer(settings, redis_url):
+    """The channel layer on a real Redis, with a prefix of its own: sockets reached only through the layer
+    behave as if they were in another hub process."""
+    import uuid
+
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "hub.channel_layer.BatchingPubSubChannelLayer",
+            "CONFIG": {"hosts": [redis_url], "prefix": f"t{uuid.uuid4().hex[:8]}"},
+        }
+    }
+
+
 @pytest.fixture(autouse=True)
 def _django_q_sync(monkeypatch):
     """Tasks run inline in unit tests; integration tests exercise the real cluster in child processes."""

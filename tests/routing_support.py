@@ -42,12 +42,14 @@ def make_member(member_id: str, *, endpoint: str | None = None, backend_id: str 
     return member
 
 
-def connect_bridge(member: Member, *, at: datetime | None = None) -> Channel:
-    """Mark the member's bridge channel live, as the bridge does when its backend registers."""
+def connect_bridge(member: Member, *, at: datetime | None = None, acks: bool = True) -> Channel:
+    """Mark the member's bridge channel live, as the bridge does when its backend registers (``acks``: one that
+    declared it acknowledges hub deliveries, so it gets ``message`` frames)."""
     channel = member.channels.get(kind=Channel.Kind.BRIDGE)
     channel.live_connection = "test-connection"
     channel.last_seen = at or timezone.now()
-    channel.save(update_fields=["live_connection", "last_seen"])
+    channel.live_acks = acks
+    channel.save(update_fields=["live_connection", "last_seen", "live_acks"])
     return channel
 
 

@@ -78,3 +78,33 @@ def test_the_disable_action_disables_members(admin_client, lingyi):
     )
     lingyi.refresh_from_db()
     assert not lingyi.enabled
+
+
+def test_extra_headers_are_shown_masked_and_a_masked_value_left_as_it_is_keeps_the_secret(admin_client, lingyi):
+    channel = lingyi.channels.get(kind="lingmessage")
+    channel.endpoint_headers = "X-API-Key: very-secret-key-9876"
+    channel.save()
+    url = reverse("admin:members_channel_change", args=[channel.pk])
+    page = admin_client.get(url).content.decode()
+    assert "very-secret-key-9876" not in page and "****9876" in page
+    assert "very-secret-key-9876" not in admin_client.get(reverse("admin:members_channel_changelist")).content.decode()
+
+    form = {
+        "member": lingyi.pk,
+        "kind": "lingmessage",
+        "address": channel.address,
+        "enabled": "on",
+        "endpoint_headers": "X-API-Key: ****9876\nX-Other: new",
+        "signature_style": "sha256",
+        "notify_event": "new_message",
+    }
+    assert admin_client.post(url, form).status_code == 302
+    channel.refresh_from_db()
+    assert channel.notify_headers() == {"X-API-Key": "very-secret-key-9876", "X-Other": "new"}
+
+
+def test_the_admin_refuses_a_feishu_bot_without_app_id_or_open_id(admin_client, lingyi):
+    form = {"member": lingyi.pk, "kind": "feishu_bot", "address": "", "app_id": "", "enabled": "on"}
+    form |= {"signature_style": "sha256", "notify_event": "new_message"}
+    response = admin_client.post(reverse("admin:members_channel_add"), form)
+    assert response.status_code == 200 and "needs its app_id, its open_id" in response.content.decode()

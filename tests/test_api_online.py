@@ -25,7 +25,7 @@ def test_it_answers_every_members_status_probing_stale_endpoints(client):
     assert set(body) == {"lingyi", "lingflow", "lingzhi"}
     assert body["lingyi"]["online"] is True and body["lingyi"]["channel"] == "lingmessage"
     assert body["lingyi"]["last_seen"]
-    assert body["lingflow"] == {"online": False, "last_seen": None, "channel": "none"}
+    assert body["lingflow"] == {"online": False, "state": "offline", "last_seen": None, "channel": "none"}
     assert body["lingzhi"]["online"] is True and body["lingzhi"]["channel"] == "bridge"
     assert again.json()["lingyi"]["online"] is True
     assert probes == ["HEAD"]  # the second read used the cached probe

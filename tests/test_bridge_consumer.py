@@ -147,25 +147,6 @@ def test_it_lets_a_trusted_member_register_without_a_secret_from_loopback_only()
     run(scenario)
 
 
-def test_a_second_connection_takes_the_backend_over_and_the_first_is_told_and_closed():
-    _, token = add_backend("lingyi")
-
-    async def scenario():
-        first = await Client().connect()
-        await first.register("lingyi", token)
-        second = await Client().connect()
-        assert (await second.register("lingyi", token))["type"] == "backend_registered"
-        assert await first.closed_with() == CLOSE_REPLACED
-        assert "newer connection" in first.frames_before_close[0]["message"]
-        await first.close()
-        channel = await bridge_channel("lingyi")
-        assert channel.live_connection == second.consumer.channel_name
-        assert LOCAL.backends.get("lingyi") is second.consumer
-        await second.close()
-
-    run(scenario)
-
-
 def test_a_backend_socket_in_another_process_is_told_over_the_channel_layer_to_close():
     _, token = add_backend("lingyi")
 

@@ -124,3 +124,23 @@ def test_persistent_connections_are_kept_for_sqlite_only(tmp_path, database_url,
     code = "from django.conf import settings; print(settings.DATABASES['default']['CONN_MAX_AGE'])"
     result = manage("shell", "-c", code, HUB_DATA_DIR=str(tmp_path), DATABASE_URL=database_url.format(dir=tmp_path))
     assert result.stdout.splitlines()[-1] == max_age, result.stderr
+
+
+def test_a_notify_ca_file_without_a_certificate_is_reported(settings, tmp_path):
+    from hub.checks import check_notify_ca_file
+    from tests.family.tls import lingyi_cert
+
+    settings.HUB_NOTIFY_CA_FILE = tmp_path / "missing.pem"
+    assert [m.id for m in check_notify_ca_file()] == ["hub.W006"]
+    settings.HUB_NOTIFY_CA_FILE = lingyi_cert().path
+    assert check_notify_ca_file() == []
+
+
+def test_a_mailbox_dir_the_hub_cannot_create_is_reported(settings, tmp_path):
+    from hub.checks import check_mailbox_dir
+
+    settings.HUB_LINGMESSAGE_DIR = tmp_path / "not-yet" / "lingmessage"
+    assert check_mailbox_dir() == []
+    (tmp_path / "file").write_text("")
+    settings.HUB_LINGMESSAGE_DIR = tmp_path / "file" / "lingmessage"
+    assert [m.id for m in check_mailbox_dir()] == ["hub.W007"]

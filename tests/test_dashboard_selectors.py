@@ -139,3 +139,16 @@ def test_it_computes_the_gauges_of_metrics(lingyi):
     assert figures.queue_oldest_age["lingyi"] == pytest.approx(300, abs=5)
     assert figures.messages_by_status["expired"] == 1
     assert figures.messages_by_status["delivered"] == 0
+
+
+def test_an_endpoint_that_refuses_the_hub_shows_as_refusing_with_its_reason_not_offline():
+    from hub.dashboard.selectors import online
+
+    member = member_create(member_id="lingclaude", name="灵克", endpoint="http://127.0.0.1:8700/notify").member
+    Channel.objects.filter(member=member).update(
+        last_error="HTTP 401 Unauthorized: 无效的 API Key", last_error_at=timezone.now(), refused=True
+    )
+    [state] = [s for s in online.presence() if s.member_id == "lingclaude"]
+    assert state.state == "refusing"
+    assert (state.channels[0].state, state.channels[0].reason) == ("refusing", "HTTP 401 Unauthorized: 无效的 API Key")
+    assert online.presence_counts([state])["refusing"] == 1

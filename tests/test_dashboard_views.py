@@ -87,7 +87,7 @@ def test_it_serves_presence_as_json_that_follows_a_socket_connecting_and_droppin
     assert admin_client.get(url).json()["members"][0]["state"] == "offline"
     go_live(lingyi, "lingyi")
     data = admin_client.get(url).json()
-    assert data["counts"] == {"online": 1, "offline": 0, "disabled": 0}
+    assert data["counts"] == {"online": 1, "refusing": 0, "offline": 0, "disabled": 0}
     [member] = data["members"]
     assert member["member_id"] == "lingyi"
     assert member["state"] == "online"

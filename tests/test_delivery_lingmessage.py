@@ -42,7 +42,7 @@ def test_it_delivers_on_2xx_with_a_valid_signature_and_the_canonical_payload(pee
     assert verify(request.body, member.notify_secret, request.headers["X-LingMessage-Signature"])
     payload = request.json
     assert payload["message_id"] == message.message_id
-    assert payload["from"] == payload["sender"] == "lingyi"
+    assert payload["from"] == payload["from_id"] == payload["sender"] == "lingyi"
     assert payload["discussion_id"] == payload["thread_id"] == "t-1"
     assert payload["topic"] == "v0.16 审计" and payload["content"] == "请完成交叉审查"
     assert payload["event"] == "new_message" and payload["timestamp"] and payload["sequence"] == 7
@@ -56,10 +56,11 @@ def test_it_signs_with_the_recipients_notify_secret(peer):
     assert not verify(peer.posts()[0].body, "another secret", peer.posts()[0].headers["X-LingMessage-Signature"])
 
 
-def test_it_marks_replies_and_starts_a_discussion_at_the_message_itself(peer):
+def test_it_marks_replies_by_reply_to_and_starts_a_discussion_at_the_message_itself(peer):
     _deliver(peer.url, reply_to="msg_earlier")
     payload = peer.posts()[0].json
-    assert payload["event"] == "reply" and payload["reply_to"] == "msg_earlier"
+    # A reply is still a new message for receivers that act only on "new_message" (lingzhi).
+    assert payload["event"] == "new_message" and payload["reply_to"] == "msg_earlier"
     assert payload["discussion_id"] == payload["message_id"]
 
 

@@ -55,7 +55,7 @@ def test_it_counts_5xx_and_refused_endpoints_as_down(peer, trouble):
     member = make_member("lingyi", endpoint=url)
     assert presence.probe_endpoint(member.channels.get()) is False
     status = presence.member_status(member_get("lingyi"))
-    assert status == {"online": False, "last_seen": None, "channel": "none"}
+    assert status == {"online": False, "state": "offline", "last_seen": None, "channel": "none"}
     assert member.channels.get().last_error
 
 

@@ -64,7 +64,11 @@ class Backend:
 @contextlib.asynccontextmanager
 async def backend(url: str, token: str, backend_id: str):
     async with websockets.connect(f"{url}/?token={token}") as ws:
-        await ws.send(json.dumps({"type": "register_backend", "backend_id": backend_id, "name": backend_id}))
+        await ws.send(
+            json.dumps(
+                {"type": "register_backend", "backend_id": backend_id, "name": backend_id, "capabilities": ["ack"]}
+            )
+        )
         while json.loads(await asyncio.wait_for(ws.recv(), 10)).get("type") != "backend_registered":
             pass
         client = Backend(ws)

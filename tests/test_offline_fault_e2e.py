@@ -72,7 +72,16 @@ class Backend:
             try:
                 async with websockets.connect(f"{self.hub.ws_url}/?token={self.token}", open_timeout=5) as ws:
                     self.connections += 1
-                    await ws.send(json.dumps({"type": "register_backend", "backend_id": "lingflow", "name": "灵通"}))
+                    await ws.send(
+                        json.dumps(
+                            {
+                                "type": "register_backend",
+                                "backend_id": "lingflow",
+                                "name": "灵通",
+                                "capabilities": ["ack"],
+                            }
+                        )
+                    )
                     if await self.drain(ws, deadline):
                         return
             except (OSError, websockets.ConnectionClosed, TimeoutError):

@@ -139,9 +139,14 @@ SCHEMAS = {
     },
     "MemberStatus": {
         "type": "object",
-        "required": ["online", "last_seen", "channel"],
+        "required": ["online", "state", "last_seen", "channel"],
         "properties": {
             "online": {"type": "boolean"},
+            "state": {
+                "enum": ["online", "refusing", "offline"],
+                "description": "refusing: no channel is up, but an endpoint answers and refuses the hub (401/403/404).",
+            },
+            "reason": {"type": "string", "description": "How a refusing endpoint refused, e.g. 'HTTP 401'."},
             "last_seen": {**NULLABLE_STRING, "format": "date-time"},
             "channel": {"enum": ["lingmessage", "bridge", "feishu", "none"]},
         },

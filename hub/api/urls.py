@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from hub.api import views
+from hub.api import legacy, views
 
 urlpatterns = [
     path("api/unified/send", views.send, name="unified-send"),
@@ -10,4 +10,6 @@ urlpatterns = [
     path("api/unified/online", views.online, name="unified-online"),
     path("api/unified/queue/<str:recipient_id>", views.queue, name="unified-queue"),
     path("api/openapi.json", views.openapi, name="openapi"),
+    # The old bridge's send, still called by LingYi on the bridge's port.
+    path("api/send", legacy.legacy_send, name="legacy-send"),
 ]

@@ -18,6 +18,11 @@ from members.selectors import member_get
 QUEUE_LIMIT_MAX = 1000
 
 
+def not_itself(member) -> JsonResponse:
+    """403: a member sends only as itself."""
+    return json_error(403, f"this token belongs to {member.member_id!r}; a member sends only as itself")
+
+
 @csrf_exempt
 @require_POST
 @member_required
@@ -29,7 +34,7 @@ def send(request: HttpRequest) -> JsonResponse:
     member = request.member
     sender_id = body.get("sender_id", member.member_id)
     if sender_id != member.member_id:
-        return json_error(403, f"this token belongs to {member.member_id!r}; a member sends only as itself")
+        return not_itself(member)
     if "recipient_id" not in body:
         return json_error(400, "recipient_id is required")
     result = member_send(

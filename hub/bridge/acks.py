@@ -16,6 +16,7 @@ import logging
 
 from channels.db import database_sync_to_async
 
+from hub.bridge import services
 from hub.sockets import FrameError, frame
 from offline_queue.acks import messages_acknowledge
 
@@ -50,6 +51,12 @@ async def ack(consumer, data: dict) -> None:
     if member is None:
         raise FrameError("ack: this connection has no member (register_backend or connect with a member token)")
     ids = _ids_of(data)
+    if consumer.backend_id is not None and not consumer.acks_seen:
+        # A backend that acknowledges is sent ``message`` frames from now on (``hub.bridge.forms``).
+        consumer.acks_seen = True
+        await database_sync_to_async(services.backend_acks)(
+            channel_pk=consumer.backend_channel[0], connection=consumer.channel_name
+        )
     consumer.queue_acks(ids, lambda: _write_acks(consumer, member.member_id))
 
 

@@ -17,7 +17,7 @@ from channels.exceptions import StopConsumer
 from django.conf import settings
 
 from hub import metrics
-from hub.bridge import presence
+from hub.bridge import oversize, presence, takeover
 from hub.bridge.auth import CLOSE_REPLACED, CLOSE_UNAUTHORIZED, handshake_token, is_loopback
 from hub.bridge.loop import OneAtATimeConsumer
 from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending
@@ -61,11 +61,20 @@ class BridgeConsumer(OneAtATimeConsumer):
     counted = False  # in the open-connections gauge
     # Acks received and not stored yet, and the task storing them (``hub.bridge.acks``).
     ack_writer: asyncio.Task | None = None
+    # Evidence that the socket is alive (``hub.bridge.takeover``): when it last sent a frame, whether it answers
+    # app-level pings (None: not known yet), and who waits for its next frame.
+    last_heard = 0.0
+    answers_ping: bool | None = None
+    # The socket acknowledges hub deliveries (declared, or it sent an ack): it gets ``message`` frames.
+    acks_seen = False
+    # Answers to this socket's own questions, handled while it waits for them (``OneAtATimeConsumer``).
+    unlocked_events = frozenset({"bridge.liveness_answer"})
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.groups_joined: set[str] = set()
         self.pending_acks: list[str] = []
+        self.listeners: set[asyncio.Event] = set()
 
     @property
     def connection_id(self) -> str:
@@ -103,6 +112,10 @@ class BridgeConsumer(OneAtATimeConsumer):
     async def websocket_receive(self, message: dict) -> None:
         if self.closed:
             return
+        self.last_heard = time.monotonic()
+        if self.listeners:
+            for heard in self.listeners:
+                heard.set()
         text = message.get("text")
         if text is None:
             await self.send_error("binary frames are not supported; send JSON text frames")
@@ -110,6 +123,8 @@ class BridgeConsumer(OneAtATimeConsumer):
         limit = settings.HUB_BRIDGE_MAX_FRAME_BYTES
         if len(text) * 4 > limit and len(text.encode("utf-8")) > limit:
             await self.send_error(f"frame too large: over {limit} bytes")
+            if self.backend_id is not None:
+                await oversize.reply_too_large(self, text, limit)
             return
         try:
             data = _loads(text)
@@ -163,15 +178,16 @@ class BridgeConsumer(OneAtATimeConsumer):
             if self.backend_id is None or event.get("backend_id", self.backend_id) != self.backend_id:
                 return
             request_id, reply_channel = frame.get("request_id"), event.get("reply_channel")
-            if request_id and reply_channel:
+            # A user's chat is answered to the asking socket; a hub message sent as a chat, only by marking it.
+            if request_id and (reply_channel or event.get("message_id")):
                 PENDING.add(
                     Pending(
                         request_id=request_id,
                         backend_id=self.backend_id,
-                        reply_channel=reply_channel,
+                        reply_channel=reply_channel or "",
                         deadline=time.monotonic() + settings.HUB_BRIDGE_PENDING_TTL,
-                        asker=LOCAL.connections.get(reply_channel),
-                        message_id=frame.get("message_id"),
+                        asker=LOCAL.connections.get(reply_channel) if reply_channel else None,
+                        message_id=frame.get("message_id") or event.get("message_id"),
                     )
                 )
         await self.send_frame(frame)
@@ -199,6 +215,14 @@ class BridgeConsumer(OneAtATimeConsumer):
         if self.backend_id is not None and self.backend_id == event.get("backend_id"):
             await self.replaced()
 
+    async def bridge_liveness(self, event: dict) -> None:
+        """A socket in another process wants this socket's backend: say whether this one is alive."""
+        takeover.answer_liveness(self, event)
+
+    async def bridge_liveness_answer(self, event: dict) -> None:
+        """The answer to this socket's question whether another process's socket is alive."""
+        takeover.liveness_answered(event)
+
     # --- helpers used by handlers -----------------------------------------------------------------------
 
     async def send_frame(self, data: dict) -> None:
@@ -216,10 +240,20 @@ class BridgeConsumer(OneAtATimeConsumer):
         self.closed = True
 
     async def replaced(self) -> None:
-        """A newer socket registered this backend: tell this client, close with 4002."""
+        """A newer socket registered this backend after this one stopped answering: tell it, close with 4002."""
         backend_id = self.backend_id
         await presence.backend_dropped(self)
-        await self.send_error(f"backend {backend_id!r} was registered by a newer connection; closing this one")
+        await self.send_error(
+            f"backend {backend_id!r} was registered by a newer connection while this one did not answer; "
+            "closing this one"
+        )
+        await self.close(CLOSE_REPLACED)
+        self.closed = True
+
+    async def decline(self, reason: str) -> None:
+        """This socket may not take the backend (its holder is alive): tell it why, close with 4002 (never
+        1000/1001, after which the family's clients reconnect at once)."""
+        await self.send_error(reason)
         await self.close(CLOSE_REPLACED)
         self.closed = True
 

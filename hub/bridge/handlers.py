@@ -5,7 +5,7 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 from django.core.cache import cache
 
-from hub.bridge import auth, presence, relay, selectors
+from hub.bridge import auth, presence, relay, selectors, takeover
 from hub.bridge.registry import LOCAL
 from hub.sockets import FrameError, frame
 
@@ -54,7 +54,12 @@ async def register_backend(consumer, data: dict) -> None:
     if refusal:
         await consumer.refuse(refusal)
         return
-    await presence.backend_joined(consumer, channel, info)
+    held, replacing = await takeover.holder_refusal(consumer, channel)
+    if held:
+        await consumer.decline(held)
+        return
+    if not await presence.backend_joined(consumer, channel, info, replacing=replacing):
+        await consumer.decline(takeover.lost_race(backend_id))
 
 
 @frame("chat")

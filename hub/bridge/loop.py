@@ -23,7 +23,10 @@ logger = logging.getLogger(__name__)
 
 class OneAtATimeConsumer(AsyncWebsocketConsumer):
     """A WebSocket consumer that handles its socket's messages and its channel-layer events one at a time,
-    in a plain loop (subclasses implement ``websocket_receive`` and the event handlers)."""
+    in a plain loop (subclasses implement ``websocket_receive`` and the event handlers). Events whose type is in
+    ``unlocked_events`` are handled at once, without waiting their turn: answers a handler is waiting for."""
+
+    unlocked_events: frozenset[str] = frozenset()
 
     async def __call__(self, scope, receive, send) -> None:
         self.scope = scope
@@ -48,11 +51,14 @@ class OneAtATimeConsumer(AsyncWebsocketConsumer):
         receive, name = self.channel_layer.receive, self.channel_name
         while True:
             event = await receive(name)
-            async with self._one_at_a_time:
-                try:
+            try:
+                if event.get("type") in self.unlocked_events:
                     await self.dispatch(event)
-                except Exception:
-                    logger.exception("bridge: channel-layer event %r failed", event.get("type"))
+                    continue
+                async with self._one_at_a_time:
+                    await self.dispatch(event)
+            except Exception:
+                logger.exception("bridge: channel-layer event %r failed", event.get("type"))
 
     async def dispatch(self, message: dict) -> None:
         # channels' AsyncConsumer.dispatch runs aclose_old_connections() (a thread hop) before every

@@ -7,8 +7,9 @@ process's registered backends every ``refresh_interval()`` seconds (one UPDATE, 
 backend stays online while its socket lives and goes offline within ``HUB_BRIDGE_HEARTBEAT_TIMEOUT`` when
 its process dies. A socket that drops is cleared at once, but only if it still holds the row.
 
-Takeover: a second socket registering the same backend wins; the older one gets an ``error`` frame and
-close code 4002 (in this process directly, in another one through the channel layer).
+Takeover (``hub.bridge.takeover``): a second socket registering the same backend takes it only when the holder
+is dead or silent; the holder then gets an ``error`` frame and close code 4002 (in this process directly, in
+another one through the channel layer). A live holder keeps it and the newcomer is refused with 4002.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from hub.bridge import services
+from hub.bridge.forms import declares_acks
 from hub.bridge.locations import LOCATIONS, announce
 from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending, Socket
 from hub.signals import member_online
@@ -62,16 +64,21 @@ async def send_to_channel(channel_name: str, event: dict) -> bool:
     return True
 
 
-async def backend_joined(consumer: Socket, channel: Channel, info: dict) -> None:
-    """``consumer`` registered ``channel``'s backend: write presence, take over, tell the offline queue."""
+async def backend_joined(consumer: Socket, channel: Channel, info: dict, *, replacing: str = "") -> bool:
+    """``consumer`` registered ``channel``'s backend: write presence, take over from ``replacing`` (a holder found
+    dead, ``hub.bridge.takeover``), tell the offline queue. False (and nothing done) when another socket took the
+    backend meanwhile."""
     backend_id = channel.address
     # In the member's group before the row says "live": another process may send a chat there at once (it
     # waits for this registration to finish: the consumer handles one message at a time).
     await consumer.join(member_group(channel.member.member_id))
     previous = await database_sync_to_async(services.backend_go_online)(
-        channel=channel, connection=consumer.channel_name
+        channel=channel, connection=consumer.channel_name, acks=declares_acks(info), replacing=replacing
     )
+    if previous is None:
+        return False
     consumer.hold_backend(channel, info)
+    consumer.acks_seen = declares_acks(info)
     await consumer.leave(audience_group(consumer.current_backend))
     older = LOCAL.backends.get(backend_id)
     LOCAL.backends[backend_id] = consumer
@@ -95,6 +102,7 @@ async def backend_joined(consumer: Socket, channel: Channel, info: dict) -> None
     for receiver, response in responses:
         if isinstance(response, Exception):
             logger.error("member_online receiver %r failed: %r", receiver, response, exc_info=response)
+    return True
 
 
 async def backend_dropped(consumer: Socket) -> None:
@@ -114,6 +122,8 @@ async def backend_left(consumer: Socket) -> None:
     )
     if went_offline:
         await announce(consumer.channel_layer, backend_id)
+        # Gone without acknowledging (or answering) what was written to it: due again now, not at its deadline.
+        await database_sync_to_async(services.backend_deliveries_due)(member_pk=member_pk)
 
 
 def ensure_refresher() -> None:
@@ -164,7 +174,7 @@ async def refresh_once(now: float | None = None) -> None:
 
 
 async def _tell_asker(pending: Pending, message: str) -> None:
-    if pending.asker is not None and pending.asker.closed:
-        return
+    if not pending.reply_channel or (pending.asker is not None and pending.asker.closed):
+        return  # nobody asked (a hub message sent as a chat: the queue sends it again), or the asker is gone
     frame = {"type": "error", "message": message, "request_id": pending.request_id}
     await send_to_channel(pending.reply_channel, {"type": "hub.frame", "frame": frame})

@@ -37,6 +37,10 @@ class Socket(Protocol):
     backend_channel: tuple[int, int] | None
     current_backend: str | None
     closed: bool
+    last_heard: float
+    answers_ping: bool | None
+    listeners: set
+    acks_seen: bool
 
     @property
     def connection_id(self) -> str: ...

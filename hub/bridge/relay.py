@@ -140,10 +140,10 @@ async def reply(backend: Socket, request_id: str, text: str, audio: str | None) 
         if AWAITING:  # sent through the member's group, the chat may have found its backend in this process
             AWAITING.discard(request_id)
         await asker.send_frame(frame)
-    else:
+    elif pending.reply_channel:
         await send_to_channel(pending.reply_channel, {"type": "hub.frame", "frame": frame})
     if pending.message_id:
-        await database_sync_to_async(services.bridge_chat_replied)(message_id=pending.message_id)
+        await database_sync_to_async(services.bridge_chat_replied)(message_id=pending.message_id, text=text)
 
 
 async def push(backend: Socket, frame: dict, target_client: str | None) -> None:

@@ -2,29 +2,51 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from hub import metrics
+from hub.bridge.forms import is_bridge_chat
+from hub.bridge.replies import reply_schedule
 from members.models import Channel, Member
+from offline_queue.acks import pair_continue
 from offline_queue.models import Message
 from offline_queue.outcome import Outcome, message_record_outcome
 from offline_queue.policy import expiry_for
 
 
 @transaction.atomic
-def backend_go_online(*, channel: Channel, connection: str, now: datetime | None = None) -> str:
-    """Mark ``channel`` live on the socket ``connection``; returns the channel name of the socket that held
-    it before (to be told to close), or ``""``."""
+def backend_go_online(
+    *, channel: Channel, connection: str, acks: bool = False, replacing: str = "", now: datetime | None = None
+) -> str | None:
+    """Mark ``channel`` live on the socket ``connection`` (``acks``: it acknowledges hub deliveries), unless
+    another live socket holds it: the row must be free, held by ``connection`` or by ``replacing`` (a holder found
+    dead), or its heartbeat stale. Returns the channel name of the socket that held it before (to be told to
+    close) or ``""``; None when another socket holds it."""
     now = now or timezone.now()
-    previous = (
-        Channel.objects.select_for_update().filter(pk=channel.pk).values_list("live_connection", flat=True).first()
-    )
-    Channel.objects.filter(pk=channel.pk).update(live_connection=connection, last_seen=now)
+    row = Channel.objects.select_for_update().filter(pk=channel.pk).values("live_connection", "last_seen").first()
+    previous = row["live_connection"] if row else ""
+    stale = row is None or row["last_seen"] is None or now - row["last_seen"] > heartbeat_timeout()
+    if previous and previous not in (connection, replacing) and not stale:
+        return None
+    Channel.objects.filter(pk=channel.pk).update(live_connection=connection, last_seen=now, live_acks=acks)
     Member.objects.filter(pk=channel.member_id).update(last_online=now)
     return previous if previous and previous != connection else ""
+
+
+def heartbeat_timeout() -> timedelta:
+    return timedelta(seconds=settings.HUB_BRIDGE_HEARTBEAT_TIMEOUT)
+
+
+def backend_acks(*, channel_pk: int, connection: str) -> bool:
+    """The socket ``connection`` holding the backend sent an ack: it acknowledges hub deliveries. Returns True
+    when the row said otherwise."""
+    return bool(
+        Channel.objects.filter(pk=channel_pk, live_connection=connection, live_acks=False).update(live_acks=True)
+    )
 
 
 def backend_go_offline(*, channel_pk: int, member_pk: int, connection: str, now: datetime | None = None) -> bool:
@@ -84,11 +106,28 @@ def bridge_chat_enqueue(
     return message
 
 
-def bridge_chat_replied(*, message_id: str) -> bool:
-    """The backend replied to a queued chat: that reply is its acknowledgement. Returns True when the
-    message was not yet delivered."""
-    message = Message.objects.filter(message_id=message_id).first()
+def bridge_chat_replied(*, message_id: str, text: str | None = None) -> bool:
+    """The backend replied to a chat the queue sent it (a user's queued chat, or a hub message sent as a chat):
+    that reply is its acknowledgement, and the pair's next message may go at once. The reply ``text`` to a hub
+    message goes back to its sender as a reply message (``hub.bridge.replies``). Returns True when the message
+    was not yet delivered."""
+    message = Message.objects.select_related("recipient").filter(message_id=message_id).first()
     if message is None or message.status == Message.Status.DELIVERED:
         return False
     message_record_outcome(message, Outcome("delivered", channel=Channel.Kind.BRIDGE))
+    pair_continue(sender_id=message.sender_id, recipient_id=message.recipient_id)
+    if text is not None and not is_bridge_chat(message):
+        reply_schedule(message_id=message.message_id, text=text)
     return True
+
+
+def backend_deliveries_due(*, member_pk: int, now: datetime | None = None) -> int:
+    """The backend's socket went away: what was written to it and is not acknowledged (answered) yet is due again
+    at once rather than at its ack deadline, so it goes to the member's next socket or channel. Returns how many."""
+    now = now or timezone.now()
+    return Message.objects.filter(
+        recipient_id=member_pk,
+        status=Message.Status.DELIVERING,
+        delivered_via=Channel.Kind.BRIDGE,
+        next_retry_at__gt=now,
+    ).update(next_retry_at=now)

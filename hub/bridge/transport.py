@@ -1,7 +1,9 @@
 """Bridge delivery: a ``message`` frame to the member's live socket over the channel layer.
 
 A frame written to the socket is ``sent``, not ``delivered``: the client answers ``{"type":"ack",
-"message_id"}`` and the offline queue retries deliveries that stay unacknowledged.
+"message_id"}`` and the offline queue retries deliveries that stay unacknowledged. A socket that does not
+acknowledge hub deliveries gets the message as a chat instead, after the member's other channels
+(``hub.bridge.forms``); queued user chats are chat frames anyway. Both are acknowledged by the backend's reply.
 
 Batches (``deliver_many``), for draining a long queue: the router decides the route message by message. When
 it has just written the oldest message of a batch to the recipient's bridge socket, the messages behind it of
@@ -23,6 +25,7 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from django.utils import timezone
 
+from hub.bridge.forms import chat_form_event, in_chat_form, is_bridge_chat, reply_wait, too_large
 from hub.bridge.outbound import delivery_event
 from hub.delivery.routing import publish_delivery
 from hub.delivery.transports import Delivered, Transport, TransportError
@@ -51,18 +54,35 @@ async def _group_send_all(group: str, events: list[dict], connection: str) -> No
 class BridgeTransport(Transport):
     kind = BRIDGE
 
+    def defers(self, message: Message, channel: Channel) -> bool:
+        """A socket that does not acknowledge hub deliveries takes a message only as a chat: other channels first."""
+        return channel.is_live() and in_chat_form(message, channel)
+
     def deliver(self, message: Message, channel: Channel) -> Delivered:
         if not channel.is_live():
             raise TransportError(f"bridge backend {channel.address!r} is not connected")
         layer = get_channel_layer()
         if layer is None:
             raise TransportError("no channel layer is configured", permanent=True)
+        note, ack_within = "", None
+        if in_chat_form(message, channel):
+            event = chat_form_event(message, channel)
+            problem = too_large(event["frame"])
+            if problem:
+                raise TransportError(problem, permanent=True)
+            note = "sent as a chat (the socket does not acknowledge hub deliveries); its reply acknowledges it"
+            ack_within = reply_wait()
+        else:
+            event = delivery_event(message)
+            if is_bridge_chat(message):
+                ack_within = reply_wait()
         started = time.perf_counter()
         try:
-            async_to_sync(layer.group_send)(member_group(message.recipient.member_id), delivery_event(message))
+            async_to_sync(layer.group_send)(member_group(message.recipient.member_id), event)
         except Exception as exc:  # the layer's own errors (Redis down, over capacity) are worth a retry
             raise TransportError(f"channel layer: {type(exc).__name__}: {exc}") from exc
-        return Delivered(awaiting_ack=True, latency_ms=(time.perf_counter() - started) * 1000)
+        latency_ms = (time.perf_counter() - started) * 1000
+        return Delivered(awaiting_ack=True, latency_ms=latency_ms, note=note, ack_within=ack_within)
 
     def deliver_many(self, messages: list[Message], *, connection: str | None = None) -> str:
         """Write ``messages`` (one recipient, in order) to the recipient's live bridge socket ``connection`` (its
@@ -80,6 +100,9 @@ class BridgeTransport(Transport):
         if channel is None or not channel.is_live() or not member.enabled or BRIDGE in ChannelKindSwitch.switched_off():
             return "skipped"
         if connection is not None and channel.live_connection != connection:
+            return "skipped"
+        if any(in_chat_form(m, channel) or is_bridge_chat(m) for m in messages):
+            # A chat is acknowledged by its reply: the next one goes when it is answered, not in a batch.
             return "skipped"
         if get_channel_layer() is None:
             return "skipped"

@@ -1,7 +1,13 @@
 """LingMessage HTTP delivery: one signed POST to the member's notify endpoint.
 
 2xx → delivered; timeouts, connection errors, 5xx and 429 → transient; any other answer → permanent with
-the reason. The payload carries the canonical fields plus the names existing receivers read.
+the reason. The payload carries the canonical fields plus the names existing receivers read. Per channel
+(``members.Channel``): extra headers (``X-API-Key``), the TLS trust for HTTPS (a CA bundle, or none), the
+signature style (``sha256=<hex>`` or bare hex) and the ``event`` style.
+
+``MAILBOX_KEY``: when the LingMessage mailbox channel (``hub.lingmessage``) wrote the message into the shared
+mailbox, it left the mailbox ids in the message's metadata under this key; the notify then names that thread as
+``discussion_id``/``thread_id``, so a receiver that opens the notified id finds the content.
 """
 
 from __future__ import annotations
@@ -23,18 +29,31 @@ if TYPE_CHECKING:
     from offline_queue.models import Message
 
 SIGNATURE_HEADER = "X-LingMessage-Signature"
+MAILBOX_KEY = "_mailbox"
+TLS_HINT = "trust it with `member set <id> --endpoint-ca FILE` or skip verification with `--endpoint-insecure`"
 REASON_LIMIT = 300
 BODY_LIMIT = 64 * 1024  # of an answer's body read at most: only an error's first words are kept
 
 
-def notify_payload(message: Message) -> dict:
-    """The canonical notify payload; ``from``/``sender`` and ``discussion_id``/``thread_id`` are the same
-    values under the names different receivers read."""
-    thread = message.thread_id or message.message_id
+def mailbox_thread(message: Message) -> str:
+    """The thread id receivers look up: the mailbox thread the message was written into, else the hub's thread id
+    (the message's own id when it starts a discussion)."""
+    place = (message.metadata or {}).get(MAILBOX_KEY)
+    if isinstance(place, dict) and place.get("thread_id"):
+        return str(place["thread_id"])
+    return message.thread_id or message.message_id
+
+
+def notify_payload(message: Message, *, event_style: str = "new_message") -> dict:
+    """The canonical notify payload; ``from``/``from_id``/``sender`` and ``discussion_id``/``thread_id`` are the
+    same values under the names different receivers read. ``event`` is ``new_message`` for every message (a reply
+    is marked by ``reply_to``), or ``reply`` for replies when ``event_style`` is ``"reply"``."""
+    thread = mailbox_thread(message)
     return {
-        "event": "reply" if message.reply_to else "new_message",
+        "event": "reply" if message.reply_to and event_style == "reply" else "new_message",
         "message_id": message.message_id,
         "from": message.sender_id,
+        "from_id": message.sender_id,
         "sender": message.sender_id,
         "sender_id": message.sender_id,
         "to": message.recipient.member_id,
@@ -59,14 +78,43 @@ def encode(payload: dict) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
 
-def sign(body: bytes, secret: str) -> str:
-    """``sha256=<hex HMAC-SHA256 of the raw body>`` keyed with the member's notify secret."""
-    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+def sign(body: bytes, secret: str, style: str = "sha256") -> str:
+    """``sha256=<hex HMAC-SHA256 of the raw body>`` keyed with the member's notify secret; with ``style`` ``"hex"``
+    the bare hex, as LingMessage's poller signs."""
+    digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    return digest if style == "hex" else "sha256=" + digest
 
 
-def verify(body: bytes, secret: str, header: str | None) -> bool:
+def verify(body: bytes, secret: str, header: str | None, style: str = "sha256") -> bool:
     """What a receiver does: recompute the signature and compare in constant time."""
-    return bool(header) and hmac.compare_digest(sign(body, secret), header)
+    return bool(header) and hmac.compare_digest(sign(body, secret, style), header)
+
+
+def endpoint_tls(channel: Channel) -> http.Tls:
+    """How the channel's HTTPS endpoint is verified: its own CA bundle, none at all, or the defaults."""
+    return http.Tls(ca=channel.endpoint_ca.strip(), insecure=channel.endpoint_insecure, notify=True)
+
+
+def endpoint_client(channel: Channel):
+    """The HTTP client for the channel's endpoint. Raises TransportError when its CA bundle cannot be loaded."""
+    try:
+        return http.client(endpoint_tls(channel))
+    except ValueError as exc:
+        raise TransportError(f"endpoint TLS settings: {exc}") from exc
+
+
+def extra_headers(channel: Channel, own: dict[str, str] | None = None) -> dict[str, str]:
+    """The channel's extra headers (an API key), without any that would replace one of the hub's ``own``."""
+    taken = {name.lower() for name in own or ()}
+    return {name: value for name, value in channel.notify_headers().items() if name.lower() not in taken}
+
+
+def transport_error(exc: httpx.HTTPError) -> str:
+    """A failed request as a reason; a certificate the hub does not trust says how to make it trusted."""
+    reason = f"{type(exc).__name__}: {exc}"
+    if "CERTIFICATE_VERIFY_FAILED" in reason:
+        reason += f" ({TLS_HINT})"
+    return reason
 
 
 def _reason(response: httpx.Response, body: bytes) -> str:
@@ -94,16 +142,18 @@ class LingMessageTransport(Transport):
     kind = "lingmessage"
 
     def deliver(self, message: Message, channel: Channel) -> Delivered:
-        body = encode(notify_payload(message))
+        body = encode(notify_payload(message, event_style=channel.notify_event))
         headers = {
             "Content-Type": "application/json; charset=utf-8",
-            SIGNATURE_HEADER: sign(body, message.recipient.notify_secret),
+            SIGNATURE_HEADER: sign(body, message.recipient.notify_secret, channel.signature_style),
             "X-LingMessage-Message-Id": message.message_id,
         }
+        headers.update(extra_headers(channel, headers))
+        client = endpoint_client(channel)
         started = time.perf_counter()
         deadline = started + self.timeout()
         try:
-            with http.client().stream(
+            with client.stream(
                 "POST", channel.address, content=body, headers=headers, timeout=self.timeout()
             ) as response:
                 latency_ms = (time.perf_counter() - started) * 1000
@@ -113,7 +163,7 @@ class LingMessageTransport(Transport):
         except httpx.TimeoutException as exc:
             raise TransportError(f"timed out after {self.timeout():g} s ({type(exc).__name__})") from exc
         except httpx.HTTPError as exc:
-            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+            raise TransportError(transport_error(exc)) from exc
         if 200 <= status < 300:
             return Delivered(latency_ms=latency_ms)
         reason = _reason(response, answer)

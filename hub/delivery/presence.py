@@ -2,9 +2,11 @@
 
 - **Bridge**: online while the backend holds a registered socket with a heartbeat within
   ``HUB_BRIDGE_HEARTBEAT_TIMEOUT`` (``Channel.is_live``).
-- **LingMessage endpoint**: a probe is a ``HEAD`` request to the notify URL. Any HTTP answer below 500 counts
-  as up: receivers usually accept only ``POST`` there, so 405 (or 404, 401) still proves the server answers;
-  5xx, timeouts and connection errors count as down. A successful or failed delivery counts as a probe too.
+- **LingMessage endpoint**: a probe is a ``HEAD`` request to the notify URL, with the channel's extra headers
+  and TLS trust. Receivers usually accept only ``POST`` there, so an answer below 500 (405 from the family's
+  FastAPI apps) proves the server answers: up; but 401, 403 and 404 say the endpoint refuses the hub (a missing
+  API key, a wrong URL): **refusing**, reachable but not online; 5xx, timeouts and connection errors count as
+  down. A successful or failed delivery counts as a probe too (a notify answered 401 makes the channel refusing).
   Results are kept ``HUB_PROBE_CACHE_SECONDS`` in the Django cache (shared by every process with Redis) and
   written to ``Channel.last_ok``/``last_error_at``/``last_seen``, so every process reads the same state.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
@@ -24,13 +27,16 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
-from hub import http
+from hub.delivery.lingmessage import endpoint_client, extra_headers, transport_error
+from hub.delivery.transports import TransportError
 from hub.signals import member_online
 from members.models import Channel, Member
 
 logger = logging.getLogger(__name__)
 
-UP, DOWN, UNKNOWN = "up", "down", "unknown"
+UP, DOWN, UNKNOWN, REFUSING = "up", "down", "unknown", "refusing"
+# Answers that say the endpoint is there but will not take the hub's notifies as configured.
+REFUSAL = re.compile(r"^HTTP (401|403|404)\b")
 # The order in which an online member's reachable channel is reported (and discussion routing prefers).
 STATUS_ORDER = ("lingmessage", "bridge", "feishu_webhook", "feishu_bot")
 PROBE_WORKERS = 8
@@ -46,7 +52,8 @@ def _cache_period() -> timedelta:
 
 
 def channel_state(channel: Channel, now: datetime | None = None) -> str:
-    """``up``, ``down`` or ``unknown`` (an HTTP channel with no result younger than the cache period)."""
+    """``up``, ``down``, ``refusing`` (an HTTP endpoint that answered 401/403/404) or ``unknown`` (an HTTP channel
+    with no result younger than the cache period)."""
     now = now or timezone.now()
     if channel.kind == Channel.Kind.BRIDGE:
         return UP if channel.is_live(now) else DOWN
@@ -54,7 +61,7 @@ def channel_state(channel: Channel, now: datetime | None = None) -> str:
         return UP
     failed = channel.last_error_at
     if failed and now - failed < _cache_period() and (channel.last_ok is None or failed > channel.last_ok):
-        return DOWN
+        return REFUSING if channel.refused else DOWN
     return UNKNOWN
 
 
@@ -77,22 +84,31 @@ def remember(channel: Channel, *, ok: bool, error: str = "", now: datetime | Non
         Channel.objects.filter(pk=channel.pk).update(last_ok=now, last_seen=now)
     else:
         channel.last_error, channel.last_error_at = error[:2000], now
-        Channel.objects.filter(pk=channel.pk).update(last_error=channel.last_error, last_error_at=now)
+        channel.refused = bool(REFUSAL.match(error))
+        Channel.objects.filter(pk=channel.pk).update(
+            last_error=channel.last_error, last_error_at=now, refused=channel.refused
+        )
     if channel.kind != Channel.Kind.BRIDGE:
         cache.set(_cache_key(channel), ok, timeout=settings.HUB_PROBE_CACHE_SECONDS or None)
     return ok and not was_up
 
 
-def _probe_request(url: str) -> tuple[bool, str]:
-    """One ``HEAD`` to ``url``: (up, reason when down)."""
+def _probe_request(channel: Channel) -> tuple[bool, str]:
+    """One ``HEAD`` to the channel's notify URL, with its headers and TLS trust: (up, reason when not up). A
+    refusal's reason is ``HTTP 401`` (403, 404)."""
     try:
-        response = http.client().head(url, timeout=probe_timeout())
+        client = endpoint_client(channel)
+        response = client.head(channel.address, headers=extra_headers(channel), timeout=probe_timeout())
+    except TransportError as exc:
+        return False, f"probe failed: {exc.reason}"
     except httpx.TimeoutException:
         return False, f"probe timed out after {probe_timeout():g} s"
     except httpx.HTTPError as exc:
-        return False, f"probe failed: {type(exc).__name__}: {exc}"
+        return False, f"probe failed: {transport_error(exc)}"
     if response.status_code >= 500:
         return False, f"probe answered HTTP {response.status_code}"
+    if REFUSAL.match(f"HTTP {response.status_code}"):
+        return False, f"HTTP {response.status_code}"
     return True, ""
 
 
@@ -125,11 +141,11 @@ def probe_channels(channels: list[Channel], *, force: bool = False) -> int:
     if not todo:
         return 0
     if len(todo) == 1:
-        results = [_probe_request(todo[0].address)]
+        results = [_probe_request(todo[0])]
     else:
         # Only the HTTP requests run in threads; the rows are written here, on this thread's connection.
         with ThreadPoolExecutor(max_workers=min(PROBE_WORKERS, len(todo))) as pool:
-            results = list(pool.map(_probe_request, [c.address for c in todo]))
+            results = list(pool.map(_probe_request, todo))
     return sum(_apply(channel, up, reason) for channel, (up, reason) in zip(todo, results, strict=True))
 
 
@@ -156,20 +172,34 @@ def probe_all_endpoints(*, force: bool = False) -> dict[str, int]:
     return {"endpoints": len(channels), "probed": len(stale), "came_online": came_online}
 
 
+def _by_status_order(channels: list[Channel]) -> list[Channel]:
+    return sorted(channels, key=lambda c: STATUS_ORDER.index(c.kind) if c.kind in STATUS_ORDER else len(STATUS_ORDER))
+
+
 def member_status(member: Member, now: datetime | None = None) -> dict:
-    """``{"online", "last_seen", "channel"}``; ``channel`` is the channel the member is reachable on
-    (``lingmessage`` before ``bridge`` before ``feishu``), ``"none"`` when offline."""
+    """``{"online", "state", "last_seen", "channel"}`` (and ``"reason"`` when refusing). ``channel`` is the
+    channel the member is reachable on (``lingmessage`` before ``bridge`` before ``feishu``), ``"none"`` when
+    offline; ``state`` is ``online``, ``refusing`` (no channel up, but an endpoint answers and refuses the hub:
+    ``reason`` says how, e.g. ``HTTP 401``) or ``offline``."""
     now = now or timezone.now()
-    live = []
-    if member.enabled:
-        live = [c for c in member.channels.all() if c.enabled and channel_state(c, now) == UP]
-    live.sort(key=lambda c: STATUS_ORDER.index(c.kind) if c.kind in STATUS_ORDER else len(STATUS_ORDER))
+    states = [(c, channel_state(c, now)) for c in member.channels.all() if c.enabled] if member.enabled else []
+    live = _by_status_order([c for c, state in states if state == UP])
+    refusing = _by_status_order([c for c, state in states if state == REFUSING])
     last_seen = member.last_seen()
-    return {
+    status = {
         "online": bool(live),
+        "state": "online" if live else REFUSING if refusing else "offline",
         "last_seen": last_seen.isoformat() if last_seen else None,
         "channel": public_channel(live[0].kind) if live else "none",
     }
+    if refusing and not live:
+        status["reason"] = refusal_reason(refusing[0])
+    return status
+
+
+def refusal_reason(channel: Channel) -> str:
+    """How a refusing endpoint refused: ``HTTP 401`` and, for a delivery, the start of its answer."""
+    return channel.last_error[:200]
 
 
 def online_statuses(members: list[Member], *, probe: bool = True) -> dict[str, dict]:

@@ -53,6 +53,11 @@ def kind_order(message_type: str, preferred_channel: str) -> list[str]:
     return order
 
 
+# A user's chat kept for an offline backend (``hub.bridge``) is answered on the bridge only: no other channel of
+# the member can reply to the user who asked.
+BRIDGE_CHAT = "bridge_chat"
+
+
 def candidates(message: Message, member: Member) -> list[Channel]:
     """The recipient's channels this process may use for ``message``, best first (only the kind a route rule
     pinned the message to, when it did)."""
@@ -66,6 +71,8 @@ def candidates(message: Message, member: Member) -> list[Channel]:
     ]
     if message.channel_kind:
         usable = [c for c in usable if c.kind == message.channel_kind]
+    if (message.metadata or {}).get(BRIDGE_CHAT):
+        usable = [c for c in usable if c.kind == Channel.Kind.BRIDGE]
     return sorted(usable, key=lambda c: (order.index(c.kind) if c.kind in order else len(order), c.pk))
 
 
@@ -80,6 +87,7 @@ def attempt(message: Message) -> Outcome:
     now = timezone.now()
     tried: list[Outcome] = []
     skipped: list[str] = []
+    deferred: list[tuple[transports.Transport, Channel]] = []
     for channel in channels:
         if presence.channel_state(channel, now) == presence.DOWN:
             skipped.append(f"{channel.kind} down")
@@ -87,6 +95,14 @@ def attempt(message: Message) -> Outcome:
         transport = transports.get(channel.kind)
         if transport is None:  # detached since candidates() looked
             continue
+        if transport.defers(message, channel):
+            deferred.append((transport, channel))  # only in a lesser form: after the member's other channels
+            continue
+        outcome = _try(transport, message, channel)
+        if outcome.ok:
+            return outcome
+        tried.append(outcome)
+    for transport, channel in deferred:
         outcome = _try(transport, message, channel)
         if outcome.ok:
             return outcome
@@ -106,7 +122,7 @@ def _try(transport: transports.Transport, message: Message, channel: Channel) ->
     try:
         done = transport.deliver(message, channel)
         result = DeliveryAttempt.Outcome.SENT if done.awaiting_ack else DeliveryAttempt.Outcome.DELIVERED
-        outcome = Outcome(result, error=done.note, latency_ms=done.latency_ms)
+        outcome = Outcome(result, error=done.note, latency_ms=done.latency_ms, ack_within=done.ack_within)
     except TransportError as exc:
         result = DeliveryAttempt.Outcome.PERMANENT if exc.permanent else DeliveryAttempt.Outcome.TRANSIENT
         outcome = Outcome(result, error=exc.reason)
@@ -114,7 +130,9 @@ def _try(transport: transports.Transport, message: Message, channel: Channel) ->
         logger.exception("transport %s failed on message %s", channel.kind, message.message_id)
         outcome = Outcome(DeliveryAttempt.Outcome.TRANSIENT, error=f"{type(exc).__name__}: {exc}")
     latency_ms = outcome.latency_ms or (time.perf_counter() - started) * 1000
-    outcome = Outcome(outcome.result, channel=channel.kind, error=outcome.error, latency_ms=latency_ms)
+    outcome = Outcome(
+        outcome.result, channel=channel.kind, error=outcome.error, latency_ms=latency_ms, ack_within=outcome.ack_within
+    )
     DeliveryAttempt.objects.create(
         message=message,
         channel=channel.kind,

@@ -3,6 +3,7 @@ relay, operator alerts) goes through ``message_send``; the bridge's queued chats
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, replace
 from datetime import timedelta
@@ -18,11 +19,14 @@ from hub.delivery.answers import ANSWER_KEY, SendResult, answer_for, find_previo
 from hub.delivery.policy import Refusal, policy_accepted, policy_release, policy_take
 from hub.delivery.rate import member_take_send_slot
 from hub.delivery.validation import send_problem
+from hub.signals import message_accepted
 from members import policy as member_policy
 from members.models import Member
 from offline_queue.models import DEFAULT_PRIORITY, Message
 from offline_queue.outcome import message_record_outcome
 from offline_queue.policy import expiry_for
+
+logger = logging.getLogger(__name__)
 
 # The message fields a member's send request may carry (the API body, the bridge ``send`` frame).
 SEND_FIELDS = ("recipient_id", "topic", "content", "message_type", "thread_id", "reply_to", "message_id")
@@ -53,9 +57,10 @@ def member_send(*, member: Member, request: dict, source: str, idempotency_key: 
         claim = policy_take(member, recipient_id=str(request.get("recipient_id")), message=_policy_view(fields))
         if isinstance(claim, Refusal):
             return SendResult(success=False, error=claim.error, status=claim.status, retry_after=claim.retry_after)
-    result = message_send(
-        sender_id=member.member_id, idempotency_key=key, metadata=request.get("metadata"), source=source, **fields
-    )
+    metadata = request.get("metadata")
+    if isinstance(metadata, dict):  # keys starting with "_" are the hub's own bookkeeping, not the sender's
+        metadata = {name: value for name, value in metadata.items() if not str(name).startswith("_")}
+    result = message_send(sender_id=member.member_id, idempotency_key=key, metadata=metadata, source=source, **fields)
     if claim is not None and result.message_id:
         policy_accepted(claim, result.message_id)
     elif claim is not None:
@@ -205,6 +210,9 @@ def message_send(
             data={"message_type": message_type, "source": source, "queued_behind": behind},
         )
     )
+    for receiver, response in message_accepted.send_robust(sender=Message, message=message):
+        if isinstance(response, Exception):
+            logger.error("message_accepted receiver %r failed: %r", receiver, response, exc_info=response)
 
     outcome = None
     if not behind:

@@ -41,6 +41,9 @@ class Delivered:
     awaiting_ack: bool = False
     note: str = ""
     latency_ms: float = 0.0
+    # Seconds to wait for the acknowledgement before the queue sends again (None: HUB_BRIDGE_ACK_TIMEOUT); a chat
+    # is acknowledged by the backend's reply, which an agent may take minutes to write.
+    ack_within: float | None = None
 
 
 class Transport:
@@ -56,6 +59,11 @@ class Transport:
         """Whether this transport can send anything over ``channel`` at all (the router skips the ones it
         cannot, e.g. a Feishu bot channel that only identifies the member's own bot). True by default."""
         return True
+
+    def defers(self, message: Message, channel: Channel) -> bool:
+        """True when ``channel`` can take ``message`` only in a lesser form (a bridge socket that does not
+        acknowledge hub deliveries takes it as a chat): the router tries the member's other channels first."""
+        return False
 
 
 _lock = threading.Lock()

@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from hub.lingmessage.files import FileLock, ensure_root, read_json, write_json
-from hub.lingmessage.store import DEFAULT_OVERLAP, Cursor, find_entry, parse_timestamp, update_index
+from hub.lingmessage.ids import parse_timestamp
+from hub.lingmessage.index import find_entry, update_index
+from hub.lingmessage.scan import DEFAULT_OVERLAP, Cursor
 
 # LingYi's PROJECTS table: the names it shows and stores as ``from_name`` and in ``participants``.
 DISPLAY_NAMES = {

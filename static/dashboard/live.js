@@ -7,7 +7,7 @@
   if (!script || !note) return;
   var url = script.getAttribute("data-url");
   var every = parseInt(note.getAttribute("data-poll-ms"), 10) || 1000;
-  var STATES = ["online", "offline", "disabled", "live", "down"];
+  var STATES = ["online", "refusing", "offline", "disabled", "live", "down"];
 
   function ago(iso, now) {
     if (!iso) return "never";
@@ -44,6 +44,7 @@
         if (!chip) return;
         setState(chip, c.state);
         chip.querySelector('[data-field="state"]').textContent = c.state;
+        chip.querySelector('[data-field="reason"]').textContent = c.reason ? " (" + c.reason + ")" : "";
       });
     });
     Object.keys(data.counts).forEach(function (k) {

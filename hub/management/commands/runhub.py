@@ -197,7 +197,7 @@ class Command(BaseCommand):
         ssl_key: Path | None = None,
     ) -> list[Child]:
         """The ASGI server (``server``, default ``HUB_SERVER``), then the background processes (the Feishu
-        poller only when the hub's Feishu app is configured)."""
+        poller only when the hub's Feishu app is configured, the mailbox loop only with ``HUB_LINGMESSAGE_DIR``)."""
         server = server or settings.HUB_SERVER
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         children = [Child(server, server_argv(server, host, port, ssl_cert=ssl_cert, ssl_key=ssl_key))]
@@ -207,6 +207,8 @@ class Command(BaseCommand):
         children.append(Child("retry_queue", [*manage, "retry_queue"]))
         if app_configured():
             children.append(Child("runpoller", [*manage, "runpoller"]))
+        if settings.HUB_LINGMESSAGE_DIR:
+            children.append(Child("runmailbox", [*manage, "runmailbox"]))
         return children
 
     def ensure_admin(self) -> None:

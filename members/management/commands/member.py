@@ -1,13 +1,18 @@
-"""Script the member registry: add, list, token, policy, remove."""
+"""Script the member registry: add, set, policy, list, token, remove."""
 
 from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from members.models import Member
+from members.models import Channel, Member, masked_headers
 from members.selectors import member_get, members_with_channels
 from members.services import (
+    EndpointSettings,
     MemberError,
     NewMember,
     member_create,
@@ -15,6 +20,7 @@ from members.services import (
     member_remove,
     member_rotate_token,
     member_set_policy,
+    member_update,
 )
 
 
@@ -47,8 +53,63 @@ POLICY_OPTIONS = {
 }
 
 
+def add_endpoint_options(parser: CommandParser) -> None:
+    """The options that say how the hub talks to the member's LingMessage endpoint (``add`` and ``set``)."""
+    tls = parser.add_mutually_exclusive_group()
+    tls.add_argument("--endpoint-ca", metavar="FILE", help="trust this CA bundle (PEM) for an HTTPS endpoint")
+    tls.add_argument("--endpoint-insecure", action="store_true", help="do not verify the HTTPS endpoint's certificate")
+    parser.add_argument(
+        "--endpoint-header",
+        action="append",
+        metavar="'NAME: VALUE'",
+        help="an extra header for every notify and probe, e.g. 'X-API-Key: …' (repeatable; kept secret)",
+    )
+    parser.add_argument(
+        "--signature",
+        choices=Channel.SignatureStyle.values,
+        help="X-LingMessage-Signature as 'sha256=<hex>' (default) or bare hex (as LingMessage's poller signs)",
+    )
+    parser.add_argument("--notify-secret", help="the key of the notify signature (default: a random one)")
+    parser.add_argument(
+        "--notify-event",
+        choices=Channel.NotifyEvent.values,
+        help="the payload's event: new_message for every message (default) or reply for replies",
+    )
+
+
+def read_ca(path: str | None) -> str | None:
+    """The PEM text of the CA bundle file ``path`` (stored as text, so the hub's processes need no access to it)."""
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MemberError(f"--endpoint-ca {path}: {exc}") from None
+
+
+def channel_summary(channel: Channel) -> str:
+    """One channel in ``member list``: kind=address, and for an endpoint its notify settings (headers masked)."""
+    text = f"{channel.kind}={channel.address or channel.app_id}"
+    if channel.kind == Channel.Kind.FEISHU_BOT and channel.address and channel.app_id:
+        text += f" (app {channel.app_id})"
+    if channel.kind != Channel.Kind.LINGMESSAGE:
+        return text
+    notes = []
+    if channel.endpoint_insecure:
+        notes.append("tls: not verified")
+    elif channel.endpoint_ca:
+        notes.append("tls: own CA")
+    if channel.endpoint_headers:
+        notes.append("headers: " + masked_headers(channel.endpoint_headers).replace("\n", "; "))
+    if channel.signature_style != Channel.SignatureStyle.SHA256:
+        notes.append(f"signature: {channel.signature_style}")
+    if channel.notify_event != Channel.NotifyEvent.NEW_MESSAGE:
+        notes.append(f"event: {channel.notify_event}")
+    return text + (f" [{', '.join(notes)}]" if notes else "")
+
+
 class Command(BaseCommand):
-    help = "Manage hub members: add, list, token, remove."
+    help = "Manage hub members: add, set, policy, list, token, remove."
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, parser_class=type(parser))
@@ -69,6 +130,18 @@ class Command(BaseCommand):
             help="let an old bridge client register this backend without a secret, from loopback only",
         )
         add_policy_arguments(add)
+        add_endpoint_options(add)
+        change = sub.add_parser(
+            "set",
+            help="Change a member's LingMessage endpoint and how the hub talks to it, its notify secret or trust.",
+            called_from_command_line=True,
+        )
+        change.add_argument("member_id")
+        change.add_argument("--endpoint", help="LingMessage notify URL")
+        add_endpoint_options(change)
+        change.add_argument("--endpoint-verify", action="store_true", help="verify the certificate again (no own CA)")
+        change.add_argument("--no-endpoint-headers", action="store_true", help="drop the extra headers")
+        change.add_argument("--trust-loopback", action=argparse.BooleanOptionalAction, default=None)
         sub.add_parser("list", help="List members and their channels.", called_from_command_line=True)
         policy = sub.add_parser("policy", help="Show or change a member's send policy.", called_from_command_line=True)
         policy.add_argument("member_id")
@@ -104,6 +177,8 @@ class Command(BaseCommand):
             feishu_webhook=options["feishu_webhook"],
             feishu_webhook_secret=options["feishu_webhook_secret"],
             trust_loopback=options["trust_loopback"],
+            endpoint_settings=self.endpoint_settings(options),
+            notify_secret=options["notify_secret"],
         )
         if changes:
             member_set_policy(member=created.member, **changes)
@@ -117,6 +192,39 @@ class Command(BaseCommand):
         self.stdout.write("The token is shown only now; keep it safe.")
         self.stdout.write(f"token: {created.token}")
 
+    def handle_set(self, options: dict) -> None:
+        member = member_get(options["member_id"])
+        if member is None:
+            raise MemberError(f"unknown member {options['member_id']!r}")
+        settings = self.endpoint_settings(options)
+        if options["endpoint_verify"]:
+            settings = replace(settings, ca="", insecure=False)
+        if options["no_endpoint_headers"]:
+            settings = replace(settings, headers=[])
+        if not (settings or options["endpoint"] or options["notify_secret"] or options["trust_loopback"] is not None):
+            raise MemberError("nothing to change: give at least one option (see `member set --help`)")
+        member_update(
+            member=member,
+            endpoint=options["endpoint"],
+            endpoint_settings=settings,
+            notify_secret=options["notify_secret"],
+            trust_loopback=options["trust_loopback"],
+        )
+        channel = member.channels.filter(kind=Channel.Kind.LINGMESSAGE).first()
+        self.stdout.write(f"updated {member}" + (f": {channel_summary(channel)}" if channel else ""))
+
+    @staticmethod
+    def endpoint_settings(options: dict) -> EndpointSettings:
+        ca = read_ca(options["endpoint_ca"])
+        return EndpointSettings(
+            ca=ca,
+            # Trusting a CA means verifying; --endpoint-insecure means not verifying; neither: as it is.
+            insecure=True if options["endpoint_insecure"] else False if ca is not None else None,
+            headers=options["endpoint_header"],
+            signature_style=options["signature"],
+            notify_event=options["notify_event"],
+        )
+
     def handle_list(self, options: dict) -> None:
         members = list(members_with_channels())
         if not members:
@@ -126,7 +234,7 @@ class Command(BaseCommand):
             state = "online" if member.is_online() else "offline"
             if not member.enabled:
                 state = "disabled"
-            channels = ", ".join(f"{c.kind}={c.address or c.app_id}" for c in member.channels.all()) or "-"
+            channels = ", ".join(channel_summary(c) for c in member.channels.all()) or "-"
             self.stdout.write(
                 f"{member.member_id:<20} {member.kind:<6} {state:<8} {member.preferred_channel:<12} {channels}"
             )
