@@ -210,7 +210,8 @@ def test_runhub_restarts_the_embedded_valkey_and_every_child_recovers(tmp_path):
         # (the retry scheduler would wait 600 s).
         async def receive_queued() -> dict:
             async with connect(f"{hub.ws_url}/?token={backend_token}") as backend:
-                await backend.send(json.dumps({"type": "register_backend", "backend_id": "echo", "name": "Echo"}))
+                register = {"type": "register_backend", "backend_id": "echo", "name": "Echo", "capabilities": ["ack"]}
+                await backend.send(json.dumps(register))
                 message = await next_frame(backend, "message", timeout=40)
                 await backend.send(json.dumps({"type": "ack", "message_id": message["message_id"]}))
                 return message
