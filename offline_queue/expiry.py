@@ -14,7 +14,6 @@ from hub import metrics
 from offline_queue.alerts import alert_undelivered
 from offline_queue.models import Message
 
-
 EXPIRED_ERROR = "not delivered before its expiry"
 
 
