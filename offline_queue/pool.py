@@ -25,24 +25,35 @@ logger = logging.getLogger("offline_queue")
 Pair = tuple[str, int]
 
 
+def _deliver_pairs(pairs: list[Pair], owner: str, due_only: bool, resend_sent_before: datetime | None) -> PassStats:
+    stats = PassStats()
+    for sender_id, recipient_id in pairs:
+        stats.add(
+            pair_deliver(
+                sender_id=sender_id,
+                recipient_id=recipient_id,
+                owner=owner,
+                due_only=due_only,
+                resend_sent_before=resend_sent_before,
+            )
+        )
+    return stats
+
+
 def _deliver_on_own_connection(
-    sender_id: str, recipient_id: int, owner: str, due_only: bool, resend_sent_before: datetime | None
+    pairs: list[Pair], owner: str, due_only: bool, resend_sent_before: datetime | None
 ) -> PassStats:
     try:
-        return pair_deliver(
-            sender_id=sender_id,
-            recipient_id=recipient_id,
-            owner=owner,
-            due_only=due_only,
-            resend_sent_before=resend_sent_before,
-        )
+        return _deliver_pairs(pairs, owner, due_only, resend_sent_before)
     finally:
-        connection.close()  # this thread's connection; the next pair on this thread opens a fresh one
+        connection.close()  # this thread's connection; the next job on this thread opens a fresh one
 
 
 class PairPool:
-    """Up to ``workers`` pairs delivered at once by ``owner``. ``submit`` hands pairs over, ``collect`` returns
-    what the finished ones did, ``wait_any``/``wait_all`` wait for them; ``shutdown`` when done."""
+    """Pairs delivered by ``owner`` on up to ``workers`` threads. The pairs of one recipient go to one thread,
+    one after another (they share the recipient's endpoint or socket): a recipient that hangs holds one
+    thread, however many senders wait for it. ``submit`` hands pairs over, ``collect`` returns what the
+    finished ones did, ``wait_any``/``wait_all`` wait for them; ``shutdown`` when done."""
 
     def __init__(self, *, owner: str, workers: int | None = None) -> None:
         self.owner = owner
@@ -51,53 +62,54 @@ class PairPool:
         self._executor = (
             None if self.inline else ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="queue-pair")
         )
-        self._running: dict[Pair, Future] = {}
+        self._running: dict[int, Future] = {}  # recipient pk → its pairs under way
         self._finished = PassStats()
 
     @property
-    def busy(self) -> set[Pair]:
-        """The pairs handed over and not finished yet (running, or waiting for a thread)."""
+    def busy(self) -> set[int]:
+        """The recipients whose pairs were handed over and are not finished yet."""
         self._reap()
         return set(self._running)
 
-    def capacity(self, limit: int) -> int:
-        """How many more pairs to hand over now, at most ``limit``: enough to keep every thread busy with one
-        waiting behind it, never a long backlog (a pair waiting for a thread is taken up late)."""
+    def room(self) -> int:
+        """How many more recipients to hand over now: enough to keep every thread busy with one waiting
+        behind it, never a long backlog (work waiting for a thread is taken up late)."""
         if self.inline:
-            return limit
-        return max(0, min(limit, 2 * self.workers - len(self.busy)))
+            return 1 << 30
+        return max(0, 2 * self.workers - len(self.busy))
 
-    def submit(self, pairs: list[Pair], *, due_only: bool = True, resend_sent_before: datetime | None = None) -> int:
-        """Deliver ``pairs`` (those not already under way); returns how many were handed over."""
-        handed = 0
+    def submit(
+        self, pairs: list[Pair], *, due_only: bool = True, resend_sent_before: datetime | None = None
+    ) -> int:
+        """Deliver ``pairs``, except those of recipients already under way and of recipients beyond
+        ``room()``; returns how many pairs were handed over."""
+        groups: dict[int, list[Pair]] = {}
         for pair in pairs:
-            if pair in self._running:
+            groups.setdefault(pair[1], []).append(pair)
+        room, handed = self.room(), 0
+        for recipient_id, group in groups.items():
+            if recipient_id in self._running:
                 continue
-            handed += 1
+            if room <= 0:
+                break
+            room -= 1
+            handed += len(group)
             if self._executor is None:
-                self._finished.add(
-                    pair_deliver(
-                        sender_id=pair[0],
-                        recipient_id=pair[1],
-                        owner=self.owner,
-                        due_only=due_only,
-                        resend_sent_before=resend_sent_before,
-                    )
+                self._finished.add(_deliver_pairs(group, self.owner, due_only, resend_sent_before))
+            else:
+                self._running[recipient_id] = self._executor.submit(
+                    _deliver_on_own_connection, group, self.owner, due_only, resend_sent_before
                 )
-                continue
-            self._running[pair] = self._executor.submit(
-                _deliver_on_own_connection, pair[0], pair[1], self.owner, due_only, resend_sent_before
-            )
         return handed
 
     def _reap(self) -> None:
-        for pair, future in list(self._running.items()):
+        for recipient_id, future in list(self._running.items()):
             if not future.done():
                 continue
-            del self._running[pair]
+            del self._running[recipient_id]
             error = future.exception()
             if error is not None:
-                logger.error("delivering %s→%s failed: %r", pair[0], pair[1], error, exc_info=error)
+                logger.error("delivering to recipient %s failed: %r", recipient_id, error, exc_info=error)
             else:
                 self._finished.add(future.result())
 
@@ -108,7 +120,7 @@ class PairPool:
         return finished
 
     def wait_any(self, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds for one of the running pairs to finish."""
+        """Wait up to ``timeout`` seconds for one of the running recipients to finish."""
         if self._running:
             wait(list(self._running.values()), timeout=timeout, return_when=FIRST_COMPLETED)
 

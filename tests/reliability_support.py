@@ -42,6 +42,7 @@ class Endpoints:
         self.drop_rate = drop_rate  # share of requests received and then dropped without an answer
         self.rng = random.Random(seed)
         self.records: list[Arrival] = []
+        self.hung: list[tuple[str, float]] = []  # (member, time.monotonic()) of every request left hanging
         self.max_in_flight: dict[tuple[str, str], int] = defaultdict(int)
         self._in_flight: dict[tuple[str, str], int] = defaultdict(int)
         self._lock = threading.Lock()
@@ -54,6 +55,11 @@ class Endpoints:
     def arrivals(self, member: str | None = None) -> list[Arrival]:
         with self._lock:
             return [a for a in self.records if member is None or a.member == member]
+
+    def hang_started(self) -> float | None:
+        """When the first request was left hanging (time.monotonic()), or None."""
+        with self._lock:
+            return self.hung[0][1] if self.hung else None
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         member = handler.path.strip("/")
@@ -72,6 +78,8 @@ class Endpoints:
         arrived = time.monotonic()
         try:
             if member in self.hang:
+                with self._lock:
+                    self.hung.append((member, arrived))
                 self._release.wait(60)
                 return
             if self.delay.get(member):

@@ -89,13 +89,12 @@ class Command(BaseCommand):
 
     def handle_one_pass(self) -> bool:
         """Expire what is past its expiry and hand the due pairs to the pool (without waiting for them).
-        True: the pool took as many as it could, so more may be due: go on as soon as a thread is free."""
+        True: more may be due than the pool took: go on as soon as a thread is free."""
         fresh_connection()
         try:
             self.window.expired += messages_expire()
-            room = self.pool.capacity(self.pairs)
             busy = self.pool.busy
-            due = [p for p in scheduling.due_pairs(limit=room + len(busy)) if p not in busy][:room]
+            due = [p for p in scheduling.due_pairs(limit=self.pairs) if p[1] not in busy]
             handed = self.pool.submit(due)
         except DatabaseError as exc:
             self.stderr.write(f"retry_queue: database error, will try again: {exc}")
@@ -103,7 +102,7 @@ class Command(BaseCommand):
         finally:
             fresh_connection()
         self.window.add(self.pool.collect())
-        return room > 0 and handed >= room
+        return handed < len(due) or len(due) >= self.pairs
 
     def report(self, force: bool = False) -> None:
         elapsed = time.monotonic() - self.window_started
