@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import models
 
 from members.models import Member
-from offline_queue.policy import ack_deadline, expiry_for, retry_delay
+from offline_queue.policy import ack_deadline, asked_delay, expiry_for, retry_delay
 
 
 def new_message_id() -> str:
@@ -134,13 +134,16 @@ class Message(models.Model):
         """True once a delivery was attempted, so the next attempt is a retry."""
         return self.last_attempt_at is not None
 
-    def after_attempt(self, result: str, *, now: datetime, channel: str = "", error: str = "") -> DeliveryState:
+    def after_attempt(
+        self, result: str, *, now: datetime, channel: str = "", error: str = "", retry_after: float | None = None
+    ) -> DeliveryState:
         """The delivery state after an attempt at ``now`` that ended in ``result`` (a ``DeliveryAttempt.Outcome``)
         over ``channel``, by the retry policy; the message itself is not changed.
 
         delivered → delivered; sent → delivering until the ack (back in the queue after the ack timeout);
         transient → queued for the next retry, expired once past its expiry, failed after the last retry;
-        permanent → failed with ``error``.
+        permanent → failed with ``error``. A transient failure whose recipient asked for ``retry_after``
+        seconds of quiet is not retried before then (at most ``HUB_RETRY_MAX_DELAY`` later, never past expiry).
         """
         expires_at = self.expires_at or expiry_for(self.created_at or now)
         state = {
@@ -166,7 +169,8 @@ class Message(models.Model):
             state["status"] = self.Status.FAILED
         else:
             # retry_count counts the retries already made: 60 s after the first failure, then 120, 240, …
-            state.update(status=self.Status.QUEUED, next_retry_at=min(now + retry_delay(self.retry_count), expires_at))
+            delay = max(retry_delay(self.retry_count), asked_delay(retry_after))
+            state.update(status=self.Status.QUEUED, next_retry_at=min(now + delay, expires_at))
         return DeliveryState(**state)
 
     def public_metadata(self) -> dict:

@@ -27,6 +27,7 @@ class Outcome:
     channel: str = ""
     error: str = ""
     latency_ms: float = 0.0
+    retry_after: float | None = None  # seconds the recipient asked to be left alone (``Retry-After``)
 
     @property
     def ok(self) -> bool:
@@ -40,7 +41,9 @@ def message_record_outcome(message: Message, outcome: Outcome) -> None:
     failure. The message's lease is released (the attempt it was held for is over). Failures and expiry are
     counted and alerted."""
     now = timezone.now()
-    state = message.after_attempt(outcome.result, now=now, channel=outcome.channel, error=outcome.error)
+    state = message.after_attempt(
+        outcome.result, now=now, channel=outcome.channel, error=outcome.error, retry_after=outcome.retry_after
+    )
     for name, value in state.values().items():
         setattr(message, name, value)
     rows = Message.objects.filter(pk=message.pk)

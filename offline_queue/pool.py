@@ -78,9 +78,7 @@ class PairPool:
             return 1 << 30
         return max(0, 2 * self.workers - len(self.busy))
 
-    def submit(
-        self, pairs: list[Pair], *, due_only: bool = True, resend_sent_before: datetime | None = None
-    ) -> int:
+    def submit(self, pairs: list[Pair], *, due_only: bool = True, resend_sent_before: datetime | None = None) -> int:
         """Deliver ``pairs``, except those of recipients already under way and of recipients beyond
         ``room()``; returns how many pairs were handed over."""
         groups: dict[int, list[Pair]] = {}

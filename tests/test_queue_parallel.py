@@ -61,8 +61,10 @@ def test_a_hanging_endpoint_holds_one_thread_and_the_other_members_keep_their_la
             worker.send_signal(signal.SIGTERM)
             output, _ = worker.communicate(timeout=30)
 
-    print(f"\nall 40 first deliveries to 20 members done {first_wave:.2f} s after the stuck request began; "
-          f"20 more seeded meanwhile done at {second_wave:.2f} s (the stuck one times out at {TIMEOUT:g} s)")  # fmt: skip
+    print(
+        f"\nall 40 first deliveries to 20 members done {first_wave:.2f} s after the stuck request began; 20 more "
+        f"seeded meanwhile done at {second_wave:.2f} s (the stuck one times out at {TIMEOUT:g} s)"
+    )
     assert second_wave < TIMEOUT, output
     for name in NORMAL:
         assert [a.sender for a in endpoints.arrivals(name)] == ["lingyi", "lingyi", "lingzhi"]
