@@ -228,3 +228,14 @@ class DeliveryLease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sender_id}→{self.recipient_id} held by {self.owner or 'nobody'}"
+
+
+class SenderSequence(models.Model):
+    """The last sequence number given to a sender's message. Kept apart from the messages so numbers never
+    restart when retention deletes a sender's old rows (``offline_queue.sequences``)."""
+
+    sender_id = models.CharField(max_length=100, unique=True)
+    last = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.sender_id}: {self.last}"

@@ -9,7 +9,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Max
 from django.utils import timezone
 
 from hub import bus, metrics
@@ -21,6 +20,7 @@ from members.models import Member
 from offline_queue.models import Message
 from offline_queue.outcome import message_record_outcome
 from offline_queue.policy import expiry_for
+from offline_queue.sequences import sender_next_sequence
 
 # The message fields a member's send request may carry (the API body, the bridge ``send`` frame).
 SEND_FIELDS = ("recipient_id", "topic", "content", "message_type", "thread_id", "reply_to", "message_id")
@@ -127,8 +127,7 @@ def message_send(
                 # the process dies mid-way, the lease runs out and the scheduler takes it over.
                 fields["lease_owner"] = "send"
                 fields["lease_expires_at"] = now + timedelta(seconds=settings.HUB_NOTIFY_TIMEOUT * 3 + 5)
-            last = Message.objects.filter(sender_id=sender_id).aggregate(n=Max("sequence"))["n"] or 0
-            message = Message.objects.create(sequence=last + 1, **fields)
+            message = Message.objects.create(sequence=sender_next_sequence(sender_id=sender_id), **fields)
     except IntegrityError:
         # A concurrent request with the same key or message_id won the race: answer as it did.
         previous = find_previous(sender_id, message_id, idempotency_key)
