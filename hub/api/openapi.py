@@ -127,6 +127,7 @@ PATHS = {
                 "403": _error("The token's member is not sender_id."),
                 "404": _error("Unknown or disabled recipient; nothing was queued."),
                 "409": _error("The idempotency key or message_id was used for another request."),
+                "413": _error("Content, topic and metadata exceed one bridge frame (1 MiB less 8 KiB, as JSON)."),
                 "429": _error("Send rate exceeded; retry after the Retry-After header's seconds."),
                 "502": _ok(
                     "The recipient's endpoint refused the message for good (the reason is given).", "SendResult"

@@ -15,6 +15,7 @@ from hub import bus, metrics
 from hub.delivery import routing
 from hub.delivery.answers import ANSWER_KEY, SendResult, answer_for, find_previous, rejected, replay
 from hub.delivery.rate import member_take_send_slot
+from hub.delivery.size import size_problem
 from hub.delivery.validation import send_problem
 from members.models import Member
 from offline_queue.models import Message
@@ -88,6 +89,9 @@ def message_send(
     )
     if error:
         return rejected(error, 400, started)
+    too_large = size_problem(topic=topic, content=content, metadata=metadata)
+    if too_large:
+        return rejected(too_large, 413, started)
 
     previous = find_previous(sender_id, message_id, idempotency_key)
     if previous is not None:
