@@ -15,3 +15,9 @@ member_online = Signal()
 # operator channel (the Feishu alert webhook, the alert member) is a receiver, so the part that raises alerts
 # imports none of them; ``send_robust`` keeps one broken channel from silencing the others.
 alert_raised = Signal()
+
+# ``member_removing``: an operator is removing ``member`` (``force``: even though something still waits for it).
+# Each receiver returns "" when nothing of its own stands in the way, else what does ("3 messages wait for
+# it"), or with ``force`` what it did about it ("3 waiting messages expired with an alert"). Sent by
+# ``members.services.member_remove`` inside its transaction, before the member is deleted.
+member_removing = Signal()
