@@ -30,6 +30,7 @@ class Arrival:
     sender: str
     at: float  # time.monotonic() when the request arrived
     answered: bool  # False: the endpoint dropped the connection instead of answering (a lost "ack")
+    wall: float = 0.0  # time.time() when the request arrived
 
 
 class Endpoints:
@@ -75,7 +76,7 @@ class Endpoints:
             self._in_flight[pair] += 1
             self.max_in_flight[pair] = max(self.max_in_flight[pair], self._in_flight[pair])
             drop = self.drop_rate and self.rng.random() < self.drop_rate
-        arrived = time.monotonic()
+        arrived, arrived_wall = time.monotonic(), time.time()
         try:
             if member in self.hang:
                 with self._lock:
@@ -85,7 +86,9 @@ class Endpoints:
             if self.delay.get(member):
                 time.sleep(self.delay[member])
             with self._lock:
-                self.records.append(Arrival(member, body.get("message_id", ""), pair[1], arrived, not drop))
+                self.records.append(
+                    Arrival(member, body.get("message_id", ""), pair[1], arrived, not drop, arrived_wall)
+                )
             if drop:
                 handler.close_connection = True
                 return
