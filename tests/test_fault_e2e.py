@@ -234,6 +234,15 @@ class Senders:
 
 
 @dataclass
+class Before:
+    """What the controller notes just before a kill."""
+
+    retry_queue_runs: int  # "running" lines of retry_queue in the log
+    parent: int | None  # the killed process's parent (a worker's: the django-q2 sentinel)
+    siblings: int = 0  # the parent's children
+
+
+@dataclass
 class Fault:
     name: str
     pid: int | None = None
@@ -282,15 +291,11 @@ class Controller:
             if fault.pid is None:
                 fault.note = "no such process"
                 continue
-            runs_before = self.hub.log().count(RETRY_QUEUE_STARTED)
-            sentinel = parent_of(fault.pid)  # a worker's: the django-q2 sentinel, which replaces it
-            siblings = len(children_of(sentinel)) if sentinel else 0
+            before = Before(self.hub.log().count(RETRY_QUEUE_STARTED), parent_of(fault.pid))
+            before.siblings = len(children_of(before.parent)) if before.parent else 0
             fault.killed_at, killed_wall = time.monotonic(), wall()
             os.kill(fault.pid, signal.SIGKILL)
-            recovered = self.recovery_check(name, fault.killed_at, killed_wall, runs_before)
-            if name == "qcluster worker":
-                tasks_run = recovered
-                recovered = lambda: len(children_of(sentinel)) >= siblings and tasks_run()  # noqa: E731
+            recovered = self.recovery_check(name, fault.killed_at, killed_wall, before)
             deadline = fault.killed_at + 90
             while time.monotonic() < deadline:
                 if recovered():
@@ -299,7 +304,7 @@ class Controller:
                 time.sleep(0.05)
             time.sleep(3)  # let the drain run a while before the next fault
 
-    def recovery_check(self, name: str, killed_at: float, killed_wall: float, runs_before: int):
+    def recovery_check(self, name: str, killed_at: float, killed_wall: float, before: Before):
         """A function that says True once what ``name`` did works again."""
         if name in ("server", "valkey"):
             # The backend is registered again and gets deliveries, and the API accepts sends.
@@ -312,9 +317,12 @@ class Controller:
                 kwargs={"env": self.shell_env()},
                 daemon=True,
             ).start()
-            return lambda: self.db.task_done(marker)
+            if name == "qcluster":
+                return lambda: self.db.task_done(marker)
+            # A worker: its sentinel (its parent) has replaced it, and tasks run.
+            return lambda: len(children_of(before.parent)) >= before.siblings and self.db.task_done(marker)
         if name == "retry_queue":
-            return lambda: self.hub.log().count(RETRY_QUEUE_STARTED) > runs_before
+            return lambda: self.hub.log().count(RETRY_QUEUE_STARTED) > before.retry_queue_runs
         if name == "runpoller":
             return lambda: self.feishu.count_calls(endpoint="messages.list", since=killed_wall + 0.2) > 0
         raise ValueError(name)
