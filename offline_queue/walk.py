@@ -150,8 +150,7 @@ def _deliver_in_order(batch: list[Message], stats: PassStats, walk: _Walk) -> bo
         message = batch[i]
         now = timezone.now()
         if message.expires_at and now >= message.expires_at:
-            messages_expire(now=now, ids=[message.pk])
-            stats.expired += 1
+            stats.expired += messages_expire(now=now, ids=[message.pk])  # 0 when another worker was first
             i += 1
             continue
         if _in_flight(message, now, walk.resend_sent_before):
