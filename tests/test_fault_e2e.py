@@ -48,6 +48,7 @@ SENDERS = ("s1", "s2", "s3", "s4")
 PER_SENDER = 500  # 2,000 in all: even ones to the bridge backend, odd ones to the HTTP endpoint
 SEND_PACE = 0.11  # seconds between one sender's sends: the flow lasts about as long as the kills
 BRIDGE, HTTP = "lingflow", "lingweb"
+PROBER = "prober"  # sends one message after each server or Valkey kill, to time the recovery
 KILLS = ("server", "qcluster", "qcluster worker", "retry_queue", "runpoller", "valkey")
 FAST = {
     "HUB_BRIDGE_ACK_TIMEOUT": "4",
@@ -155,8 +156,8 @@ class Backend:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=lambda: asyncio.run(self.run()), daemon=True)
 
-    def frames_after(self, t: float) -> int:
-        return sum(1 for r in list(self.receipts) if r.at > t)
+    def received(self, message_id: str) -> bool:
+        return any(r.message_id == message_id for r in list(self.receipts))
 
     async def run(self) -> None:
         while not self.stop.is_set():
@@ -190,7 +191,6 @@ class Senders:
     base_url: str
     tokens: dict[str, str]
     accepted: dict[tuple[str, str], list[str]] = field(default_factory=lambda: defaultdict(list))
-    accepted_at: list[float] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -203,10 +203,6 @@ class Senders:
     def total(self) -> int:
         with self.lock:
             return sum(len(v) for v in self.accepted.values())
-
-    def accepted_after(self, t: float) -> int:
-        with self.lock:
-            return sum(1 for at in self.accepted_at if at > t)
 
     def send_all(self, sender: str) -> None:
         with httpx.Client(base_url=self.base_url, timeout=10) as client:
@@ -227,7 +223,6 @@ class Senders:
                 with self.lock:
                     if answer.status_code in (200, 202, 502) and answer.json().get("message_id"):
                         self.accepted[(sender, recipient)].append(answer.json()["message_id"])
-                        self.accepted_at.append(time.monotonic())
                     else:
                         self.refused.append(f"{sender} #{i}: {answer.status_code} {answer.text[:200]}")
                 time.sleep(SEND_PACE)
@@ -304,11 +299,29 @@ class Controller:
                 time.sleep(0.05)
             time.sleep(3)  # let the drain run a while before the next fault
 
+    def send_probe(self, key: str, probe: dict) -> None:
+        """Send one message from ``prober`` to the bridge backend, again and again until the hub accepts it."""
+        headers = {"Authorization": f"Bearer {self.senders.tokens[PROBER]}", "Idempotency-Key": key}
+        body = {"recipient_id": BRIDGE, "content": key, "message_type": "notification"}
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                answer = httpx.post(f"{self.hub.http_url}/api/unified/send", json=body, headers=headers, timeout=5)
+                if answer.status_code in (200, 202):
+                    probe["id"] = answer.json()["message_id"]
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+
     def recovery_check(self, name: str, killed_at: float, killed_wall: float, before: Before):
         """A function that says True once what ``name`` did works again."""
         if name in ("server", "valkey"):
-            # The backend is registered again and gets deliveries, and the API accepts sends.
-            return lambda: self.backend.frames_after(killed_wall) > 0 and self.senders.accepted_after(killed_at) > 0
+            # A message sent after the kill (the API is up again) reaches the bridge backend (it is registered
+            # again and hears its deliveries).
+            probe: dict[str, str] = {}
+            threading.Thread(target=self.send_probe, args=(f"probe-{name}", probe), daemon=True).start()
+            return lambda: "id" in probe and self.backend.received(probe["id"])
         if name in ("qcluster", "qcluster worker"):
             marker = f"fault-probe-{int(killed_wall * 1000)}"
             threading.Thread(
@@ -338,7 +351,7 @@ ENQUEUE_PROBE = "from django_q.tasks import async_task\nasync_task('offline_queu
 def seed_members(data_dir: Path, env: dict, endpoint: str) -> dict[str, str]:
     script = (
         "import json\nfrom members.services import member_create\n"
-        f"tokens = {{s: member_create(member_id=s, name=s).token for s in {SENDERS!r}}}\n"
+        f"tokens = {{s: member_create(member_id=s, name=s).token for s in {(*SENDERS, PROBER)!r}}}\n"
         f"tokens[{BRIDGE!r}] = member_create(member_id={BRIDGE!r}, name='灵通', backend_id={BRIDGE!r}).token\n"
         f"tokens[{HTTP!r}] = member_create(member_id={HTTP!r}, name='web', endpoint={endpoint!r}).token\n"
         "print(json.dumps(tokens))"
