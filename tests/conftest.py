@@ -99,3 +99,16 @@ def lingflow(peer):
 def _no_jitter(settings):
     """The hub's random jitter before posting for a bot (0-1.5 s) is off unless a test turns it on."""
     settings.COORD_JITTER_MAX = 0
+
+
+@pytest.fixture
+def redis_layer(settings, redis_url):
+    """The hub's Redis channel layer on a real Redis, under a key prefix of the test's own."""
+    import uuid
+
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "hub.channel_layer.BatchingPubSubChannelLayer",
+            "CONFIG": {"hosts": [redis_url], "prefix": f"t{uuid.uuid4().hex[:8]}"},
+        }
+    }

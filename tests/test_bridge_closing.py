@@ -5,7 +5,6 @@ gets the user an error within seconds unless the backend comes back."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -115,11 +114,17 @@ def test_a_takeover_completes_when_the_old_socket_is_already_gone():
     assert online == ["lingyi", "lingyi"]  # the old registration's flush, then the newcomer's
 
 
-async def chat_from_user(user: Client, backend: Client) -> str:
+async def chat_then_backend_closes(token: str) -> tuple[Client, str]:
+    """lingyi's backend registers, a user chats with it, the backend's socket closes without replying.
+    Returns the user's client and the chat's request_id."""
+    backend = await Client().connect()
+    await backend.register("lingyi", token)
+    user = await Client().connect()
     await user.send({"type": "chat", "target": "lingyi", "text": "你在吗"})
     chat = await backend.recv()
     assert chat["type"] == "chat"
-    return chat["request_id"]
+    await backend.close()
+    return user, chat["request_id"]
 
 
 def test_the_user_hears_within_the_grace_that_the_backend_socket_closed_without_replying(settings):
@@ -127,11 +132,7 @@ def test_the_user_hears_within_the_grace_that_the_backend_socket_closed_without_
     _, token = add_backend("lingyi")
 
     async def scenario():
-        backend = await Client().connect()
-        await backend.register("lingyi", token)
-        user = await Client().connect()
-        request_id = await chat_from_user(user, backend)
-        await backend.close()
+        user, request_id = await chat_then_backend_closes(token)
         started = asyncio.get_running_loop().time()
         error = await user.recv(timeout=3)
         waited = asyncio.get_running_loop().time() - started
@@ -149,11 +150,7 @@ def test_a_backend_that_registers_again_within_the_grace_still_replies(settings)
     _, token = add_backend("lingyi")
 
     async def scenario():
-        backend = await Client().connect()
-        await backend.register("lingyi", token)
-        user = await Client().connect()
-        request_id = await chat_from_user(user, backend)
-        await backend.close()
+        user, request_id = await chat_then_backend_closes(token)
         again = await Client().connect()
         await again.register("lingyi", token)
         await asyncio.sleep(0.5)  # past the grace
@@ -166,16 +163,6 @@ def test_a_backend_that_registers_again_within_the_grace_still_replies(settings)
 
     reply = run(scenario)
     assert reply["type"] == "reply" and reply["text"] == "在"
-
-
-@pytest.fixture
-def redis_layer(settings, redis_url):
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "hub.channel_layer.BatchingPubSubChannelLayer",
-            "CONFIG": {"hosts": [redis_url], "prefix": f"t{uuid.uuid4().hex[:8]}"},
-        }
-    }
 
 
 @pytest.mark.redis

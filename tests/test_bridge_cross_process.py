@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -19,16 +18,6 @@ from members.models import Channel
 from tests.bridge_support import Client, add_backend, fresh_bridge  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_bridge")]
-
-
-@pytest.fixture
-def redis_layer(settings, redis_url):
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "hub.channel_layer.BatchingPubSubChannelLayer",
-            "CONFIG": {"hosts": [redis_url], "prefix": f"t{uuid.uuid4().hex[:8]}"},
-        }
-    }
 
 
 @pytest.fixture
