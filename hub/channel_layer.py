@@ -11,8 +11,9 @@ channel only when its ``receive()`` is cancelled while waiting, so a consumer st
 channel subscribed for good; and after Redis dropped the pub/sub connection (an output-buffer limit, a
 restart) redis-py subscribed again to every channel it had ever been asked for whose unsubscribe was not yet
 confirmed. Here ``release_channel`` drops a closed socket's channel explicitly, an unsubscribe forgets the
-channel before it is sent, a reconnect subscribes again only to what is still wanted, and a receive task
-that died is started again. Everything else is channels_redis unchanged.
+channel before it is sent, a reconnect subscribes again only to what is still wanted, a subscription Redis
+confirms for a channel no longer wanted is dropped again, and a receive task that died is started again.
+Everything else is channels_redis unchanged.
 """
 
 from __future__ import annotations
