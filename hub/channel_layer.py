@@ -26,6 +26,8 @@ import types
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
 from channels_redis.utils import _wrap_close, decode_hosts
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +72,7 @@ class BatchingShardConnection(RedisSingleShardConnection):
             try:
                 self._ensure_redis()
                 self._ensure_receiver()
-                await self._pubsub.subscribe(channel)
+                await self._again_after_a_drop(self._pubsub.subscribe, channel)
             except BaseException:
                 self._subscribed_to.discard(channel)
                 raise
@@ -84,7 +86,16 @@ class BatchingShardConnection(RedisSingleShardConnection):
             self._subscribed_to.discard(channel)
             self._ensure_redis()
             self._ensure_receiver()
-            await self._pubsub.unsubscribe(channel)
+            await self._again_after_a_drop(self._pubsub.unsubscribe, channel)
+
+    @staticmethod
+    async def _again_after_a_drop(command, channel) -> None:
+        """(Un)subscribe, once more if Redis had dropped the connection: redis-py finds out on the first write
+        (and reconnects on the next, subscribing again to what is wanted). Both are idempotent."""
+        try:
+            await command(channel)
+        except (RedisConnectionError, RedisTimeoutError):
+            await command(channel)
 
     def _ensure_redis(self) -> None:
         fresh = self._redis is None
@@ -107,11 +118,15 @@ class BatchingShardConnection(RedisSingleShardConnection):
 
     async def _do_receiving(self) -> None:
         """channels_redis's receive loop, also reading Redis's subscribe confirmations: a channel confirmed
-        that is no longer wanted (a resubscription after a reconnect raced its unsubscribe) is dropped."""
+        that is no longer wanted (a resubscription after a reconnect raced its unsubscribe) is dropped. After a
+        dropped connection it reconnects at once (messages published meanwhile are lost to this process), then
+        once a second while Redis stays away."""
+        failures = 0
         while True:
             try:
                 if self._pubsub and self._pubsub.subscribed:
                     message = await self._pubsub.get_message(ignore_subscribe_messages=False, timeout=0.1)
+                    failures = 0
                     kind = message and message.get("type")
                     if kind in (b"subscribe", "subscribe"):
                         self._drop_if_unwanted(message["channel"])
@@ -122,6 +137,12 @@ class BatchingShardConnection(RedisSingleShardConnection):
             except (asyncio.CancelledError, GeneratorExit):
                 raise
             except Exception:  # a timeout too: it must not end the loop every socket of the process hears through
+                failures += 1
+                if failures == 1:
+                    logger.warning("channel layer: the connection to Redis dropped; reconnecting", exc_info=True)
+                    with contextlib.suppress(Exception):
+                        await self._pubsub.connection.disconnect(nowait=True)
+                    continue
                 logger.exception("channel layer: receiving from Redis failed; trying again in 1 s")
                 await asyncio.sleep(1)
 
