@@ -26,15 +26,18 @@ import types
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
 from channels_redis.utils import _wrap_close, decode_hosts
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 logger = logging.getLogger(__name__)
 
 
 class BatchingShardConnection(RedisSingleShardConnection):
     def __init__(self, host, channel_layer) -> None:
-        super().__init__(host, channel_layer)
+        # One more try on a fresh connection when Redis had dropped the one in hand (redis-py finds out on its
+        # first use): otherwise every publish and subscribe after a drop fails once, a chat with it. A publish
+        # whose reply was lost may then reach its subscribers twice; deliveries are at least once anyway.
+        super().__init__({"retry": Retry(NoBackoff(), 1), **host}, channel_layer)
         self._waiting: list[tuple[str, bytes, asyncio.Future]] = []
         self._in_flight: list[tuple[str, bytes, asyncio.Future]] = []
         self._sender: asyncio.Task | None = None
@@ -72,7 +75,7 @@ class BatchingShardConnection(RedisSingleShardConnection):
             try:
                 self._ensure_redis()
                 self._ensure_receiver()
-                await self._again_after_a_drop(self._pubsub.subscribe, channel)
+                await self._pubsub.subscribe(channel)
             except BaseException:
                 self._subscribed_to.discard(channel)
                 raise
@@ -86,16 +89,7 @@ class BatchingShardConnection(RedisSingleShardConnection):
             self._subscribed_to.discard(channel)
             self._ensure_redis()
             self._ensure_receiver()
-            await self._again_after_a_drop(self._pubsub.unsubscribe, channel)
-
-    @staticmethod
-    async def _again_after_a_drop(command, channel) -> None:
-        """(Un)subscribe, once more if Redis had dropped the connection: redis-py finds out on the first write
-        (and reconnects on the next, subscribing again to what is wanted). Both are idempotent."""
-        try:
-            await command(channel)
-        except (RedisConnectionError, RedisTimeoutError):
-            await command(channel)
+            await self._pubsub.unsubscribe(channel)
 
     def _ensure_redis(self) -> None:
         fresh = self._redis is None
