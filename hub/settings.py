@@ -241,6 +241,13 @@ HUB_QUEUE_LEASE_SECONDS = env.int("HUB_QUEUE_LEASE_SECONDS", 30, validate=Range(
 HUB_QUEUE_BATCH = env.int("HUB_QUEUE_BATCH", 500, validate=Range(min=1, max=10000))
 HUB_MESSAGE_RETENTION_DAYS = env.int("HUB_MESSAGE_RETENTION_DAYS", 30, validate=Range(min=1))
 
+# Reliability (docs/reliability.md): the retry scheduler delivers this many sender→recipient pairs at once (one
+# thread and one database connection each), so one member whose endpoint hangs holds one thread, not the rest.
+HUB_QUEUE_WORKERS = env.int("HUB_QUEUE_WORKERS", 4, validate=Range(min=1, max=64))
+# A chat whose backend socket closed before replying: the user gets an error frame after this many seconds,
+# unless the backend registered again in this process meanwhile (its reply may still come then).
+HUB_BRIDGE_ORPHAN_GRACE = env.float("HUB_BRIDGE_ORPHAN_GRACE", 3.0, validate=Range(min=0))
+
 # Feishu
 FEISHU_APP_ID = env.str("FEISHU_APP_ID", "") or None
 FEISHU_APP_SECRET = secret("FEISHU_APP_SECRET")

@@ -21,3 +21,9 @@ alert_raised = Signal()
 # ``send_robust`` (a failing receiver is logged, never stops the send); the LingMessage mailbox writes
 # discussions into the shared mailbox here, before any notify about them goes out.
 message_accepted = Signal()
+
+# ``member_removing``: an operator is removing ``member`` (``force``: even though something still waits for it).
+# Each receiver returns "" when nothing of its own stands in the way, else what does ("3 messages wait for
+# it"), or with ``force`` what it did about it ("3 waiting messages expired with an alert"). Sent by
+# ``members.services.member_remove`` inside its transaction, before the member is deleted.
+member_removing = Signal()

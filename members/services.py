@@ -10,6 +10,7 @@ from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
 
 from hub.http import load_ca
+from hub.signals import member_removing
 from members import policy
 from members.models import Channel, Member, parse_headers
 
@@ -218,10 +219,21 @@ def member_set_enabled(*, member: Member, enabled: bool) -> None:
     member.save(update_fields=["enabled", "updated_at"])
 
 
-def member_remove(*, member_id: str) -> None:
-    deleted, _ = Member.objects.filter(member_id=member_id).delete()
-    if not deleted:
+@transaction.atomic
+def member_remove(*, member_id: str, force: bool = False) -> list[str]:
+    """Remove a member and its channels. Refused (``MemberError``) while something waits for it, such as
+    undelivered messages (the ``hub.signals.member_removing`` receivers say what); with ``force`` the receivers
+    deal with it first (the offline queue expires the messages with an alert). Returns what they did."""
+    member = Member.objects.filter(member_id=member_id).first()
+    if member is None:
         raise MemberError(f"unknown member {member_id!r}")
+    answers = [answer for _, answer in member_removing.send(sender=Member, member=member, force=force) if answer]
+    if answers and not force:
+        raise MemberError(
+            f"member {member_id!r} was not removed: {'; '.join(answers)} (--force expires them and removes it)"
+        )
+    member.delete()
+    return answers
 
 
 def member_set_policy(*, member: Member, **changes) -> Member:

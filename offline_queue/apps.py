@@ -11,5 +11,8 @@ class OfflineQueueConfig(AppConfig):
     def ready(self) -> None:
         from offline_queue import receivers  # noqa: F401  (the member_online receiver)
         from offline_queue.schedules import ensure_schedules
+        from offline_queue.taskqueue import install
+
+        install()  # django-q2 workers that a killed sibling cannot wedge
 
         post_migrate.connect(ensure_schedules, sender=self, dispatch_uid="offline_queue.ensure_schedules")

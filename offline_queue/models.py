@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import models
 
 from members.models import Member
-from offline_queue.policy import ack_deadline, expiry_for, retry_delay
+from offline_queue.policy import ack_deadline, asked_delay, expiry_for, retry_delay
 
 # The priority of a message that names none (1 low … 5 urgent); a member's send policy may set its own.
 DEFAULT_PRIORITY = 3
@@ -157,7 +157,14 @@ class Message(models.Model):
         return self.last_attempt_at is not None
 
     def after_attempt(
-        self, result: str, *, now: datetime, channel: str = "", error: str = "", ack_within: float | None = None
+        self,
+        result: str,
+        *,
+        now: datetime,
+        channel: str = "",
+        error: str = "",
+        ack_within: float | None = None,
+        retry_after: float | None = None,
     ) -> DeliveryState:
         """The delivery state after an attempt at ``now`` that ended in ``result`` (a ``DeliveryAttempt.Outcome``)
         over ``channel``, by the retry policy; the message itself is not changed.
@@ -165,7 +172,8 @@ class Message(models.Model):
         delivered → delivered; sent → delivering until the ack (back in the queue after the ack timeout, or after
         ``ack_within`` seconds when the transport said how long its acknowledgement may take);
         transient → queued for the next retry, expired once past its expiry, failed after the last retry;
-        permanent → failed with ``error``.
+        permanent → failed with ``error``. A transient failure whose recipient asked for ``retry_after``
+        seconds of quiet is not retried before then (at most ``HUB_RETRY_MAX_DELAY`` later, never past expiry).
         """
         expires_at = self.expires_at or expiry_for(self.created_at or now)
         state = {
@@ -191,7 +199,8 @@ class Message(models.Model):
             state["status"] = self.Status.FAILED
         else:
             # retry_count counts the retries already made: 60 s after the first failure, then 120, 240, …
-            state.update(status=self.Status.QUEUED, next_retry_at=min(now + retry_delay(self.retry_count), expires_at))
+            delay = max(retry_delay(self.retry_count), asked_delay(retry_after))
+            state.update(status=self.Status.QUEUED, next_retry_at=min(now + delay, expires_at))
         return DeliveryState(**state)
 
     def public_metadata(self) -> dict:
@@ -261,3 +270,14 @@ class DeliveryLease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sender_id}→{self.recipient_id} held by {self.owner or 'nobody'}"
+
+
+class SenderSequence(models.Model):
+    """The last sequence number given to a sender's message. Kept apart from the messages so numbers never
+    restart when retention deletes a sender's old rows (``offline_queue.sequences``)."""
+
+    sender_id = models.CharField(max_length=100, unique=True)
+    last = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.sender_id}: {self.last}"

@@ -28,6 +28,7 @@ class Outcome:
     error: str = ""
     latency_ms: float = 0.0
     ack_within: float | None = None  # ``sent``: seconds until it is sent again unacknowledged (None: the ack timeout)
+    retry_after: float | None = None  # seconds the recipient asked to be left alone (``Retry-After``)
 
     @property
     def ok(self) -> bool:
@@ -42,7 +43,12 @@ def message_record_outcome(message: Message, outcome: Outcome) -> None:
     counted and alerted."""
     now = timezone.now()
     state = message.after_attempt(
-        outcome.result, now=now, channel=outcome.channel, error=outcome.error, ack_within=outcome.ack_within
+        outcome.result,
+        now=now,
+        channel=outcome.channel,
+        error=outcome.error,
+        ack_within=outcome.ack_within,
+        retry_after=outcome.retry_after,
     )
     for name, value in state.values().items():
         setattr(message, name, value)

@@ -15,6 +15,14 @@ def retry_delay(retry_count: int) -> timedelta:
     return timedelta(seconds=min(seconds, settings.HUB_RETRY_MAX_DELAY))
 
 
+def asked_delay(retry_after: float | None) -> timedelta:
+    """The wait a recipient asked for (``Retry-After`` seconds), at most ``HUB_RETRY_MAX_DELAY``; zero when it
+    asked for none."""
+    if not retry_after or retry_after <= 0:
+        return timedelta(0)
+    return timedelta(seconds=min(retry_after, settings.HUB_RETRY_MAX_DELAY))
+
+
 def expiry_for(accepted_at: datetime) -> datetime:
     return accepted_at + timedelta(seconds=settings.HUB_MESSAGE_TTL)
 

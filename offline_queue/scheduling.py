@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from offline_queue.expiry import messages_expire
 from offline_queue.models import DeliveryLease, Message
+from offline_queue.pool import PairPool
 from offline_queue.walk import PassStats, pair_deliver
 
 logger = logging.getLogger("offline_queue")
@@ -48,12 +49,19 @@ def due_pairs(*, now: datetime | None = None, limit: int = 100) -> list[tuple[st
     return [pair for pair in ready[: limit + len(held)] if pair not in held][:limit]
 
 
-def queue_sweep(*, owner: str, limit: int = 100) -> PassStats:
-    """One pass of the retry scheduler: expire what is past its expiry, then deliver every due pair."""
+def queue_sweep(*, owner: str, limit: int = 100, workers: int | None = None) -> PassStats:
+    """One pass of the retry scheduler: expire what is past its expiry, then deliver every due pair, up to
+    ``workers`` pairs at once (``HUB_QUEUE_WORKERS``; see ``offline_queue.pool``). Returns what was done once
+    every pair of the pass finished."""
     stats = PassStats()
     stats.expired = messages_expire()
-    for sender_id, recipient_id in due_pairs(limit=limit):
-        stats.add(pair_deliver(sender_id=sender_id, recipient_id=recipient_id, owner=owner, due_only=True))
+    pool = PairPool(owner=owner, workers=workers)
+    try:
+        pool.submit(due_pairs(limit=limit))
+        pool.wait_all()
+    finally:
+        pool.shutdown()
+    stats.add(pool.collect())
     return stats
 
 

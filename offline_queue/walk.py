@@ -20,7 +20,7 @@ from hub import metrics
 from members.models import Channel, Member
 from offline_queue import router
 from offline_queue.expiry import messages_expire
-from offline_queue.leases import pair_lease_claim, pair_lease_release, pair_lease_renew
+from offline_queue.leases import PairLease
 from offline_queue.models import Message
 from offline_queue.outcome import message_give_up, message_record_outcome
 
@@ -72,11 +72,12 @@ def pair_deliver(
     recipient = Member.objects.filter(pk=recipient_id).first()
     if recipient is None:  # removed meanwhile, and its messages with it
         return stats
-    if not pair_lease_claim(sender_id=sender_id, recipient_id=recipient_id, owner=owner):
+    lease = PairLease(sender_id=sender_id, recipient_id=recipient_id, owner=owner)
+    if not lease.claim():
         stats.skipped_pairs = 1
         return stats
     stats.pairs = 1
-    walk = _Walk(resend_sent_before=resend_sent_before)
+    walk = _Walk(lease=lease, resend_sent_before=resend_sent_before)
     cache_recipient = Message._meta.get_field("recipient").set_cached_value
     try:
         after_id = 0
@@ -109,12 +110,9 @@ def pair_deliver(
             blocked = _deliver_in_order(batch, stats, walk) or held is not None
             if blocked or not full:
                 break
-            if not pair_lease_renew(sender_id=sender_id, recipient_id=recipient_id, owner=owner):
-                logger.warning("lost the lease on %s→%s; another worker goes on", sender_id, recipient_id)
-                break
             after_id = ids[-1]
     finally:
-        pair_lease_release(sender_id=sender_id, recipient_id=recipient_id, owner=owner)
+        lease.release()
     return stats
 
 
@@ -132,8 +130,10 @@ def _in_flight(message: Message, now: datetime, resend_sent_before: datetime | N
 class _Walk:
     """A pass over one pair: once a message went to a bridge socket, the following ones of the same type go
     to that same socket (``connection``, its channel name) in batches; if another socket registers
-    meanwhile the pass stops, so nothing reaches the new socket ahead of what the old one lost."""
+    meanwhile the pass stops, so nothing reaches the new socket ahead of what the old one lost. The pair's
+    ``lease`` is kept before every message (or run of messages): a lost lease stops the pass at once."""
 
+    lease: PairLease
     resend_sent_before: datetime | None = None
     socket_type: tuple[str, str] | None = None  # the route key (``Message.route_key``) of what went to the socket
     connection: str | None = None
@@ -145,11 +145,12 @@ def _deliver_in_order(batch: list[Message], stats: PassStats, walk: _Walk) -> bo
     is still waiting for its ack, or the next one could take another route)."""
     i = 0
     while i < len(batch):
+        if not walk.lease.keep():
+            return True  # another worker has the pair now: not one more message from this one
         message = batch[i]
         now = timezone.now()
         if message.expires_at and now >= message.expires_at:
-            messages_expire(now=now, ids=[message.pk])
-            stats.expired += 1
+            stats.expired += messages_expire(now=now, ids=[message.pk])  # 0 when another worker was first
             i += 1
             continue
         if _in_flight(message, now, walk.resend_sent_before):

@@ -41,6 +41,16 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """The ``fault`` tests take minutes: they run when selected (``-m fault``, .ci/run's separate step)."""
+    if "fault" in (config.option.markexpr or ""):
+        return
+    kept = [item for item in items if item.get_closest_marker("fault") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("fault")])
+        items[:] = kept
+
+
 def pytest_report_header(config) -> list[str]:
     from django.conf import settings
 

@@ -125,6 +125,7 @@ def test_every_send_status_is_documented_and_every_answer_matches_its_schema(cli
             assert post({"recipient_id": "lingflow", "content": "x"}, token=None).status_code == 401
             assert post({"sender_id": "x", "recipient_id": "lingflow", "content": "x"}).status_code == 403
             assert post({"recipient_id": "nobody", "content": "x"}).status_code == 404
+            assert post({"recipient_id": "lingflow", "content": "\x01" * 200_000}).status_code == 413
             post({"recipient_id": "lingflow", "content": "x"}, HTTP_IDEMPOTENCY_KEY="k")
             assert post({"recipient_id": "lingzhi", "content": "x"}, HTTP_IDEMPOTENCY_KEY="k").status_code == 409
             while post({"recipient_id": "lingflow", "content": "x"}).status_code != 429:

@@ -75,12 +75,15 @@ def test_without_another_channel_the_message_goes_as_a_chat_that_waits_for_its_r
 
 
 def test_a_message_too_large_for_a_chat_fails_saying_why(settings):
-    settings.HUB_BRIDGE_MAX_FRAME_BYTES = 2048
+    """Acceptance already refuses what cannot fit one frame (413); a message stored before the frame limit was
+    lowered still fails with the reason rather than going out as an oversized chat."""
     member = make_member("lingyi", backend_id="lingyi")
     connect_bridge(member, acks=False)
-    result = send(content="字" * 1000)
-    message = Message.objects.get()
-    assert result.status == 502 and message.status == Message.Status.FAILED
+    message = Message.objects.create(sender_id="lingflow", recipient=member, content="字" * 1000)
+    settings.HUB_BRIDGE_MAX_FRAME_BYTES = 2048
+    message_record_outcome(message, routing.attempt(message))
+    message.refresh_from_db()
+    assert message.status == Message.Status.FAILED
     assert "does not acknowledge hub deliveries" in message.last_error and "too large for a chat" in message.last_error
 
 

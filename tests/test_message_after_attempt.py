@@ -84,3 +84,18 @@ def test_every_attempt_releases_the_lease_and_leaves_the_message_unchanged():
     assert (state.lease_owner, state.lease_expires_at) == ("", None)
     assert (message.status, message.lease_owner, message.last_attempt_at) == ("queued", "worker", None)
     assert set(state.values()) <= {f.name for f in Message._meta.fields}
+
+
+@pytest.mark.parametrize(
+    ("asked", "waits"),
+    [(None, 60), (5, 60), (300, 300), (99_999, 600)],  # the policy's 60 s; longer if asked; at most 600 s
+)
+def test_the_next_retry_waits_what_the_endpoint_asked_within_the_longest_delay(asked, waits):
+    state = waiting().after_attempt("transient", now=T0, error="HTTP 429", retry_after=asked)
+    assert state.status == Message.Status.QUEUED
+    assert state.next_retry_at == T0 + timedelta(seconds=waits)
+
+
+def test_a_retry_after_never_holds_a_message_past_its_expiry():
+    state = waiting(expires_at=T0 + timedelta(seconds=100)).after_attempt("transient", now=T0, retry_after=500)
+    assert state.next_retry_at == T0 + timedelta(seconds=100)

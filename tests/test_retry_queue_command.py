@@ -12,6 +12,7 @@ from django.core.management import call_command
 from offline_queue import router
 from offline_queue.management.commands.retry_queue import Command
 from offline_queue.models import Message
+from offline_queue.pool import PairPool
 from offline_queue.walk import PassStats
 from tests.queue_support import Recipient, accept, member
 
@@ -32,6 +33,7 @@ def command(pairs: int = 100) -> Command:
     cmd = Command(stdout=io.StringIO(), stderr=io.StringIO())
     cmd.owner, cmd.pairs, cmd.stopping = "test-worker", pairs, False
     cmd.window, cmd.window_started = PassStats(), 0.0
+    cmd.pool = PairPool(owner=cmd.owner)
     return cmd
 
 
@@ -76,7 +78,7 @@ def test_it_finishes_the_current_pass_and_exits_on_sigterm(recipient, time_machi
         return True
 
     monkeypatch.setattr(Command, "handle_one_pass", one_pass)
-    cmd.handle(once=False, interval=0.1, pairs=100)
+    cmd.handle(once=False, interval=0.1, pairs=100, workers=None)
     assert passes == [False]
     assert "stopped" in cmd.stdout.getvalue()
     assert Message.objects.get().status == Message.Status.DELIVERED

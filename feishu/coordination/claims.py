@@ -198,7 +198,8 @@ def claim_mark_answered(*, chat_id: str, message_id: str, by: str, now: datetime
 
 def claims_sweep(*, now: datetime | None = None, keep: timedelta = timedelta(days=7)) -> int:
     """Remove the hub's ``OnIt`` reaction from claims whose time ran out (answered or not), and delete claims
-    older than ``keep``. Returns how many reactions were removed. Run by the poller before every group."""
+        older than ``keep``. Returns how many reactions were removed. Run by the poller every few seconds
+    (``feishu.poller.claim_sweep_every``)."""
     now = now or timezone.now()
     removed = 0
     stale = Claim.objects.exclude(reaction_id="").filter(expires_at__lte=now)

@@ -1,11 +1,25 @@
-"""Bridge frames of collision coordination: ``claim``, ``release``, ``coord_memory``."""
+"""Bridge frames of collision coordination: ``claim``, ``release``, ``coord_memory``.
+
+A claim or release may call Feishu (the ``OnIt`` mirror: up to three HTTP calls, each up to
+``FEISHU_HTTP_TIMEOUT``). Those run on threads of their own (``FEISHU_CALLS``), never on the one thread that
+every socket of the process shares for its database work, so a slow Feishu holds up only other claims.
+"""
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 from channels.db import database_sync_to_async
 
 from feishu.coordination import claims, selectors
 from hub.sockets import FrameError, frame
+
+FEISHU_CALLS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="coord-feishu")
+
+
+def _with_feishu(func):
+    """``func`` (database work and Feishu calls) as a coroutine run on ``FEISHU_CALLS``."""
+    return database_sync_to_async(func, thread_sensitive=False, executor=FEISHU_CALLS)
 
 
 def _member_id(consumer) -> str:
@@ -27,7 +41,7 @@ async def claim(consumer, data: dict) -> None:
     """``{"type":"claim","chat_id","message_id"}`` → ``claim_result``."""
     member_id = _member_id(consumer)
     chat_id, message_id = _ids(data)
-    result = await database_sync_to_async(claims.claim_take)(chat_id=chat_id, message_id=message_id, claimant=member_id)
+    result = await _with_feishu(claims.claim_take)(chat_id=chat_id, message_id=message_id, claimant=member_id)
     await consumer.send_frame(result.as_frame())
 
 
@@ -39,7 +53,7 @@ async def release(consumer, data: dict) -> None:
     answered = data.get("answered", False)
     if not isinstance(answered, bool):
         raise FrameError("'answered' must be true or false")
-    released = await database_sync_to_async(claims.claim_release)(
+    released = await _with_feishu(claims.claim_release)(
         chat_id=chat_id, message_id=message_id, holder=member_id, answered=answered
     )
     await consumer.send_frame(

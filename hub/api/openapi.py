@@ -215,6 +215,7 @@ PATHS = {
                     "The idempotency key or message_id was used for another request, or the sender's dedupe window "
                     "holds the same message (the error names the first)."
                 ),
+                "413": _error("Content, topic and metadata exceed one bridge frame (1 MiB less 8 KiB, as JSON)."),
                 "429": _error("Send rate or daily cap exceeded; retry after the Retry-After header's seconds."),
                 "502": _ok(
                     "The recipient's endpoint refused the message for good (the reason is given).", "SendResult"

@@ -17,7 +17,7 @@ from channels.exceptions import StopConsumer
 from django.conf import settings
 
 from hub import metrics
-from hub.bridge import oversize, presence, takeover
+from hub.bridge import oversize, presence, takeover, teardown
 from hub.bridge.auth import CLOSE_REPLACED, CLOSE_UNAUTHORIZED, handshake_token, is_loopback
 from hub.bridge.loop import OneAtATimeConsumer
 from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending
@@ -56,6 +56,7 @@ class BridgeConsumer(OneAtATimeConsumer):
     backend_channel: tuple[int, int] | None = None
     current_backend: str | None = None
     closed = False
+    released = False  # its groups, presence and registry entries let go (``socket_closed``)
     role = "user"
     loopback = False
     counted = False  # in the open-connections gauge
@@ -153,18 +154,12 @@ class BridgeConsumer(OneAtATimeConsumer):
             await self.send_error(f"internal error while handling a {frame_type!r} frame")
 
     async def websocket_disconnect(self, message: dict) -> None:
-        self.closed = True
-        if LOCAL.connections.get(self.channel_name) is self:
-            del LOCAL.connections[self.channel_name]
-        if self.counted:
-            metrics.BRIDGE_CONNECTIONS.labels(self.role).dec()
-            self.counted = False
-        for group in list(self.groups_joined):
-            await self.channel_layer.group_discard(group, self.channel_name)
-        if self.backend_id is not None:
-            await presence.backend_left(self)
-        presence.stop_when_idle()
+        await self.socket_closed()
         raise StopConsumer()
+
+    async def socket_closed(self) -> None:
+        """However the socket ended: release what it held, once (``hub.bridge.teardown``)."""
+        await teardown.socket_release(self)
 
     # --- channel-layer events ---------------------------------------------------------------------------
 
@@ -259,8 +254,8 @@ class BridgeConsumer(OneAtATimeConsumer):
 
     async def join(self, group: str) -> None:
         if group not in self.groups_joined:
+            self.groups_joined.add(group)  # first: a group_add that fails half way is still left on close
             await self.channel_layer.group_add(group, self.channel_name)
-            self.groups_joined.add(group)
 
     async def leave(self, group: str) -> None:
         if group in self.groups_joined:

@@ -24,6 +24,7 @@ from channels.layers import BaseChannelLayer, InMemoryChannelLayer
 from django.conf import settings
 from django.utils import timezone
 
+from hub.channel_layer import release_channel
 from members.models import Channel
 
 logger = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ class BackendLocations:
             if name is not None:
                 with contextlib.suppress(Exception):
                     await layer.group_discard(GROUP, name)
+                await release_channel(layer, name)
 
     def stop(self) -> None:
         """Stop listening and forget everything (nothing is kept until the next ``remember`` listens again)."""

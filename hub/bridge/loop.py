@@ -6,6 +6,12 @@ Speed (see docs/performance.md, "Bridge"): frames and layer events skip channels
 per-message clean-up. The socket is read in a plain loop rather than channels' ``await_many_dispatch`` (a
 new task and an ``asyncio.wait`` per message); a lock keeps channels' guarantee that one message is handled
 at a time, frames and layer events alike.
+
+Closing (docs/reliability.md): whichever way the socket ends — the client closes or drops, the channel layer
+fails, the server cancels the consumer — ``socket_closed()`` runs once and the socket's own channel is
+released from the layer (no Redis subscription outlives it). A channel layer whose ``receive`` fails closes
+the socket (1011), so the client reconnects instead of staying connected and deaf. Writing to a socket that
+is already gone (a takeover racing a disconnect) does nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +24,26 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
+from hub.channel_layer import release_channel
+
 logger = logging.getLogger(__name__)
+
+# The channel layer failed under the socket: "internal error", the client should reconnect.
+CLOSE_LAYER_FAILED = 1011
+
+
+def _socket_gone_errors() -> tuple[type[BaseException], ...]:
+    """What the ASGI servers raise for a write to a socket that has gone: uvicorn's ``ClientDisconnected`` (an
+    OSError) and autobahn's ``Disconnected`` (daphne)."""
+    errors: list[type[BaseException]] = [OSError]
+    with contextlib.suppress(ImportError):
+        from autobahn.exception import Disconnected
+
+        errors.append(Disconnected)
+    return tuple(errors)
+
+
+SOCKET_GONE = _socket_gone_errors()
 
 
 class OneAtATimeConsumer(AsyncWebsocketConsumer):
@@ -27,12 +52,13 @@ class OneAtATimeConsumer(AsyncWebsocketConsumer):
     ``unlocked_events`` are handled at once, without waiting their turn: answers a handler is waiting for."""
 
     unlocked_events: frozenset[str] = frozenset()
+    closed = False  # closed by us, or its transport found gone: nothing more is written to it
 
     async def __call__(self, scope, receive, send) -> None:
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.channel_name = await self.channel_layer.new_channel()
-        self.base_send = send
+        self.base_send = self._sender(send)
         self._one_at_a_time = asyncio.Lock()
         layer_events = asyncio.create_task(self._layer_loop())
         try:
@@ -44,13 +70,53 @@ class OneAtATimeConsumer(AsyncWebsocketConsumer):
             pass
         finally:
             layer_events.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await layer_events
+            await self._release()
+
+    def _sender(self, send):
+        """``send`` that does nothing once the socket is gone or closed by us (a frame for a socket that is
+        closing is harmless, never an error in the caller's path)."""
+        gone = False
+
+        async def send_unless_gone(message: dict) -> None:
+            nonlocal gone
+            if gone:
+                return
+            try:
+                await send(message)
+            except SOCKET_GONE as exc:
+                gone = True
+                self.closed = True  # its transport is gone: nothing will reach the client any more
+                logger.debug("bridge: %s to a socket that has gone: %r", message.get("type"), exc)
+            else:
+                gone = message.get("type") == "websocket.close"
+
+        return send_unless_gone
+
+    async def _release(self) -> None:
+        """Whatever ended the socket: ``socket_closed()`` (once), then the socket's channel leaves the layer."""
+        try:
+            await self.socket_closed()
+        except Exception:
+            logger.exception("bridge: releasing a closed socket failed")
+        finally:
+            await release_channel(self.channel_layer, self.channel_name)
+
+    async def socket_closed(self) -> None:
+        """The socket is gone for good; subclasses release what it held (groups, presence). Called once per
+        socket on every way it ends, after any ``websocket.disconnect`` was handled."""
 
     async def _layer_loop(self) -> None:
         receive, name = self.channel_layer.receive, self.channel_name
         while True:
-            event = await receive(name)
+            try:
+                event = await receive(name)
+            except Exception:
+                logger.exception("bridge: the channel layer failed; closing the socket so that the client reconnects")
+                async with self._one_at_a_time:
+                    await self.close(code=CLOSE_LAYER_FAILED)
+                return
             try:
                 if event.get("type") in self.unlocked_events:
                     await self.dispatch(event)

@@ -107,6 +107,18 @@ class PendingTable:
     def discard(self, request_id: str) -> None:
         self._entries.pop(request_id, None)
 
+    def take_backend(self, backend_id: str, *, queued: bool) -> list[Pending]:
+        """Remove and return the entries of chats sent to ``backend_id`` (with ``queued=False``, only those that
+        did not wait in the offline queue)."""
+        taken = [
+            entry
+            for entry in self._entries.values()
+            if entry.backend_id == backend_id and (queued or entry.message_id is None)
+        ]
+        for entry in taken:
+            del self._entries[entry.request_id]
+        return taken
+
     def expire(self, now: float | None = None) -> list[Pending]:
         """Remove and return every entry past its deadline."""
         now = time.monotonic() if now is None else now

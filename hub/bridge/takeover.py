@@ -94,6 +94,8 @@ async def _heard_after_ping(holder: Socket, deadline: float) -> bool:
     asked_at = time.monotonic()
     try:
         await holder.send_frame({"type": "ping"})
+        if holder.closed:  # the ping found its transport gone
+            return False
         await asyncio.wait_for(heard.wait(), deadline)
     except (TimeoutError, OSError, RuntimeError):
         return holder.last_heard > asked_at

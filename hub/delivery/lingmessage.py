@@ -22,6 +22,7 @@ import httpx
 from django.conf import settings
 
 from hub import http
+from hub.delivery.retry_after import retry_after_seconds
 from hub.delivery.transports import Delivered, Transport, TransportError
 
 if TYPE_CHECKING:
@@ -171,7 +172,7 @@ class LingMessageTransport(Transport):
             retry_after = response.headers.get("Retry-After")
             if retry_after:
                 reason += f" (Retry-After: {retry_after})"
-            raise TransportError(reason)
+            raise TransportError(reason, retry_after=retry_after_seconds(retry_after))
         raise TransportError(reason, permanent=True)
 
     @staticmethod

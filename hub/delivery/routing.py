@@ -113,7 +113,10 @@ def attempt(message: Message) -> Outcome:
     errors = "; ".join(f"{o.channel}: {o.error}" for o in tried)
     if len(tried) == len(channels) and all(o.result == DeliveryAttempt.Outcome.PERMANENT for o in tried):
         return Outcome(DeliveryAttempt.Outcome.PERMANENT, channel=tried[0].channel, error=errors)
-    return Outcome(DeliveryAttempt.Outcome.TRANSIENT, channel=tried[-1].channel, error=errors)
+    asked = [o.retry_after for o in tried if o.retry_after is not None]
+    return Outcome(
+        DeliveryAttempt.Outcome.TRANSIENT, channel=tried[-1].channel, error=errors, retry_after=max(asked, default=None)
+    )
 
 
 def _try(transport: transports.Transport, message: Message, channel: Channel) -> Outcome:
@@ -125,13 +128,18 @@ def _try(transport: transports.Transport, message: Message, channel: Channel) ->
         outcome = Outcome(result, error=done.note, latency_ms=done.latency_ms, ack_within=done.ack_within)
     except TransportError as exc:
         result = DeliveryAttempt.Outcome.PERMANENT if exc.permanent else DeliveryAttempt.Outcome.TRANSIENT
-        outcome = Outcome(result, error=exc.reason)
+        outcome = Outcome(result, error=exc.reason, retry_after=exc.retry_after)
     except Exception as exc:
         logger.exception("transport %s failed on message %s", channel.kind, message.message_id)
         outcome = Outcome(DeliveryAttempt.Outcome.TRANSIENT, error=f"{type(exc).__name__}: {exc}")
     latency_ms = outcome.latency_ms or (time.perf_counter() - started) * 1000
     outcome = Outcome(
-        outcome.result, channel=channel.kind, error=outcome.error, latency_ms=latency_ms, ack_within=outcome.ack_within
+        outcome.result,
+        channel=channel.kind,
+        error=outcome.error,
+        latency_ms=latency_ms,
+        ack_within=outcome.ack_within,
+        retry_after=outcome.retry_after,
     )
     DeliveryAttempt.objects.create(
         message=message,

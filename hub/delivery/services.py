@@ -10,7 +10,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Max
 from django.utils import timezone
 
 from hub import bus, metrics
@@ -18,6 +17,7 @@ from hub.delivery import formats, routes, routing
 from hub.delivery.answers import ANSWER_KEY, SendResult, answer_for, find_previous, rejected, replay
 from hub.delivery.policy import Refusal, policy_accepted, policy_release, policy_take
 from hub.delivery.rate import member_take_send_slot
+from hub.delivery.size import size_problem
 from hub.delivery.validation import send_problem
 from hub.signals import message_accepted
 from members import policy as member_policy
@@ -25,6 +25,7 @@ from members.models import Member
 from offline_queue.models import DEFAULT_PRIORITY, Message
 from offline_queue.outcome import message_record_outcome
 from offline_queue.policy import expiry_for
+from offline_queue.sequences import sender_next_sequence
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +142,9 @@ def message_send(
     request.update(format=message_format, priority=priority, body=body)
     if error:
         return rejected(error, 400, started)
+    too_large = size_problem(topic=topic, content=content, metadata=metadata)
+    if too_large:
+        return rejected(too_large, 413, started)
 
     previous = find_previous(sender_id, message_id, idempotency_key)
     if previous is not None:
@@ -190,8 +194,7 @@ def message_send(
                 # the process dies mid-way, the lease runs out and the scheduler takes it over.
                 fields["lease_owner"] = "send"
                 fields["lease_expires_at"] = now + timedelta(seconds=settings.HUB_NOTIFY_TIMEOUT * 3 + 5)
-            last = Message.objects.filter(sender_id=sender_id).aggregate(n=Max("sequence"))["n"] or 0
-            message = Message.objects.create(sequence=last + 1, **fields)
+            message = Message.objects.create(sequence=sender_next_sequence(sender_id=sender_id), **fields)
     except IntegrityError:
         # A concurrent request with the same key or message_id won the race: answer as it did.
         previous = find_previous(sender_id, message_id, idempotency_key)

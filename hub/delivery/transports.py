@@ -24,12 +24,14 @@ if TYPE_CHECKING:
 
 
 class TransportError(Exception):
-    """A delivery that did not happen. ``permanent``: retrying cannot help (bad request, gone)."""
+    """A delivery that did not happen. ``permanent``: retrying cannot help (bad request, gone).
+    ``retry_after``: seconds the recipient asked to be left alone (a 429/503 ``Retry-After``)."""
 
-    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+    def __init__(self, reason: str, *, permanent: bool = False, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,9 @@ class Command(BaseCommand):
         token.add_argument("--rotate", action="store_true", required=True)
         remove = sub.add_parser("remove", help="Remove a member and its channels.", called_from_command_line=True)
         remove.add_argument("member_id")
+        remove.add_argument(
+            "--force", action="store_true", help="remove it even though messages wait for it (they expire, alerted)"
+        )
 
     def handle(self, *args, **options) -> None:
         try:
@@ -265,5 +268,6 @@ class Command(BaseCommand):
         return changes
 
     def handle_remove(self, options: dict) -> None:
-        member_remove(member_id=options["member_id"])
+        for done in member_remove(member_id=options["member_id"], force=options["force"]):
+            self.stdout.write(done)
         self.stdout.write(f"removed {options['member_id']}")
