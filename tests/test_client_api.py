@@ -89,6 +89,27 @@ def test_send_posts_the_message_with_the_token_and_a_fresh_idempotency_key():
     assert first.attempts == 1 and first.http_status == 200 and first.status == "delivered"
 
 
+def test_send_carries_priority_and_a_card_and_reads_the_copies():
+    copy = {"recipient_id": "alertbot", "success": True, "channel": "feishu", "message_id": "msg_2"}
+    script = Script(accepted(status="delivered", copies=[copy]))
+    card = {"elements": [{"tag": "div", "text": {"tag": "lark_md", "content": "CPU 90%"}}]}
+
+    async def scenario():
+        async with client(script) as hub:
+            return await hub.send("opsbot", topic="CPU 告警", message_type="alert", priority=5, card=card)
+
+    result = run(scenario())
+    assert json.loads(script.requests[0].content) == {
+        "recipient_id": "opsbot",
+        "topic": "CPU 告警",
+        "content": "",
+        "message_type": "alert",
+        "priority": 5,
+        "card": card,
+    }
+    assert result.raw["copies"] == [copy]
+
+
 def test_send_retries_dropped_connections_5xx_and_429_with_one_key():
     script = Script(
         httpx.RemoteProtocolError("Server disconnected without sending a response."),

@@ -10,7 +10,7 @@ import time
 
 import pytest
 from linghub import AuthError, Backoff, Chat, ConflictError, HandshakeError, Member, Message, NotConnected, Push, Reply
-from linghub.member import SeenWindow
+from linghub.deliveries import SeenWindow
 from linghub.sync import SyncMember
 from websockets.asyncio.server import serve
 from websockets.datastructures import Headers
@@ -482,6 +482,15 @@ def test_a_refused_user_token_raises_auth_error():
                 await member(bridge, backend_id=None).start(timeout=5)
 
     run(scenario())
+
+
+def test_a_delivery_carries_its_format_priority_and_structured_body():
+    click = {"action": {"value": {"action": "resolve_alert"}}, "operator": {"member_id": "oncall"}}
+    frame = delivery("m1") | {"format": "card_action", "priority": 5, "card_action": click}
+    message = Message.from_json(frame)
+    assert (message.format, message.priority, message.body) == ("card_action", 5, click)
+    plain = Message.from_json(delivery("m2"))  # a hub older than formats: no format, no priority
+    assert (plain.format, plain.priority, plain.body) == ("", 0, None)
 
 
 def test_seen_window_is_bounded():

@@ -7,8 +7,10 @@ deliveries, reconnect) and on the HTTP API (``send``, ``online``, ``queue``, ``f
 
 from __future__ import annotations
 
-from linghub.api import Client, hub_urls, new_idempotency_key
+from linghub.api import Client, new_idempotency_key
 from linghub.backoff import Backoff
+from linghub.closes import Close
+from linghub.endpoints import hub_urls
 from linghub.errors import (
     ApiError,
     AuthError,
@@ -19,7 +21,7 @@ from linghub.errors import (
     NotConnected,
 )
 from linghub.floor import Floor
-from linghub.member import Close, Member, Stats
+from linghub.member import Member
 from linghub.models import (
     Chat,
     ClaimResult,
@@ -35,6 +37,7 @@ from linghub.models import (
     Reply,
     SendResult,
 )
+from linghub.stats import Stats
 
 __version__ = "0.1.0"
 

@@ -8,89 +8,21 @@ it with every attempt, so a retried send never delivers twice.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
-import ssl
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, TypeAlias
-from urllib.parse import quote, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from linghub.backoff import Backoff
-from linghub.errors import ApiError, AuthError, HubUnavailable
+from linghub.endpoints import DEFAULT_URL, Verify, hub_urls, ssl_context
+from linghub.errors import ApiError
 from linghub.floor import Floor
 from linghub.models import ClaimResult, Json, MemoryEntry, MessageType, OnlineStatus, Queue, SendResult
-
-logger = logging.getLogger("linghub")
-
-DEFAULT_URL = "http://127.0.0.1:8765"
-BRIDGE_PATH = "/ws/bridge/"
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-Verify: TypeAlias = bool | str | ssl.SSLContext
-
-
-def hub_urls(url: str) -> tuple[str, str]:
-    """``(http_base, websocket_url)`` for a hub address.
-
-    ``http(s)://host:port[/prefix]`` gives the API base as is and the bridge at ``ws(s)://…/ws/bridge/``;
-    ``ws(s)://host:port[/path]`` is taken as the bridge address and the API is at the same host's root;
-    a bare ``host:port`` means ``http://host:port``."""
-    if "://" not in url:
-        url = "http://" + url
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme in ("ws", "wss"):
-        http_scheme = "https" if scheme == "wss" else "http"
-        ws_url = urlunsplit((scheme, parts.netloc, parts.path or "/", parts.query, ""))
-        return urlunsplit((http_scheme, parts.netloc, "", "", "")), ws_url
-    if scheme not in ("http", "https"):
-        raise ValueError(f"hub URL must be http(s):// or ws(s)://, not {url!r}")
-    base = urlunsplit((scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
-    ws_scheme = "wss" if scheme == "https" else "ws"
-    return base, urlunsplit((ws_scheme, parts.netloc, parts.path.rstrip("/") + BRIDGE_PATH, "", ""))
-
-
-def ssl_context(verify: Verify) -> ssl.SSLContext:
-    """The TLS context for ``verify``: True (system CAs), False (no verification: a hub with a self-signed
-    certificate on this machine), a CA bundle path, or a ready context."""
-    if isinstance(verify, ssl.SSLContext):
-        return verify
-    if isinstance(verify, str):
-        return ssl.create_default_context(cafile=verify)
-    context = ssl.create_default_context()
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-def _body(response: httpx.Response) -> Json | None:
-    try:
-        data = response.json()
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _reason(response: httpx.Response, body: Json | None) -> str:
-    if body and isinstance(body.get("error"), str):
-        return str(body["error"])
-    text = response.text.strip()
-    return text[:200] if text else response.reason_phrase or f"HTTP {response.status_code}"
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date: rare enough to fall back to the back-off
+from linghub.retry import with_retries
 
 
 def _accepted(status: int, body: Json | None) -> bool:
@@ -186,50 +118,22 @@ class Client:
         final: Callable[[int, Json | None], bool] | None = None,
         idempotency_key: str | None = None,
     ) -> tuple[httpx.Response, Json | None, int]:
-        """Make one API call, retrying what a retry can fix. Returns ``(response, json body or None, attempts)``
-        for 2xx answers and for the answers ``final(status, body)`` accepts. Raises ``AuthError`` on 401,
-        ``ApiError`` on other final answers, ``HubUnavailable`` when every attempt failed."""
-        attempt = 0
-        while True:
-            attempt += 1
-            status: int | None = None
-            wait: float | None = None
-            try:
-                response = await self.http.request(
-                    method, path, json=json, params=params, headers=self._headers(headers)
-                )
-            except httpx.TransportError as exc:  # refused, reset, dropped without an answer, timed out
-                problem = f"{type(exc).__name__}: {exc}".rstrip(": ")
-            else:
-                status = response.status_code
-                body = _body(response)
-                if status < 300 or (final is not None and final(status, body)):
-                    return response, body, attempt
-                if status == 401:
-                    raise AuthError(_reason(response, body), code=401)
-                if status not in RETRY_STATUSES:
-                    raise ApiError(status, _reason(response, body), body)
-                problem = f"HTTP {status}: {_reason(response, body)}"
-                wait = _retry_after(response)
-                if wait is not None and wait > self.max_retry_after:
-                    raise HubUnavailable(
-                        f"{method} {path}: {problem}; the hub asks to wait {wait:.0f} s",
-                        attempts=attempt,
-                        status=status,
-                        retry_after=wait,
-                        idempotency_key=idempotency_key,
-                    )
-            if attempt > self.retries:
-                raise HubUnavailable(
-                    f"{method} {path} failed after {attempt} attempts: {problem}",
-                    attempts=attempt,
-                    status=status,
-                    retry_after=wait,
-                    idempotency_key=idempotency_key,
-                )
-            delay = wait if wait is not None else self.retry_backoff.delay(attempt - 1)
-            logger.info("%s %s: %s; retrying in %.2f s", method, path, problem, delay)
-            await asyncio.sleep(delay)
+        """Make one API call, retrying what a retry can fix (``linghub.retry``). Returns ``(response, json body
+        or None, attempts)`` for 2xx answers and for the answers ``final(status, body)`` accepts. Raises
+        ``AuthError`` on 401, ``ApiError`` on other final answers, ``HubUnavailable`` when every attempt failed."""
+
+        def attempt_once() -> Awaitable[httpx.Response]:
+            return self.http.request(method, path, json=json, params=params, headers=self._headers(headers))
+
+        return await with_retries(
+            attempt_once,
+            what=f"{method} {path}",
+            retries=self.retries,
+            backoff=self.retry_backoff,
+            max_retry_after=self.max_retry_after,
+            final=final,
+            idempotency_key=idempotency_key,
+        )
 
     # --- the API -----------------------------------------------------------------------------------------
 
@@ -245,17 +149,24 @@ class Client:
         metadata: Mapping[str, Any] | None = None,
         message_id: str | None = None,
         idempotency_key: str | None = None,
+        priority: int | None = None,
+        post: Mapping[str, Any] | None = None,
+        card: Mapping[str, Any] | None = None,
     ) -> SendResult:
         """Send a message as this member (``POST /api/unified/send``).
 
         One ``Idempotency-Key`` (``idempotency_key``, or a new random one) goes with every attempt, so the
         hub stores the message once however often the request is retried; pass the key of a failed call to
-        retry it later. Returns the ``SendResult`` of an accepted message: delivered or handed to a socket
-        (``success``), waiting in the offline queue (``queued``, HTTP 202), or refused by the recipient for
-        good (``refused``, HTTP 502). Raises ``ApiError`` when the hub rejects the request (400 bad input,
-        403, 404 unknown recipient, 409 key reused for another message), ``AuthError`` on 401,
-        ``HubUnavailable`` when no attempt got an answer (the message may or may not be stored: retry with
-        the same key).
+        retry it later. ``priority``: 1 (low) to 5 (urgent), else the sender's policy priority. ``post`` (Feishu
+        rich text) or ``card`` (an interactive card) sends a structured message; an empty ``content`` is then
+        rendered from it by the hub (docs/gateway.md).
+
+        Returns the ``SendResult`` of an accepted message: delivered or handed to a socket (``success``),
+        waiting in the offline queue (``queued``, HTTP 202), or refused by the recipient for good
+        (``refused``, HTTP 502). Raises ``ApiError`` when the hub rejects the request (400 bad input, 403 the
+        sender's policy, 404 unknown recipient, 409 key reused for another message or a policy duplicate),
+        ``AuthError`` on 401, ``HubUnavailable`` when no attempt got an answer, or the hub kept answering 429
+        or 5xx (the message may or may not be stored: retry with the same key).
         """
         key = idempotency_key or new_idempotency_key()
         payload: dict[str, Any] = {
@@ -264,11 +175,10 @@ class Client:
             "content": content,
             "message_type": message_type,
         }
-        for name, value in (("thread_id", thread_id), ("reply_to", reply_to), ("message_id", message_id)):
-            if value is not None:
-                payload[name] = value
-        if metadata is not None:
-            payload["metadata"] = dict(metadata)
+        optional = {"thread_id": thread_id, "reply_to": reply_to, "message_id": message_id, "priority": priority}
+        structured = {"metadata": metadata, "post": post, "card": card}
+        payload.update({name: value for name, value in optional.items() if value is not None})
+        payload.update({name: dict(value) for name, value in structured.items() if value is not None})
         response, body, attempts = await self.request(
             "POST",
             "/api/unified/send",

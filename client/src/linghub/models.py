@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Literal, TypeAlias, TypeVar, get_type_hints
 
-MessageType = Literal["discussion", "chat", "notification"]
+MessageType = Literal["discussion", "chat", "notification", "alert", "report"]
 Json: TypeAlias = dict[str, Any]  # a decoded JSON object: a frame or a response body
 
 
@@ -118,17 +118,26 @@ class Envelope(FromJson):
     thread_id: str = ""
     reply_to: str = ""
     timestamp: datetime | None = None
+    format: str = ""  # text, post, card, card_action ("" from a hub older than formats)
+    priority: int = 0  # 1 (low) to 5 (urgent); 0 from a hub older than priorities
 
 
 @dataclass(frozen=True)
 class Message(Envelope):
     """A hub delivery (``{"type":"message",…}``): a LingMessage discussion, a message sent through the API, a
-    bot message relayed from a Feishu group. The library acknowledges it once the ``on_message`` handler
-    returns."""
+    bot message relayed from a Feishu group, a click on a card this member sent (``format`` ``card_action``).
+    The library acknowledges it once the ``on_message`` handler returns."""
 
     source: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def body(self) -> dict[str, Any] | None:
+        """The structured body of a ``post``, ``card`` or ``card_action`` message (the frame carries it under
+        the format's name); None for text."""
+        body = self.raw.get(self.format) if self.format and self.format != "text" else None
+        return body if isinstance(body, dict) else None
 
 
 @dataclass(frozen=True)
