@@ -1,5 +1,6 @@
-"""Helpers for the linghub client tests: a scripted bridge server in the test's own event loop, a hub on a
-fixed port that can be stopped and started again, and a TCP proxy that drops answers."""
+"""Helpers for the linghub client tests and the end-to-end tests that act as members through it: a member that
+keeps its deliveries, a scripted bridge server in the test's own event loop, a hub on a fixed port that can be
+stopped and started again, and a TCP proxy that drops answers."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from linghub import Member, Message
 from websockets.asyncio.server import ServerConnection, serve
 
 from tests.support import ROOT, HubProcess, free_port, hub_env, wait_for_http
@@ -33,6 +35,55 @@ async def eventually(condition: Callable[[], bool], timeout: float = 10, what: s
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not met within {timeout} s")
         await asyncio.sleep(0.02)
+
+
+# --- a member that keeps what it receives -------------------------------------------------------------------
+
+
+class Inbox:
+    """An ``on_message`` handler that keeps what a linghub ``Member`` received, with the arrival times."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[float, Message]] = []
+        self.taken = 0  # how many ``next()`` handed out
+        self._arrived = asyncio.Event()
+
+    async def __call__(self, message: Message) -> None:
+        self.received.append((time.monotonic(), message))
+        self._arrived.set()
+
+    @property
+    def messages(self) -> list[Message]:
+        return [message for _, message in self.received]
+
+    async def wait_for(
+        self, wanted: Callable[[Message], bool], timeout: float = 10, start: int = 0
+    ) -> tuple[float, Message]:
+        """The first (arrival time, message) from the ``start``-th on that is ``wanted``, waiting for it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for at, message in self.received[start:]:
+                if wanted(message):
+                    return at, message
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no such message within {timeout} s; received {self.messages}")
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), left)
+
+    async def next(self, timeout: float = 10) -> Message:
+        """The first message ``next()`` has not handed out yet, waiting for it."""
+        _, message = await self.wait_for(lambda _: True, timeout, start=self.taken)
+        self.taken += 1
+        return message
+
+
+def listening(url: str, token: str, backend_id: str, **options) -> tuple[Member, Inbox]:
+    """A member that registers ``backend_id`` and keeps (and acknowledges) every delivery in its ``Inbox``."""
+    member = Member(url, token, backend_id=backend_id, name=backend_id, **options)
+    inbox = member.on_message(Inbox())
+    return member, inbox
 
 
 # --- a scripted bridge server ----------------------------------------------------------------------------

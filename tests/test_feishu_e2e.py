@@ -1,20 +1,19 @@
 """The poller end to end: real daphne and two real runpoller processes sharing a database and Redis, a fake
-Feishu on a loopback port, and members connected over the bridge WebSocket."""
+Feishu on a loopback port, and members connected over the bridge WebSocket (as linghub members)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
-import httpx
 import pytest
-import websockets
+from linghub import Message
 
+from tests.client_support import Inbox, listening
 from tests.fakes.feishu_server import FakeFeishu
 from tests.support import ROOT, hub_env, manage, running_hub
 
@@ -28,54 +27,14 @@ def add_member(data_dir, member_id: str, *extra: str) -> str:
     return out.stdout.strip().splitlines()[-1].split()[-1]
 
 
-class Backend:
-    """A registered bridge backend that acks every message and keeps what it received."""
-
-    def __init__(self, ws) -> None:
-        self.ws = ws
-        self.messages: list[tuple[float, dict]] = []
-        self.arrived = asyncio.Event()
-        self.task = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        with contextlib.suppress(websockets.ConnectionClosed):
-            async for raw in self.ws:
-                frame = json.loads(raw)
-                if frame.get("type") == "message":
-                    self.messages.append((time.monotonic(), frame))
-                    await self.ws.send(json.dumps({"type": "ack", "message_id": frame["message_id"]}))
-                    self.arrived.set()
-
-    async def wait_for(self, feishu_message_id: str, timeout: float) -> float:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for at, frame in self.messages:
-                if frame.get("metadata", {}).get("feishu_message_id") == feishu_message_id:
-                    return at
-            self.arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.arrived.wait(), max(0.01, deadline - time.monotonic()))
-        raise AssertionError(f"{feishu_message_id} did not arrive within {timeout} s")
-
-    def feishu_ids(self) -> list[str]:
-        return [f["metadata"]["feishu_message_id"] for _, f in self.messages if f.get("source") == "feishu"]
+def relaying(feishu_message_id: str) -> Callable[[Message], bool]:
+    """True for the hub message that relays the Feishu message ``feishu_message_id``."""
+    return lambda message: message.metadata.get("feishu_message_id") == feishu_message_id
 
 
-@contextlib.asynccontextmanager
-async def backend(url: str, token: str, backend_id: str):
-    async with websockets.connect(f"{url}/?token={token}") as ws:
-        await ws.send(
-            json.dumps(
-                {"type": "register_backend", "backend_id": backend_id, "name": backend_id, "capabilities": ["ack"]}
-            )
-        )
-        while json.loads(await asyncio.wait_for(ws.recv(), 10)).get("type") != "backend_registered":
-            pass
-        client = Backend(ws)
-        try:
-            yield client
-        finally:
-            client.task.cancel()
+def feishu_ids(inbox: Inbox) -> list[str]:
+    """The Feishu messages relayed to a member, in the order they arrived."""
+    return [message.metadata["feishu_message_id"] for message in inbox.messages if message.source == "feishu"]
 
 
 def polls(feishu: FakeFeishu, chat: str) -> int:
@@ -114,16 +73,13 @@ def test_bot_messages_reach_bridge_members_once_within_a_poll_interval(tmp_path,
             try:
 
                 async def scenario() -> list[float]:
-                    async with (
-                        backend(hub.ws_url, lingzhi_token, "lingzhi") as lingzhi,
-                        backend(hub.ws_url, lingyi_token, "lingyi") as lingyi,
-                    ):
-                        answer = httpx.post(
-                            f"{hub.http_url}/api/feishu/group_active",
-                            json={"chat_id": chat},
-                            headers={"Authorization": f"Bearer {lingyi_token}"},
+                    lingzhi, lingzhi_inbox = listening(hub.http_url, lingzhi_token, "lingzhi")
+                    lingyi, lingyi_inbox = listening(hub.http_url, lingyi_token, "lingyi")
+                    async with lingzhi, lingyi:
+                        answer, body, _ = await lingyi.request(
+                            "POST", "/api/feishu/group_active", json={"chat_id": chat}
                         )
-                        assert answer.status_code == 200 and answer.json()["active"]
+                        assert answer.status_code == 200 and body["active"]
                         # Both pollers are up and have the group in their rounds.
                         deadline = time.monotonic() + 30
                         while feishu.count_calls(app_id="cli_hub", endpoint="bot.info") < 2 or polls(feishu, chat) < 4:
@@ -137,14 +93,13 @@ def test_bot_messages_reach_bridge_members_once_within_a_poll_interval(tmp_path,
                             message = feishu.post_message(chat, "cli_lingyi", f"回答 {i}")
                             posted.append(message["message_id"])
                             started = time.monotonic()
-                            latencies.append(await lingzhi.wait_for(message["message_id"], timeout=10) - started)
+                            arrived, _ = await lingzhi_inbox.wait_for(relaying(message["message_id"]), timeout=10)
+                            latencies.append(arrived - started)
                             await asyncio.sleep(0.15)
 
-                        [(_, frame)] = [
-                            (a, f) for a, f in lingzhi.messages if f["metadata"]["feishu_message_id"] == posted[0]
-                        ]
-                        assert frame["source"] == "feishu" and frame["sender_id"] == "lingyi"
-                        assert frame["content"] == "回答 0" and frame["metadata"]["chat_id"] == chat
+                        [relayed] = filter(relaying(posted[0]), lingzhi_inbox.messages)
+                        assert relayed.source == "feishu" and relayed.sender_id == "lingyi"
+                        assert relayed.content == "回答 0" and relayed.metadata["chat_id"] == chat
 
                         # A restart: the second poller stops cleanly and a fresh one takes its place.
                         second.send_signal(signal.SIGTERM)
@@ -156,8 +111,9 @@ def test_bot_messages_reach_bridge_members_once_within_a_poll_interval(tmp_path,
                             third.send_signal(signal.SIGTERM)
                             third.wait(timeout=10)
 
-                        assert lingzhi.feishu_ids() == posted  # each once, in order, nothing else
-                        assert lingyi.feishu_ids() == []  # never back to the bot that wrote it
+                        assert feishu_ids(lingzhi_inbox) == posted  # each once, in order, nothing else
+                        assert lingzhi.stats.duplicates == 0  # nor a message delivered again that linghub dropped
+                        assert feishu_ids(lingyi_inbox) == []  # never back to the bot that wrote it
                         return latencies
 
                 latencies = asyncio.run(scenario())

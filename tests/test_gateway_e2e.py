@@ -1,5 +1,6 @@
 """The notification gateway end to end (docs/gateway.md): a real daphne, the fake Feishu on a loopback port, agents
-on real bridge WebSockets, members and route rules set up with the management commands.
+on real bridge WebSockets, members and route rules set up with the management commands. The agents and senders
+are linghub members (``Member``, ``Client``, ``SyncClient``).
 
 - an agent's card goes out through a Feishu webhook bot; a click on its button comes back through the card
   callback to the agent's socket, and the agent's card update is what Feishu shows, within Feishu's 3 s;
@@ -12,15 +13,14 @@ on real bridge WebSockets, members and route rules set up with the management co
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import time
 from types import SimpleNamespace
 
-import httpx
 import pytest
-import websockets
+from linghub import ApiError, Client, Member, Message
+from linghub.sync import SyncClient
 
+from tests.client_support import Inbox, listening, run
 from tests.fakes.feishu_server import FakeFeishu
 from tests.support import manage, running_hub
 
@@ -54,54 +54,6 @@ RESOLVED = {
                                        "value": {"action": "reopen"}}]},
     ],
 }  # fmt: skip
-
-
-class Agent:
-    """A registered bridge backend that acks what it gets, keeps it, and answers clicks on its cards."""
-
-    def __init__(self, ws, answer_card: dict | None) -> None:
-        self.ws = ws
-        self.answer_card = answer_card
-        self.frames: list[dict] = []
-        self.arrived = asyncio.Event()
-        self.task = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        with contextlib.suppress(websockets.ConnectionClosed):
-            async for raw in self.ws:
-                frame = json.loads(raw)
-                if frame.get("type") != "message":
-                    continue
-                await self.ws.send(json.dumps({"type": "ack", "message_id": frame["message_id"]}))
-                if frame.get("format") == "card_action" and self.answer_card is not None:
-                    await self.ws.send(
-                        json.dumps({"type": "card_update", "message_id": frame["message_id"],
-                                    "card": self.answer_card, "toast": "已处理"})
-                    )  # fmt: skip
-                self.frames.append(frame)
-                self.arrived.set()
-
-    async def next_message(self, timeout: float = 10) -> dict:
-        deadline = time.monotonic() + timeout
-        seen = len(self.frames)
-        while len(self.frames) == seen:
-            self.arrived.clear()
-            await asyncio.wait_for(self.arrived.wait(), max(0.01, deadline - time.monotonic()))
-        return self.frames[seen]
-
-
-@contextlib.asynccontextmanager
-async def agent(url: str, token: str, backend_id: str, answer_card: dict | None = None):
-    async with websockets.connect(f"{url}/?token={token}") as ws:
-        await ws.send(json.dumps({"type": "register_backend", "backend_id": backend_id, "name": backend_id,
-                                  "capabilities": ["ack"]}))  # fmt: skip
-        while json.loads(await asyncio.wait_for(ws.recv(), 10)).get("type") != "backend_registered":
-            pass
-        client = Agent(ws, answer_card)
-        try:
-            yield client
-        finally:
-            client.task.cancel()
 
 
 def add_member(data_dir, member_id: str, *extra: str) -> str:
@@ -147,23 +99,25 @@ def gateway(tmp_path_factory):
             yield SimpleNamespace(hub=hub, feishu=feishu, chat=chat, hook=hook, tokens=tokens)
 
 
-def send(hub, token: str, **body) -> httpx.Response:
-    return httpx.post(
-        f"{hub.http_url}/api/unified/send", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10
-    )
-
-
 def test_a_click_on_an_agents_card_reaches_it_and_its_card_update_is_what_feishu_shows(gateway):
     hub, feishu, chat, hook, tokens = (gateway.hub, gateway.feishu, gateway.chat, gateway.hook, gateway.tokens)
     assert feishu.verify_card_callback()["challenge"]  # the callback URL passes Feishu's check
 
     async def scenario():
-        async with agent(hub.ws_url, tokens["opsbot"], "opsbot", answer_card=RESOLVED) as opsbot:
-            answer = send(hub, tokens["opsbot"], recipient_id="alertbot", topic="CPU 告警", format="card", card=CARD,
-                          message_type="notification")  # fmt: skip
-            assert answer.status_code == 200, answer.text
-            sent = answer.json()
-            assert sent["channel"] == "feishu" and sent["status"] == "delivered"
+        opsbot, told = Member(hub.http_url, tokens["opsbot"], backend_id="opsbot", name="opsbot"), Inbox()
+
+        @opsbot.on_message  # acknowledged when it returns
+        async def answer_clicks(message: Message) -> None:
+            await told(message)
+            if message.format == "card_action":
+                await opsbot.send_frame(
+                    {"type": "card_update", "message_id": message.message_id, "card": RESOLVED, "toast": "已处理"}
+                )
+
+        async with opsbot:
+            sent = await opsbot.send("alertbot", topic="CPU 告警", card=CARD, message_type="notification")
+            assert sent.http_status == 200, sent.raw
+            assert sent.channel == "feishu" and sent.status == "delivered"
 
             # The card reached the alert bot's webhook as an interactive message, the button stamped by the hub.
             [body] = feishu.webhook_messages(hook)
@@ -174,10 +128,9 @@ def test_a_click_on_an_agents_card_reaches_it_and_its_card_update_is_what_feishu
 
             # Someone clicks the button: Feishu calls the hub back, the hub tells opsbot, opsbot answers.
             click = await asyncio.to_thread(feishu.click, card_message["message_id"], operator="ou_oncall")
-            told = opsbot.frames[-1]
-            return sent, click, told, card_message["message_id"]
+            return sent.raw, click, told.messages[-1].raw, card_message["message_id"]
 
-    sent, click, told, card_id = asyncio.run(scenario())
+    sent, click, told, card_id = run(scenario(), timeout=60)
     assert click.status == 200 and click.in_time, click
     assert click.seconds < 3.0
     assert told["format"] == "card_action" and told["source"] == "feishu"
@@ -200,16 +153,15 @@ def test_a_priority_5_alert_also_reaches_the_alert_bot_and_a_priority_1_one_only
     before = len(feishu.webhook_messages(hook))
 
     async def scenario():
-        async with agent(hub.ws_url, tokens["lingflow"], "lingflow") as lingflow:
-            urgent = send(hub, tokens["opsbot"], recipient_id="lingflow", topic="磁盘告警", content="磁盘使用率 97%",
-                          message_type="alert", priority=5).json()  # fmt: skip
-            first = await lingflow.next_message()
-            calm = send(hub, tokens["opsbot"], recipient_id="lingflow", topic="磁盘告警", content="磁盘使用率 81%",
-                        message_type="alert", priority=1).json()  # fmt: skip
-            second = await lingflow.next_message()
-            return urgent, first, calm, second
+        lingflow, inbox = listening(hub.http_url, tokens["lingflow"], "lingflow")
+        async with Client(hub.http_url, tokens["opsbot"]) as opsbot, lingflow:
+            urgent = await opsbot.send("lingflow", "磁盘使用率 97%", topic="磁盘告警", message_type="alert", priority=5)
+            first = await inbox.next()
+            calm = await opsbot.send("lingflow", "磁盘使用率 81%", topic="磁盘告警", message_type="alert", priority=1)
+            second = await inbox.next()
+            return urgent.raw, first.raw, calm.raw, second.raw
 
-    urgent, first, calm, second = asyncio.run(scenario())
+    urgent, first, calm, second = run(scenario(), timeout=60)
     assert first["message_id"] == urgent["message_id"] and first["priority"] == 5
     [copy] = urgent["copies"]
     assert copy["recipient_id"] == "alertbot" and copy["success"] and copy["channel"] == "feishu"
@@ -223,9 +175,10 @@ def test_a_priority_5_alert_also_reaches_the_alert_bot_and_a_priority_1_one_only
 
 def test_a_message_to_a_person_arrives_through_the_hubs_app_bot(gateway):
     hub, feishu, tokens = gateway.hub, gateway.feishu, gateway.tokens
-    answer = send(hub, tokens["opsbot"], recipient_id="oncall", content="今晚 22:00 维护", message_type="notification")
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["channel"] == "feishu"
+    with SyncClient(hub.http_url, tokens["opsbot"]) as opsbot:
+        answer = opsbot.send("oncall", "今晚 22:00 维护", message_type="notification")
+    assert answer.http_status == 200, answer.raw
+    assert answer.channel == "feishu"
     [message] = feishu.user_messages("ou_oncall")
     assert message["sender"] == {
         "id": "cli_hub",
@@ -238,11 +191,13 @@ def test_a_message_to_a_person_arrives_through_the_hubs_app_bot(gateway):
 
 def test_a_member_sending_a_type_its_policy_forbids_gets_403_naming_the_rule(gateway):
     hub, tokens = gateway.hub, gateway.tokens
-    refused = send(hub, tokens["reporter"], recipient_id="lingflow", content="CPU 90%", message_type="alert")
-    assert refused.status_code == 403
-    assert refused.json() == {
+    with SyncClient(hub.http_url, tokens["reporter"]) as reporter:
+        with pytest.raises(ApiError) as refused:
+            reporter.send("lingflow", "CPU 90%", message_type="alert")
+        allowed = reporter.send("lingflow", "日报", message_type="report")
+    assert refused.value.status == 403
+    assert refused.value.body == {
         "success": False,
         "error": "policy: reporter may not send 'alert' messages (allowed: report)",
     }
-    allowed = send(hub, tokens["reporter"], recipient_id="lingflow", content="日报", message_type="report")
-    assert allowed.status_code in (200, 202), allowed.text
+    assert allowed.http_status in (200, 202), allowed.raw

@@ -1,5 +1,6 @@
 """``runhub`` for real: both ASGI servers, TLS, Ctrl-C, and the faults its supervisor recovers from (a dead
-server, a dead embedded Valkey, a dead django-q2 cluster parent), with no process left behind."""
+server, a dead embedded Valkey, a dead django-q2 cluster parent), with no process left behind. The backends and
+the sender are linghub members; the users are token-less loopback clients on raw frames."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 import websockets
+from linghub import Chat, Member
+from linghub.sync import SyncClient
 
+from tests.client_support import eventually, listening
 from tests.support import alive, manage, processes_in_group, processes_with_env, running_hub, wait_gone
 
 pytestmark = pytest.mark.e2e
@@ -47,14 +51,16 @@ async def next_frame(ws, frame_type: str, timeout: float = 15) -> dict:
 
 
 async def chat_round_trip(url: str, token: str, backend_id: str = "echo") -> dict:
-    """A backend registers and answers one chat from a token-less loopback user; returns the user's reply."""
-    async with connect(f"{url}/?token={token}") as backend, connect(f"{url}/ws/bridge/") as user:
-        await backend.send(json.dumps({"type": "register_backend", "backend_id": backend_id, "name": "Echo"}))
-        await next_frame(backend, "backend_registered")
+    """A backend (a linghub ``Member``, not verifying a self-signed certificate) registers and answers one chat
+    from a token-less loopback user on raw frames, as LingYi's users connect; returns the user's reply."""
+    echo = Member(url, token, backend_id=backend_id, name="Echo", verify=False)
+
+    @echo.on_chat
+    async def answer(chat: Chat) -> str:
+        return "echo " + chat.text
+
+    async with echo, connect(f"{url}/ws/bridge/") as user:
         await user.send(json.dumps({"type": "chat", "target": backend_id, "text": "你好"}))
-        chat = await next_frame(backend, "chat")
-        reply = {"type": "reply", "request_id": chat["request_id"], "text": "echo " + chat["text"]}
-        await backend.send(json.dumps(reply))
         return await next_frame(user, "reply")
 
 
@@ -197,24 +203,19 @@ def test_runhub_restarts_the_embedded_valkey_and_every_child_recovers(tmp_path):
             assert down.json()["down"] == ["redis"], down.text
 
         # The server's cache and channel layer: a send and a new socket work again.
-        answer = httpx.post(
-            f"{hub.http_url}/api/unified/send",
-            json={"sender_id": "lingyi", "recipient_id": "echo", "content": "after the restart"},
-            headers={"Authorization": f"Bearer {sender_token}"},
-            timeout=10,
-        )
-        assert answer.status_code in (200, 202), answer.text
-        assert answer.json()["channel"] == "queue"  # the backend is offline: queued
+        with SyncClient(hub.http_url, sender_token, retries=0) as lingyi:  # the first answer counts
+            answer = lingyi.send("echo", "after the restart")
+        assert answer.http_status in (200, 202), answer.raw
+        assert answer.channel == "queue"  # the backend is offline: queued
 
         # The django-q2 cluster's broker: registering enqueues the flush task that delivers the queued message
         # (the retry scheduler would wait 600 s).
         async def receive_queued() -> dict:
-            async with connect(f"{hub.ws_url}/?token={backend_token}") as backend:
-                register = {"type": "register_backend", "backend_id": "echo", "name": "Echo", "capabilities": ["ack"]}
-                await backend.send(json.dumps(register))
-                message = await next_frame(backend, "message", timeout=40)
-                await backend.send(json.dumps({"type": "ack", "message_id": message["message_id"]}))
-                return message
+            echo, inbox = listening(hub.ws_url, backend_token, "echo")
+            async with echo:
+                _, message = await inbox.wait_for(lambda _: True, timeout=40)
+                await eventually(lambda: echo.stats.acks >= 1, what="the ack")
+            return message.raw
 
         assert asyncio.run(receive_queued())["content"] == "after the restart"
         print(
