@@ -12,6 +12,7 @@ from linghub.models import Message, OnlineStatus, Push, SendResult
 
 
 def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON: datetimes in ISO 8601, the library's shapes as objects without ``raw``."""
     if isinstance(value, datetime):
         return value.isoformat()
     if is_dataclass(value) and not isinstance(value, type):
@@ -24,10 +25,12 @@ def jsonable(value: Any) -> Any:
 
 
 def when(value: datetime | None) -> str:
+    """A timestamp in local time for people; "never" for None."""
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "never"
 
 
 def short(text: str, width: int = 80) -> str:
+    """``text`` on one line, cut to ``width`` characters with an ellipsis."""
     line = " ".join(text.split())
     return line if len(line) <= width else line[: width - 1] + "…"
 
@@ -47,10 +50,12 @@ class Output:
 
 
 def note(text: str) -> None:
+    """Say something to the person on stderr (stdout stays for the output)."""
     print(text, file=sys.stderr, flush=True)
 
 
 def describe_send(recipient: str, result: SendResult) -> str:
+    """One line on what became of a sent message."""
     if result.refused:
         return f"refused by {recipient} for good: {result.error} ({result.message_id})"
     if result.queued:
@@ -61,12 +66,14 @@ def describe_send(recipient: str, result: SendResult) -> str:
 
 
 def status_line(status: OnlineStatus) -> str:
+    """One line on a member's presence."""
     state = "online" if status.online else "offline"
     channel = status.channel if status.online else "-"
     return f"{status.member_id:<20} {state:<8} {channel:<12} last seen {when(status.last_seen)}"
 
 
 def message_line(message: Message) -> str:
+    """One line for a delivery ``tail`` prints."""
     topic = f"[{message.topic}] " if message.topic else ""
     source = f" via {message.source}" if message.source and message.source != "api" else ""
     return (
@@ -76,5 +83,6 @@ def message_line(message: Message) -> str:
 
 
 def push_line(push: Push) -> str:
+    """One line for a push ``tail`` prints."""
     category = f" ({push.category})" if push.category else ""
     return f"{when(push.timestamp)}  push from {push.backend}{category}: {push.text}"
