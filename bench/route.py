@@ -1,8 +1,9 @@
-"""Routing throughput: messages/s and p50/p99 latency through ``POST /api/unified/send`` on a real daphne
-to an online LingMessage endpoint (a local HTTP server), against a bare Django view in the same process
-that only writes one row. Both run in the same run, so the ratio is what to compare across machines.
+"""Routing throughput: messages/s and p50/p99 latency through ``POST /api/unified/send`` on a real hub (``runhub``:
+the ASGI server it picks, the embedded Redis-compatible server unless REDIS_URL is set, the workers) to an online
+LingMessage endpoint (a local HTTP server), against a bare Django view in the same process that only writes one
+row. Both run in the same run, so the ratio is what to compare across machines.
 
-    .venv/bin/python bench/route.py [--seconds 4] [--concurrency 8]
+    .venv/bin/python bench/route.py [--seconds 4] [--concurrency 8] [--server uvicorn|daphne]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
 
 import httpx  # noqa: E402
 
+from bench.bridge import machine  # noqa: E402
 from tests.http_peer import HttpPeer  # noqa: E402
 from tests.support import hub_env, manage, running_hub  # noqa: E402
 
@@ -79,12 +81,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--server", choices=["uvicorn", "daphne"], default=None, help="default: runhub's")
+    parser.add_argument("--rounds", type=int, default=1, help="baseline and routed runs taking turns")
     args = parser.parse_args()
+    print(f"command: {' '.join(sys.argv)}\nmachine: {machine()}")
 
     with tempfile.TemporaryDirectory(prefix="bench-route-") as tmp, HttpPeer() as endpoint:
         data_dir = Path(tmp)
         env = hub_env(data_dir, DJANGO_SETTINGS_MODULE="bench.route_settings", HUB_LOG_LEVEL="WARNING")
-        with running_hub(data_dir=data_dir, extra_env=env) as hub:
+        with running_hub(data_dir=data_dir, runhub=True, server=args.server, extra_env=env) as hub:
             setup = SETUP.format(endpoint=endpoint.url, senders=args.concurrency)
             out = manage(data_dir, "shell", "-c", setup, env=env).stdout.strip().splitlines()[-1]
             info = json.loads(out)
@@ -98,32 +103,40 @@ def main() -> None:
             ]
             send_url = f"{hub.http_url}/api/unified/send"
             baseline_url = f"{hub.http_url}/bench/baseline"
-            # Warm up both paths (connections, imports), then measure each in turn.
+            # Warm up both paths (connections, imports), then measure each in turn, ``--rounds`` times.
             asyncio.run(_load(send_url, 0.5, send_requests))
             asyncio.run(_load(baseline_url, 0.5, baseline_requests))
-            baseline = _figures(
-                "bare view, one row", *asyncio.run(_load(baseline_url, args.seconds, baseline_requests)), args.seconds
-            )
-            posts_before = len(endpoint.posts())
-            routed = _figures(
-                "POST /api/unified/send", *asyncio.run(_load(send_url, args.seconds, send_requests)), args.seconds
-            )
-            delivered = len(endpoint.posts()) - posts_before
+            rounds = []
+            for _ in range(args.rounds):
+                baseline = _figures(
+                    "bare view, one row",
+                    *asyncio.run(_load(baseline_url, args.seconds, baseline_requests)),
+                    args.seconds,
+                )
+                posts_before = len(endpoint.posts())
+                routed = _figures(
+                    "POST /api/unified/send", *asyncio.run(_load(send_url, args.seconds, send_requests)), args.seconds
+                )
+                routed["delivered"] = len(endpoint.posts()) - posts_before
+                rounds.append((baseline, routed))
 
+    database = "PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "SQLite"
+    redis = "Redis (REDIS_URL)" if os.environ.get("REDIS_URL") else "embedded valkey"
     print(
-        f"concurrency {args.concurrency}, {args.seconds:g} s per run, "
-        f"daphne + {os.environ.get('DATABASE_URL', 'SQLite')}"
+        f"concurrency {args.concurrency}, {args.seconds:g} s per run, runhub --server {args.server or 'default'} "
+        f"+ {database} + {redis}"
     )
-    for row in (baseline, routed):
+    for baseline, routed in rounds:
+        for row in (baseline, routed):
+            print(
+                f"{row['name']:<26} {row['per_second']:8.1f} msg/s   p50 {row['p50_ms']:7.2f} ms   "
+                f"p99 {row['p99_ms']:7.2f} ms   ({row['messages']} ok, {row['errors']} errors)"
+            )
+        print(f"endpoint received {routed['delivered']} signed notifications for {routed['messages']} routed messages")
         print(
-            f"{row['name']:<26} {row['per_second']:8.1f} msg/s   p50 {row['p50_ms']:7.2f} ms   "
-            f"p99 {row['p99_ms']:7.2f} ms   ({row['messages']} ok, {row['errors']} errors)"
+            f"ratio routed/baseline: {routed['per_second'] / baseline['per_second']:.2f} (throughput), "
+            f"{routed['p50_ms'] / baseline['p50_ms']:.2f}x p50 latency"
         )
-    print(f"endpoint received {delivered} signed notifications for {routed['messages']} routed messages")
-    print(
-        f"ratio routed/baseline: {routed['per_second'] / baseline['per_second']:.2f} (throughput), "
-        f"{routed['p50_ms'] / baseline['p50_ms']:.2f}x p50 latency"
-    )
 
 
 if __name__ == "__main__":

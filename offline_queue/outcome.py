@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -35,12 +36,13 @@ class Outcome:
         return self.result in ("delivered", "sent")
 
 
-def message_record_outcome(message: Message, outcome: Outcome) -> None:
+def message_record_outcome(message: Message, outcome: Outcome, *, also: Callable[[], dict] | None = None) -> bool:
     """Apply the retry policy to ``message`` after an attempt (``Message.after_attempt``) and save it with a
     conditional UPDATE; the instance follows. An acknowledgement that arrived meanwhile wins (a delivered
     message stays delivered), and a message an operator or the expiry already closed is not reopened by a late
     failure. The message's lease is released (the attempt it was held for is over). Failures and expiry are
-    counted and alerted."""
+    counted and alerted. ``also``: called once the instance has its new state, returns more fields for the same
+    UPDATE. Returns whether the row was updated (False: it had changed meanwhile and the instance follows it)."""
     now = timezone.now()
     state = message.after_attempt(
         outcome.result,
@@ -57,14 +59,14 @@ def message_record_outcome(message: Message, outcome: Outcome) -> None:
         rows = rows.exclude(status=Message.Status.DELIVERED)
     else:
         rows = rows.filter(status__in=Message.UNDELIVERED)
-    if not rows.update(**state.values()):
+    if not rows.update(**state.values(), **(also() if also else {})):
         # Acknowledged, expired or closed by an operator meanwhile: the row already says what happened.
         current = Message.objects.filter(pk=message.pk).values("status", "delivered_at", "delivered_via").first()
         if current:
             message.status = current["status"]
             message.delivered_at = current["delivered_at"]
             message.delivered_via = current["delivered_via"]
-        return
+        return False
     member = message.recipient.member_id
     if message.status == Message.Status.DELIVERED:
         metrics.TIME_TO_DELIVERY.observe(max(0.0, (now - message.created_at).total_seconds()))
@@ -74,6 +76,7 @@ def message_record_outcome(message: Message, outcome: Outcome) -> None:
     elif message.status == Message.Status.EXPIRED:
         metrics.EXPIRED.labels(member=member).inc()
         alert_undelivered(messages=[message], reason="expired")
+    return True
 
 
 def message_give_up(message: Message, reason: str) -> None:

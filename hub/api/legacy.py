@@ -94,7 +94,11 @@ def legacy_send(request: HttpRequest) -> JsonResponse:
         "message_type": body.get("message_type") or "notification",
     }
     result = member_send(
-        member=sender, request=send, source="api", idempotency_key=request.headers.get("Idempotency-Key", "")
+        member=sender,
+        request=send,
+        source="api",
+        idempotency_key=request.headers.get("Idempotency-Key", ""),
+        fresh=True,
     )
     if result.retry_after:
         return json_error(429, result.error, Retry_After=str(result.retry_after))

@@ -38,7 +38,11 @@ def send(request: HttpRequest) -> JsonResponse:
     if "recipient_id" not in body:
         return json_error(400, "recipient_id is required")
     result = member_send(
-        member=member, request=body, source="api", idempotency_key=request.headers.get("Idempotency-Key", "")
+        member=member,
+        request=body,
+        source="api",
+        idempotency_key=request.headers.get("Idempotency-Key", ""),
+        fresh=True,
     )
     if result.retry_after:
         return json_error(429, result.error, Retry_After=str(result.retry_after))

@@ -27,6 +27,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from hub import metrics
+from hub.delivery.counters import counter_take
 from members.models import Member
 
 RULES = ("message_types", "formats", "priority", "daily_cap", "dedupe")
@@ -114,12 +115,7 @@ def policy_release(claim: Claim) -> None:
 def _take_daily(member: Member, claim: Claim, now: datetime) -> Refusal | None:
     day = timezone.localtime(now).date()
     key = f"hub:daily:{member.pk}:{day.isoformat()}"
-    cache.add(key, 0, timeout=2 * 24 * 3600)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # the key expired between add and incr
-        cache.set(key, 1, timeout=2 * 24 * 3600)
-        count = 1
+    count = counter_take(key, timeout=2 * 24 * 3600)
     claim.daily_key = key
     claim.taken.append(key)
     if count <= member.daily_cap:

@@ -65,6 +65,12 @@ def channel_state(channel: Channel, now: datetime | None = None) -> str:
     return UNKNOWN
 
 
+def _refresh_period() -> timedelta:
+    """How long a successful delivery to a channel that is up may go unrecorded: well inside the cache period
+    (which keeps an HTTP channel up), at most a second (the precision of ``last_seen``)."""
+    return min(timedelta(seconds=1), _cache_period() / 4)
+
+
 def _cache_key(channel: Channel) -> str:
     digest = hashlib.sha256(channel.address.encode("utf-8")).hexdigest()[:16]
     return f"hub:probe:{channel.pk}:{digest}"
@@ -75,6 +81,10 @@ def remember(channel: Channel, *, ok: bool, error: str = "", now: datetime | Non
     turned up from not up."""
     now = now or timezone.now()
     was_up = channel_state(channel, now) == UP
+    if ok and was_up and channel.last_ok and now - channel.last_ok < _refresh_period():
+        # Up and said so a moment ago: nothing changes but a timestamp, so a busy channel's row (and the cache)
+        # is written at most once per refresh period rather than on every delivery.
+        return False
     if ok and channel.kind == Channel.Kind.BRIDGE:
         # A bridge socket's last_seen is its heartbeat, kept by the bridge; a send proves nothing more.
         channel.last_ok = now

@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 import time
 
-from django.core.cache import cache
-
+from hub.delivery.counters import counter_take
 from members.models import Member
 
 
@@ -16,12 +15,7 @@ def member_take_send_slot(*, member: Member) -> int:
     now = time.time()
     window = int(now // 60)
     key = f"hub:rate:{member.pk}:{window}"
-    cache.add(key, 0, timeout=120)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # the key expired between add and incr
-        cache.set(key, 1, timeout=120)
-        count = 1
+    count = counter_take(key, timeout=120)
     if count <= member.send_rate:
         return 0
     return max(1, math.ceil((window + 1) * 60 - now))

@@ -76,10 +76,11 @@ def candidates(message: Message, member: Member) -> list[Channel]:
     return sorted(usable, key=lambda c: (order.index(c.kind) if c.kind in order else len(order), c.pk))
 
 
-def attempt(message: Message) -> Outcome:
+def attempt(message: Message, *, recipient: Member | None = None) -> Outcome:
     """Try to deliver ``message`` once over the best working channel; returns the outcome (never raises
-    for delivery failures). The caller applies it with ``offline_queue.outcome.message_record_outcome``."""
-    member = Member.objects.prefetch_related("channels").get(pk=message.recipient_id)
+    for delivery failures). The caller applies it with ``offline_queue.outcome.message_record_outcome``.
+    ``recipient``: the recipient with its channels prefetched, read by the caller just now (else read here)."""
+    member = recipient or Member.objects.prefetch_related("channels").get(pk=message.recipient_id)
     message.recipient = member
     if not member.enabled:
         return _nobody(message, f"{OFFLINE}: member {member.member_id!r} is disabled")

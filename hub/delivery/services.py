@@ -33,12 +33,16 @@ logger = logging.getLogger(__name__)
 SEND_FIELDS = ("recipient_id", "topic", "content", "message_type", "thread_id", "reply_to", "message_id")
 
 
-def member_send(*, member: Member, request: dict, source: str, idempotency_key: str | None = "") -> SendResult:
+def member_send(
+    *, member: Member, request: dict, source: str, idempotency_key: str | None = "", fresh: bool = False
+) -> SendResult:
     """A send by an authenticated ``member`` (``POST /api/unified/send``, the bridge ``send`` frame): counted
     against the member's rate, then ``message_send`` as that member with the fields of ``request`` that are
     set. Over the rate: a 429 result with ``retry_after`` and nothing stored. Then the member's send policy
-    (``hub.delivery.policy``), read fresh: an edit in the admin applies to a socket that is already open."""
-    member.refresh_from_db(fields=["send_rate_per_minute", *member_policy.FIELDS])
+    (``hub.delivery.policy``), read fresh: an edit in the admin applies to a socket that is already open.
+    ``fresh``: ``member`` was read for this very request (the token lookup of an HTTP call); not read again."""
+    if not fresh:
+        member.refresh_from_db(fields=["send_rate_per_minute", *member_policy.FIELDS])
     retry_after = member_take_send_slot(member=member)
     if retry_after:
         error = f"send rate of {member.send_rate} messages per minute exceeded"
@@ -152,7 +156,8 @@ def message_send(
             return rejected(f"message_id {message_id!r} is already taken", 409, started)
         return replay(previous, request, started)
 
-    recipient = Member.objects.filter(member_id=recipient_id).first()
+    # With its channels: the first attempt below routes over them without reading the member again.
+    recipient = Member.objects.filter(member_id=recipient_id).prefetch_related("channels").first()
     if recipient is None:
         return rejected(f"unknown recipient {recipient_id!r}", 404, started)
     if not recipient.enabled:
@@ -163,7 +168,7 @@ def message_send(
             sender_id=sender_id, recipient_id=recipient_id, message_type=message_type, priority=priority, topic=topic
         )
         if plan.rerouted:
-            recipient = Member.objects.get(member_id=plan.main.member_id)
+            recipient = Member.objects.prefetch_related("channels").get(member_id=plan.main.member_id)
             channel_kind = plan.main.channel_kind
             metadata = {**(metadata or {}), "_route": {"rule": plan.main.rule_id, "requested": recipient_id}}
 
@@ -217,19 +222,36 @@ def message_send(
         if isinstance(response, Exception):
             logger.error("message_accepted receiver %r failed: %r", receiver, response, exc_info=response)
 
-    outcome = None
-    if not behind:
-        outcome = routing.attempt(message)
-        message_record_outcome(message, outcome)
-    result = answer_for(message, outcome, started)
-    if plan is not None and plan.copies:
-        result = replace(result, copies=tuple(_send_copy(message, copy) for copy in plan.copies))
+    copies = plan.copies if plan is not None else ()
+    if behind:
+        result = answer_for(message, None, started)
+    else:
+        outcome = routing.attempt(message, recipient=recipient)
+        answered: list[SendResult] = []
+
+        def answer_fields() -> dict:
+            answered.append(answer_for(message, outcome, started))
+            return _answer_fields(message, answered[0])
+
+        # Without copies to make, the answer is known once the outcome is: one UPDATE stores both. Should the row
+        # have changed meanwhile (acknowledged already), the answer follows the row and is stored on its own.
+        if message_record_outcome(message, outcome, also=None if copies else answer_fields) and not copies:
+            return answered[0]
+        result = answer_for(message, outcome, started)
+    if copies:
+        result = replace(result, copies=tuple(_send_copy(message, copy) for copy in copies))
+    Message.objects.filter(pk=message.pk).update(**_answer_fields(message, result))
+    return result
+
+
+def _answer_fields(message: Message, result: SendResult) -> dict:
+    """The row's record of the answer to the send (kept for a repeated request): ``accepted_channel`` and the
+    answer in the metadata. Sets them on ``message`` too."""
     message.accepted_channel = result.channel or ""
     answer = asdict(result)
     del answer["retry_after"]  # a field of refusals only: what is kept is the answer of an accepted send
-    message.metadata[ANSWER_KEY] = answer
-    Message.objects.filter(pk=message.pk).update(accepted_channel=message.accepted_channel, metadata=message.metadata)
-    return result
+    message.metadata = {**message.metadata, ANSWER_KEY: answer}
+    return {"accepted_channel": message.accepted_channel, "metadata": message.metadata}
 
 
 def _send_copy(message: Message, copy: routes.Destination) -> dict:
