@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 
 
@@ -10,9 +10,10 @@ def counter_take(key: str, *, timeout: int) -> int:
     """Add one to the counter ``key`` (created at 0, living ``timeout`` seconds, when missing); returns the new
     count. With Redis the create and the increment go in one pipeline (one round trip instead of two); values
     stay plain integers, so ``cache.get``/``cache.decr`` read and give back the same counter."""
-    if isinstance(cache, RedisCache):
-        full = cache.make_and_validate_key(key)
-        pipe = cache._cache.get_client(full, write=True).pipeline(transaction=False)
+    backend = caches["default"]  # ``cache`` is a proxy to it
+    if isinstance(backend, RedisCache):
+        full = backend.make_and_validate_key(key)
+        pipe = backend._cache.get_client(full, write=True).pipeline(transaction=False)
         pipe.set(full, 0, ex=timeout, nx=True)
         pipe.incr(full)
         return int(pipe.execute()[1])
