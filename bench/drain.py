@@ -1,7 +1,7 @@
 """Offline queue drain benchmark: N messages wait for an offline bridge member; the member connects; how long
 until every one is delivered AND acknowledged, in order.
 
-The whole hub runs for real (``runhub``: daphne, the django-q2 cluster, ``retry_queue``, the embedded
+The whole hub runs for real (``runhub``: its ASGI server, the django-q2 cluster, ``retry_queue``, the embedded
 Redis-compatible server unless REDIS_URL is set). The queue is filled as ``hub.delivery.services.message_send`` leaves
 it for an offline recipient: the first message of each sender through ``message_send`` itself (its attempt
 fails: nobody is reachable), the others stored queued behind it (``message_send`` makes no attempt for
@@ -10,10 +10,10 @@ and acknowledges each ``message`` frame it gets. The clock runs from ``register_
 database says all N are delivered. Per-sender order is checked on the frames as received.
 
 Baseline, same run, same hub, same socket: N ``ping`` frames answered by N ``pong`` frames (the cost of
-moving N frames each way through daphne with no database work). The ratio says how far from that floor
+moving N frames each way through the server with no database work). The ratio says how far from that floor
 the drain is.
 
-    .venv/bin/python bench/drain.py [--messages 10000] [--senders 10] [--acks single|list]
+    .venv/bin/python bench/drain.py [--messages 10000] [--senders 10] [--acks single|list] [--server uvicorn|daphne]
 
 With DATABASE_URL=postgres://… (a database used only for the benchmark) and REDIS_URL=redis://… it
 measures the scaled configuration.
@@ -37,6 +37,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
 
 import websockets  # noqa: E402
 
+from bench.bridge import machine  # noqa: E402
 from tests.support import hub_env, manage, running_hub  # noqa: E402
 
 MEMBER = "drainer"
@@ -156,7 +157,7 @@ async def drain(ws_url: str, token: str, order: dict[str, list[str]], acks: str)
 
 
 async def ping_baseline(ws_url: str, n: int) -> float:
-    """N pings sent back to back, N pongs read: the time for N frames each way through daphne."""
+    """N pings sent back to back, N pongs read: the time for N frames each way through the server."""
     async with websockets.connect(ws_url, max_size=None) as ws:
         started = time.perf_counter()
 
@@ -176,7 +177,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=10000)
     parser.add_argument("--senders", type=int, default=10)
     parser.add_argument("--acks", choices=["single", "list"], default="single")
+    parser.add_argument("--server", choices=["uvicorn", "daphne"], default=None, help="default: runhub's")
     args = parser.parse_args()
+    print(f"command: {' '.join(sys.argv)}\nmachine: {machine()}")
 
     with tempfile.TemporaryDirectory(prefix="hub-drain-") as tmp:
         data_dir = Path(tmp)
@@ -198,9 +201,10 @@ def main() -> None:
         order = fill_queue(args.messages, args.senders)
         total = sum(len(v) for v in order.values())
         print(f"queued {total} messages from {args.senders} senders in {time.perf_counter() - t:.1f} s")
-        print(f"database {database}, channel layer and broker: {layer}, acks: {args.acks}")
+        server = args.server or settings.HUB_SERVER
+        print(f"server {server}, database {database}, channel layer and broker: {layer}, acks: {args.acks}")
 
-        with running_hub(data_dir=data_dir, runhub=True, extra_env=extra) as hub:
+        with running_hub(data_dir=data_dir, runhub=True, server=args.server, extra_env=extra) as hub:
             result = asyncio.run(drain(hub.ws_url, token, order, args.acks))
             baseline = asyncio.run(ping_baseline(hub.ws_url, total))
             server_log = hub.log()
@@ -210,7 +214,7 @@ def main() -> None:
         print(f"all {total} received    {result['received']:.2f} s")
         print(f"all delivered + acked  {result['acked']:.2f} s  ({rate:.0f} messages/s)")
         print(f"per-sender order kept  {result['in_order']}; duplicates {result['duplicates']}")
-        print(f"baseline: {total} pings/pongs through the same daphne {baseline:.2f} s")
+        print(f"baseline: {total} pings/pongs through the same server {baseline:.2f} s")
         print(f"ratio drain / baseline {result['acked'] / baseline:.1f}")
         for line in server_log.splitlines():
             if "flushed the queue" in line:

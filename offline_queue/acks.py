@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+from django.db import connection
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from hub import metrics
+from members.models import Member
 from offline_queue.models import Message
 from offline_queue.scheduling import pair_schedule_delivery
 
@@ -21,30 +25,60 @@ class AckResult:
 def messages_acknowledge(*, member_id: str, message_ids: list[str]) -> AckResult:
     """Mark the member's messages ``message_ids`` delivered (the client's ``ack``). Idempotent; ids that are
     not messages to ``member_id`` come back in ``unknown``. A pair whose in-flight messages are now all
-    acknowledged and that has more waiting behind them is scheduled for delivery at once."""
+    acknowledged and that has more waiting behind them is scheduled for delivery at once.
+
+    One ``UPDATE … RETURNING`` marks and reads the acknowledged rows (SQLite 3.35+, PostgreSQL); only ids it did
+    not change are looked up again, to tell a repeated ack from an unknown id."""
     result = AckResult()
     wanted = list(dict.fromkeys(i for i in message_ids if isinstance(i, str) and i))
-    rows = {
-        row["message_id"]: row
-        for row in Message.objects.filter(message_id__in=wanted, recipient__member_id=member_id).values(
-            "pk", "message_id", "status", "created_at", "sender_id", "recipient_id"
-        )
-    }
-    result.unknown = [i for i in wanted if i not in rows]
-    result.already = [i for i in wanted if i in rows and rows[i]["status"] == Message.Status.DELIVERED]
-    todo = [row for row in rows.values() if row["status"] != Message.Status.DELIVERED]
-    if not todo:
+    if not wanted:
         return result
     now = timezone.now()
-    Message.objects.filter(pk__in=[row["pk"] for row in todo]).exclude(status=Message.Status.DELIVERED).update(
-        status=Message.Status.DELIVERED, delivered_at=now, next_retry_at=None, last_error=""
-    )
-    result.acknowledged = [row["message_id"] for row in todo]
-    for row in todo:
-        metrics.TIME_TO_DELIVERY.observe(max(0.0, (now - row["created_at"]).total_seconds()))
-    for sender_id, recipient_id in {(row["sender_id"], row["recipient_id"]) for row in todo}:
+    done = {row[0]: row for row in _mark_delivered(member_id=member_id, message_ids=wanted, now=now)}
+    result.acknowledged = [i for i in wanted if i in done]
+    rest = [i for i in wanted if i not in done]
+    if rest:
+        found = set(
+            Message.objects.filter(message_id__in=rest, recipient__member_id=member_id).values_list(
+                "message_id", flat=True
+            )
+        )
+        result.already = [i for i in rest if i in found]  # not changed, so delivered already
+        result.unknown = [i for i in rest if i not in found]
+    for _, created_at, _, _ in done.values():
+        metrics.TIME_TO_DELIVERY.observe(max(0.0, (now - _aware(created_at)).total_seconds()))
+    for sender_id, recipient_id in {(row[2], row[3]) for row in done.values()}:
         pair_continue(sender_id=sender_id, recipient_id=recipient_id)
     return result
+
+
+def _mark_delivered(*, member_id: str, message_ids: list[str], now: datetime) -> list[tuple]:
+    """Mark the member's undelivered messages among ``message_ids`` delivered at ``now``; returns their
+    ``(message_id, created_at, sender_id, recipient_id)``."""
+    qn = connection.ops.quote_name
+    meta, member = Message._meta, Member._meta
+    column = {name: qn(meta.get_field(name).column) for name in ("message_id", "created_at", "sender_id", "recipient")}
+    status, delivered_at = qn(meta.get_field("status").column), qn(meta.get_field("delivered_at").column)
+    next_retry_at, last_error = qn(meta.get_field("next_retry_at").column), qn(meta.get_field("last_error").column)
+    sql = (
+        f"UPDATE {qn(meta.db_table)} SET {status} = %s, {delivered_at} = %s, {next_retry_at} = NULL, {last_error} = '' "
+        f"WHERE {column['message_id']} IN ({', '.join(['%s'] * len(message_ids))}) AND {status} <> %s "
+        f"AND {column['recipient']} = (SELECT {qn(member.pk.column)} FROM {qn(member.db_table)} "
+        f"WHERE {qn(member.get_field('member_id').column)} = %s) "
+        f"RETURNING {column['message_id']}, {column['created_at']}, {column['sender_id']}, {column['recipient']}"
+    )
+    delivered = Message.Status.DELIVERED
+    params = [delivered, connection.ops.adapt_datetimefield_value(now), *message_ids, delivered, member_id]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _aware(value) -> datetime:
+    """A ``created_at`` as the raw cursor returns it (SQLite: text) as an aware datetime."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    return value if timezone.is_aware(value) else timezone.make_aware(value, UTC)
 
 
 def pair_continue(*, sender_id: str, recipient_id: int) -> None:
