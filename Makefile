@@ -21,6 +21,17 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Every benchmark with quick settings (a few minutes in all); each prints its command, the machine and its figures
+# against a baseline measured in the same run. BENCH_DRAIN_ENV: e.g. `DATABASE_URL=postgres://… REDIS_URL=redis://…`
+# for the drain's scaled configuration. docs/performance.md has the full-length runs.
+bench: setup
+	$(BIN)/python bench/route.py --seconds 3
+	$(BENCH_DRAIN_ENV) $(BIN)/python bench/drain.py
+	$(BIN)/python bench/bridge.py --seconds 2 --warmup 0.5 --users 16,64 --idle 300 --servers uvicorn
+	$(BIN)/python bench/dashboard.py --requests 20
+	$(BIN)/python bench/poller.py --seconds 15
+	$(BIN)/python bench/processes.py --servers uvicorn --runs 1
+
 lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .

@@ -21,6 +21,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
 
 import httpx  # noqa: E402
 
+from bench.bridge import machine  # noqa: E402
 from tests.support import hub_env, manage, running_hub  # noqa: E402
 
 SEED = """
@@ -96,6 +97,7 @@ def main() -> None:
     parser.add_argument("--attempts", type=int, default=20000)
     parser.add_argument("--requests", type=int, default=40)
     args = parser.parse_args()
+    print(f"command: {' '.join(sys.argv)}\nmachine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="bench-dash-") as tmp, running_hub(data_dir=Path(tmp)) as hub:
         data_dir = Path(tmp)
         started = time.perf_counter()

@@ -37,7 +37,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
 
 import websockets  # noqa: E402
 
-from bench.bridge import machine  # noqa: E402
+from bench.bridge import cpu_seconds, machine  # noqa: E402
 from tests.support import hub_env, manage, running_hub  # noqa: E402
 
 MEMBER = "drainer"
@@ -172,6 +172,30 @@ async def ping_baseline(ws_url: str, n: int) -> float:
         return time.perf_counter() - started
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds used so far by ``root`` and every process below it (the server, workers, embedded Redis)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        tree.add(pid)
+        todo += [child for child, parent in parents.items() if parent == pid and child not in tree]
+    total = 0.0
+    for pid in tree:
+        try:
+            total += cpu_seconds(pid)
+        except OSError:
+            continue
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=10000)
@@ -205,7 +229,9 @@ def main() -> None:
         print(f"server {server}, database {database}, channel layer and broker: {layer}, acks: {args.acks}")
 
         with running_hub(data_dir=data_dir, runhub=True, server=args.server, extra_env=extra) as hub:
+            cpu_before = tree_cpu_seconds(hub.process.pid)
             result = asyncio.run(drain(hub.ws_url, token, order, args.acks))
+            hub_cpu = tree_cpu_seconds(hub.process.pid) - cpu_before
             baseline = asyncio.run(ping_baseline(hub.ws_url, total))
             server_log = hub.log()
 
@@ -213,6 +239,9 @@ def main() -> None:
         print(f"first frame after      {result['first_frame']:.2f} s")
         print(f"all {total} received    {result['received']:.2f} s")
         print(f"all delivered + acked  {result['acked']:.2f} s  ({rate:.0f} messages/s)")
+        print(
+            f"hub CPU for the drain  {hub_cpu:.2f} s (every hub process; PostgreSQL and an external Redis not counted)"
+        )
         print(f"per-sender order kept  {result['in_order']}; duplicates {result['duplicates']}")
         print(f"baseline: {total} pings/pongs through the same server {baseline:.2f} s")
         print(f"ratio drain / baseline {result['acked'] / baseline:.1f}")

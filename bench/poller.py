@@ -39,6 +39,7 @@ django.setup()
 import httpx  # noqa: E402
 import websockets  # noqa: E402
 
+from bench.bridge import machine  # noqa: E402
 from feishu.client import FeishuClient  # noqa: E402
 from tests.fakes.feishu_server import FakeFeishu  # noqa: E402
 from tests.support import hub_env, manage, redis_reachable, running_hub  # noqa: E402
@@ -118,6 +119,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=40.0)
     parser.add_argument("--messages-per-second", type=float, default=1.0)
     args = parser.parse_args()
+    print(f"command: {' '.join(sys.argv)}\nmachine: {machine()}")
 
     with contextlib.ExitStack() as stack:
         feishu = stack.enter_context(FakeFeishu())
