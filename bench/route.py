@@ -1,7 +1,7 @@
 """Routing throughput: messages/s and p50/p99 latency through ``POST /api/unified/send`` on a real hub (``runhub``:
 the ASGI server it picks, the embedded Redis-compatible server unless REDIS_URL is set, the workers) to an online
-LingMessage endpoint (a local HTTP server), against a bare Django view in the same process that only writes one
-row. Both run in the same run, so the ratio is what to compare across machines.
+LingMessage endpoint (a local HTTP server in a process of its own), against a bare Django view in the same server
+process that only writes one row. Both run in the same run, so the ratio is what to compare across machines.
 
     .venv/bin/python bench/route.py [--seconds 4] [--concurrency 8] [--server uvicorn|daphne]
 """
@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +26,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
 import httpx  # noqa: E402
 
 from bench.bridge import machine  # noqa: E402
-from tests.http_peer import HttpPeer  # noqa: E402
 from tests.support import hub_env, manage, running_hub  # noqa: E402
 
 SETUP = """
@@ -40,6 +40,39 @@ for i in range({senders}):
     tokens.append(created.token)
 print(json.dumps({{"tokens": tokens, "recipient_pk": Member.objects.get(member_id="bench-recipient").pk}}))
 """
+
+
+ENDPOINT = """
+import sys
+sys.path.insert(0, {root!r})
+from tests.http_peer import HttpPeer
+with HttpPeer() as peer:
+    print(peer.url, flush=True)
+    for line in sys.stdin:
+        print(len(peer.posts()), flush=True)
+"""
+
+
+class Endpoint:
+    """The recipient's LingMessage endpoint (``tests.http_peer.HttpPeer``) in a process of its own, so that it does
+    not wait for the load generator's GIL (a real endpoint runs elsewhere too); ``posts()`` counts what it got."""
+
+    def __enter__(self) -> Endpoint:
+        code = ENDPOINT.format(root=str(ROOT))
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self.url = self.process.stdout.readline().strip()
+        return self
+
+    def posts(self) -> int:
+        self.process.stdin.write("\n")
+        self.process.stdin.flush()
+        return int(self.process.stdout.readline())
+
+    def __exit__(self, *exc) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=10)
 
 
 async def _load(url: str, seconds: float, requests: list[tuple[dict, dict]]) -> tuple[list[float], int]:
@@ -86,7 +119,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"command: {' '.join(sys.argv)}\nmachine: {machine()}")
 
-    with tempfile.TemporaryDirectory(prefix="bench-route-") as tmp, HttpPeer() as endpoint:
+    with tempfile.TemporaryDirectory(prefix="bench-route-") as tmp, Endpoint() as endpoint:
         data_dir = Path(tmp)
         env = hub_env(data_dir, DJANGO_SETTINGS_MODULE="bench.route_settings", HUB_LOG_LEVEL="WARNING")
         with running_hub(data_dir=data_dir, runhub=True, server=args.server, extra_env=env) as hub:
@@ -113,11 +146,11 @@ def main() -> None:
                     *asyncio.run(_load(baseline_url, args.seconds, baseline_requests)),
                     args.seconds,
                 )
-                posts_before = len(endpoint.posts())
+                posts_before = endpoint.posts()
                 routed = _figures(
                     "POST /api/unified/send", *asyncio.run(_load(send_url, args.seconds, send_requests)), args.seconds
                 )
-                routed["delivered"] = len(endpoint.posts()) - posts_before
+                routed["delivered"] = endpoint.posts() - posts_before
                 rounds.append((baseline, routed))
 
     database = "PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "SQLite"

@@ -2,13 +2,40 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from fnmatch import fnmatchcase
+from typing import TypeVar
 
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from members.models import Channel, Member
 from offline_queue.models import Message
+
+T = TypeVar("T")
+
+# The operator's configuration that every send reads (the switches, the route rules) is kept for at most this long
+# per process; a save or delete of a switch, a rule or a member in this process forgets it at once (hub.apps), so
+# an edit in the admin applies to the next message and one made in another process within this time.
+CONFIG_SECONDS = 1.0
+_config: dict[str, tuple[float, object]] = {}
+
+
+def config_cached(name: str, load: Callable[[], T]) -> T:
+    """``load()``, or its value from less than ``CONFIG_SECONDS`` ago."""
+    now = time.monotonic()
+    kept = _config.get(name)
+    if kept is not None and kept[0] > now:
+        return kept[1]  # type: ignore[return-value]
+    value = load()
+    _config[name] = (now + CONFIG_SECONDS, value)
+    return value
+
+
+def config_forget(**kwargs) -> None:
+    """Forget the kept configuration (a receiver of ``post_save``/``post_delete``)."""
+    _config.clear()
 
 
 class ChannelKindSwitch(models.Model):
@@ -28,8 +55,10 @@ class ChannelKindSwitch(models.Model):
         return f"{self.get_kind_display()}: {'on' if self.enabled else 'off'}"
 
     @classmethod
-    def switched_off(cls) -> set[str]:
-        return set(cls.objects.filter(enabled=False).values_list("kind", flat=True))
+    def switched_off(cls) -> frozenset[str]:
+        return config_cached(
+            "switched_off", lambda: frozenset(cls.objects.filter(enabled=False).values_list("kind", flat=True))
+        )
 
 
 class RouteRule(models.Model):

@@ -142,6 +142,17 @@ def lingflow(peer):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_config():
+    """The kept switches and route rules (``hub.models.config_cached``) of one test are not the next one's: a
+    test's rows are rolled back without a delete signal."""
+    from hub.models import config_forget
+
+    config_forget()
+    yield
+    config_forget()
+
+
+@pytest.fixture(autouse=True)
 def _no_jitter(settings):
     """The hub's random jitter before posting for a bot (0-1.5 s) is off unless a test turns it on."""
     settings.COORD_JITTER_MAX = 0

@@ -1,7 +1,8 @@
 """Routes as data: the operator's route rules (``hub.models.RouteRule``, admin: *Ling Hub → Route rules*) turned
 into where one message goes.
 
-``route_plan`` reads the enabled rules on every send (an edit applies to the next message, no restart) and
+``route_plan`` reads the enabled rules for every send (an edit applies to the next message, no restart; one made in
+another process within ``hub.models.CONFIG_SECONDS``) and
 returns a ``Plan``: the recipient of the message itself (the requested one, or the target of the first
 matching *instead* rule) and the copies that *also* rules (and further *instead* rules) add. The send path
 makes each copy its own ``Message`` from the same sender, with the idempotency key
@@ -19,7 +20,7 @@ from django.utils import timezone
 from hub.delivery import presence, routing
 from hub.delivery.formats import FormatError, body_problem, priority_problem, read_format
 from hub.delivery.policy import policy_refusal
-from hub.models import RouteRule
+from hub.models import RouteRule, config_cached
 from members.models import Member
 from offline_queue.models import Message
 
@@ -52,9 +53,12 @@ def copy_key(message_id: str, rule_id: int) -> str:
     return f"{message_id}:route{rule_id}"
 
 
-def enabled_rules() -> list[RouteRule]:
-    """The enabled rules whose target is an enabled member, in evaluation order (read on every send)."""
-    return list(RouteRule.objects.filter(enabled=True, target__enabled=True).select_related("target"))
+def enabled_rules() -> tuple[RouteRule, ...]:
+    """The enabled rules whose target is an enabled member, in evaluation order (``hub.models.config_cached``)."""
+    return config_cached(
+        "route_rules",
+        lambda: tuple(RouteRule.objects.filter(enabled=True, target__enabled=True).select_related("target")),
+    )
 
 
 def route_plan(*, sender_id: str, recipient_id: str, message_type: str, priority: int, topic: str) -> Plan:
