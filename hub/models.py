@@ -40,7 +40,7 @@ def config_forget(**kwargs) -> None:
 
 class ChannelKindSwitch(models.Model):
     """Switch a whole channel kind off (e.g. every LingMessage endpoint) without a restart: the router
-    reads the switches on every attempt. A kind without a row is on."""
+    reads the switches for every attempt (``config_cached``). A kind without a row is on."""
 
     kind = models.CharField(max_length=16, choices=Channel.Kind.choices, unique=True)
     enabled = models.BooleanField(default=True)
@@ -64,7 +64,8 @@ class ChannelKindSwitch(models.Model):
 class RouteRule(models.Model):
     """A route as data: messages matching the rule (sender, recipient, type, priority at least N, topic
     pattern) also go, or go instead, to another member, over one channel kind when set. The send path reads
-    the enabled rules on every message (``hub.delivery.routes``), so an edit applies to the next one."""
+    the enabled rules for every message (``hub.delivery.routes``, ``config_cached``), so an edit applies to the
+    next one."""
 
     class Mode(models.TextChoices):
         ALSO = "also", "Also to"
