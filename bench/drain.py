@@ -123,6 +123,7 @@ async def drain(ws_url: str, token: str, order: dict[str, list[str]], acks: str)
             )
         )
         first_frame_at = None
+        arrivals: list[float] = []
         pending_acks: list[str] = []
         while len(seen) < total:
             frame = json.loads(await asyncio.wait_for(ws.recv(), 60))
@@ -130,6 +131,7 @@ async def drain(ws_url: str, token: str, order: dict[str, list[str]], acks: str)
                 continue
             message_id = frame["message_id"]
             first_frame_at = first_frame_at or time.perf_counter()
+            arrivals.append(time.perf_counter() - started)
             if message_id in seen:
                 duplicates += 1
             else:
@@ -153,6 +155,7 @@ async def drain(ws_url: str, token: str, order: dict[str, list[str]], acks: str)
         "acked": all_acked - started,
         "duplicates": duplicates,
         "in_order": in_order,
+        "arrivals": arrivals,
     }
 
 
@@ -202,6 +205,7 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=10)
     parser.add_argument("--acks", choices=["single", "list"], default="single")
     parser.add_argument("--server", choices=["uvicorn", "daphne"], default=None, help="default: runhub's")
+    parser.add_argument("--timeline", action="store_true", help="print how many frames arrived in each 100 ms")
     args = parser.parse_args()
     print(f"command: {' '.join(sys.argv)}\nmachine: {machine()}")
 
@@ -248,6 +252,11 @@ def main() -> None:
         for line in server_log.splitlines():
             if "flushed the queue" in line:
                 print("server:", line.split(": ", 1)[-1])
+        if args.timeline:
+            buckets = [0] * (int(result["received"] / 0.1) + 1)
+            for at in result["arrivals"]:
+                buckets[int(at / 0.1)] += 1
+            print("frames per 100 ms:", " ".join(str(n) for n in buckets))
         if not result["in_order"]:
             sys.exit("per-sender order was broken")
 
