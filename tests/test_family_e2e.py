@@ -10,10 +10,8 @@ every case is printed at the end (``pytest -s``) and kept in docs/compatibility.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import io
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +30,7 @@ from tests.family.lingzhi_receiver import LingzhiReceiver
 from tests.family.mailbox_reader import open_notified
 from tests.family.receiver import Arrival, FamilyServer, Reply
 from tests.family.tls import lingyi_cert, make_cert
-from tests.support import ROOT, HubProcess, hub_env, manage, running_hub
+from tests.support import HubProcess, hub_env, manage, running_hub
 
 pytestmark = pytest.mark.e2e
 
@@ -322,20 +320,9 @@ def test_two_copies_of_a_backend_settle_the_first_keeps_it_and_the_second_is_ref
         assert time.monotonic() - started < 60
 
 
-# --- LingYi's wss:// client (needs runhub --ssl-cert) ---------------------------------------------------------------
+# --- LingYi's wss:// client (runhub --ssl-cert/--ssl-key) --------------------------------------------------------
 
 
-def runhub_serves_tls() -> bool:
-    """True when ``runhub`` takes ``--ssl-cert``/``--ssl-key`` and the test support can start it with them."""
-    if "tls" not in inspect.signature(running_hub).parameters:
-        return False
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "runhub", "--help"], cwd=ROOT, capture_output=True, text=True
-    )
-    return "--ssl-cert" in done.stdout
-
-
-@pytest.mark.skipif(not runhub_serves_tls(), reason="runhub has no --ssl-cert/--ssl-key on this branch (wss://)")
 def test_lingyis_wss_client_registers_and_answers_over_tls(tmp_path):
     """LingYi's client, seeing its certificate, insists on wss://localhost:8765 and verifies nothing."""
     cert = lingyi_cert()
