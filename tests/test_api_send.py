@@ -96,6 +96,7 @@ def test_it_answers_404_for_an_unknown_recipient(client, lingyi):
         ({"sender_id": "lingyi", "content": "x"}, "recipient_id is required"),
         ({**BODY, "message_type": "gossip"}, "message_type"),
         ({**BODY, "recipient_id": 7}, "recipient_id"),
+        ({**BODY, "recipient_id": None}, "recipient_id is required"),  # found by tests/test_fuzz_http.py
         ({**BODY, "metadata": "x"}, "metadata"),
     ],
 )

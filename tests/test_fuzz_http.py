@@ -1,0 +1,173 @@
+"""Property-based fuzzing (hypothesis) of the HTTP ways in: ``POST /api/unified/send`` and the Feishu event and
+card callbacks. Whatever the body, the answer is never a 5xx, and every refusal is the one JSON error envelope
+with a reason. Each test has a bounded budget (examples and no shrinking past it), about 20 s in all."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from feishu.events import encrypt, signature
+from tests.routing_support import isolated_hub, make_member  # noqa: F401
+
+FUZZ = settings(
+    # HUB_FUZZ_EXAMPLES=2000 for a longer hunt on a developer's machine.
+    max_examples=int(os.environ.get("HUB_FUZZ_EXAMPLES", "120")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    derandomize=os.environ.get("HUB_FUZZ_EXAMPLES") is None,  # CI: the same examples every run, reproducible
+)
+
+# Any text, lone surrogates included (hypothesis leaves category Cs out by default).
+ANY_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=40)
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | ANY_TEXT
+)
+JSON = st.recursive(
+    SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(ANY_TEXT, inner, max_size=4), max_leaves=20
+)
+# Bodies a JSON encoder would not write: deep nesting, raw bytes, broken text.
+DEEP = st.integers(min_value=60, max_value=20_000).map(lambda n: ("[" * n + "]" * n).encode())
+RAW = st.binary(max_size=200) | DEEP
+
+
+def encoded(value) -> bytes:
+    """``value`` as JSON bytes as a careless client writes them: NaN and Infinity literals, escaped surrogates."""
+    return json.dumps(value, allow_nan=True).encode()
+
+
+def assert_answered(response) -> None:
+    assert response.status_code < 500, response.content[:300]
+    if response.status_code >= 400 and response.status_code not in (405, 429):
+        body = response.json()
+        assert body["success"] is False and isinstance(body["error"], str) and body["error"]
+
+
+# --- POST /api/unified/send ------------------------------------------------------------------------------------
+
+SEND_FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "recipient_id": st.sampled_from(["lingflow", "nobody", ""]) | JSON,
+        "sender_id": st.just("lingyi") | JSON,
+        "topic": ANY_TEXT | JSON,
+        "content": ANY_TEXT | JSON,
+        "message_type": st.sampled_from(["discussion", "notification", "alert", "report"]) | JSON,
+        "thread_id": ANY_TEXT,
+        "reply_to": ANY_TEXT,
+        "message_id": ANY_TEXT | JSON,
+        "metadata": JSON,
+        "priority": st.integers(min_value=-3, max_value=9) | JSON,
+        "format": st.sampled_from(["text", "post", "card"]) | JSON,
+        "post": JSON,
+        "card": JSON,
+    },
+)
+
+
+@pytest.fixture
+def members(settings, db):
+    settings.HUB_SEND_RATE_PER_MINUTE = 1_000_000
+    return make_member("lingyi"), make_member("lingflow")
+
+
+@pytest.mark.django_db
+@FUZZ
+@given(body=SEND_FIELDS.map(encoded) | JSON.map(encoded) | RAW, key=st.none() | ANY_TEXT.filter(str.isprintable))
+def test_no_send_body_is_answered_with_a_5xx(client, members, body, key):
+    lingyi, _ = members
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {lingyi.token}"}
+    if key is not None and key.isascii():
+        headers["HTTP_IDEMPOTENCY_KEY"] = key
+    assert_answered(client.post("/api/unified/send", body, content_type="application/json", **headers))
+
+
+# --- Feishu event and card callbacks ---------------------------------------------------------------------------
+
+TOKEN = "vt-fuzz"
+KEY = "ek-fuzz"
+IDS = st.sampled_from(["oc_team", "om_1", "ev_1", ""]) | JSON
+HEADER = st.fixed_dictionaries(
+    {},
+    optional={"token": st.just(TOKEN) | JSON, "event_id": IDS, "event_type": st.just("im.message.receive_v1") | JSON},
+)
+MESSAGE = st.fixed_dictionaries(
+    {}, optional={"message_id": IDS, "chat_id": IDS, "chat_type": st.sampled_from(["group", "p2p"]) | JSON}
+)
+ACTION = st.fixed_dictionaries({}, optional={"value": JSON, "tag": st.just("button") | JSON, "option": JSON})
+EVENT = st.fixed_dictionaries(
+    {},
+    optional={
+        "message": MESSAGE | JSON,
+        "action": ACTION | JSON,
+        "operator": st.fixed_dictionaries({}, optional={"open_id": IDS, "user_id": IDS}) | JSON,
+        "context": st.fixed_dictionaries({}, optional={"open_message_id": IDS, "open_chat_id": IDS}) | JSON,
+        "type": JSON,
+    },
+)
+PAYLOAD = st.fixed_dictionaries(
+    {},
+    optional={
+        "schema": st.just("2.0") | JSON,
+        "token": st.just(TOKEN) | JSON,
+        "type": st.just("url_verification") | JSON,
+        "challenge": JSON,
+        "header": HEADER | JSON,
+        "event": EVENT | JSON,
+        "action": ACTION | JSON,
+        "open_id": IDS,
+        "open_chat_id": IDS,
+        "open_message_id": IDS,
+    },
+)
+
+
+@pytest.fixture
+def feishu_keys(settings):
+    settings.FEISHU_VERIFICATION_TOKEN = TOKEN
+    settings.FEISHU_ENCRYPT_KEY = None
+    settings.HUB_CARD_CALLBACK_WAIT = 0
+
+
+def signed_headers(body: bytes, *, legacy: bool) -> dict:
+    """What Feishu adds to a request: the encrypt key's SHA-256 signature, or the old format's SHA-1 one."""
+    stamp, nonce = str(int(time.time())), "fuzz"
+    if legacy:
+        sign = hashlib.sha1((stamp + nonce + TOKEN).encode() + body).hexdigest()
+    else:
+        sign = signature(stamp, nonce, KEY, body)
+    return {"HTTP_X_LARK_REQUEST_TIMESTAMP": stamp, "HTTP_X_LARK_REQUEST_NONCE": nonce, "HTTP_X_LARK_SIGNATURE": sign}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", ["/feishu/events/", "/feishu/card/"])
+@FUZZ
+@given(body=PAYLOAD.map(encoded) | JSON.map(encoded) | RAW)
+def test_no_plain_callback_is_answered_with_a_5xx(client, feishu_keys, path, body):
+    headers = signed_headers(body, legacy=True)  # right when the body is in the older card format
+    assert_answered(client.post(path, body, content_type="application/json", **headers))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", ["/feishu/events/", "/feishu/card/"])
+@FUZZ
+@given(payload=PAYLOAD | JSON, signed=st.booleans())
+def test_no_encrypted_callback_is_answered_with_a_5xx(client, feishu_keys, settings, path, payload, signed):
+    """Encrypted and (mostly) correctly signed, so the fuzzed payload reaches the code that reads it."""
+    settings.FEISHU_ENCRYPT_KEY = KEY
+    try:
+        body = json.dumps({"encrypt": encrypt(KEY, payload)}).encode()
+    except ValueError:  # a payload json.dumps refuses (a surrogate in a key cannot be encrypted as UTF-8)
+        return
+    headers = signed_headers(body, legacy=False) if signed else {}
+    assert_answered(client.post(path, body, content_type="application/json", **headers))
