@@ -38,7 +38,7 @@ def stored():
 
 
 def test_every_admin_list_and_change_page_shows_hostile_stored_strings(admin_client, stored):
-    for model, model_admin in admin.site._registry.items():
+    for model in admin.site._registry:
         opts = model._meta
         changelist = admin_client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))
         assert changelist.status_code == 200, opts.label
