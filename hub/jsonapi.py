@@ -16,6 +16,8 @@ import json
 import math
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 
 # Deeper than any payload the hub takes (a Feishu card nests about 10 levels); far below the recursion limit.
@@ -41,12 +43,22 @@ def json_error(status: int, reason: str, **headers: str) -> JsonResponse:
 
 def json_body(request: HttpRequest, *, empty: dict | None = None) -> dict:
     """The request body as a JSON object; ``empty`` (when given) for an empty body. Raises ``BadJson``."""
-    if not request.body and empty is not None:
+    body = request_bytes(request)
+    if not body and empty is not None:
         return dict(empty)
-    data = json_loads(request.body or b"null")
+    data = json_loads(body or b"null")
     if not isinstance(data, dict):
         raise BadJson("the body must be a JSON object")
     return data
+
+
+def request_bytes(request: HttpRequest) -> bytes:
+    """The raw request body; ``BadJson`` when it is over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (Django would answer
+    its own HTML 400 page instead of the envelope)."""
+    try:
+        return request.body
+    except RequestDataTooBig:
+        raise BadJson(f"the body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes") from None
 
 
 def _refuse_constant(name: str) -> float:

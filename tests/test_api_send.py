@@ -197,6 +197,14 @@ def test_every_json_entry_point_answers_hostile_json_with_400_and_a_reason(clien
     assert not Message.objects.exists()
 
 
+@pytest.mark.parametrize("path", [URL, "/feishu/events/", "/feishu/card/"])
+def test_a_body_over_djangos_upload_limit_is_a_400_in_the_envelope(client, lingyi, settings, path):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    raw = '{"recipient_id": "lingflow", "content": "' + "x" * 2000 + '"}'
+    response = client.post(path, raw, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {lingyi.token}")
+    assert response.status_code == 400 and "larger than 1000 bytes" in response.json()["error"]
+
+
 def test_nan_in_metadata_is_a_400_every_time_not_a_409(client, lingyi, lingflow):
     raw = '{"recipient_id": "lingflow", "content": "x", "metadata": {"score": NaN}}'
     for _ in range(2):
