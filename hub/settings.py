@@ -196,8 +196,8 @@ AXES_FAILURE_LIMIT = env.int("HUB_LOGIN_FAILURE_LIMIT", 5, validate=Range(min=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("HUB_LOGIN_LOCKOUT_MINUTES", 15, validate=Range(min=1)))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-# The client address is REMOTE_ADDR (behind a reverse proxy: the proxy's, so the lockout is per user name).
-AXES_IPWARE_PROXY_COUNT = None
+# The address is REMOTE_ADDR (django-ipware is not installed): behind a reverse proxy that is the proxy's, so the
+# lockout is then per user name, and no client can dodge it with a forged X-Forwarded-For.
 
 # --- Behind TLS (HUB_BEHIND_TLS) -------------------------------------------------------------------------
 # The hub is reached over https:// (its own HUB_SSL_CERT, or a reverse proxy that terminates TLS and sets

@@ -97,3 +97,9 @@ def test_a_new_token_is_shown_from_the_session_never_sent_in_a_cookie(client, op
     assert Member.objects.get(member_id="lingflow").check_token(shown[0].split(": ")[-1])
     assert "messages" not in page.cookies
     assert "Token for lingflow" not in client.get(response["Location"]).content.decode()  # shown once
+
+
+def test_a_forged_forwarded_for_header_does_not_dodge_the_lockout(client, ops):
+    for n in range(5):
+        login(client, f"guess-{n}", HTTP_X_FORWARDED_FOR=f"203.0.113.{n}")
+    assert login(client, PASSWORD, HTTP_X_FORWARDED_FOR="198.51.100.7").status_code == 429
