@@ -1,6 +1,7 @@
-"""Property-based fuzzing (hypothesis) of the HTTP ways in: ``POST /api/unified/send`` and the Feishu event and
-card callbacks. Whatever the body, the answer is never a 5xx, and every refusal is the one JSON error envelope
-with a reason. Each test has a bounded budget (examples and no shrinking past it), about 20 s in all."""
+"""Property-based fuzzing (hypothesis) of the HTTP ways in: ``POST /api/unified/send`` (and, more briefly, every
+other member endpoint that takes JSON) and the Feishu event and card callbacks. Whatever the body, the answer is
+never a 5xx, and every refusal is the one JSON error envelope with a reason. Each test has a bounded budget (a
+fixed number of examples), about 15 s in all."""
 
 from __future__ import annotations
 
@@ -90,6 +91,41 @@ def test_no_send_body_is_answered_with_a_5xx(client, members, body, key):
     if key is not None and key.isascii():
         headers["HTTP_IDEMPOTENCY_KEY"] = key
     assert_answered(client.post("/api/unified/send", body, content_type="application/json", **headers))
+
+
+OTHER_FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "backend_id": st.just("lingflow") | JSON,
+        "chat_id": st.just("oc_team") | JSON,
+        "message_id": st.just("om_1") | JSON,
+        "answered": st.booleans() | JSON,
+        "card": JSON,
+        "toast": JSON,
+        "content": JSON,
+        "recipient_id": st.just("lingflow") | JSON,
+    },
+)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/unified/route",
+        "/api/send",
+        "/api/coord/claim",
+        "/api/coord/release",
+        "/api/feishu/group_active",
+        "/api/feishu/card_update",
+    ],
+)
+@settings(FUZZ, max_examples=max(10, FUZZ.max_examples // 3))
+@given(body=OTHER_FIELDS.map(encoded) | JSON.map(encoded) | RAW)
+def test_no_other_member_endpoint_answers_a_5xx(client, members, path, body):
+    lingyi, _ = members
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {lingyi.token}"}
+    assert_answered(client.post(path, body, content_type="application/json", **headers))
 
 
 # --- Feishu event and card callbacks ---------------------------------------------------------------------------
