@@ -14,7 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from feishu.cards import reference
 from feishu.events import encrypt, signature
+from hub.delivery.services import message_send
 from tests.routing_support import isolated_hub, make_member  # noqa: F401
 
 FUZZ = settings(
@@ -191,7 +193,12 @@ HEADER = st.fixed_dictionaries(
 MESSAGE = st.fixed_dictionaries(
     {}, optional={"message_id": IDS, "chat_id": IDS, "chat_type": st.sampled_from(["group", "p2p"]) | JSON}
 )
-ACTION = st.fixed_dictionaries({}, optional={"value": JSON, "tag": st.just("button") | JSON, "option": JSON})
+CARD_MESSAGE = "msg_fuzzcard"  # a card lingyi sent (fixture ``card_sent``): clicks stamped for it reach lingyi
+STAMPED = st.builds(lambda value, ref: {**value, "linghub_ref": ref}, st.dictionaries(ANY_TEXT, JSON, max_size=2),
+                    st.builds(lambda: reference(CARD_MESSAGE)) | st.builds(lambda: reference("msg_gone")))  # fmt: skip
+ACTION = st.fixed_dictionaries(
+    {}, optional={"value": STAMPED | JSON, "tag": st.just("button") | JSON, "option": JSON, "form_value": JSON}
+)
 EVENT = st.fixed_dictionaries(
     {},
     optional={
@@ -218,12 +225,31 @@ PAYLOAD = st.fixed_dictionaries(
     },
 )
 
+# Nearly right clicks on lingyi's card (a valid token and stamp), so the fuzzed fields reach the click's handling.
+NEAR_CLICKS = st.fixed_dictionaries(
+    {
+        "schema": st.just("2.0"),
+        "header": st.fixed_dictionaries({"token": st.just(TOKEN), "event_id": st.uuids().map(lambda u: u.hex)}),
+        "event": st.fixed_dictionaries(
+            {"action": st.fixed_dictionaries({"value": STAMPED}, optional={"tag": JSON, "option": JSON})},
+            optional={
+                "operator": st.fixed_dictionaries({}, optional={"open_id": IDS, "user_id": IDS, "union_id": IDS}),
+                "context": st.fixed_dictionaries({}, optional={"open_message_id": IDS, "open_chat_id": IDS}),
+            },
+        ),
+    }
+)
+
 
 @pytest.fixture
-def feishu_keys(settings):
+def feishu_keys(settings, members):
     settings.FEISHU_VERIFICATION_TOKEN = TOKEN
     settings.FEISHU_ENCRYPT_KEY = None
     settings.HUB_CARD_CALLBACK_WAIT = 0
+    card = {"elements": [{"tag": "action", "actions": [{"tag": "button", "value": {"a": 1}}]}]}
+    sent = message_send(sender_id="lingyi", recipient_id="lingflow", content="pick", message_id=CARD_MESSAGE,
+                        message_format="card", body=card)  # fmt: skip
+    assert sent.message_id == CARD_MESSAGE
 
 
 def signed_headers(body: bytes, *, legacy: bool) -> dict:
@@ -239,7 +265,7 @@ def signed_headers(body: bytes, *, legacy: bool) -> dict:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("path", ["/feishu/events/", "/feishu/card/"])
 @FUZZ
-@given(body=PAYLOAD.map(encoded) | JSON.map(encoded) | RAW)
+@given(body=(NEAR_CLICKS | PAYLOAD).map(encoded) | JSON.map(encoded) | RAW)
 def test_no_plain_callback_is_answered_with_a_5xx(client, feishu_keys, path, body):
     headers = signed_headers(body, legacy=True)  # right when the body is in the older card format
     assert_answered(client.post(path, body, content_type="application/json", **headers))
@@ -248,7 +274,7 @@ def test_no_plain_callback_is_answered_with_a_5xx(client, feishu_keys, path, bod
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("path", ["/feishu/events/", "/feishu/card/"])
 @FUZZ
-@given(payload=PAYLOAD | JSON, signed=st.booleans())
+@given(payload=NEAR_CLICKS | PAYLOAD | JSON, signed=st.booleans())
 def test_no_encrypted_callback_is_answered_with_a_5xx(client, feishu_keys, settings, path, payload, signed):
     """Encrypted and (mostly) correctly signed, so the fuzzed payload reaches the code that reads it."""
     settings.FEISHU_ENCRYPT_KEY = KEY
