@@ -1,5 +1,5 @@
-"""Every admin page shows any string the hub may have stored, from members, Feishu or the bridge (issue 14,
-finding 7: a claim's chat id with '/' broke the collision log with NoReverseMatch)."""
+"""Every admin page and dashboard shows any string the hub may have stored, from members, Feishu or the bridge
+(issue 14, finding 7: a claim's chat id with '/' broke the collision log with NoReverseMatch)."""
 
 from __future__ import annotations
 
@@ -53,3 +53,14 @@ def test_the_memory_pages_show_a_hostile_chat(admin_client, stored):
     assert index.status_code == 200
     memory = admin_client.get(index.context["chats"][0]["url"])
     assert memory.status_code == 200 and memory.context["chat_id"] == HOSTILE
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/dashboard/queue/", "/dashboard/deliveries/", "/dashboard/feishu/", "/dashboard/collisions/",
+     "/dashboard/members/lingyi/", "/dashboard/presence.json"],
+)  # fmt: skip
+def test_every_dashboard_shows_hostile_stored_strings(admin_client, stored, path):
+    response = admin_client.get(path)
+    assert response.status_code == 200
+    assert "<b>\"q'</b>" not in response.content.decode()
