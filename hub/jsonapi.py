@@ -6,8 +6,9 @@ or 5xx status, plus any headers the failure needs (``Retry-After``, ``WWW-Authen
 first and ``error`` for the reason.
 
 Every JSON a client or Feishu sends over HTTP is read with ``json_loads`` (``json_body`` for request bodies): strict
-UTF-8, no ``NaN``/``Infinity`` (nor numbers that overflow to them), no lone UTF-16 surrogates (the database refuses
-to store them) and at most ``MAX_DEPTH`` levels of nesting, so hostile input is a 400 with a reason, never a 500.
+UTF-8, no ``NaN``/``Infinity`` (nor numbers that overflow to them), no lone UTF-16 surrogates nor NUL characters
+(the database refuses to store them) and at most ``MAX_DEPTH`` levels of nesting, so hostile input is a 400 with a
+reason, never a 500.
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def json_loads(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
         raise
     except ValueError as exc:
         raise BadJson(f"the body is not valid JSON: {exc}") from None
-    # Only a \u escape can make a lone surrogate once the text is strict UTF-8; only enough brackets can nest.
+    # Only a \u escape can put a lone surrogate or a NUL in a string once the text is strict UTF-8 (json refuses
+    # raw control characters); only enough brackets can nest.
     nested = text.count("[") + text.count("{") > max_depth
     problem = _walk_problem(value, max_depth=max_depth if nested else None, strings="\\u" in text, floats=False)
     if problem:
@@ -102,7 +104,7 @@ def json_loads(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
 
 def json_value_problem(value: Any, *, max_depth: int = MAX_DEPTH) -> str | None:
     """Why an already-parsed value (a bridge frame's field, a Python caller's metadata) cannot be stored as JSON
-    (too deep, NaN or Infinity, a lone surrogate), or None."""
+    (too deep, NaN or Infinity, a lone surrogate, a NUL character), or None."""
     return _walk_problem(value, max_depth=max_depth, strings=True, floats=True)
 
 
@@ -121,11 +123,14 @@ def _walk_problem(value: Any, *, max_depth: int | None, strings: bool, floats: b
                 stack.extend((child, depth + 1) for child in item.values())
             else:
                 stack.extend((child, depth + 1) for child in item)
-        elif strings and isinstance(item, str) and not item.isascii():
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return "a string holds a lone UTF-16 surrogate (\\ud800-\\udfff)"
+        elif strings and isinstance(item, str):
+            if "\x00" in item:
+                return "a string holds a NUL character (\\u0000), which the database cannot store"
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return "a string holds a lone UTF-16 surrogate (\\ud800-\\udfff)"
         elif floats and isinstance(item, float) and not math.isfinite(item):
             return "NaN and Infinity are not numbers JSON allows"
     return None
