@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import time
+from urllib.parse import quote
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -179,6 +180,31 @@ def test_no_other_member_endpoint_answers_a_5xx(client, members, path, body):
     lingyi, _ = members
     headers = {"HTTP_AUTHORIZATION": f"Bearer {lingyi.token}"}
     assert_answered(client.post(path, body, content_type="application/json", **headers))
+
+
+# --- ids in URLs ----------------------------------------------------------------------------------------------
+
+URL_IDS = st.text(st.characters(codec="utf-8"), min_size=1, max_size=120)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "template",
+    [
+        "/api/unified/queue/{}",
+        "/api/coord/memory/{}",
+        "/dashboard/members/{}/",
+        "/admin/coordination/collisionlog/memory/?chat_id={}",
+        "/dashboard/queue/?q={}",
+        "/admin/offline_queue/message/?q={}",
+    ],
+)
+@settings(FUZZ, max_examples=max(10, FUZZ.max_examples // 3))
+@given(value=URL_IDS)
+def test_no_id_in_a_url_gets_a_5xx(admin_client, members, template, value):
+    lingyi, _ = members
+    response = admin_client.get(template.format(quote(value, safe="")), HTTP_AUTHORIZATION=f"Bearer {lingyi.token}")
+    assert response.status_code < 500
 
 
 # --- Feishu event and card callbacks ---------------------------------------------------------------------------
