@@ -44,7 +44,7 @@ def member_send(*, member: Member, request: dict, source: str, idempotency_key: 
     if retry_after:
         error = f"send rate of {member.send_rate} messages per minute exceeded"
         return SendResult(success=False, error=error, status=429, retry_after=retry_after)
-    unstorable = json_value_problem(request)  # a bridge frame is parsed elsewhere: NaN, lone surrogates, depth
+    unstorable = json_value_problem(request)  # a bridge frame is parsed elsewhere: NaN, surrogates, NUL, depth
     if unstorable:
         return rejected(unstorable, 400, time.perf_counter())
     fields = {name: request[name] for name in SEND_FIELDS if request.get(name) is not None}
