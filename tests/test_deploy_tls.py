@@ -10,7 +10,7 @@ import sys
 import httpx
 import pytest
 
-from tests.support import ROOT, running_hub
+from tests.support import ROOT, hub_env, manage, running_hub
 
 
 def check_deploy(tmp_path, **env: str) -> subprocess.CompletedProcess:
@@ -42,9 +42,17 @@ def test_junk_in_hub_behind_tls_is_refused(tmp_path):
     assert result.returncode != 0 and 'Environment variable "HUB_BEHIND_TLS" invalid' in result.stderr
 
 
+PASSWORD = "right-horse-battery"
+TLS = {"HUB_BEHIND_TLS": "true"}
+
+
 @pytest.fixture(scope="module")
-def tls_hub():
-    with running_hub(extra_env={"HUB_BEHIND_TLS": "true"}) as hub:
+def tls_hub(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("tls")
+    env = hub_env(data_dir, **TLS, DJANGO_SUPERUSER_PASSWORD=PASSWORD)
+    manage(data_dir, "migrate", "--noinput", env=env)
+    manage(data_dir, "createsuperuser", "--noinput", "--username", "ops", "--email", "ops@example.org", env=env)
+    with running_hub(data_dir=data_dir, extra_env=TLS) as hub:
         yield hub
 
 
@@ -66,3 +74,18 @@ def test_behind_tls_a_proxied_https_request_gets_hsts_and_secure_cookies(tls_hub
     assert response.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
     csrf = next(c for c in response.headers.get_list("Set-Cookie") if c.startswith("csrftoken="))
     assert "Secure" in csrf
+
+
+def test_behind_tls_the_admin_login_works_through_the_proxy_and_its_session_cookie_is_secure(tls_hub):
+    proxied = {"X-Forwarded-Proto": "https"}
+    origin = f"https://127.0.0.1:{tls_hub.port}"
+    page = httpx.get(f"{tls_hub.http_url}/admin/login/", headers=proxied)
+    csrf = page.cookies["csrftoken"]
+    response = httpx.post(
+        f"{tls_hub.http_url}/admin/login/?next=/admin/",
+        data={"username": "ops", "password": PASSWORD, "csrfmiddlewaretoken": csrf},
+        headers={**proxied, "Cookie": f"csrftoken={csrf}", "Origin": origin, "Referer": f"{origin}/admin/login/"},
+    )
+    assert response.status_code == 302 and response.headers["Location"] == "/admin/"
+    session = next(c for c in response.headers.get_list("Set-Cookie") if c.startswith("sessionid="))
+    assert "Secure" in session and "HttpOnly" in session
