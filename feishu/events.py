@@ -56,9 +56,9 @@ def json_object(raw: bytes, what: str = "the body") -> dict:
     """``raw`` as a JSON object (``hub.jsonapi.json_loads``: no NaN, lone surrogates or deep nesting), or
     ``EventRejected`` (400) naming ``what``."""
     try:
-        payload = json_loads(raw)
+        payload = json_loads(raw, what=what)
     except BadJson as exc:
-        raise EventRejected(f"{what} is not JSON: {exc}") from None
+        raise EventRejected(str(exc)) from None
     if not isinstance(payload, dict):
         raise EventRejected(f"{what} is not a JSON object")
     return payload

@@ -63,42 +63,49 @@ def request_bytes(request: HttpRequest) -> bytes:
 
 
 def _refuse_constant(name: str) -> float:
-    raise BadJson(f"the body is not valid JSON: {name} is not a number JSON allows")
+    raise BadJson(f"{name} is not a number JSON allows")
 
 
 def _finite(text: str) -> float:
     number = float(text)
     if not math.isfinite(number):
-        raise BadJson(f"the body is not valid JSON: {text[:40]} is too large a number")
+        raise BadJson(f"{text[:40]} is too large a number")
     return number
 
 
-def json_loads(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
+def json_loads(raw: bytes | str, *, max_depth: int = MAX_DEPTH, what: str = "the body") -> Any:
     """The JSON value of ``raw`` (UTF-8 bytes or text), held to the rules in this module's docstring.
 
-    Raises ``BadJson`` whose ``str()`` says what is wrong (for a 400)."""
+    Raises ``BadJson`` whose ``str()`` says what is wrong with ``what`` (for a 400)."""
+    try:
+        return _loads(raw, max_depth)
+    except BadJson as exc:
+        raise BadJson(f"{what} is not valid JSON: {exc}") from None
+
+
+def _loads(raw: bytes | str, max_depth: int) -> Any:
     if isinstance(raw, bytes | bytearray | memoryview):
         try:
             # Strict UTF-8: json.loads would take bytes with 'surrogatepass' and let encoded surrogates in.
             text = bytes(raw).decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise BadJson(f"the body is not valid JSON: not UTF-8 at byte {exc.start}") from None
+            raise BadJson(f"not UTF-8 at byte {exc.start}") from None
     else:
         text = raw
     try:
         value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
     except RecursionError:
-        raise BadJson(f"the body is not valid JSON: nested deeper than {max_depth} levels") from None
+        raise BadJson(f"nested deeper than {max_depth} levels") from None
     except BadJson:
         raise
     except ValueError as exc:
-        raise BadJson(f"the body is not valid JSON: {exc}") from None
+        raise BadJson(str(exc)) from None
     # Only a \u escape can put a lone surrogate or a NUL in a string once the text is strict UTF-8 (json refuses
     # raw control characters); only enough brackets can nest.
     nested = text.count("[") + text.count("{") > max_depth
     problem = _walk_problem(value, max_depth=max_depth if nested else None, strings="\\u" in text, floats=False)
     if problem:
-        raise BadJson(f"the body is not valid JSON: {problem}")
+        raise BadJson(problem)
     return value
 
 

@@ -174,7 +174,7 @@ def test_a_callback_of_the_wrong_shape_is_a_400_with_a_reason(client, payload):
 
 
 @pytest.mark.parametrize(
-    "chat_id", [123, ["oc_team"], {"id": "oc_team"}, "oc_" + "x" * 200, "oc/../team", "oc team", "oc_\u0000"]
+    "chat_id", [123, ["oc_team"], {"id": "oc_team"}, "oc_" + "x" * 200, "oc/../team", "oc team", "oc_\u0001"]
 )
 def test_event_chat_ids_of_the_wrong_type_length_or_characters_are_refused_and_not_stored(client, chat_id):
     response = post(client, message_event(chat_id, "om_1"))
@@ -182,7 +182,9 @@ def test_event_chat_ids_of_the_wrong_type_length_or_characters_are_refused_and_n
     assert not ActiveGroup.objects.exists()
 
 
-@pytest.mark.parametrize("raw", [b"[" * 100_000 + b"]" * 100_000, b'{"token": "\\ud800"}', b'{"token": NaN}'])
+@pytest.mark.parametrize(
+    "raw", [b"[" * 100_000 + b"]" * 100_000, b'{"token": "\\ud800"}', b'{"token": NaN}', b'{"token": "v\\u0000"}']
+)
 def test_deep_nesting_lone_surrogates_and_nan_are_a_400(client, raw):
     response = client.post(URL, data=raw, content_type="application/json")
     assert response.status_code == 400 and "JSON" in response.json()["error"]
