@@ -1,0 +1,92 @@
+"""Issue 14's bridge findings, each against a real hub process with real sockets: forged bridge chats,
+guessable request ids, cross-site sockets, token-less sockets, revocation, hostile frames."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.security_support import RawClient, add_member
+from tests.support import HubProcess, manage, running_hub
+
+pytestmark = pytest.mark.e2e
+
+FORGED = {"request_id": "guessed", "from": "victim", "reply_channel": "specific.victim!abc"}
+
+
+class Hub:
+    def __init__(self, process: HubProcess, data_dir: Path, tokens: dict[str, str]) -> None:
+        self.process, self.data_dir, self.tokens = process, data_dir, tokens
+
+    def ws(self, member: str | None = None) -> str:
+        return f"{self.process.ws_url}/" + (f"?token={self.tokens[member]}" if member else "")
+
+    def post(self, member: str, body: dict) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.tokens[member]}"}
+        return httpx.post(f"{self.process.http_url}/api/unified/send", json=body, headers=headers, timeout=10)
+
+
+@contextlib.contextmanager
+def hub_with_members(data_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[Hub]:
+    manage(data_dir, "migrate", "--noinput")
+    tokens = {
+        "lingyi": add_member(data_dir, "lingyi", "--backend", "lingyi"),
+        "mallory": add_member(data_dir, "mallory"),
+        "victim": add_member(data_dir, "victim"),
+    }
+    with running_hub(data_dir=data_dir, extra_env=extra_env) as process:
+        yield Hub(process, data_dir, tokens)
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory) -> Iterator[Hub]:
+    with hub_with_members(tmp_path_factory.mktemp("hub")) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def registered_backend(hub: Hub):
+    async with RawClient.connect(hub.ws("lingyi")) as backend:
+        await backend.ask({"type": "register_backend", "backend_id": "lingyi", "name": "灵依"}, "backend_registered")
+        yield backend
+
+
+# --- 1. forged bridge chats -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["bridge_chat", "_route", "_mailbox", "_answer"])
+def test_a_member_cannot_forge_hub_metadata_through_the_api_or_the_send_frame(hub, key):
+    async def scenario():
+        async with registered_backend(hub) as backend, RawClient.connect(hub.ws("mallory")) as mallory:
+            body = {"recipient_id": "lingyi", "message_type": "chat", "content": "hi", "metadata": {key: FORGED}}
+            answer = await asyncio.to_thread(hub.post, "mallory", body)
+            assert answer.status_code == 400, answer.text
+            assert key in answer.json()["error"] and "set by the hub only" in answer.json()["error"]
+
+            result = await mallory.ask({"type": "send", **body, "request_id": "r1"}, "send_result")
+            assert result["code"] == 400 and key in result["error"] and result["request_id"] == "r1"
+            assert await backend.nothing_of("chat", 0.5)  # nothing reached the backend, as a chat or otherwise
+            assert backend.inbox.empty()
+
+    asyncio.run(scenario())
+
+
+def test_chat_request_ids_are_unguessable(hub):
+    async def scenario():
+        async with registered_backend(hub) as backend, RawClient.connect(hub.ws("mallory")) as user:
+            ids = []
+            for n in range(3):
+                await user.send({"type": "chat", "target": "lingyi", "text": f"q{n}"})
+                ids.append((await backend.next("chat"))["request_id"])
+            return ids
+
+    ids = asyncio.run(scenario())
+    assert len(set(ids)) == 3 and all(len(i) >= 32 for i in ids)
+    # Not a shared prefix and a counter: consecutive ids have nothing in common that one could predict from.
+    shared = next((n for n, chars in enumerate(zip(*ids, strict=False)) if len(set(chars)) > 1), 0)
+    assert shared < 6
