@@ -90,3 +90,45 @@ def test_chat_request_ids_are_unguessable(hub):
     # Not a shared prefix and a counter: consecutive ids have nothing in common that one could predict from.
     shared = next((n for n, chars in enumerate(zip(*ids, strict=False)) if len(set(chars)) > 1), 0)
     assert shared < 6
+
+
+# --- 5. hostile frames --------------------------------------------------------------------------------------
+
+
+def open_connections(hub: Hub) -> float:
+    text = httpx.get(f"{hub.process.http_url}/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("linghub_bridge_connections{")
+    )
+
+
+def online(hub: Hub) -> bool:
+    return httpx.get(f"{hub.process.http_url}/api/backends/lingyi/status", timeout=10).json()["online"]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        '{"type":"push","text":' + "[" * 50_000 + "]" * 50_000 + "}",
+        '{"type":"push","text":"\\ud800 alone"}',
+        '{"type":"chat","target":"lingyi","text":' + "[" * 200 + "]" * 200 + "}",
+    ],
+    ids=["deep-array", "deep-object-field", "lone-surrogate", "nested-200"],
+)
+def test_a_hostile_frame_gets_an_error_frame_and_the_socket_stays_usable_and_is_released(hub, frame):
+    async def scenario():
+        before = await asyncio.to_thread(open_connections, hub)
+        async with registered_backend(hub) as backend:
+            error = await backend.ask(frame, "error")
+            assert error["message"]
+            assert (await backend.ask({"type": "ping"}, "pong"))["timestamp"]
+            assert backend.close_code is None
+        for _ in range(20):  # offline and the gauge back where it was, right after the close
+            if not await asyncio.to_thread(online, hub) and await asyncio.to_thread(open_connections, hub) == before:
+                break
+            await asyncio.sleep(0.05)
+        assert not await asyncio.to_thread(online, hub)
+        assert await asyncio.to_thread(open_connections, hub) == before
+
+    asyncio.run(scenario())

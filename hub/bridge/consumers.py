@@ -6,6 +6,7 @@ messages reach it, one at a time and fast, is ``hub.bridge.loop``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -20,6 +21,7 @@ from hub import metrics
 from hub.bridge import oversize, presence, takeover, teardown
 from hub.bridge.auth import CLOSE_REPLACED, CLOSE_UNAUTHORIZED, handshake_token, is_loopback
 from hub.bridge.loop import OneAtATimeConsumer
+from hub.bridge.parsing import frame_from_text
 from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending
 from hub.sockets import HANDLERS, FrameError, audience_group, member_group
 from members.selectors import member_by_token
@@ -30,7 +32,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_loads = json.loads
 _frame_counters: dict[str, object] = {}
 
 
@@ -68,6 +69,7 @@ class BridgeConsumer(OneAtATimeConsumer):
     answers_ping: bool | None = None
     # The socket acknowledges hub deliveries (declared, or it sent an ack): it gets ``message`` frames.
     acks_seen = False
+    asked = False  # it sent a chat: entries in PENDING/AWAITING may name it as the asker
     # Answers to this socket's own questions, handled while it waits for them (``OneAtATimeConsumer``).
     unlocked_events = frozenset({"bridge.liveness_answer"})
 
@@ -111,6 +113,16 @@ class BridgeConsumer(OneAtATimeConsumer):
         await self.accept()
 
     async def websocket_receive(self, message: dict) -> None:
+        """A frame from the client. Whatever it holds, the answer is a frame or an ``error`` frame: an exception
+        never ends the socket (it would skip nothing of the release, but the client would lose its socket)."""
+        try:
+            await self.frame_received(message)
+        except Exception:
+            logger.exception("bridge: a frame could not be handled")
+            with contextlib.suppress(Exception):
+                await self.send_error("internal error while handling the frame")
+
+    async def frame_received(self, message: dict) -> None:
         if self.closed:
             return
         self.last_heard = time.monotonic()
@@ -128,12 +140,9 @@ class BridgeConsumer(OneAtATimeConsumer):
                 await oversize.reply_too_large(self, text, limit)
             return
         try:
-            data = _loads(text)
-        except ValueError as exc:
-            await self.send_error(f"malformed JSON: {exc}")
-            return
-        if type(data) is not dict:
-            await self.send_error("a frame must be a JSON object")
+            data = frame_from_text(text)
+        except FrameError as exc:
+            await self.send_error(str(exc))
             return
         frame_type = data.get("type")
         handler = HANDLERS.get(frame_type) if type(frame_type) is str else None

@@ -37,6 +37,7 @@ def new_request_id() -> str:
 
 async def chat(user: Socket, target: str, text: str, audio: str | None) -> None:
     request_id = new_request_id()
+    user.asked = True
     frame = {
         "type": "chat",
         "request_id": request_id,
