@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.security_support import RawClient, add_member
+from tests.security_support import RawClient, add_member, refused_at_handshake
 from tests.support import HubProcess, manage, running_hub
 
 pytestmark = pytest.mark.e2e
@@ -36,6 +36,7 @@ def hub_with_members(data_dir: Path, extra_env: dict[str, str] | None = None) ->
     manage(data_dir, "migrate", "--noinput")
     tokens = {
         "lingyi": add_member(data_dir, "lingyi", "--backend", "lingyi"),
+        "lingxi": add_member(data_dir, "lingxi", "--backend", "lingxi", "--trust-loopback"),
         "mallory": add_member(data_dir, "mallory"),
         "victim": add_member(data_dir, "victim"),
     }
@@ -43,9 +44,20 @@ def hub_with_members(data_dir: Path, extra_env: dict[str, str] | None = None) ->
         yield Hub(process, data_dir, tokens)
 
 
+APP_ORIGIN = "https://app.example"
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory) -> Iterator[Hub]:
-    with hub_with_members(tmp_path_factory.mktemp("hub")) as running:
+    """A hub with the default settings (token-less user clients refused) and one extra allowed origin."""
+    with hub_with_members(tmp_path_factory.mktemp("hub"), {"HUB_ALLOWED_ORIGINS": APP_ORIGIN}) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def loopback_hub(tmp_path_factory) -> Iterator[Hub]:
+    """A hub whose operator lets old token-less user clients on its machine in."""
+    with hub_with_members(tmp_path_factory.mktemp("hub"), {"HUB_BRIDGE_LOOPBACK_USERS": "true"}) as running:
         yield running
 
 
@@ -90,6 +102,78 @@ def test_chat_request_ids_are_unguessable(hub):
     # Not a shared prefix and a counter: consecutive ids have nothing in common that one could predict from.
     shared = next((n for n, chars in enumerate(zip(*ids, strict=False)) if len(set(chars)) > 1), 0)
     assert shared < 6
+
+
+# --- 2. cross-site WebSocket hijacking -----------------------------------------------------------------------
+
+
+def test_a_web_page_of_another_site_cannot_open_a_socket_even_with_a_token(hub):
+    own = f"http://127.0.0.1:{hub.process.port}"
+
+    async def scenario():
+        evil = {"Origin": "https://evil.example"}
+        assert await refused_at_handshake(hub.ws("mallory"), evil) == 403
+        assert await refused_at_handshake(hub.ws(), evil) == 403
+        assert await refused_at_handshake(hub.ws("mallory"), {"Origin": "null"}) == 403
+        # The hub's own origin and an allowed one, with a token: a web page the operator runs.
+        assert await refused_at_handshake(hub.ws("mallory"), {"Origin": own}) is None
+        assert await refused_at_handshake(hub.ws("mallory"), {"Origin": APP_ORIGIN}) is None
+        # Token-less sockets are for native clients, which send no Origin: a page never gets one.
+        assert await refused_at_handshake(hub.ws(), {"Origin": own}) == 403
+
+    asyncio.run(scenario())
+
+
+def test_a_page_in_a_browser_on_the_hubs_machine_cannot_take_a_trust_loopback_backend(hub):
+    async def scenario():
+        assert await refused_at_handshake(hub.ws(), {"Origin": "https://evil.example"}) == 403
+        # A native client on this machine still registers it without a secret.
+        async with RawClient.connect(hub.ws()) as native:
+            answer = await native.ask({"type": "register_backend", "backend_id": "lingxi"}, "backend_registered")
+            assert answer["backend_id"] == "lingxi"
+
+    asyncio.run(scenario())
+
+
+# --- 3. token-less sockets --------------------------------------------------------------------------------------
+
+
+def test_a_token_less_socket_hears_no_broadcast_and_cannot_chat_by_default(hub):
+    async def scenario():
+        async with registered_backend(hub) as backend, RawClient.connect(hub.ws()) as stranger:
+            assert (await stranger.ask({"type": "ping"}, "pong"))["timestamp"]
+            await backend.send({"type": "push", "category": "notice", "text": "for the backend's users only"})
+            assert await stranger.nothing_of("push", 1.0)
+            await stranger.send({"type": "chat", "target": "lingyi", "text": "hi"})
+            assert "needs a member token" in (await stranger.next("error"))["message"]
+            assert await stranger.closed() == 4001
+            assert await backend.nothing_of("chat", 0.3)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("proxy_header", ["X-Forwarded-For", "Forwarded", "X-Real-IP"])
+def test_a_request_through_a_proxy_never_counts_as_loopback(loopback_hub, proxy_header):
+    hub = loopback_hub
+    proxied = {proxy_header: "203.0.113.7"}
+
+    async def scenario():
+        async with (
+            registered_backend(hub) as backend,
+            RawClient.connect(hub.ws()) as local,
+            RawClient.connect(hub.ws(), proxied) as remote,
+        ):
+            await backend.send({"type": "push", "text": "hello"})
+            assert (await local.next("push"))["text"] == "hello"  # the operator lets local clients in
+            assert await remote.nothing_of("push", 0.5)
+            await remote.send({"type": "chat", "target": "lingyi", "text": "hi"})
+            assert await remote.closed() == 4001
+        async with RawClient.connect(hub.ws(), proxied) as remote_backend:
+            await remote_backend.send({"type": "register_backend", "backend_id": "lingxi"})
+            assert "loopback addresses only" in (await remote_backend.next("error"))["message"]
+            assert await remote_backend.closed() == 4001
+
+    asyncio.run(scenario())
 
 
 # --- 5. hostile frames --------------------------------------------------------------------------------------

@@ -19,7 +19,14 @@ from django.conf import settings
 
 from hub import metrics
 from hub.bridge import oversize, presence, takeover, teardown
-from hub.bridge.auth import CLOSE_REPLACED, CLOSE_UNAUTHORIZED, handshake_token, is_loopback
+from hub.bridge.auth import (
+    CLOSE_FORBIDDEN,
+    CLOSE_REPLACED,
+    CLOSE_UNAUTHORIZED,
+    handshake_refusal,
+    handshake_token,
+    native_loopback,
+)
 from hub.bridge.loop import OneAtATimeConsumer
 from hub.bridge.parsing import frame_from_text
 from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending
@@ -95,8 +102,14 @@ class BridgeConsumer(OneAtATimeConsumer):
     async def connect(self) -> None:
         """Authenticate a handshake token, then accept (a wrong token is accepted only to be closed with
         4001 and the reason). A subclass may set ``self.member`` before calling this."""
-        self.loopback = is_loopback(self.scope)
         token = handshake_token(self.scope)
+        refusal = handshake_refusal(self.scope, authenticated=token is not None or self.member is not None)
+        if refusal:
+            logger.info("bridge: refused the handshake of %s: %s", self.scope.get("client"), refusal)
+            await self.close(CLOSE_FORBIDDEN)  # before accept: HTTP 403
+            self.closed = True
+            return
+        self.loopback = native_loopback(self.scope)
         if token is not None:
             member = await database_sync_to_async(member_by_token)(token)
             if member is None:
@@ -106,7 +119,9 @@ class BridgeConsumer(OneAtATimeConsumer):
             self.member = member
         if self.member is not None:
             await self.join(member_group(self.member.member_id))
-        await self.join(audience_group(None))
+        # A token-less socket that may not act as a user hears nothing until it registers a backend.
+        if self.member is not None or self.anonymous_user_allowed:
+            await self.join(audience_group(None))
         LOCAL.connections[self.channel_name] = self
         metrics.BRIDGE_CONNECTIONS.labels(self.role).inc()
         self.counted = True

