@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import websockets
 
 from tests.security_support import RawClient, add_member, refused_at_handshake
-from tests.support import HubProcess, manage, running_hub
+from tests.support import HubProcess, hub_env, manage, running_hub
 
 pytestmark = pytest.mark.e2e
 
@@ -32,7 +35,7 @@ class Hub:
 
 
 @contextlib.contextmanager
-def hub_with_members(data_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[Hub]:
+def hub_with_members(data_dir: Path, extra_env: dict[str, str] | None = None, runhub: bool = False) -> Iterator[Hub]:
     manage(data_dir, "migrate", "--noinput")
     tokens = {
         "lingyi": add_member(data_dir, "lingyi", "--backend", "lingyi"),
@@ -40,7 +43,7 @@ def hub_with_members(data_dir: Path, extra_env: dict[str, str] | None = None) ->
         "mallory": add_member(data_dir, "mallory"),
         "victim": add_member(data_dir, "victim"),
     }
-    with running_hub(data_dir=data_dir, extra_env=extra_env) as process:
+    with running_hub(data_dir=data_dir, extra_env=extra_env, runhub=runhub, timeout=90) as process:
         yield Hub(process, data_dir, tokens)
 
 
@@ -174,6 +177,54 @@ def test_a_request_through_a_proxy_never_counts_as_loopback(loopback_hub, proxy_
             assert await remote_backend.closed() == 4001
 
     asyncio.run(scenario())
+
+
+# --- 4. revocation --------------------------------------------------------------------------------------------
+
+
+def test_member_commands_beside_runhub_close_the_members_open_sockets_within_a_second(tmp_path):
+    """``manage.py member disable|token --rotate|remove`` in another terminal, beside ``runhub`` (which alone knows
+    its embedded Redis): each closes the member's open sockets with 4001, and nothing more is sent over them."""
+
+    async def member_command(*args: str) -> float:
+        """Run the command as an operator would; returns when it finished (monotonic)."""
+        await asyncio.to_thread(manage, tmp_path, "member", *args, env=hub_env(tmp_path))
+        return time.monotonic()
+
+    async def closed_after(client: RawClient, finished: float) -> tuple[int | None, float]:
+        code = await client.closed(timeout=1.0)  # within a second of the command's end, at the latest
+        return code, time.monotonic() - finished
+
+    async def scenario(hub: Hub) -> dict[str, float]:
+        delays = {}
+        async with (
+            registered_backend(hub) as backend,
+            RawClient.connect(hub.ws("mallory")) as mallory,
+            RawClient.connect(hub.ws("victim")) as victim,
+        ):
+            sent = await mallory.ask({"type": "send", "recipient_id": "victim", "content": "hi"}, "send_result")
+            assert sent["message_id"] and sent["code"] in (200, 202), sent  # accepted (kept for victim)
+
+            code, delays["disable"] = await closed_after(mallory, await member_command("disable", "mallory"))
+            assert code == 4001 and "access revoked (disabled)" in (await mallory.next("error"))["message"]
+            with pytest.raises(websockets.ConnectionClosed):
+                await mallory.ws.send(json.dumps({"type": "send", "recipient_id": "victim", "content": "again"}))
+            answer = await asyncio.to_thread(hub.post, "mallory", {"recipient_id": "victim", "content": "again"})
+            assert answer.status_code == 401
+
+            code, delays["rotate"] = await closed_after(backend, await member_command("token", "lingyi", "--rotate"))
+            assert code == 4001
+            assert not await asyncio.to_thread(online, hub)
+
+            code, delays["remove"] = await closed_after(victim, await member_command("remove", "victim", "--force"))
+            assert code == 4001
+        return delays
+
+    with hub_with_members(tmp_path, runhub=True) as hub:
+        assert (tmp_path / "runhub.json").exists()
+        delays = asyncio.run(scenario(hub))
+    assert not (tmp_path / "runhub.json").exists()
+    print(f"\nsocket closed after the command returned (s): {delays}")
 
 
 # --- 5. hostile frames --------------------------------------------------------------------------------------

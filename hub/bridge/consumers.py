@@ -78,7 +78,7 @@ class BridgeConsumer(OneAtATimeConsumer):
     acks_seen = False
     asked = False  # it sent a chat: entries in PENDING/AWAITING may name it as the asker
     # Answers to this socket's own questions, handled while it waits for them (``OneAtATimeConsumer``).
-    unlocked_events = frozenset({"bridge.liveness_answer"})
+    unlocked_events = frozenset({"bridge.liveness_answer", "bridge.revoked"})
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -233,6 +233,11 @@ class BridgeConsumer(OneAtATimeConsumer):
         """Another socket registered this socket's backend (in another process): close this one."""
         if self.backend_id is not None and self.backend_id == event.get("backend_id"):
             await self.replaced()
+
+    async def bridge_revoked(self, event: dict) -> None:
+        """The socket's member lost its access (``hub.bridge.revocation``): close with 4001."""
+        if self.member is not None and self.member.member_id == event.get("member_id") and not self.closed:
+            await self.refuse(f"member {self.member.member_id!r}: access revoked ({event.get('reason')})")
 
     async def bridge_liveness(self, event: dict) -> None:
         """A socket in another process wants this socket's backend: say whether this one is alive."""

@@ -16,6 +16,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from feishu.conf import app_configured
+from hub.runstate import runhub_state_clear, runhub_state_write
 from hub.supervisor import Child, Supervisor
 
 SERVERS = ("uvicorn", "daphne")
@@ -180,6 +181,8 @@ class Command(BaseCommand):
             if children[0].name == "valkey":
                 self.report(f"embedded Redis-compatible server at {os.environ['REDIS_URL']}")
             supervisor.start()
+            # A command run in another terminal (``member disable``) reaches the hub's sockets through it.
+            runhub_state_write(redis_url=os.environ["REDIS_URL"], redis_prefix=settings.REDIS_PREFIX)
             scheme = "s" if ssl_cert else ""
             base = f"http{scheme}://{host}:{port}"
             self.stdout.write(
@@ -194,6 +197,7 @@ class Command(BaseCommand):
             supervisor.run()
         finally:
             self.report("stopping…")
+            runhub_state_clear()
             supervisor.stop()
             self.report("stopped")
 
