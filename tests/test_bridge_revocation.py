@@ -46,7 +46,7 @@ def delete(http: HttpClient, member: Member) -> None:
 )
 def test_revoking_a_member_closes_its_backend_and_user_sockets_with_4001(revoke):
     member, token = add_backend("lingyi")
-    other, other_token = add_backend("lingxi")
+    _, other_token = add_backend("lingxi")
     http = admin()
 
     async def scenario():
