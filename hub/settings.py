@@ -265,9 +265,12 @@ HUB_BRIDGE_MAX_FRAME_BYTES = env.int("HUB_BRIDGE_MAX_FRAME_BYTES", 1024 * 1024, 
 HUB_BRIDGE_PENDING_TTL = env.int("HUB_BRIDGE_PENDING_TTL", 300, validate=Range(min=1))
 HUB_BRIDGE_HEARTBEAT_TIMEOUT = env.int("HUB_BRIDGE_HEARTBEAT_TIMEOUT", 90, validate=Range(min=5))
 HUB_BRIDGE_ACK_TIMEOUT = env.int("HUB_BRIDGE_ACK_TIMEOUT", 30, validate=Range(min=1))
-# Token-less user clients (chat, switch_backend, list_backends) from loopback addresses: on, so existing
-# clients on the same machine keep working; turn off behind a reverse proxy on the same machine.
-HUB_BRIDGE_LOOPBACK_USERS = env.bool("HUB_BRIDGE_LOOPBACK_USERS", True)
+# Token-less user clients (chat, switch_backend, list_backends) from loopback addresses, without an Origin or a
+# proxy header: off; an operator turns it on for old user clients on this machine (README, "Bridge").
+HUB_BRIDGE_LOOPBACK_USERS = env.bool("HUB_BRIDGE_LOOPBACK_USERS", False)
+# Web pages (the Origin of a WebSocket handshake) that may open bridge sockets, besides the hub's own origin
+# (scheme://host[:port], as browsers send it); a handshake with any other Origin is refused (HTTP 403).
+HUB_ALLOWED_ORIGINS = [o.strip().lower().rstrip("/") for o in env.list("HUB_ALLOWED_ORIGINS", []) if o.strip()]
 
 # Routing, LingMessage delivery, online detection
 HUB_NOTIFY_TIMEOUT = env.float("HUB_NOTIFY_TIMEOUT", 3.0, validate=Range(min=0.1))

@@ -121,7 +121,8 @@ def family() -> Iterator[Family]:
         lingzhi = stack.enter_context(LingzhiReceiver(mailbox))
         # The holder of a twin backend counts as "heard from" for 4 s instead of 15, so the ten seconds the twins
         # run cover the other evidence too (a ping LingYi ignores, then its open connection).
-        env = {"HUB_LINGMESSAGE_DIR": str(mailbox), "HUB_BRIDGE_LIVE_WINDOW": "4"}
+        # LingYi's user client connects without a token from this machine: the operator lets such clients in.
+        env = {"HUB_LINGMESSAGE_DIR": str(mailbox), "HUB_BRIDGE_LIVE_WINDOW": "4", "HUB_BRIDGE_LOOPBACK_USERS": "true"}
         manage(data_dir, "migrate", "--noinput", env=hub_env(data_dir, **env))
         tokens = register(
             data_dir,
@@ -318,6 +319,27 @@ def test_two_copies_of_a_backend_settle_the_first_keeps_it_and_the_second_is_ref
         figure("two copies of LingYi's client", "refused copy's registrations in 10 s", other.registrations)
         figure("two copies of LingYi's client", "send → reply from the holder", reply.at - sent_at)
         assert time.monotonic() - started < 60
+
+
+# --- LingYi's user client: no token, no Origin, from this machine --------------------------------------------------
+
+
+def test_a_token_less_user_client_on_this_machine_chats_when_the_operator_allows_it_and_a_web_page_cannot(family):
+    import asyncio
+
+    import websockets
+
+    async def chat(headers: dict[str, str] | None = None) -> dict:
+        async with websockets.connect(family.hub.ws_url, additional_headers=headers, open_timeout=10) as user:
+            await user.send(json.dumps({"type": "chat", "target": "lingyi", "text": "在吗"}))
+            while (frame := json.loads(await asyncio.wait_for(user.recv(), PROMPT)))["type"] != "reply":
+                pass
+            return frame
+
+    assert asyncio.run(chat())["text"] == "灵依: 在吗"
+    with pytest.raises(websockets.InvalidStatus) as refused:  # the same client, run by a page in a browser
+        asyncio.run(chat({"Origin": "https://evil.example"}))
+    assert refused.value.response.status_code == 403
 
 
 # --- LingYi's wss:// client (runhub --ssl-cert/--ssl-key) --------------------------------------------------------
