@@ -10,10 +10,8 @@ every case is printed at the end (``pytest -s``) and kept in docs/compatibility.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import io
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +30,7 @@ from tests.family.lingzhi_receiver import LingzhiReceiver
 from tests.family.mailbox_reader import open_notified
 from tests.family.receiver import Arrival, FamilyServer, Reply
 from tests.family.tls import lingyi_cert, make_cert
-from tests.support import ROOT, HubProcess, hub_env, manage, running_hub
+from tests.support import HubProcess, hub_env, manage, running_hub
 
 pytestmark = pytest.mark.e2e
 
@@ -123,7 +121,8 @@ def family() -> Iterator[Family]:
         lingzhi = stack.enter_context(LingzhiReceiver(mailbox))
         # The holder of a twin backend counts as "heard from" for 4 s instead of 15, so the ten seconds the twins
         # run cover the other evidence too (a ping LingYi ignores, then its open connection).
-        env = {"HUB_LINGMESSAGE_DIR": str(mailbox), "HUB_BRIDGE_LIVE_WINDOW": "4"}
+        # LingYi's user client connects without a token from this machine: the operator lets such clients in.
+        env = {"HUB_LINGMESSAGE_DIR": str(mailbox), "HUB_BRIDGE_LIVE_WINDOW": "4", "HUB_BRIDGE_LOOPBACK_USERS": "true"}
         manage(data_dir, "migrate", "--noinput", env=hub_env(data_dir, **env))
         tokens = register(
             data_dir,
@@ -322,20 +321,30 @@ def test_two_copies_of_a_backend_settle_the_first_keeps_it_and_the_second_is_ref
         assert time.monotonic() - started < 60
 
 
-# --- LingYi's wss:// client (needs runhub --ssl-cert) ---------------------------------------------------------------
+# --- LingYi's user client: no token, no Origin, from this machine --------------------------------------------------
 
 
-def runhub_serves_tls() -> bool:
-    """True when ``runhub`` takes ``--ssl-cert``/``--ssl-key`` and the test support can start it with them."""
-    if "tls" not in inspect.signature(running_hub).parameters:
-        return False
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "runhub", "--help"], cwd=ROOT, capture_output=True, text=True
-    )
-    return "--ssl-cert" in done.stdout
+def test_a_token_less_user_client_on_this_machine_chats_when_the_operator_allows_it_and_a_web_page_cannot(family):
+    import asyncio
+
+    import websockets
+
+    async def chat(headers: dict[str, str] | None = None) -> dict:
+        async with websockets.connect(family.hub.ws_url, additional_headers=headers, open_timeout=10) as user:
+            await user.send(json.dumps({"type": "chat", "target": "lingyi", "text": "在吗"}))
+            while (frame := json.loads(await asyncio.wait_for(user.recv(), PROMPT)))["type"] != "reply":
+                pass
+            return frame
+
+    assert asyncio.run(chat())["text"] == "灵依: 在吗"
+    with pytest.raises(websockets.InvalidStatus) as refused:  # the same client, run by a page in a browser
+        asyncio.run(chat({"Origin": "https://evil.example"}))
+    assert refused.value.response.status_code == 403
 
 
-@pytest.mark.skipif(not runhub_serves_tls(), reason="runhub has no --ssl-cert/--ssl-key on this branch (wss://)")
+# --- LingYi's wss:// client (runhub --ssl-cert/--ssl-key) --------------------------------------------------------
+
+
 def test_lingyis_wss_client_registers_and_answers_over_tls(tmp_path):
     """LingYi's client, seeing its certificate, insists on wss://localhost:8765 and verifies nothing."""
     cert = lingyi_cert()

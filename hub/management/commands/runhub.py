@@ -16,6 +16,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from feishu.conf import app_configured
+from hub.runstate import runhub_state_clear, runhub_state_write
 from hub.supervisor import Child, Supervisor
 
 SERVERS = ("uvicorn", "daphne")
@@ -85,6 +86,16 @@ def server_argv(
     """The command line of ``server`` (``uvicorn`` or ``daphne``) serving the hub on ``host:port``."""
     build = {"uvicorn": uvicorn_argv, "daphne": daphne_argv}[server]
     return build(host, port, ssl_cert=ssl_cert, ssl_key=ssl_key)
+
+
+def loopback_users_line() -> str:
+    """What the start-up output says about token-less user clients (``HUB_BRIDGE_LOOPBACK_USERS``)."""
+    if settings.HUB_BRIDGE_LOOPBACK_USERS:
+        return "token-less user clients from this machine: allowed (HUB_BRIDGE_LOOPBACK_USERS=true)"
+    return (
+        "token-less user clients: refused; to let old ones on this machine in, start with "
+        "HUB_BRIDGE_LOOPBACK_USERS=true (only without a reverse proxy on this machine)"
+    )
 
 
 def valkey_child(port: int, data_dir: Path) -> Child:
@@ -170,6 +181,8 @@ class Command(BaseCommand):
             if children[0].name == "valkey":
                 self.report(f"embedded Redis-compatible server at {os.environ['REDIS_URL']}")
             supervisor.start()
+            # A command run in another terminal (``member disable``) reaches the hub's sockets through it.
+            runhub_state_write(redis_url=os.environ["REDIS_URL"], redis_prefix=settings.REDIS_PREFIX)
             scheme = "s" if ssl_cert else ""
             base = f"http{scheme}://{host}:{port}"
             self.stdout.write(
@@ -178,11 +191,13 @@ class Command(BaseCommand):
                 f"  admin       {base}/admin/\n"
                 f"  bridge      ws{scheme}://{host}:{port}/  (also /ws/bridge/)\n"
                 f"  API         {base}/api/unified/\n"
+                f"  {loopback_users_line()}\n"
                 f"Press Ctrl-C to stop.\n",
             )
             supervisor.run()
         finally:
             self.report("stopping…")
+            runhub_state_clear()
             supervisor.stop()
             self.report("stopped")
 
