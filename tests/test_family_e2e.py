@@ -9,11 +9,10 @@ every case is printed at the end (``pytest -s``) and kept in docs/compatibility.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import inspect
 import io
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import websockets
 
 from hub.lingmessage.store import Mailbox, MailboxMessage, new_id
 from tests.family.lingclaude_receiver import LingClaudeReceiver
@@ -32,7 +32,7 @@ from tests.family.lingzhi_receiver import LingzhiReceiver
 from tests.family.mailbox_reader import open_notified
 from tests.family.receiver import Arrival, FamilyServer, Reply
 from tests.family.tls import lingyi_cert, make_cert
-from tests.support import ROOT, HubProcess, hub_env, manage, running_hub
+from tests.support import HubProcess, hub_env, manage, running_hub
 
 pytestmark = pytest.mark.e2e
 
@@ -327,10 +327,6 @@ def test_two_copies_of_a_backend_settle_the_first_keeps_it_and_the_second_is_ref
 
 
 def test_a_token_less_user_client_on_this_machine_chats_when_the_operator_allows_it_and_a_web_page_cannot(family):
-    import asyncio
-
-    import websockets
-
     async def chat(headers: dict[str, str] | None = None) -> dict:
         async with websockets.connect(family.hub.ws_url, additional_headers=headers, open_timeout=10) as user:
             await user.send(json.dumps({"type": "chat", "target": "lingyi", "text": "在吗"}))
@@ -344,20 +340,9 @@ def test_a_token_less_user_client_on_this_machine_chats_when_the_operator_allows
     assert refused.value.response.status_code == 403
 
 
-# --- LingYi's wss:// client (needs runhub --ssl-cert) ---------------------------------------------------------------
+# --- LingYi's wss:// client (runhub --ssl-cert/--ssl-key) --------------------------------------------------------
 
 
-def runhub_serves_tls() -> bool:
-    """True when ``runhub`` takes ``--ssl-cert``/``--ssl-key`` and the test support can start it with them."""
-    if "tls" not in inspect.signature(running_hub).parameters:
-        return False
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "runhub", "--help"], cwd=ROOT, capture_output=True, text=True
-    )
-    return "--ssl-cert" in done.stdout
-
-
-@pytest.mark.skipif(not runhub_serves_tls(), reason="runhub has no --ssl-cert/--ssl-key on this branch (wss://)")
 def test_lingyis_wss_client_registers_and_answers_over_tls(tmp_path):
     """LingYi's client, seeing its certificate, insists on wss://localhost:8765 and verifies nothing."""
     cert = lingyi_cert()
