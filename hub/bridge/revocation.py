@@ -14,8 +14,8 @@ import logging
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
-from channels_redis.pubsub import RedisPubSubChannelLayer
 
+from hub.channel_layer import BatchingPubSubChannelLayer
 from hub.runstate import runhub_redis
 from hub.signals import member_revoked
 from hub.sockets import member_group
@@ -42,7 +42,7 @@ async def member_sockets_close(member_id: str, reason: str) -> None:
     if found is None:
         return
     url, prefix = found
-    other = RedisPubSubChannelLayer(hosts=[url], prefix=prefix)
+    other = BatchingPubSubChannelLayer(hosts=[url], prefix=prefix)  # the hub's own layer: the same wire
     try:
         await asyncio.wait_for(other.group_send(group, event), SEND_TIMEOUT)
     finally:
