@@ -57,8 +57,13 @@ def on_member_revoked(sender, member_id: str, reason: str, **kwargs) -> None:
     except RuntimeError:
         try:
             async_to_sync(member_sockets_close)(member_id, reason)
-        except Exception:
-            logger.warning("bridge: closing the sockets of %s failed", member_id, exc_info=True)
+        except Exception as exc:  # the operator must know: the member's open sockets stay open
+            logger.warning(
+                "bridge: could not tell the open sockets of %r to close (%s: %s); restart the hub to close them",
+                member_id,
+                type(exc).__name__,
+                exc,
+            )
         return
     task = asyncio.ensure_future(member_sockets_close(member_id, reason))
     _background.add(task)
