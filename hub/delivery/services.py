@@ -19,6 +19,7 @@ from hub.delivery.policy import Refusal, policy_accepted, policy_release, policy
 from hub.delivery.rate import member_take_send_slot
 from hub.delivery.size import size_problem
 from hub.delivery.validation import client_metadata_problem, send_problem, without_hub_metadata
+from hub.jsonapi import json_value_problem
 from hub.signals import message_accepted
 from members import policy as member_policy
 from members.models import Member
@@ -43,6 +44,9 @@ def member_send(*, member: Member, request: dict, source: str, idempotency_key: 
     if retry_after:
         error = f"send rate of {member.send_rate} messages per minute exceeded"
         return SendResult(success=False, error=error, status=429, retry_after=retry_after)
+    unstorable = json_value_problem(request)  # a bridge frame is parsed elsewhere: NaN, surrogates, NUL, depth
+    if unstorable:
+        return rejected(unstorable, 400, time.perf_counter())
     fields = {name: request[name] for name in SEND_FIELDS if request.get(name) is not None}
     key = "" if idempotency_key is None else idempotency_key
     try:

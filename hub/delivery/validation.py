@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from hub.delivery.routing import BRIDGE_CHAT
+from hub.jsonapi import json_value_problem
 from offline_queue.models import Message
 
 MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
@@ -81,4 +82,7 @@ def send_problem(
         return f"the idempotency key must be at most {MAX_IDEMPOTENCY_KEY} characters"
     if metadata is not None and not isinstance(metadata, dict):
         return "metadata must be an object"
+    unstorable = json_value_problem([topic, content, thread_id, reply_to, metadata])
+    if unstorable:
+        return f"the message cannot be stored: {unstorable}"
     return None
