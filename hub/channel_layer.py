@@ -8,10 +8,14 @@ The cross-process bridge round trip is two publishes and two received messages (
   parsed by hiredis, pub/sub messages handed over from ``data_received`` — instead of redis-py's asyncio
   client (a connection pool, a retry wrapper, a ``StreamWriter`` and a ``get_message`` poll with a timeout per
   message).
-- **Publishes in batches.** A publish joins a queue and one task per shard sends what has piled up as one
-  write (one reply read for all); order is kept, a lone publish goes out at once, and a failure reaches every
-  publisher of the batch. A batch that fails because Redis had dropped the connection is sent once more on a
-  fresh one (a publish whose reply was lost may then arrive twice; deliveries are at least once anyway).
+- **Publishes in batches, without replies.** A publish joins a queue and one task per shard sends what has
+  piled up as one write; order is kept, a lone publish goes out at once, and a failure reaches every
+  publisher of the batch. The publishing connection is in ``CLIENT REPLY OFF`` mode: Redis sends no reply
+  to read (a read and a wake-up per batch fewer), so a publish is done once written to the connection.
+  That is all a reply told anyway: a PUBLISH that Redis acknowledged may still reach nobody (no subscriber,
+  or the subscriber's connection dropping), which is why every delivery that must not be lost is backed by
+  a database row and an ack, and a chat sent to another process by an expiry (``hub.bridge.registry``).
+  A batch found unwritable because Redis had dropped the connection is written once more on a fresh one.
 - **One subscription per process.** A socket's channel is ``{prefix}specific.{process}!{socket}``; a message
   for it is published to ``{prefix}specific.{process}`` (which the process subscribed to once) with the
   socket's name in front, and the process hands it to that socket's mailbox. Opening and closing a socket
@@ -106,13 +110,14 @@ class PubSubShard:
 
     @staticmethod
     async def _publish_on(wire: Wire, commands: list[bytes]) -> None:
-        for reply in wire.send(commands):
-            await reply
+        wire.send(commands, replies=False)
 
     async def _publishing_wire(self) -> Wire:
         wire = self._publisher
         if wire is None or wire.closed:
-            wire = self._publisher = await connect(self.address)
+            wire = await connect(self.address)
+            wire.send([command(b"CLIENT", b"REPLY", b"OFF")], replies=False)
+            self._publisher = wire
         return wire
 
     # --- subscribing --------------------------------------------------------------------------------------

@@ -96,13 +96,16 @@ class Wire(asyncio.Protocol):
 
     # --- commands ---------------------------------------------------------------------------------------
 
-    def send(self, commands: list[bytes]) -> list[asyncio.Future]:
-        """Write ``commands`` (each from ``command()``) in one write; one future per reply, in order."""
+    def send(self, commands: list[bytes], *, replies: bool = True) -> list[asyncio.Future]:
+        """Write ``commands`` (each from ``command()``) in one write; one future per reply, in order (none with
+        ``replies=False``: after ``CLIENT REPLY OFF`` Redis sends none)."""
         if self.closed:
             raise RedisConnectionError("the connection to Redis is closed")
-        loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in commands]
-        self._replies.extend(futures)
+        futures = []
+        if replies:
+            loop = asyncio.get_running_loop()
+            futures = [loop.create_future() for _ in commands]
+            self._replies.extend(futures)
         self._transport.write(b"".join(commands) if len(commands) > 1 else commands[0])
         return futures
 

@@ -22,9 +22,9 @@ def test_concurrent_sends_all_arrive_in_order_in_fewer_round_trips(redis_url, mo
     writes = []  # commands per write to Redis
     send = Wire.send
 
-    def counting_send(self, commands):
+    def counting_send(self, commands, **options):
         writes.append(len(commands))
-        return send(self, commands)
+        return send(self, commands, **options)
 
     monkeypatch.setattr(Wire, "send", counting_send)
 
