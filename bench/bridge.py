@@ -19,10 +19,10 @@ verdict against the targets (issue 16): embedded ≥ 0.9x the relay's rt/s, p99 
 
     .venv/bin/python bench/bridge.py [--seconds 5] [--warmup 1] [--users 16,64] [--backends 4]
                                      [--only relay,embedded,2proc] [--servers uvicorn] [--redis-url URL]
-                                     [--repeat 1]
+                                     [--repeat 1] [--idle 0]
 
 Without --redis-url, 2proc/1proc get a throwaway Valkey (the binary ``runhub`` embeds) on a free port.
-The 10,000-idle-sockets figure is ``bench/idle.py``.
+--idle N also measures N idle sockets on every case; the 10,000-idle-sockets figure is ``bench/idle.py``.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from bench.bridge_parts import (
     start_valkey,
     stop,
 )
+from bench.idle import idle_cost
 
 # case prefix → (rt/s ratio at least, p99 ratio at most)
 TARGETS = {"embedded": (0.9, 1.5), "2proc": (0.5, 2.0)}
@@ -83,9 +84,10 @@ def main() -> None:
     parser.add_argument("--servers", default="uvicorn", help="ASGI servers to run each hub case under")
     parser.add_argument("--redis-url", help="the Redis 2proc/1proc share (default: a throwaway Valkey)")
     parser.add_argument("--repeat", type=int, default=1, help="rounds over every case; medians are reported")
+    parser.add_argument("--idle", type=int, default=0, help="also measure this many idle sockets on each case")
     args = parser.parse_args()
 
-    raise_file_limit(4096)
+    raise_file_limit(max(4096, args.idle + 2048))
     users = [int(u) for u in args.users.split(",")]
     cases = []
     for name in filter(None, args.only.split(",")):
@@ -113,6 +115,10 @@ def main() -> None:
                         f"  p99 {result['p99']:6.1f} ms  {result['rt_per_cpu_s']:7.0f} rt/server-CPU-s",
                         flush=True,
                     )
+        for case, hub in hubs.items() if args.idle else ():
+            before, after, _ = asyncio.run(idle_cost(hub, args.idle))
+            per_socket = (after - before) * 1024 / args.idle
+            print(f"{case:>18}  {args.idle} idle sockets: +{after - before:.1f} MiB, {per_socket:.1f} KiB each")
 
     results = {key: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for key, rs in runs.items()}
     if "relay" not in cases:

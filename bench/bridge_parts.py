@@ -118,6 +118,10 @@ def make_members(data_dir: Path, env: dict[str, str], backends: int, users: int)
     return found["backends"], found["users"]
 
 
+# The users chat as fast as they are answered, far over any per-minute send rate: not what is measured here.
+UNLIMITED = {"HUB_SEND_RATE_PER_MINUTE": "1000000000", "HUB_BRIDGE_ANON_RATE_PER_MINUTE": "1000000000"}
+
+
 class Hub:
     """A hub under test: its server processes (whose CPU and memory are measured), the URL backends connect
     to and the URL users connect to, the members' tokens, and how to stop it all."""
@@ -145,7 +149,7 @@ def relay_hub(deflate: bool, backends: int) -> Hub:
 def embedded_hub(data_dir: Path, server: str, backends: int, users: int) -> Hub:
     """``manage.py runhub`` as ``make run`` starts it (embedded Valkey, the ASGI server, django-q2,
     retry_queue) on a fresh SQLite data directory, with token-holding members."""
-    env = hub_env(data_dir, HUB_LOG_LEVEL="WARNING", REDIS_URL="")
+    env = hub_env(data_dir, HUB_LOG_LEVEL="WARNING", REDIS_URL="", **UNLIMITED)
     manage(data_dir, "migrate", "--noinput", env=env)
     backend_tokens, user_tokens = make_members(data_dir, env, backends, users)
     port = free_port()
@@ -159,7 +163,9 @@ def embedded_hub(data_dir: Path, server: str, backends: int, users: int) -> Hub:
 def processes_hub(data_dir: Path, server: str, redis_url: str, count: int, backends: int, users: int) -> Hub:
     """``count`` bare server processes (as ``runhub`` starts its server) sharing one SQLite data directory and
     one Redis; backends connect to the first, users to the last."""
-    env = hub_env(data_dir, HUB_LOG_LEVEL="WARNING", REDIS_URL=redis_url, HUB_REDIS_PREFIX=f"b{uuid.uuid4().hex[:8]}")
+    env = hub_env(
+        data_dir, HUB_LOG_LEVEL="WARNING", REDIS_URL=redis_url, HUB_REDIS_PREFIX=f"b{uuid.uuid4().hex[:8]}", **UNLIMITED
+    )
     manage(data_dir, "migrate", "--noinput", env=env)
     backend_tokens, user_tokens = make_members(data_dir, env, backends, users)
     from hub.management.commands.runhub import server_argv

@@ -40,7 +40,7 @@ async def open_one(url: str, token: str | None):
 
 async def idle_cost(hub: Hub, count: int, batch: int = 200) -> tuple[float, float, float]:
     """(RSS before in MiB, RSS after in MiB, seconds to open them) for ``count`` idle sockets on ``hub``."""
-    pid, tokens = hub.pids[0], hub.user_tokens
+    pid, tokens = hub.pids[-1], hub.user_tokens  # the process the users connect to
     warm = await open_one(hub.user_url, tokens[0])
     await warm.close()
     await asyncio.sleep(1.0)

@@ -1,5 +1,6 @@
 """The pub/sub channel layer with batched publishes, against a real Redis: nothing lost, order kept,
-concurrent publishes share round trips, a failure reaches every publisher."""
+concurrent publishes share round trips, a failure reaches every publisher, sockets share one subscription per
+process, a dropped connection comes back."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import asyncio
 import uuid
 
 import pytest
+import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from hub.channel_layer import BatchingPubSubChannelLayer
+from hub.channel_layer import BatchingPubSubChannelLayer, release_channel
 from hub.redis_wire import Wire
 from tests.support import free_port
 
@@ -97,3 +99,49 @@ def test_publishers_waiting_on_a_cancelled_sender_are_not_left_hanging(redis_url
     results = asyncio.run(scenario())
     assert all(r is None or isinstance(r, RuntimeError) for r in results), results
     assert any(isinstance(r, RuntimeError) for r in results)
+
+
+def test_sockets_share_one_subscription_per_process(redis_url):
+    """A socket's channel costs no Redis subscription of its own: one per process, one per group."""
+    layer = layer_for(redis_url)
+    prefix = layer._kwargs["prefix"]
+    client = redis.Redis.from_url(redis_url)
+
+    async def scenario():
+        names = [await layer.new_channel() for _ in range(50)]
+        await layer.group_add("g", names[0])
+        subscribed = sorted(n.decode() for n in client.pubsub_channels(f"{prefix}*"))
+        await asyncio.gather(*(layer.send(name, {"type": "t.n", "n": name}) for name in names))
+        got = [(await asyncio.wait_for(layer.receive(name), 5))["n"] for name in names]
+        for name in names:
+            await release_channel(layer, name)
+        await layer.group_discard("g", names[0])
+        left = sorted(n.decode() for n in client.pubsub_channels(f"{prefix}*"))
+        await layer.flush()
+        return names, subscribed, got, left
+
+    names, subscribed, got, left = asyncio.run(scenario())
+    assert got == names
+    assert len(subscribed) == 2 and any("__group__g" in n for n in subscribed), subscribed
+    assert len(left) == 1 and "__group__" not in left[0], left
+
+
+def test_messages_arrive_again_after_the_subscriber_connection_drops(redis_url):
+    async def scenario():
+        layer = layer_for(redis_url)
+        name = await layer.new_channel()
+        await layer.send(name, {"type": "t.n", "n": 1})
+        first = (await asyncio.wait_for(layer.receive(name), 5))["n"]
+        shard = layer._get_layer()._shards[0]
+        shard._subscriber._transport.abort()  # as when Redis drops the connection
+        shard._publisher._transport.abort()
+        for _ in range(100):  # reconnected at once, subscribed again to what is wanted
+            await asyncio.sleep(0.05)
+            if shard._subscriber is not None and not shard._subscriber.closed:
+                break
+        await layer.send(name, {"type": "t.n", "n": 2})
+        second = (await asyncio.wait_for(layer.receive(name), 5))["n"]
+        await layer.flush()
+        return first, second
+
+    assert asyncio.run(scenario()) == (1, 2)
