@@ -120,22 +120,30 @@ def main() -> None:
             per_socket = (after - before) * 1024 / args.idle
             print(f"{case:>18}  {args.idle} idle sockets: +{after - before:.1f} MiB, {per_socket:.1f} KiB each")
 
-    results = {key: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for key, rs in runs.items()}
     if "relay" not in cases:
         return
-    print(f"\n{'medians of ' + str(args.repeat) + ' rounds; ' if args.repeat > 1 else ''}ratios to the relay:")
+    rounds = f"medians over {args.repeat} rounds (each ratio taken within its round); " if args.repeat > 1 else ""
+    print(f"\n{rounds}ratios to the relay:")
     print(
         f"{'case':>18}  {'U':<5} {'hub rt/s':>9} {'relay rt/s':>10} {'ratio':>6}  {'p99 hub/relay ms':>17} {'ratio':>6}"
+        f"  {'per CPU-s':>9}"
     )
     for case in cases:
         if case == "relay":
             continue
         for u in users:
-            hub, base = results[(case, u)], results[("relay", u)]
-            rt_ratio, p99_ratio = hub["rt_s"] / base["rt_s"], hub["p99"] / base["p99"]
+            hubs_, bases = runs[(case, u)], runs[("relay", u)]
+            hub = {k: statistics.median(r[k] for r in hubs_) for k in hubs_[0]}
+            base = {k: statistics.median(r[k] for r in bases) for k in bases[0]}
+            rt_ratio = statistics.median(h["rt_s"] / b["rt_s"] for h, b in zip(hubs_, bases, strict=True))
+            p99_ratio = statistics.median(h["p99"] / b["p99"] for h, b in zip(hubs_, bases, strict=True))
+            cpu_ratio = statistics.median(
+                h["rt_per_cpu_s"] / b["rt_per_cpu_s"] for h, b in zip(hubs_, bases, strict=True)
+            )
             print(
                 f"{case:>18}  U={u:<3} {hub['rt_s']:9.0f} {base['rt_s']:10.0f} {rt_ratio:5.2f}x"
-                f"  {hub['p99']:8.1f} / {base['p99']:5.1f} {p99_ratio:5.2f}x{verdict(case, rt_ratio, p99_ratio)}"
+                f"  {hub['p99']:8.1f} / {base['p99']:5.1f} {p99_ratio:5.2f}x  {cpu_ratio:8.2f}x"
+                f"{verdict(case, rt_ratio, p99_ratio)}"
             )
 
 
