@@ -27,6 +27,9 @@ one subscriber connection in order, so Redis ends up with what was asked last; a
 is opened again at once (then once a second while Redis stays away) and subscribes to what is still wanted
 — never to a channel released meanwhile. Messages published while it was away are lost to this process, as
 with any pub/sub.
+
+Hosts are ``redis://``, ``rediss://`` or ``unix://`` URLs (or ``{"host", "port"}``), as ``REDIS_URL`` gives
+them; channels_redis's Sentinel hosts are not supported.
 """
 
 from __future__ import annotations
