@@ -350,7 +350,9 @@ def test_lingyis_wss_client_registers_and_answers_over_tls(tmp_path):
         manage(tmp_path, "member", "add", "lingyi", "--name", "灵依", "--backend", "lingyi", "--trust-loopback")
         token = register(tmp_path, [("lingflow", [])])["lingflow"]
         with LingYiBackend(f"wss://localhost:{hub.port}", think_time=0.2) as lingyi:
-            lingyi.wait_registered(timeout=PROMPT)
+            # LingYi's client does not wait for the hub's answer (it ignores it); the test does, so the send
+            # finds the backend online.
+            lingyi.wait_frames("backend_registered", timeout=PROMPT)
             sent_at = time.monotonic()
             answer = httpx.post(
                 f"{hub.http_url}/api/unified/send",
