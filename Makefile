@@ -27,7 +27,8 @@ test: setup
 bench: setup
 	$(BIN)/python bench/route.py --seconds 3
 	$(BENCH_DRAIN_ENV) $(BIN)/python bench/drain.py
-	$(BIN)/python bench/bridge.py --seconds 2 --warmup 0.5 --users 16,64 --idle 300 --servers uvicorn
+	$(BIN)/python bench/bridge.py --seconds 2 --warmup 0.5 --users 16,64
+	$(BIN)/python bench/idle.py --sockets 1000
 	$(BIN)/python bench/dashboard.py --requests 20
 	$(BIN)/python bench/poller.py --seconds 15
 	$(BIN)/python bench/processes.py --servers uvicorn --runs 1

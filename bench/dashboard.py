@@ -21,7 +21,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
 
 import httpx  # noqa: E402
 
-from bench.bridge import machine  # noqa: E402
+from bench.bridge_parts import machine  # noqa: E402
 from tests.support import hub_env, manage, running_hub  # noqa: E402
 
 SEED = """

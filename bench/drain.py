@@ -37,7 +37,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
 
 import websockets  # noqa: E402
 
-from bench.bridge import cpu_seconds, machine  # noqa: E402
+from bench.bridge_parts import cpu_seconds, machine  # noqa: E402
 from tests.support import hub_env, manage, running_hub  # noqa: E402
 
 MEMBER = "drainer"

@@ -39,7 +39,7 @@ django.setup()
 import httpx  # noqa: E402
 import websockets  # noqa: E402
 
-from bench.bridge import machine  # noqa: E402
+from bench.bridge_parts import machine  # noqa: E402
 from feishu.client import FeishuClient  # noqa: E402
 from tests.fakes.feishu_server import FakeFeishu  # noqa: E402
 from tests.support import hub_env, manage, redis_reachable, running_hub  # noqa: E402

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -116,6 +117,9 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
+    # The test database is a file too (not Django's shared-cache in-memory default, whose table locks fail at
+    # once between threads instead of waiting on the busy timeout), one per test run.
+    _db.setdefault("TEST", {})["NAME"] = str(Path(tempfile.gettempdir()) / f"linghub-test-{os.getpid()}.sqlite3")
 else:
     _db.setdefault("TEST", {})["NAME"] = env.str("HUB_TEST_DB_NAME", None)
 # SQLite keeps its connection between requests and ``database_sync_to_async`` calls (both close "old"

@@ -191,3 +191,27 @@ def test_a_user_in_another_process_hears_it_too(settings):
     event = run(scenario)
     assert event["type"] == "hub.frame"
     assert event["frame"]["type"] == "error" and event["frame"]["request_id"] == "far1"
+
+
+def test_a_user_that_leaves_before_the_reply_is_forgotten_by_its_pending_chat():
+    """The pending chat no longer holds the closed user's consumer; the backend's late reply goes nowhere, and
+    the backend is not told off for it."""
+    _, token = add_backend("lingyi")
+
+    async def scenario():
+        backend = await Client().connect()
+        await backend.register("lingyi", token)
+        user = await Client().connect()
+        await user.send({"type": "chat", "target": "lingyi", "text": "hi"})
+        chat = await backend.recv()
+        entry = PENDING.pop(chat["request_id"], "lingyi")  # looked at, and put back
+        PENDING.add(entry)
+        assert entry.asker is user.consumer
+        await user.close()
+        assert entry.asker is None and entry.reply_channel == ""
+        await backend.send({"type": "reply", "request_id": chat["request_id"], "text": "late"})
+        assert await backend.silent(0.2)  # no "unknown request_id" error
+        assert len(PENDING) == 0
+        await backend.close()
+
+    run(scenario)

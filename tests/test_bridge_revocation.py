@@ -85,7 +85,7 @@ def test_the_member_command_disables_and_enables(capsys):
     assert not Member.objects.get(member_id="lingyi").enabled
     call_command("member", "enable", "lingyi")
     assert Member.objects.get(member_id="lingyi").enabled
-    assert "lingyi disabled; its open connections are closed" in capsys.readouterr().out
+    assert "lingyi disabled; its open bridge connections are told to close" in capsys.readouterr().out
 
 
 def test_a_runhub_state_file_is_read_only_while_its_runhub_runs(settings, tmp_path):

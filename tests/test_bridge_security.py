@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -225,6 +226,25 @@ def test_member_commands_beside_runhub_close_the_members_open_sockets_within_a_s
         delays = asyncio.run(scenario(hub))
     assert not (tmp_path / "runhub.json").exists()
     print(f"\nsocket closed after the command returned (s): {delays}")
+
+
+def test_disabling_a_member_closes_its_sockets_on_every_hub_process(tmp_path, redis_url):
+    """Two server processes on one database and one Redis; the member has a socket on each."""
+    shared = {"REDIS_URL": redis_url, "HUB_REDIS_PREFIX": f"rev{os.getpid()}{int(time.time())}"}
+    with hub_with_members(tmp_path, shared) as first, running_hub(data_dir=tmp_path, extra_env=shared) as second:
+
+        async def scenario():
+            async with (
+                RawClient.connect(first.ws("mallory")) as here,
+                RawClient.connect(f"{second.ws_url}/?token={first.tokens['mallory']}") as there,
+            ):
+                await asyncio.to_thread(
+                    manage, tmp_path, "member", "disable", "mallory", env=hub_env(tmp_path, **shared)
+                )
+                assert await here.closed(timeout=1.0) == 4001
+                assert await there.closed(timeout=1.0) == 4001
+
+        asyncio.run(scenario())
 
 
 # --- 5. hostile frames --------------------------------------------------------------------------------------

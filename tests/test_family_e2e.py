@@ -9,6 +9,7 @@ every case is printed at the end (``pytest -s``) and kept in docs/compatibility.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import websockets
 
 from hub.lingmessage.store import Mailbox, MailboxMessage, new_id
 from tests.family.lingclaude_receiver import LingClaudeReceiver
@@ -325,10 +327,6 @@ def test_two_copies_of_a_backend_settle_the_first_keeps_it_and_the_second_is_ref
 
 
 def test_a_token_less_user_client_on_this_machine_chats_when_the_operator_allows_it_and_a_web_page_cannot(family):
-    import asyncio
-
-    import websockets
-
     async def chat(headers: dict[str, str] | None = None) -> dict:
         async with websockets.connect(family.hub.ws_url, additional_headers=headers, open_timeout=10) as user:
             await user.send(json.dumps({"type": "chat", "target": "lingyi", "text": "在吗"}))
@@ -352,7 +350,9 @@ def test_lingyis_wss_client_registers_and_answers_over_tls(tmp_path):
         manage(tmp_path, "member", "add", "lingyi", "--name", "灵依", "--backend", "lingyi", "--trust-loopback")
         token = register(tmp_path, [("lingflow", [])])["lingflow"]
         with LingYiBackend(f"wss://localhost:{hub.port}", think_time=0.2) as lingyi:
-            lingyi.wait_registered(timeout=PROMPT)
+            # LingYi's client does not wait for the hub's answer (it ignores it); the test does, so the send
+            # finds the backend online.
+            lingyi.wait_frames("backend_registered", timeout=PROMPT)
             sent_at = time.monotonic()
             answer = httpx.post(
                 f"{hub.http_url}/api/unified/send",

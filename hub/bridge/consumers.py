@@ -100,8 +100,9 @@ class BridgeConsumer(OneAtATimeConsumer):
         await self.connect()
 
     async def connect(self) -> None:
-        """Authenticate a handshake token, then accept (a wrong token is accepted only to be closed with
-        4001 and the reason). A subclass may set ``self.member`` before calling this."""
+        """Refuse a handshake from a foreign web page (``hub.bridge.auth.handshake_refusal``: HTTP 403), authenticate
+        a handshake token, then accept (a wrong token is accepted only to be closed with 4001 and the reason). A
+        subclass may set ``self.member`` before calling this."""
         token = handshake_token(self.scope)
         refusal = handshake_refusal(self.scope, authenticated=token is not None or self.member is not None)
         if refusal:

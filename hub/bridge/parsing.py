@@ -65,6 +65,6 @@ def frame_from_text(text: str, limit: int = MAX_DEPTH) -> dict:
         raise FrameError(f"frame nested too deeply: at most {limit} levels") from None
     if type(data) is not dict:
         raise FrameError("a frame must be a JSON object")
-    if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(data):
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(data):
         raise FrameError("a frame's text must be valid Unicode: it contains a lone surrogate (\\ud800-\\udfff)")
     return data

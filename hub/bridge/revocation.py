@@ -14,8 +14,8 @@ import logging
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
-from channels_redis.pubsub import RedisPubSubChannelLayer
 
+from hub.channel_layer import BatchingPubSubChannelLayer
 from hub.runstate import runhub_redis
 from hub.signals import member_revoked
 from hub.sockets import member_group
@@ -42,7 +42,7 @@ async def member_sockets_close(member_id: str, reason: str) -> None:
     if found is None:
         return
     url, prefix = found
-    other = RedisPubSubChannelLayer(hosts=[url], prefix=prefix)
+    other = BatchingPubSubChannelLayer(hosts=[url], prefix=prefix)  # the hub's own layer: the same wire
     try:
         await asyncio.wait_for(other.group_send(group, event), SEND_TIMEOUT)
     finally:
@@ -57,8 +57,13 @@ def on_member_revoked(sender, member_id: str, reason: str, **kwargs) -> None:
     except RuntimeError:
         try:
             async_to_sync(member_sockets_close)(member_id, reason)
-        except Exception:
-            logger.warning("bridge: closing the sockets of %s failed", member_id, exc_info=True)
+        except Exception as exc:  # the operator must know: the member's open sockets stay open
+            logger.warning(
+                "bridge: could not tell the open sockets of %r to close (%s: %s); restart the hub to close them",
+                member_id,
+                type(exc).__name__,
+                exc,
+            )
         return
     task = asyncio.ensure_future(member_sockets_close(member_id, reason))
     _background.add(task)

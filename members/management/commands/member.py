@@ -260,7 +260,7 @@ class Command(BaseCommand):
         if member is None:
             raise MemberError(f"unknown member {member_id!r}")
         member_set_enabled(member=member, enabled=enabled)
-        done = "enabled" if enabled else "disabled; its open connections are closed"
+        done = "enabled" if enabled else "disabled; its open bridge connections are told to close"
         self.stdout.write(f"{member_id} {done}")
 
     def handle_token(self, options: dict) -> None:
