@@ -15,7 +15,7 @@ from elsewhere on the shared machine hits all of them:
 
 Prints rt/s, p50/p99 latency, round trips per CPU-second of the server process(es) (the steadiest figure on a
 2-core machine where the load generator needs about one core), then each case's ratios to the relay and the
-verdict against the targets (issue 16): embedded ≥ 0.9x the relay's rt/s, p99 ≤ 1.5x; 2proc ≥ 0.5x, p99 ≤ 2x.
+verdict against the targets: embedded ≥ 0.9x the relay's rt/s, p99 ≤ 1.5x; 2proc ≥ 0.5x, p99 ≤ 2x.
 
     .venv/bin/python bench/bridge.py [--seconds 5] [--warmup 1] [--users 16,64] [--backends 4]
                                      [--only relay,embedded,2proc] [--servers uvicorn] [--redis-url URL]

@@ -5,7 +5,7 @@ retry_queue, SQLite). N user sockets connect in batches, each with a member toke
 (``--members`` user members, sockets spread over them), each sends one ``ping`` and reads its ``pong``, then
 all stay open and idle. The figure is the server process's RSS after a settling pause minus its RSS before the
 first socket (after a warm-up socket opened and closed), per socket. The baseline in the same run is the
-minimal `websockets` relay without compression (``bench/bridge_parts.py``). Target (issue 16): 10,000 idle
+minimal `websockets` relay without compression (``bench/bridge_parts.py``). Target: 10,000 idle
 sockets in one process at ≤ 30 KiB each. The open-files limit is raised for this process and the servers it
 starts.
 

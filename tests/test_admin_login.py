@@ -1,5 +1,5 @@
-"""Admin login throttling (django-axes, settings ``AXES_*``) and where a new member token travels (issue 14,
-finding 9): the admin's real login form, over Django's test client."""
+"""Admin login throttling (django-axes, settings ``AXES_*``) and where a new member token travels: the
+admin's real login form, over Django's test client."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Every admin page and dashboard shows any string the hub may have stored, from members, Feishu or the bridge
-(issue 14, finding 7: a claim's chat id with '/' broke the collision log with NoReverseMatch)."""
+(a claim's chat id with '/' once broke the collision log with NoReverseMatch)."""
 
 from __future__ import annotations
 

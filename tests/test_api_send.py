@@ -171,7 +171,7 @@ def test_it_answers_405_to_get(client, lingyi):
     assert client.get(URL, HTTP_AUTHORIZATION=f"Bearer {lingyi.token}").status_code == 405
 
 
-# --- hostile input (issue 14, finding 7): a 400 with a reason, never a 500 ------------------------------------
+# --- hostile input: a 400 with a reason, never a 500 ------------------------------------
 
 DEEP = "[" * 100_000 + "]" * 100_000
 HOSTILE = [

@@ -1,4 +1,4 @@
-"""Issue 14's bridge findings, each against a real hub process with real sockets: forged bridge chats,
+"""Attacks on the bridge, each against a real hub process with real sockets: forged bridge chats,
 guessable request ids, cross-site sockets, token-less sockets, revocation, hostile frames."""
 
 from __future__ import annotations

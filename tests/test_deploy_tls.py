@@ -1,4 +1,4 @@
-"""``HUB_BEHIND_TLS=true`` (issue 14, finding 9): ``manage.py check --deploy`` is clean in that mode, and a real
+"""``HUB_BEHIND_TLS=true``: ``manage.py check --deploy`` is clean in that mode, and a real
 hub redirects plain HTTP, sends HSTS and marks its cookies Secure."""
 
 from __future__ import annotations

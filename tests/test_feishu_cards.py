@@ -255,7 +255,7 @@ def test_only_the_cards_sender_may_answer_once_with_a_valid_card_or_toast(client
     assert kept["elements"] == UPDATED["elements"]
 
 
-# --- hostile callbacks (issue 14, findings 7 and 8) ----------------------------------------------------------
+# --- hostile callbacks ----------------------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -126,7 +126,7 @@ def test_it_refuses_bodies_that_are_not_json(client):
     assert response.status_code == 400
 
 
-# --- hostile callbacks (issue 14, findings 7 and 8) ----------------------------------------------------------
+# --- hostile callbacks ----------------------------------------------------------
 
 
 def test_with_an_encrypt_key_an_event_without_a_signature_is_refused(client, settings):

@@ -1,5 +1,5 @@
-"""Issue 14's findings 7, 8 and 9 against a real hub process over real HTTP: hostile JSON to the API, unsigned,
-stale and malformed Feishu callbacks, and a password-guessing run on the admin login."""
+"""Attacks over HTTP against a real hub process: hostile JSON to the API, unsigned, stale and malformed Feishu
+callbacks, and a password-guessing run on the admin login."""
 
 from __future__ import annotations
 
