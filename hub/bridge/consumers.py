@@ -19,6 +19,7 @@ from django.conf import settings
 from hub import metrics
 from hub.bridge import oversize, presence, takeover, teardown
 from hub.bridge.auth import CLOSE_REPLACED, CLOSE_UNAUTHORIZED, handshake_token, is_loopback
+from hub.bridge.limits import SocketLimits
 from hub.bridge.loop import OneAtATimeConsumer
 from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending
 from hub.sockets import HANDLERS, FrameError, audience_group, member_group
@@ -76,6 +77,7 @@ class BridgeConsumer(OneAtATimeConsumer):
         self.groups_joined: set[str] = set()
         self.pending_acks: list[str] = []
         self.listeners: set[asyncio.Event] = set()
+        self.limits = SocketLimits()  # what it has outstanding (``hub.bridge.limits``)
 
     @property
     def connection_id(self) -> str:
@@ -148,7 +150,7 @@ class BridgeConsumer(OneAtATimeConsumer):
         try:
             await handler(self, data)
         except FrameError as exc:
-            await self.send_error(str(exc))
+            await self.send_error(str(exc), **exc.fields)
         except Exception:
             logger.exception("bridge: %r frame failed", frame_type)
             await self.send_error(f"internal error while handling a {frame_type!r} frame")
