@@ -28,6 +28,7 @@ RATE_LIMITED = "rate_limited"
 TOO_MANY_PENDING_CHATS = "too_many_pending_chats"
 TOO_MANY_PENDING_ACKS = "too_many_pending_acks"
 QUEUE_FULL = "queue_full"
+REASONS = (RATE_LIMITED, TOO_MANY_PENDING_CHATS, TOO_MANY_PENDING_ACKS, QUEUE_FULL)
 
 
 class Refused(FrameError):

@@ -103,7 +103,8 @@ class Outflow:
         text = message.get("text")
         size = len(text) if text is not None else len(message.get("bytes") or b"")
         if buffered() + size > limit and not await self._drained(buffered, max(limit - size, 0)):
-            await self._overflow(buffered(), size, limit)
+            if not self.overflowed:  # the first of the writers waiting for it closes it
+                await self._overflow(buffered(), size, limit)
             raise SocketOverflow(f"closed with {CLOSE_POLICY}: it did not read")
         await self._send(message)
 
@@ -117,7 +118,7 @@ class Outflow:
     async def _drained(self, buffered: Callable[[], int], room: int) -> bool:
         """Wait until at most ``room`` bytes wait in the buffer; False when the stall time ran out first."""
         deadline = time.monotonic() + settings.HUB_BRIDGE_SEND_STALL
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self.overflowed:
             await asyncio.sleep(POLL_SECONDS)
             waiting = buffered()
             if waiting <= room or waiting == 0:
