@@ -8,10 +8,10 @@ For --seconds, --clients clients hammer the bridge, each reconnecting when its s
   - non-reading sockets: a raw socket with a 4 KiB receive buffer that never reads and sends unknown frame
     types of 200 KB (the hub's error frame repeats the type, so it writes as much as it reads);
   - reconnect churn: connect, ping, drop the TCP connection without a close frame.
-Measured before (after a --warmup of the same storm and a pause), right after, and --settle seconds after:
-resident memory of the ASGI server process, the open-connections gauge, the bridge's pending-request tables,
-undelivered messages, Redis pub/sub channels and clients; and what the storm met (frames, refusals, 1008
-closes). With --deep, also JSON nested 100,000 deep.
+Measured on the fresh hub, before (after a --warmup of the same storm and a pause), right after, and --settle
+seconds after: resident memory of the ASGI server process, the open-connections gauge, the bridge's
+pending-request tables, undelivered messages, Redis pub/sub channels and clients; and what the storm met
+(frames, refusals, 1008 closes). With --deep, also JSON nested 100,000 deep.
 
     .venv/bin/python bench/storm.py [--clients 200] [--seconds 30] [--server uvicorn|daphne] [--deep]
 """
@@ -247,10 +247,11 @@ def main() -> None:
                 stop = asyncio.Event()
                 backend = asyncio.create_task(echo_backend(hub.ws_url, backend_token, stop))
                 await asyncio.sleep(1)
+                fresh = ("fresh (before the warm-up)", snapshot(hub, pid, redis_url))
                 await storm(hub.ws_url, hub.port, token, args.clients, args.warmup, args.deep)
                 await asyncio.sleep(args.settle)
                 SEEN.clear()
-                rows = [("before", snapshot(hub, pid, redis_url))]
+                rows = [fresh, ("before", snapshot(hub, pid, redis_url))]
                 started = time.monotonic()
                 await storm(hub.ws_url, hub.port, token, args.clients, args.seconds, args.deep)
                 storm_seconds = time.monotonic() - started

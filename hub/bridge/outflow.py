@@ -121,9 +121,16 @@ class Outflow:
         while time.monotonic() < deadline and not self.overflowed:
             await asyncio.sleep(POLL_SECONDS)
             waiting = buffered()
-            if waiting <= room or waiting == 0:
-                return True
+            if waiting <= room or waiting == 0 or self._gone():
+                return True  # room, or the client went away (the write does nothing then)
         return False
+
+    def _gone(self) -> bool:
+        transport = self._transport
+        closing = getattr(transport, "is_closing", None)
+        if closing is not None:
+            return closing()
+        return bool(getattr(transport, "disconnecting", False) or getattr(transport, "disconnected", False))
 
     async def _overflow(self, waiting: int, size: int, limit: int) -> None:
         self.overflowed = True
