@@ -13,7 +13,7 @@ seconds after: resident memory of the ASGI server process, the open-connections 
 pending-request tables, undelivered messages, Redis pub/sub channels and clients; and what the storm met
 (frames, refusals, 1008 closes). With --deep, also JSON nested 100,000 deep.
 
-    .venv/bin/python bench/storm.py [--clients 200] [--seconds 30] [--server uvicorn|daphne] [--deep]
+    .venv/bin/python bench/storm.py [--clients 200] [--seconds 30] [--rounds 1] [--server uvicorn|daphne] [--deep]
 """
 
 from __future__ import annotations
@@ -222,9 +222,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--warmup", type=float, default=10)
+    parser.add_argument("--warmup", type=float, default=15)
     parser.add_argument("--settle", type=float, default=10)
     parser.add_argument("--server", choices=("uvicorn", "daphne"), default="uvicorn")
+    parser.add_argument("--rounds", type=int, default=1, help="storms in a row, each followed by --settle")
     parser.add_argument("--deep", action="store_true", help="also send JSON nested 100,000 deep")
     args = parser.parse_args()
     print("command:", " ".join([".venv/bin/python", "bench/storm.py", *sys.argv[1:]]))
@@ -252,15 +253,17 @@ def main() -> None:
                 await asyncio.sleep(args.settle)
                 SEEN.clear()
                 rows = [fresh, ("before", snapshot(hub, pid, redis_url))]
-                started = time.monotonic()
-                await storm(hub.ws_url, hub.port, token, args.clients, args.seconds, args.deep)
-                storm_seconds = time.monotonic() - started
-                rows.append(("right after", snapshot(hub, pid, redis_url)))
-                await asyncio.sleep(args.settle)
-                rows.append((f"{args.settle:g} s after", snapshot(hub, pid, redis_url)))
+                for round_ in range(1, args.rounds + 1):
+                    started = time.monotonic()
+                    await storm(hub.ws_url, hub.port, token, args.clients, args.seconds, args.deep)
+                    took = time.monotonic() - started
+                    suffix = f" (storm {round_})" if args.rounds > 1 else ""
+                    rows.append((f"right after{suffix}", snapshot(hub, pid, redis_url)))
+                    await asyncio.sleep(args.settle)
+                    rows.append((f"{args.settle:g} s after{suffix}", snapshot(hub, pid, redis_url)))
+                    print(f"storm {round_}: {args.clients} clients for {took:.1f} s under {args.server}")
                 stop.set()
                 await backend
-                print(f"storm: {args.clients} clients for {storm_seconds:.1f} s under {args.server}")
                 return rows
 
             rows = asyncio.run(run())

@@ -34,6 +34,11 @@ class RawSocket:
             raise ConnectionError(head.decode(errors="replace"))
 
     def send(self, frame: dict) -> None:
+        self.sock.sendall(self.frame(frame))
+
+    @staticmethod
+    def frame(frame: dict) -> bytes:
+        """``frame`` as a masked WebSocket text frame."""
         payload = json.dumps(frame).encode()
         mask = os.urandom(4)
         length = len(payload)
@@ -43,8 +48,10 @@ class RawSocket:
             header = struct.pack("!BBH", 0x81, 0x80 | 126, length)
         else:
             header = struct.pack("!BBQ", 0x81, 0x80 | 127, length)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.sock.sendall(header + mask + masked)
+        masked = (int.from_bytes(payload, "big") ^ int.from_bytes((mask * (length // 4 + 1))[:length], "big")).to_bytes(
+            length, "big"
+        )
+        return header + mask + masked
 
     def _read(self, n: int) -> bytes:
         while len(self.buffer) < n:

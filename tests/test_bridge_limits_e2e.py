@@ -18,7 +18,7 @@ import websockets
 
 from tests.raw_ws import RawSocket
 from tests.support import manage, running_hub
-from tests.test_bridge_e2e import OldClient, add_member, open_connections
+from tests.test_bridge_e2e import OldClient, add_member, open_connections, rss_kib
 
 pytestmark = pytest.mark.e2e
 
@@ -236,3 +236,26 @@ def test_a_socket_that_does_not_read_is_closed_with_1008_and_its_deliveries_are_
                 break
             time.sleep(0.1)
         assert open_connections(httpx.get(f"{hub.http_url}/metrics").text) == 0
+
+
+def test_under_daphne_a_client_that_floods_while_the_hub_waits_on_it_is_read_no_further(tmp_path):
+    """daphne reads every frame as it comes; the hub stops it reading a socket once 64 frames wait for the
+    application, so a client sending 200 KB frames (each answered by an error of the same size) while not
+    reading is held by its own TCP window, not queued in the hub's memory."""
+    manage(tmp_path, "migrate", "--noinput")
+    env = {**USERS, "HUB_BRIDGE_SEND_STALL": "30"}  # the hub waits on the socket for the whole test
+    with running_hub(data_dir=tmp_path, server="daphne", extra_env=env) as hub:
+        rss_before = rss_kib(hub.process.pid)
+        flood = RawSocket(hub.port, "/")
+        frame = flood.frame({"type": "t" * 200_000})
+        flood.sock.settimeout(0.5)
+        sent, deadline = 0, time.monotonic() + 8
+        while time.monotonic() < deadline:
+            try:
+                sent += flood.sock.send(frame)
+            except TimeoutError:
+                continue
+        grown = rss_kib(hub.process.pid) - rss_before
+        flood.close()
+    assert sent < 60 * 2**20, f"the hub took {sent / 2**20:.0f} MiB from a client it was not writing to"
+    assert grown < 100 * 1024, f"the server grew by {grown / 1024:.0f} MiB"
