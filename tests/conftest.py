@@ -154,5 +154,8 @@ def _fresh_rate_windows():
     from django.conf import settings
     from django.core.cache import cache
 
+    from hub.delivery.rate import forget_leases
+
+    forget_leases()
     if settings.CACHES["default"]["BACKEND"].endswith("LocMemCache"):
         cache.clear()

@@ -19,7 +19,7 @@ from django.conf import settings
 
 from hub import metrics
 from hub.bridge.registry import AWAITING, PENDING
-from hub.delivery.rate import address_take_chat_slot, member_take_send_slot
+from hub.delivery.rate import address_take_chat_slot, member_take_chat_slot
 from hub.sockets import FrameError
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def chat_admitted(consumer) -> None:
         )
     member = consumer.member
     if member is not None:
-        retry_after = member_take_send_slot(member=member)
+        retry_after = member_take_chat_slot(member=member)
         rate = member.send_rate
         who = f"member {member.member_id!r}"
     else:
