@@ -13,7 +13,8 @@ seconds after: resident memory of the ASGI server process, the open-connections 
 pending-request tables, undelivered messages, Redis pub/sub channels and clients; and what the storm met
 (frames, refusals, 1008 closes). With --deep, also JSON nested 100,000 deep.
 
-    .venv/bin/python bench/storm.py [--clients 200] [--seconds 30] [--rounds 1] [--server uvicorn|daphne] [--deep]
+    .venv/bin/python bench/storm.py [--clients 200] [--seconds 30] [--rounds 1] [--server uvicorn|daphne]
+                                    [--kinds bad,flood,nonreader,churn] [--deep]
 """
 
 from __future__ import annotations
@@ -173,16 +174,19 @@ async def echo_backend(url: str, token: str, stop: asyncio.Event) -> None:
                 SEEN["chats answered by the backend"] += 1
 
 
-async def storm(url: str, port: int, token: str, clients: int, seconds: float, deep: bool) -> None:
+KINDS = ("bad", "flood", "nonreader", "churn")
+
+
+async def storm(url: str, port: int, token: str, clients: int, seconds: float, deep: bool, kinds=KINDS) -> None:
     stop_at = time.monotonic() + seconds
     tasks = []
     for i in range(clients):
-        kind = i % 4
-        if kind == 0:
+        kind = kinds[i % len(kinds)]
+        if kind == "bad":
             tasks.append(bad_frames(url, stop_at, deep))
-        elif kind == 1:
-            tasks.append(flood(url, token if i % 8 == 1 else None, stop_at))
-        elif kind == 2:
+        elif kind == "flood":
+            tasks.append(flood(url, token if (i // len(kinds)) % 2 else None, stop_at))
+        elif kind == "nonreader":
             tasks.append(non_reader(port, stop_at))
         else:
             tasks.append(churn(url, stop_at))
@@ -226,8 +230,12 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=10)
     parser.add_argument("--server", choices=("uvicorn", "daphne"), default="uvicorn")
     parser.add_argument("--rounds", type=int, default=1, help="storms in a row, each followed by --settle")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="clients of these kinds, in turn")
     parser.add_argument("--deep", action="store_true", help="also send JSON nested 100,000 deep")
     args = parser.parse_args()
+    kinds = tuple(args.kinds.split(","))
+    if not set(kinds) <= set(KINDS):
+        parser.error(f"--kinds: choose among {', '.join(KINDS)}")
     print("command:", " ".join([".venv/bin/python", "bench/storm.py", *sys.argv[1:]]))
     print("machine:", machine())
     with tempfile.TemporaryDirectory(prefix="bench-storm-") as tmp:
@@ -249,13 +257,13 @@ def main() -> None:
                 backend = asyncio.create_task(echo_backend(hub.ws_url, backend_token, stop))
                 await asyncio.sleep(1)
                 fresh = ("fresh (before the warm-up)", snapshot(hub, pid, redis_url))
-                await storm(hub.ws_url, hub.port, token, args.clients, args.warmup, args.deep)
+                await storm(hub.ws_url, hub.port, token, args.clients, args.warmup, args.deep, kinds)
                 await asyncio.sleep(args.settle)
                 SEEN.clear()
                 rows = [fresh, ("before", snapshot(hub, pid, redis_url))]
                 for round_ in range(1, args.rounds + 1):
                     started = time.monotonic()
-                    await storm(hub.ws_url, hub.port, token, args.clients, args.seconds, args.deep)
+                    await storm(hub.ws_url, hub.port, token, args.clients, args.seconds, args.deep, kinds)
                     took = time.monotonic() - started
                     suffix = f" (storm {round_})" if args.rounds > 1 else ""
                     rows.append((f"right after{suffix}", snapshot(hub, pid, redis_url)))
