@@ -4,6 +4,7 @@ callback, a message seen by the poller) or is always on, and until the hub's bot
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +14,10 @@ from django.utils import timezone
 from feishu.models import ActiveGroup
 
 logger = logging.getLogger("feishu")
+
+# Feishu's ids (oc_…, om_…, ou_…, hex event ids) are short runs of these characters; anything else is refused
+# before it is stored or put into a URL.
+FEISHU_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 # How far back the first poll of a new (or re-activated) group reads.
 FIRST_POLL_LOOKBACK_SECONDS = 30
@@ -66,10 +71,17 @@ def group_deactivate(*, group: ActiveGroup, reason: str, now: datetime | None = 
 
 def chat_id_problem(chat_id: object) -> str | None:
     """Why ``chat_id`` is not a usable Feishu chat id, or None."""
-    if not isinstance(chat_id, str) or not chat_id:
-        return "chat_id is required"
-    if len(chat_id) > 100:
-        return "chat_id is longer than 100 characters"
+    return feishu_id_problem("chat_id", chat_id)
+
+
+def feishu_id_problem(name: str, value: object) -> str | None:
+    """Why ``value`` (the field ``name``) is not a Feishu id: not a string, empty, too long, other characters."""
+    if not isinstance(value, str) or not value:
+        return f"{name} is required"
+    if len(value) > 100:
+        return f"{name} is longer than 100 characters"
+    if not FEISHU_ID_RE.match(value):
+        return f"{name} may hold only letters, digits and '_.:-'"
     return None
 
 

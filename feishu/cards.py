@@ -19,14 +19,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 
-from feishu.events import EventRejected, open_event
+from feishu.events import EventRejected, check_timestamp, feishu_id, json_object, open_event, part, text
 
 REF_KEY = "linghub_ref"
 WRAPPED_KEY = "linghub_value"
@@ -75,7 +74,7 @@ def _stamp(node: Any, ref: str) -> None:
         return
     if not isinstance(node, dict):
         return
-    if node.get("tag") in CALLBACK_TAGS:
+    if isinstance(node.get("tag"), str) and node["tag"] in CALLBACK_TAGS:
         link_only = node.get("tag") == "button" and "value" not in node and ("url" in node or "multi_url" in node)
         behaviors = node.get("behaviors")
         if isinstance(behaviors, list):  # card schema 2.0: callbacks are behaviours
@@ -121,23 +120,18 @@ def _is_legacy(payload: dict) -> bool:
 
 
 def open_callback(body: bytes, headers: Mapping[str, str]) -> dict:
-    """The verified (decrypted) payload of a card callback request, or ``EventRejected``."""
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        raise EventRejected("the body is not JSON") from None
-    if not isinstance(payload, dict) or not _is_legacy(payload):
+    """The verified (decrypted) payload of a card callback request, or ``EventRejected``. The older format is
+    signed with the verification token: its timestamp must be within ``feishu.events.SIGNATURE_WINDOW`` too."""
+    payload = json_object(body)
+    if not _is_legacy(payload):
         return open_event(body, headers)  # schema 2.0 and url_verification: exactly as an event callback
     token = settings.FEISHU_VERIFICATION_TOKEN
     if not token:
         raise EventRejected("card callbacks in the old format need FEISHU_VERIFICATION_TOKEN", status=503)
-    signed = (
-        headers.get("X-Lark-Request-Timestamp", "")
-        + headers.get("X-Lark-Request-Nonce", "")
-        + token
-    ).encode() + body  # fmt: skip
+    stamp = check_timestamp(headers)
+    signed = (stamp + headers.get("X-Lark-Request-Nonce", "") + token).encode() + body
     expected = hashlib.sha1(signed).hexdigest()
-    if not hmac.compare_digest(headers.get("X-Lark-Signature", ""), expected):
+    if not hmac.compare_digest(headers.get("X-Lark-Signature", "").encode(), expected.encode()):
         raise EventRejected("the request signature does not match", status=401)
     return payload
 
@@ -146,30 +140,32 @@ _ACTION_FIELDS = ("tag", "option", "options", "name", "form_value", "input_value
 
 
 def read_click(payload: dict, body: bytes) -> CardClick:
-    """The click a verified callback payload reports (either format)."""
+    """The click a verified callback payload reports (either format); ``EventRejected`` (400) when a field the
+    hub reads has the wrong type, or an id the wrong length or characters."""
     legacy = _is_legacy(payload)
-    event = payload if legacy else (payload.get("event") or {})
-    raw_action = event.get("action") or {}
+    event = payload if legacy else part(payload, "event")
+    raw_action = part(event, "action")
     message_id, value = unstamp(raw_action.get("value"))
     action = {"value": value, **{k: raw_action[k] for k in _ACTION_FIELDS if k in raw_action}}
+    text(raw_action, "tag")
     if legacy:
-        operator = {"open_id": payload.get("open_id", ""), "user_id": payload.get("user_id", "")}
+        operator = {"open_id": feishu_id(payload, "open_id"), "user_id": feishu_id(payload, "user_id")}
         key = "card:" + hashlib.sha256(body).hexdigest()[:40]
-        feishu_message_id, chat_id = payload.get("open_message_id", ""), payload.get("open_chat_id", "")
+        feishu_message_id, chat_id = feishu_id(payload, "open_message_id"), feishu_id(payload, "open_chat_id")
     else:
-        who = event.get("operator") or {}
-        operator = {k: who[k] for k in ("open_id", "user_id", "union_id") if who.get(k)}
-        event_id = (payload.get("header") or {}).get("event_id")
+        who = part(event, "operator")
+        operator = {k: feishu_id(who, k) for k in ("open_id", "user_id", "union_id") if who.get(k)}
+        event_id = feishu_id(part(payload, "header"), "event_id")
         key = f"event:{event_id}" if event_id else "card:" + hashlib.sha256(body).hexdigest()[:40]
-        context = event.get("context") or {}
-        feishu_message_id, chat_id = context.get("open_message_id", ""), context.get("open_chat_id", "")
+        context = part(event, "context")
+        feishu_message_id, chat_id = feishu_id(context, "open_message_id"), feishu_id(context, "open_chat_id")
     return CardClick(
-        key=key[:120],
+        key=key,
         operator=operator,
         action=action,
         message_id=message_id,
-        feishu_message_id=feishu_message_id or "",
-        chat_id=chat_id or "",
+        feishu_message_id=feishu_message_id,
+        chat_id=chat_id,
         legacy=legacy,
     )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +9,7 @@ from feishu import selectors
 from feishu.content import message_text
 from feishu.models import ActiveGroup
 from hub.delivery.services import message_send
+from hub.jsonapi import json_loads
 
 # ``message_send``'s signature: keyword arguments in, an answer with ``message_id`` (or ``status``) out.
 SendFn = Callable[..., Any]
@@ -29,8 +29,8 @@ def relay_bot_message(*, group: ActiveGroup, item: dict, send: SendFn | None = N
     msg_type = item.get("msg_type") or "text"
     raw = (item.get("body") or {}).get("content") or ""
     try:
-        content = json.loads(raw) if raw else {}
-    except ValueError:
+        content = json_loads(raw) if raw else {}
+    except ValueError:  # BadJson too: deep nesting or NaN from Feishu is kept as the raw text
         content = raw
     metadata = {
         "source": "feishu",

@@ -7,8 +7,8 @@ from django.views.decorators.http import require_POST
 from feishu.activity import chat_id_problem, group_mark_active, group_state
 from feishu.card_actions import ANSWERED_ALREADY, card_action_answer, card_click_answer
 from feishu.cards import open_callback, read_click
-from feishu.events import EventRejected, event_receive, open_event
-from hub.jsonapi import BadJson, json_body, json_error, json_response
+from feishu.events import EventRejected, event_receive, open_event, text
+from hub.jsonapi import BadJson, json_body, json_error, json_response, request_bytes
 from members.auth import member_required
 
 
@@ -18,12 +18,15 @@ def events(request: HttpRequest) -> JsonResponse:
     """Feishu's event callback: the ``url_verification`` challenge, and events (a group message marks the
     group active)."""
     try:
-        payload = open_event(request.body, request.headers)
+        payload = open_event(request_bytes(request), request.headers)
+        if payload.get("type") == "url_verification":
+            return JsonResponse({"challenge": text(payload, "challenge")})
+        result = event_receive(payload=payload)
+    except BadJson as exc:
+        return json_error(400, str(exc))
     except EventRejected as exc:
         return json_error(exc.status, exc.reason)
-    if payload.get("type") == "url_verification":
-        return JsonResponse({"challenge": payload.get("challenge", "")})
-    return JsonResponse({"ok": True, "result": event_receive(payload=payload)})
+    return JsonResponse({"ok": True, "result": result})
 
 
 @csrf_exempt
@@ -51,12 +54,16 @@ async def card_callback(request: HttpRequest) -> JsonResponse:
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     try:
-        payload = open_callback(request.body, request.headers)
+        body = request_bytes(request)
+        payload = open_callback(body, request.headers)
+        if payload.get("type") == "url_verification":
+            return JsonResponse({"challenge": text(payload, "challenge")})
+        click = read_click(payload, body)
+    except BadJson as exc:
+        return json_error(400, str(exc))
     except EventRejected as exc:
         return json_error(exc.status, exc.reason)
-    if payload.get("type") == "url_verification":
-        return JsonResponse({"challenge": payload.get("challenge", "")})
-    answer = await card_click_answer(read_click(payload, request.body))
+    answer = await card_click_answer(click)
     return JsonResponse(answer, json_dumps_params={"ensure_ascii": False})
 
 

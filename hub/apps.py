@@ -10,7 +10,11 @@ class HubConfig(AppConfig):
     def ready(self) -> None:
         from hub import bus
         from hub.api import frames as api_frames  # noqa: F401  (registers the bridge `send` frame)
-        from hub.bridge import acks, handlers  # noqa: F401  (register the core bridge frames)
+        from hub.bridge import (  # noqa: F401  (register the core bridge frames)
+            acks,
+            handlers,
+            revocation,
+        )
         from hub.bridge.transport import BridgeTransport
         from hub.delivery import alerts, audit, routing, transports  # noqa: F401  (alerts: the alert member receiver)
         from hub.delivery.formats import FORMATS

@@ -1,19 +1,35 @@
-"""channels_redis's pub/sub layer with publishes sent in batches.
+"""The Redis pub/sub channel layer: channels_redis's ``RedisPubSubChannelLayer`` on a lighter Redis client,
+with publishes sent in batches and one subscription per process instead of one per socket.
 
-channels_redis sends a process's publishes to a Redis shard one at a time: each holds a lock for a whole
-round trip to Redis, so under load every chat and reply of the bridge's cross-process path waits behind the
-others. Here a publish joins a queue and one task per shard sends what has piled up as one pipeline (one
-write, one read of the replies); order is kept, a lone publish goes out at once as before, and a failure
-reaches every publisher of the batch.
+The cross-process bridge round trip is two publishes and two received messages (docs/performance.md,
+"Bridge"); what this module changes, each measured with ``bench/bridge.py``:
 
-Subscriptions that outlive their socket (docs/reliability.md): channels_redis unsubscribes a socket's own
-channel only when its ``receive()`` is cancelled while waiting, so a consumer stopped anywhere else left the
-channel subscribed for good; and after Redis dropped the pub/sub connection (an output-buffer limit, a
-restart) redis-py subscribed again to every channel it had ever been asked for whose unsubscribe was not yet
-confirmed. Here ``release_channel`` drops a closed socket's channel explicitly, an unsubscribe forgets the
-channel before it is sent, a reconnect subscribes again only to what is still wanted, a subscription Redis
-confirms for a channel no longer wanted is dropped again, and a receive task that died is started again.
-Everything else is channels_redis unchanged.
+- **The Redis client** is ``hub.redis_wire``: commands written straight to an asyncio transport, replies
+  parsed by hiredis, pub/sub messages handed over from ``data_received`` — instead of redis-py's asyncio
+  client (a connection pool, a retry wrapper, a ``StreamWriter`` and a ``get_message`` poll with a timeout per
+  message).
+- **Publishes in batches, without replies.** A publish joins a queue and one task per shard sends what has
+  piled up as one write; order is kept, a lone publish goes out at once, and a failure reaches every
+  publisher of the batch. The publishing connection is in ``CLIENT REPLY OFF`` mode: Redis sends no reply
+  to read (a read and a wake-up per batch fewer), so a publish is done once written to the connection.
+  That is all a reply told anyway: a PUBLISH that Redis acknowledged may still reach nobody (no subscriber,
+  or the subscriber's connection dropping), which is why every delivery that must not be lost is backed by
+  a database row and an ack, and a chat sent to another process by an expiry (``hub.bridge.registry``).
+  A batch found unwritable because Redis had dropped the connection is written once more on a fresh one.
+- **One subscription per process.** A socket's channel is ``{prefix}specific.{process}!{socket}``; a message
+  for it is published to ``{prefix}specific.{process}`` (which the process subscribed to once) with the
+  socket's name in front, and the process hands it to that socket's inbox. Opening and closing a socket
+  costs no Redis command, a socket holds no subscription that could outlive it, and a socket's inbox is a
+  few slots rather than an ``asyncio.Queue``. Groups keep one subscription per group per process.
+
+Subscriptions after a dropped connection (docs/reliability.md): every subscribe and unsubscribe goes over the
+one subscriber connection in order, so Redis ends up with what was asked last; after a drop the connection
+is opened again at once (then once a second while Redis stays away) and subscribes to what is still wanted
+— never to a channel released meanwhile. Messages published while it was away are lost to this process, as
+with any pub/sub.
+
+Hosts are ``redis://``, ``rediss://`` or ``unix://`` URLs (or ``{"host", "port"}``), as ``REDIS_URL`` gives
+them; channels_redis's Sentinel hosts are not supported.
 """
 
 from __future__ import annotations
@@ -21,28 +37,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import types
+import uuid
 
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer
-from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
+from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer
 from channels_redis.utils import _wrap_close, decode_hosts
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from hub.inbox import Inbox
+from hub.redis_wire import Wire, command, connect
 
 logger = logging.getLogger(__name__)
 
+RECONNECT_EVERY = 1.0
 
-class BatchingShardConnection(RedisSingleShardConnection):
-    def __init__(self, host, channel_layer) -> None:
-        # One more try on a fresh connection when Redis had dropped the one in hand (redis-py finds out on its
-        # first use): otherwise every publish and subscribe after a drop fails once, a chat with it. A publish
-        # whose reply was lost may then reach its subscribers twice; deliveries are at least once anyway.
-        super().__init__({"retry": Retry(NoBackoff(), 1), **host}, channel_layer)
-        self._waiting: list[tuple[str, bytes, asyncio.Future]] = []
-        self._in_flight: list[tuple[str, bytes, asyncio.Future]] = []
+
+class PubSubShard:
+    """One Redis server: a publisher connection (batched publishes) and a subscriber connection."""
+
+    def __init__(self, host: dict, channel_layer: ProcessLoopLayer) -> None:
+        self.address = host.get("address") or f"redis://{host.get('host', 'localhost')}:{host.get('port', 6379)}"
+        self.channel_layer = channel_layer
+        self._subscribed_to: set[str] = set()
+        self._lock = asyncio.Lock()  # subscribe and unsubscribe one at a time
+        self._waiting: list[tuple[bytes, bytes, asyncio.Future]] = []
+        self._in_flight: list[tuple[bytes, bytes, asyncio.Future]] = []
         self._sender: asyncio.Task | None = None
+        self._publisher: Wire | None = None
+        self._subscriber: Wire | None = None
+        self._connecting: asyncio.Task | None = None
+        self._reconnector: asyncio.Task | None = None
+        self._closed = False
 
-    async def publish(self, channel, message) -> None:
+    # --- publishing ---------------------------------------------------------------------------------------
+
+    async def publish(self, channel: str, message: bytes) -> None:
         done = asyncio.get_running_loop().create_future()
         self._waiting.append((channel, message, done))
         if self._sender is None or self._sender.done():
@@ -66,123 +95,13 @@ class BatchingShardConnection(RedisSingleShardConnection):
                 done.set_exception(stopped)
         self._in_flight, self._waiting = [], []
 
-    async def subscribe(self, channel) -> None:
-        """Want ``channel`` before telling Redis, so its confirmation never looks like a stray (below)."""
-        async with self._lock:
-            if channel in self._subscribed_to:
-                return
-            self._subscribed_to.add(channel)
-            try:
-                self._ensure_redis()
-                self._ensure_receiver()
-                await self._pubsub.subscribe(channel)
-            except BaseException:
-                self._subscribed_to.discard(channel)
-                raise
-
-    async def unsubscribe(self, channel) -> None:
-        """Forget ``channel`` first, then tell Redis: if the command fails (Redis away), the reconnect does not
-        subscribe to it again (``_ensure_redis``)."""
-        async with self._lock:
-            if channel not in self._subscribed_to:
-                return
-            self._subscribed_to.discard(channel)
-            self._ensure_redis()
-            self._ensure_receiver()
-            await self._pubsub.unsubscribe(channel)
-
-    def _ensure_redis(self) -> None:
-        fresh = self._redis is None
-        super()._ensure_redis()
-        if fresh:
-            shard, resubscribe = self, type(self._pubsub).on_connect
-
-            async def on_connect(pubsub, connection) -> None:
-                # redis-py subscribes again to every channel it still lists, including those whose unsubscribe
-                # was sent but not confirmed before the connection dropped: keep only the wanted ones.
-                wanted = shard._subscribed_to
-                for name in list(pubsub.channels):
-                    if (name.decode() if isinstance(name, bytes) else name) not in wanted:
-                        del pubsub.channels[name]
-                await resubscribe(pubsub, connection)
-
-            # A method of this pubsub (redis-py keeps connect callbacks as weak methods), registered by its
-            # first connect, which comes later.
-            self._pubsub.on_connect = types.MethodType(on_connect, self._pubsub)
-
-    async def _do_receiving(self) -> None:
-        """channels_redis's receive loop, also reading Redis's subscribe confirmations: a channel confirmed
-        that is no longer wanted (a resubscription after a reconnect raced its unsubscribe) is dropped. After a
-        dropped connection it reconnects at once (messages published meanwhile are lost to this process), then
-        once a second while Redis stays away."""
-        failures = 0
-        while True:
-            try:
-                if self._pubsub and self._pubsub.subscribed:
-                    message = await self._pubsub.get_message(ignore_subscribe_messages=False, timeout=0.1)
-                    failures = 0
-                    kind = message and message.get("type")
-                    if kind in (b"subscribe", "subscribe"):
-                        self._drop_if_unwanted(message["channel"])
-                    elif kind in (b"message", "message"):
-                        self._receive_message(message)
-                else:
-                    await asyncio.sleep(0.1)
-            except (asyncio.CancelledError, GeneratorExit):
-                raise
-            except Exception:  # a timeout too: it must not end the loop every socket of the process hears through
-                failures += 1
-                if failures == 1:
-                    logger.warning("channel layer: the connection to Redis dropped; reconnecting", exc_info=True)
-                    with contextlib.suppress(Exception):
-                        await self._pubsub.connection.disconnect(nowait=True)
-                    continue
-                logger.exception("channel layer: receiving from Redis failed; trying again in 1 s")
-                await asyncio.sleep(1)
-
-    def _drop_if_unwanted(self, name) -> None:
-        channel = name.decode() if isinstance(name, bytes) else name
-        if channel not in self._subscribed_to:
-            task = asyncio.ensure_future(self._unsubscribe_stray(channel))
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # logged inside
-
-    async def _unsubscribe_stray(self, channel: str) -> None:
-        try:
-            async with self._lock:
-                if channel not in self._subscribed_to and self._pubsub is not None:
-                    await self._pubsub.unsubscribe(channel)
-        except Exception:
-            logger.warning("channel layer: dropping the stray subscription %s failed", channel, exc_info=True)
-
-    def _ensure_receiver(self) -> None:
-        if self._receive_task is not None and self._receive_task.done():
-            self._receive_task = None  # it died (``_receiver_stopped`` said why): a new one takes over
-        if self._receive_task is None:
-            super()._ensure_receiver()
-            self._receive_task.add_done_callback(self._receiver_stopped)
-
-    def _receiver_stopped(self, task: asyncio.Task) -> None:
-        """A receive task that ended other than by ``flush()`` (which clears it first) is started again: with
-        it dead every socket of the process would be deaf."""
-        if task is not self._receive_task or task.cancelled() or task.get_loop().is_closed():
-            return
-        error = task.exception()
-        logger.error("channel layer: the receive task stopped (%r); starting it again", error, exc_info=error)
-        self._receive_task = None
-        if self._subscribed_to:
-            self._ensure_receiver()
-
     async def _send_batch(self, batch: list[tuple[str, bytes, asyncio.Future]]) -> None:
+        commands = [command(b"PUBLISH", channel, message) for channel, message, _ in batch]
         try:
-            async with self._lock:
-                self._ensure_redis()
-                if len(batch) == 1:
-                    await self._redis.publish(batch[0][0], batch[0][1])
-                else:
-                    async with self._redis.pipeline(transaction=False) as pipe:
-                        for channel, message, _ in batch:
-                            pipe.publish(channel, message)
-                        await pipe.execute()
+            try:
+                await self._publish_on(await self._publishing_wire(), commands)
+            except RedisConnectionError:
+                await self._publish_on(await self._publishing_wire(), commands)  # once more, on a fresh connection
         except Exception as exc:  # handed to every publisher of the batch
             for *_, done in batch:
                 if not done.done():
@@ -192,28 +111,198 @@ class BatchingShardConnection(RedisSingleShardConnection):
                 if not done.done():
                     done.set_result(None)
 
+    @staticmethod
+    async def _publish_on(wire: Wire, commands: list[bytes]) -> None:
+        wire.send(commands, replies=False)
 
-class BatchingLoopLayer(RedisPubSubLoopLayer):
+    async def _publishing_wire(self) -> Wire:
+        wire = self._publisher
+        if wire is None or wire.closed:
+            wire = await connect(self.address)
+            wire.send([command(b"CLIENT", b"REPLY", b"OFF")], replies=False)
+            self._publisher = wire
+        return wire
+
+    # --- subscribing --------------------------------------------------------------------------------------
+
+    async def subscribe(self, channel: str) -> None:
+        """Want ``channel`` (kept across reconnects), and tell Redis; returns once Redis confirmed it."""
+        async with self._lock:
+            if channel in self._subscribed_to:
+                return
+            self._subscribed_to.add(channel)
+            try:
+                for attempt in (1, 2):
+                    # Sent even on a connection opened just now: it may have read what is wanted before this.
+                    wire = await self._subscribing_wire()
+                    try:
+                        await wire.call(b"SUBSCRIBE", channel)
+                        return
+                    except RedisConnectionError:
+                        if attempt == 2:
+                            raise
+            except BaseException:
+                self._subscribed_to.discard(channel)
+                raise
+
+    async def unsubscribe(self, channel: str) -> None:
+        """Forget ``channel`` first, then tell Redis: if that fails (Redis away), no reconnect subscribes to it
+        again."""
+        async with self._lock:
+            if channel not in self._subscribed_to:
+                return
+            self._subscribed_to.discard(channel)
+            wire = self._subscriber
+            if wire is not None and not wire.closed:
+                await wire.call(b"UNSUBSCRIBE", channel)
+
+    async def _subscribing_wire(self) -> Wire:
+        """The subscriber connection, opened (and subscribed to every wanted channel) when there is none."""
+        wire = self._subscriber
+        if wire is not None and not wire.closed:
+            return wire
+        if self._connecting is None or self._connecting.done():
+            self._connecting = asyncio.ensure_future(self._connect_subscriber())
+        return await asyncio.shield(self._connecting)
+
+    async def _connect_subscriber(self) -> Wire:
+        wire = await connect(self.address, on_message=self._receive_message, on_lost=self._subscriber_lost)
+        try:
+            wanted = list(self._subscribed_to)  # read when written: nothing released meanwhile comes back
+            if wanted:
+                for reply in wire.send([command(b"SUBSCRIBE", channel) for channel in wanted]):
+                    await reply
+        except BaseException:
+            wire.close()
+            raise
+        self._subscriber = wire
+        return wire
+
+    def _subscriber_lost(self, wire: Wire) -> None:
+        if wire is not self._subscriber or self._closed:
+            return
+        self._subscriber = None
+        if self._subscribed_to and (self._reconnector is None or self._reconnector.done()):
+            with contextlib.suppress(RuntimeError):  # the loop is closing: nothing to reconnect for
+                self._reconnector = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        """Open the subscriber connection again: at once, then once a second while Redis stays away."""
+        logger.warning("channel layer: the connection to Redis dropped; reconnecting")
+        failures = 0
+        while self._subscribed_to and not self._closed and (self._subscriber is None or self._subscriber.closed):
+            try:
+                await self._subscribing_wire()
+                return
+            except Exception:
+                failures += 1
+                if failures == 1:
+                    logger.exception("channel layer: reconnecting to Redis failed; trying again every second")
+                await asyncio.sleep(RECONNECT_EVERY)
+
+    def _receive_message(self, channel: bytes, data: bytes) -> None:
+        layer = self.channel_layer
+        name = channel.decode()
+        if name == layer.process_channel:
+            target, _, data = data.partition(b"\0")
+            inbox = layer.channels.get(target.decode())
+            if inbox is not None:
+                inbox.put_nowait(data)
+        elif name in layer.channels:
+            layer.channels[name].put_nowait(data)
+        elif name in layer.groups:
+            for channel_name in layer.groups[name]:
+                inbox = layer.channels.get(channel_name)
+                if inbox is not None:
+                    inbox.put_nowait(data)
+
+    async def flush(self) -> None:
+        self._closed = True
+        for task in (self._sender, self._connecting, self._reconnector):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        for wire in (self._publisher, self._subscriber):
+            if wire is not None:
+                wire.close()
+        self._publisher = self._subscriber = self._sender = self._connecting = self._reconnector = None
+        self._subscribed_to = set()
+        self._closed = False
+
+
+class ProcessLoopLayer(RedisPubSubLoopLayer):
+    """The layer of one event loop: its sockets' channels are process-local (see the module docstring)."""
+
     def __init__(self, hosts=None, *args, **kwargs) -> None:
         super().__init__(hosts, *args, **kwargs)
-        self._shards = [BatchingShardConnection(host, self) for host in decode_hosts(hosts)]
+        self._shards = [PubSubShard(host, self) for host in decode_hosts(hosts)]
+        self.process_channel = f"{self.prefix}specific.{uuid.uuid4().hex}"
+        self._local_names = 0
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        await self._get_shard(self.process_channel).subscribe(self.process_channel)
+        self._local_names += 1
+        name = f"{self.process_channel}!{self._local_names:x}"
+        self.channels[name] = Inbox()
+        return name
+
+    async def _subscribe_to_channel(self, channel: str) -> None:
+        self.channels[channel] = Inbox()
+        if "!" not in channel:
+            await self._get_shard(channel).subscribe(channel)
+
+    async def send(self, channel: str, message: dict) -> None:
+        data = self.channel_layer.serialize(message)
+        process, local, _ = channel.partition("!")
+        if local:  # a socket's channel: through its process's subscription
+            await self._get_shard(process).publish(process, channel.encode() + b"\0" + data)
+        else:
+            await self._get_shard(channel).publish(channel, data)
+
+    async def receive(self, channel: str) -> dict:
+        if channel not in self.channels:
+            await self._subscribe_to_channel(channel)
+        inbox = self.channels[channel]
+        try:
+            data = await inbox.get()
+        except (TimeoutError, asyncio.CancelledError, GeneratorExit):
+            # As channels_redis: a receive cancelled is the consumer leaving; its channel goes.
+            if self.channels.get(channel) is inbox:
+                del self.channels[channel]
+                if "!" not in channel:
+                    with contextlib.suppress(Exception):
+                        await self._get_shard(channel).unsubscribe(channel)
+            raise
+        return self.channel_layer.deserialize(data)
 
 
 class BatchingPubSubChannelLayer(RedisPubSubChannelLayer):
-    """``RedisPubSubChannelLayer`` whose publishes go to Redis in batches (see the module docstring)."""
+    """``RedisPubSubChannelLayer`` on ``hub.redis_wire`` with batched publishes and one subscription per
+    process (see the module docstring)."""
 
-    def _get_layer(self):
+    def _get_layer(self) -> ProcessLoopLayer:
         loop = asyncio.get_running_loop()
         layer = self._layers.get(loop)
         if layer is None:
-            layer = self._layers[loop] = BatchingLoopLayer(*self._args, **self._kwargs, channel_layer=self)
+            layer = self._layers[loop] = ProcessLoopLayer(*self._args, **self._kwargs, channel_layer=self)
             _wrap_close(self, loop)
         return layer
 
+    # The hot calls, without channels_redis's per-call ``functools.partial`` through ``__getattr__``.
+    async def send(self, channel: str, message: dict) -> None:
+        await self._get_layer().send(channel, message)
+
+    async def receive(self, channel: str) -> dict:
+        return await self._get_layer().receive(channel)
+
+    async def group_send(self, group: str, message: dict) -> None:
+        await self._get_layer().group_send(group, message)
+
 
 async def release_channel(layer: BaseChannelLayer | None, name: str) -> None:
-    """Drop the process-local channel ``name`` (a closed socket's) from ``layer``: no queue kept for it, and on
-    the pub/sub layer no Redis subscription. Safe to call twice, and on any layer."""
+    """Drop the process-local channel ``name`` (a closed socket's) from ``layer``: no inbox kept for it, and
+    on the pub/sub layer no Redis subscription. Safe to call twice, and on any layer."""
     if layer is None or not name:
         return
     if isinstance(layer, InMemoryChannelLayer):
@@ -223,7 +312,7 @@ async def release_channel(layer: BaseChannelLayer | None, name: str) -> None:
     if not isinstance(layer, RedisPubSubChannelLayer) or get_layer is None:
         return
     loop_layer = get_layer()
-    if loop_layer.channels.pop(name, None) is None:
+    if loop_layer.channels.pop(name, None) is None or "!" in name:
         return
     with contextlib.suppress(Exception):  # Redis away: the channel is forgotten and not subscribed again
         await loop_layer._get_shard(name).unsubscribe(name)

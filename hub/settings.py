@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 from environs import Env, EnvError
@@ -55,6 +57,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "channels",
     "django_q",
     "hub",
@@ -69,6 +72,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # A NUL in the URL is a 400 before any lookup (PostgreSQL cannot compare text holding one: a 500 otherwise).
+    "hub.middleware.refuse_nul",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -76,6 +81,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes wants: turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "hub.urls"
@@ -110,6 +117,9 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
+    # The test database is a file too (not Django's shared-cache in-memory default, whose table locks fail at
+    # once between threads instead of waiting on the busy timeout), one per test run.
+    _db.setdefault("TEST", {})["NAME"] = str(Path(tempfile.gettempdir()) / f"linghub-test-{os.getpid()}.sqlite3")
 else:
     _db.setdefault("TEST", {})["NAME"] = env.str("HUB_TEST_DB_NAME", None)
 # SQLite keeps its connection between requests and ``database_sync_to_async`` calls (both close "old"
@@ -176,6 +186,46 @@ STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else 
 # (no collectstatic step for the embedded default).
 WHITENOISE_USE_FINDERS = True
 LOGIN_URL = "admin:login"
+# Messages live in the session (server side): the admin shows a new member token once as a message, and the
+# default cookie storage would send that token back and forth in a cookie.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+
+# --- Admin login throttling (django-axes) -----------------------------------------------------------------
+# HUB_LOGIN_FAILURE_LIMIT wrong passwords for one user name from one address lock that pair out of the login
+# for HUB_LOGIN_LOCKOUT_MINUTES (429, even with the right password); a successful login resets the count.
+# `manage.py axes_reset` lifts every lockout at once. Failures are kept in the database, shared by every process.
+AUTHENTICATION_BACKENDS = [
+    "members.login.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("HUB_LOGIN_FAILURE_LIMIT", 5, validate=Range(min=1))
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("HUB_LOGIN_LOCKOUT_MINUTES", 15, validate=Range(min=1)))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The address is REMOTE_ADDR (django-ipware is not installed): behind a reverse proxy that is the proxy's, so the
+# lockout is then per user name, and no client can dodge it with a forged X-Forwarded-For.
+
+# --- Behind TLS (HUB_BEHIND_TLS) -------------------------------------------------------------------------
+# The hub is reached over https:// (its own HUB_SSL_CERT, or a reverse proxy that terminates TLS and sets
+# X-Forwarded-Proto): cookies only over TLS, HSTS, plain-HTTP requests redirected (except /healthz,
+# /health and /metrics, which monitoring polls on the machine itself). `manage.py check --deploy` is clean in this mode.
+HUB_BEHIND_TLS = env.bool("HUB_BEHIND_TLS", False)
+if HUB_BEHIND_TLS:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    # Only a proxy the hub sits behind may say a request came over TLS; it must set (not pass on) this header.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("HUB_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^health$", r"^metrics$"]
+    SECURE_HSTS_SECONDS = env.int("HUB_HSTS_SECONDS", 365 * 24 * 3600, validate=Range(min=0))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("HUB_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env.bool("HUB_HSTS_PRELOAD", False)
+    SILENCED_SYSTEM_CHECKS = [
+        # Preloading is a promise for the whole domain that only its owner can make (HUB_HSTS_PRELOAD).
+        *([] if SECURE_HSTS_PRELOAD else ["security.W021"]),
+        # HUB_SSL_REDIRECT=false is a deliberate choice (the proxy redirects already).
+        *([] if SECURE_SSL_REDIRECT else ["security.W008"]),
+    ]
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("HUB_TIME_ZONE", "UTC")
 USE_I18N = True
@@ -195,6 +245,8 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
         # One INFO line per outbound request is noise; deliveries are in the hub.audit log.
         "httpx": {"level": "WARNING"},
+        # django-axes: its banner on every command and a line per login are noise; lockouts are WARNINGs.
+        "axes": {"level": "WARNING"},
     },
 }
 
@@ -217,9 +269,12 @@ HUB_BRIDGE_MAX_FRAME_BYTES = env.int("HUB_BRIDGE_MAX_FRAME_BYTES", 1024 * 1024, 
 HUB_BRIDGE_PENDING_TTL = env.int("HUB_BRIDGE_PENDING_TTL", 300, validate=Range(min=1))
 HUB_BRIDGE_HEARTBEAT_TIMEOUT = env.int("HUB_BRIDGE_HEARTBEAT_TIMEOUT", 90, validate=Range(min=5))
 HUB_BRIDGE_ACK_TIMEOUT = env.int("HUB_BRIDGE_ACK_TIMEOUT", 30, validate=Range(min=1))
-# Token-less user clients (chat, switch_backend, list_backends) from loopback addresses: on, so existing
-# clients on the same machine keep working; turn off behind a reverse proxy on the same machine.
-HUB_BRIDGE_LOOPBACK_USERS = env.bool("HUB_BRIDGE_LOOPBACK_USERS", True)
+# Token-less user clients (chat, switch_backend, list_backends) from loopback addresses, without an Origin or a
+# proxy header: off; an operator turns it on for old user clients on this machine (README, "Bridge").
+HUB_BRIDGE_LOOPBACK_USERS = env.bool("HUB_BRIDGE_LOOPBACK_USERS", False)
+# Web pages (the Origin of a WebSocket handshake) that may open bridge sockets, besides the hub's own origin
+# (scheme://host[:port], as browsers send it); a handshake with any other Origin is refused (HTTP 403).
+HUB_ALLOWED_ORIGINS = [o.strip().lower().rstrip("/") for o in env.list("HUB_ALLOWED_ORIGINS", []) if o.strip()]
 # Abuse limits (docs/bridge.md "Limits"): chats a token-less user may send per minute from one address; chats one
 # socket may have waiting for their reply; acks one socket may have waiting to be stored; bytes written to one
 # socket and not yet taken by its client, and how long a socket may stay at that cap before it is closed (1008).

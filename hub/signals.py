@@ -27,3 +27,8 @@ message_accepted = Signal()
 # it"), or with ``force`` what it did about it ("3 waiting messages expired with an alert"). Sent by
 # ``members.services.member_remove`` inside its transaction, before the member is deleted.
 member_removing = Signal()
+
+# ``member_revoked``: a member's access ended (``member_id``, ``reason``: "disabled", "token rotated", "removed"). Sent
+# by ``members`` once the change is committed (``members.revocation``); the bridge closes every open socket of the
+# member, in every process, with 4001 (``hub.bridge.revocation``).
+member_revoked = Signal()

@@ -9,7 +9,7 @@ from django.utils.html import format_html
 
 from members import policy
 from members.models import Channel, Member, masked_headers, unmask_headers
-from members.services import member_rotate_token
+from members.services import member_rotate_token, member_set_enabled
 
 NOTIFY_FIELDS = ["endpoint_ca", "endpoint_insecure", "endpoint_headers", "signature_style", "notify_event"]
 
@@ -159,7 +159,10 @@ class MemberAdmin(admin.ModelAdmin):
 
     @admin.action(description="Disable the selected members")
     def disable_members(self, request: HttpRequest, queryset: QuerySet[Member]) -> None:
-        count = queryset.update(enabled=False, updated_at=timezone.now())
+        count = 0
+        for member in queryset.filter(enabled=True):
+            member_set_enabled(member=member, enabled=False)  # one by one: each one's sockets close
+            count += 1
         self.message_user(request, f"Disabled {count} member(s).")
 
 

@@ -6,3 +6,8 @@ from django.apps import AppConfig
 class MembersConfig(AppConfig):
     name = "members"
     verbose_name = "Member registry"
+
+    def ready(self) -> None:
+        from members import revocation
+
+        revocation.connect()

@@ -13,6 +13,7 @@ from hub.http import load_ca
 from hub.signals import member_removing
 from members import policy
 from members.models import Channel, Member, parse_headers
+from members.revocation import TOKEN_ROTATED, member_access_revoked
 
 _url = URLValidator(schemes=["http", "https"])
 
@@ -211,10 +212,12 @@ def member_rotate_token(*, member: Member) -> str:
     """Replace the member's token; the old one stops working at once. Returns the new token."""
     token = member.set_new_token()
     member.save(update_fields=["token_hash", "token_hint", "token_rotated_at", "updated_at"])
+    member_access_revoked(member_id=member.member_id, reason=TOKEN_ROTATED)  # its open sockets close
     return token
 
 
 def member_set_enabled(*, member: Member, enabled: bool) -> None:
+    """Enable or disable ``member``; disabling closes its open sockets (``members.revocation``)."""
     member.enabled = enabled
     member.save(update_fields=["enabled", "updated_at"])
 

@@ -75,6 +75,13 @@ def add_backend(member_id: str, backend_id: str | None = None, **options):
 
 
 @pytest.fixture
+def loopback_users(settings):
+    """Use with ``pytest.mark.usefixtures("loopback_users")``: the operator lets old token-less user clients on
+    this machine in (``HUB_BRIDGE_LOOPBACK_USERS``, off by default), as the tests' ``Client()`` is one."""
+    settings.HUB_BRIDGE_LOOPBACK_USERS = True
+
+
+@pytest.fixture
 def fresh_bridge():
     """Use with ``pytest.mark.usefixtures("fresh_bridge")``: an empty bridge registry before and after."""
     reset_bridge_state()

@@ -4,6 +4,7 @@ import pytest
 import time_machine
 from django.urls import reverse
 
+from hub.delivery.services import member_send
 from offline_queue.models import Message
 from tests.routing_support import isolated_hub, make_member  # noqa: F401
 
@@ -95,6 +96,7 @@ def test_it_answers_404_for_an_unknown_recipient(client, lingyi):
         ({"sender_id": "lingyi", "content": "x"}, "recipient_id is required"),
         ({**BODY, "message_type": "gossip"}, "message_type"),
         ({**BODY, "recipient_id": 7}, "recipient_id"),
+        ({**BODY, "recipient_id": None}, "recipient_id is required"),  # found by tests/test_fuzz_http.py
         ({**BODY, "metadata": "x"}, "metadata"),
     ],
 )
@@ -167,3 +169,70 @@ def test_it_uses_the_hub_default_rate_when_the_member_has_none(client, lingyi, l
 
 def test_it_answers_405_to_get(client, lingyi):
     assert client.get(URL, HTTP_AUTHORIZATION=f"Bearer {lingyi.token}").status_code == 405
+
+
+# --- hostile input (issue 14, finding 7): a 400 with a reason, never a 500 ------------------------------------
+
+DEEP = "[" * 100_000 + "]" * 100_000
+HOSTILE = [
+    pytest.param(DEEP, "nested deeper", id="deep-array"),
+    pytest.param(
+        '{"recipient_id": "lingflow", "metadata": ' + '{"a": ' * 70 + "1" + "}" * 71, "nested", id="deep-meta"
+    ),
+    pytest.param('{"recipient_id": "lingflow", "content": "\\ud800"}', "surrogate", id="lone-surrogate"),
+    pytest.param('{"recipient_id": "lingflow", "topic": "\\udc00x"}', "surrogate", id="lone-low-surrogate"),
+    pytest.param(b'{"recipient_id": "lingflow", "content": "\xed\xa0\x80"}', "UTF-8", id="encoded-surrogate"),
+    pytest.param('{"recipient_id": "lingflow", "content": "a\\u0000b"}', "NUL", id="nul"),
+    pytest.param('{"recipient_id": "lingflow", "content": "x", "metadata": {"k\\u0000": 1}}', "NUL", id="nul-key"),
+    pytest.param('{"recipient_id": "lingflow", "content": "x", "metadata": {"a": NaN}}', "NaN", id="nan"),
+    pytest.param('{"recipient_id": "lingflow", "content": "x", "metadata": {"a": -Infinity}}', "Infinity", id="inf"),
+    pytest.param('{"recipient_id": "lingflow", "content": "x", "metadata": {"a": 1e999}}', "too large", id="1e999"),
+]
+
+
+@pytest.mark.parametrize(("raw", "reason"), HOSTILE)
+@pytest.mark.parametrize("path", [URL, "/api/unified/route", "/api/send", "/api/coord/claim"])
+def test_every_json_entry_point_answers_hostile_json_with_400_and_a_reason(client, lingyi, lingflow, path, raw, reason):
+    response = client.post(path, raw, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {lingyi.token}")
+    assert response.status_code == 400, response.content[:300]
+    assert response.json()["success"] is False and reason in response.json()["error"]
+    assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize("path", [URL, "/feishu/events/", "/feishu/card/"])
+def test_a_body_over_djangos_upload_limit_is_a_400_in_the_envelope(client, lingyi, settings, path):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    raw = '{"recipient_id": "lingflow", "content": "' + "x" * 2000 + '"}'
+    response = client.post(path, raw, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {lingyi.token}")
+    assert response.status_code == 400 and "larger than 1000 bytes" in response.json()["error"]
+
+
+def test_nan_in_metadata_is_a_400_every_time_not_a_409(client, lingyi, lingflow):
+    raw = '{"recipient_id": "lingflow", "content": "x", "metadata": {"score": NaN}}'
+    for _ in range(2):
+        response = _post(client, lingyi, raw, **{"Idempotency-Key": "k-nan"})
+        assert response.status_code == 400 and "NaN" in response.json()["error"]
+
+
+def nested(levels: int) -> list:
+    value: list = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "request_body",
+    [
+        {"recipient_id": "lingflow", "content": "x", "metadata": {"a": float("nan")}},
+        {"recipient_id": "lingflow", "content": "x", "metadata": {"a": float("inf")}},
+        {"recipient_id": "lingflow", "content": "\ud800"},
+        {"recipient_id": "lingflow", "content": "x", "metadata": {"a": nested(100)}},
+    ],
+    ids=["nan", "inf", "surrogate", "deep"],
+)
+def test_the_send_path_refuses_what_cannot_be_stored_whichever_way_it_came_in(lingyi, lingflow, request_body):
+    """The bridge's ``send`` frame reaches ``member_send`` already parsed: the same rules hold there."""
+    result = member_send(member=lingyi, request=request_body, source="bridge")
+    assert result.status == 400 and result.error
+    assert not Message.objects.exists()

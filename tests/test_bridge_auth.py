@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from hub.bridge.auth import backend_refusal, handshake_token, is_loopback
+from hub.bridge.auth import backend_refusal, handshake_token, is_loopback, native_loopback, origin_allowed
 from hub.bridge.selectors import bridge_backend
+from hub.management.commands.runhub import loopback_users_line
 from tests.bridge_support import add_backend
 
 
@@ -59,3 +60,40 @@ def test_a_trusted_member_still_needs_a_secret_from_a_remote_address():
     assert "loopback addresses only" in backend_refusal(
         channel, backend_id="lingyi", handshake_member=None, secret=None, loopback=False
     )
+
+
+def _scope(*headers: tuple[str, str], client: str = "127.0.0.1") -> dict:
+    return {"client": [client, 1], "headers": [(k.lower().encode(), v.encode()) for k, v in headers]}
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "allowed"),
+    [
+        ("http://127.0.0.1:8765", "127.0.0.1:8765", True),
+        ("https://localhost:8765", "localhost:8765", True),
+        ("http://127.0.0.1:9999", "127.0.0.1:8765", False),  # another server on this machine
+        ("https://evil.example", "127.0.0.1:8765", False),
+        ("http://evil.example", "evil.example", False),  # a Host the hub does not answer to (DNS rebinding)
+        ("null", "127.0.0.1:8765", False),
+        ("https://app.example", "127.0.0.1:8765", True),  # HUB_ALLOWED_ORIGINS
+        ("https://APP.example/", "127.0.0.1:8765", True),
+    ],
+)
+def test_it_allows_the_hubs_own_origin_and_the_listed_ones(settings, origin, host, allowed):
+    settings.HUB_ALLOWED_ORIGINS = ["https://app.example"]
+    assert origin_allowed(_scope(("Host", host)), origin) is allowed
+
+
+def test_a_loopback_peer_is_native_only_without_origin_and_proxy_headers():
+    assert native_loopback(_scope())
+    assert not native_loopback(_scope(client="10.0.0.1"))
+    assert not native_loopback(_scope(("Origin", "http://127.0.0.1:8765")))
+    for header in ("X-Forwarded-For", "Forwarded", "X-Real-IP"):
+        assert not native_loopback(_scope((header, "203.0.113.7")))
+
+
+def test_runhub_says_at_start_how_to_let_old_token_less_user_clients_in(settings):
+    settings.HUB_BRIDGE_LOOPBACK_USERS = False
+    assert "HUB_BRIDGE_LOOPBACK_USERS=true" in loopback_users_line() and "refused" in loopback_users_line()
+    settings.HUB_BRIDGE_LOOPBACK_USERS = True
+    assert "allowed" in loopback_users_line()

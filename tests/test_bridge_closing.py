@@ -16,9 +16,9 @@ from hub.bridge.registry import LOCAL, PENDING
 from hub.signals import member_online
 from hub.sockets import member_group
 from members.models import Channel
-from tests.bridge_support import Client, add_backend, fresh_bridge  # noqa: F401  (fixture)
+from tests.bridge_support import Client, add_backend, fresh_bridge, loopback_users  # noqa: F401  (fixtures)
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_bridge")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_bridge", "loopback_users")]
 
 
 def run(scenario):
@@ -84,9 +84,9 @@ def test_a_cancelled_consumer_releases_its_groups_presence_and_channel():
 @pytest.mark.usefixtures("redis_layer")
 def test_a_consumer_cancelled_again_and_again_while_it_releases_still_leaves_redis(redis_url):
     """daphne cancels an application that has not ended 10 s after its client went (one working through frames a
-    flooding client left), and again every second. Under a storm the unsubscribe waits its turn on the shard's
-    connection; a cancel meant for the consumer must not cut it off, or the socket's channel stays subscribed in
-    Redis for good."""
+    flooding client left), and again every second. Under a storm the release waits its turn on the shard's
+    connection; a cancel meant for the consumer must not cut it off, or the backend reads online for good and a
+    subscription may outlive the socket."""
     import redis
 
     _, token = add_backend("lingyi")
@@ -111,6 +111,7 @@ def test_a_consumer_cancelled_again_and_again_while_it_releases_still_leaves_red
     consumer, left = run(scenario)
     assert consumer.released
     assert not left
+    assert live_connection("lingyi") == ""  # the release ran to its end: the backend is offline
 
 
 def test_a_takeover_completes_when_the_old_socket_is_already_gone():
@@ -223,3 +224,27 @@ def test_a_user_in_another_process_hears_it_too(settings):
     event = run(scenario)
     assert event["type"] == "hub.frame"
     assert event["frame"]["type"] == "error" and event["frame"]["request_id"] == "far1"
+
+
+def test_a_user_that_leaves_before_the_reply_is_forgotten_by_its_pending_chat():
+    """The pending chat no longer holds the closed user's consumer; the backend's late reply goes nowhere, and
+    the backend is not told off for it."""
+    _, token = add_backend("lingyi")
+
+    async def scenario():
+        backend = await Client().connect()
+        await backend.register("lingyi", token)
+        user = await Client().connect()
+        await user.send({"type": "chat", "target": "lingyi", "text": "hi"})
+        chat = await backend.recv()
+        entry = PENDING.pop(chat["request_id"], "lingyi")  # looked at, and put back
+        PENDING.add(entry)
+        assert entry.asker is user.consumer
+        await user.close()
+        assert entry.asker is None and entry.reply_channel == ""
+        await backend.send({"type": "reply", "request_id": chat["request_id"], "text": "late"})
+        assert await backend.silent(0.2)  # no "unknown request_id" error
+        assert len(PENDING) == 0
+        await backend.close()
+
+    run(scenario)

@@ -18,9 +18,9 @@ from hub.signals import member_online
 from hub.sockets import member_group
 from members.models import Channel, Member
 from offline_queue.models import Message
-from tests.bridge_support import Client, add_backend, fresh_bridge  # noqa: F401  (fixture)
+from tests.bridge_support import Client, add_backend, fresh_bridge, loopback_users  # noqa: F401  (fixtures)
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_bridge")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_bridge", "loopback_users")]
 
 
 def run(scenario) -> None:

@@ -15,9 +15,9 @@ from hub.bridge import presence
 from hub.bridge.registry import AWAITING
 from hub.sockets import member_group
 from members.models import Channel
-from tests.bridge_support import Client, add_backend, fresh_bridge  # noqa: F401  (fixture)
+from tests.bridge_support import Client, add_backend, fresh_bridge, loopback_users  # noqa: F401  (fixtures)
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_bridge")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_bridge", "loopback_users")]
 
 
 @pytest.fixture

@@ -17,6 +17,9 @@ from tests.support import hub_env, manage, running_hub
 
 pytestmark = pytest.mark.e2e
 
+# The user clients below are old token-less ones on the hub's machine, which the operator lets in.
+LOOPBACK_USERS = {"HUB_BRIDGE_LOOPBACK_USERS": "true"}
+
 
 class OldClient:
     """A client as existing ones are written: connect to the root path, ping every 25 s, JSON text frames."""
@@ -66,7 +69,7 @@ def add_member(data_dir: Path, member_id: str, *extra: str, env: dict | None = N
 def two_hubs_sharing_redis(data_dir: Path, redis_url: str):
     """Two daphne processes on one database and one Redis, with the member "lingyi" (backend "lingyi");
     yields both and lingyi's token."""
-    shared = {"REDIS_URL": redis_url, "HUB_REDIS_PREFIX": f"e2e{uuid.uuid4().hex[:10]}"}
+    shared = {"REDIS_URL": redis_url, "HUB_REDIS_PREFIX": f"e2e{uuid.uuid4().hex[:10]}", **LOOPBACK_USERS}
     env = hub_env(data_dir, **shared)
     manage(data_dir, "migrate", "--noinput", env=env)
     token = add_member(data_dir, "lingyi", env=env)
@@ -80,7 +83,7 @@ def two_hubs_sharing_redis(data_dir: Path, redis_url: str):
 def test_unchanged_old_clients_register_chat_reply_push_and_poll_status(tmp_path):
     manage(tmp_path, "migrate", "--noinput")
     add_member(tmp_path, "lingyi", "--trust-loopback")
-    with running_hub(data_dir=tmp_path) as hub:
+    with running_hub(data_dir=tmp_path, extra_env=LOOPBACK_USERS) as hub:
 
         async def scenario():
             async with OldClient.connect(hub.ws_url) as backend, OldClient.connect(hub.ws_url) as user:
@@ -216,7 +219,9 @@ def test_200_clients_connecting_and_disconnecting_leave_memory_near_its_start(tm
     manage(tmp_path, "migrate", "--noinput")
     token = add_member(tmp_path, "lingyi")
     # 500 token-less chats a round: far over the per-address rate, which is not what is measured here.
-    with running_hub(data_dir=tmp_path, extra_env={"HUB_BRIDGE_ANON_RATE_PER_MINUTE": "1000000"}) as hub:
+    with running_hub(
+        data_dir=tmp_path, extra_env={**LOOPBACK_USERS, "HUB_BRIDGE_ANON_RATE_PER_MINUTE": "1000000"}
+    ) as hub:
 
         async def round_of_200(backend) -> None:
             async def one(n: int) -> None:

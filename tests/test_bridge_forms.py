@@ -20,10 +20,10 @@ from hub.delivery.services import message_send
 from members.models import Channel
 from offline_queue.models import Message
 from offline_queue.outcome import message_record_outcome
-from tests.bridge_support import Client, add_backend, fresh_bridge  # noqa: F401  (fixture)
+from tests.bridge_support import Client, add_backend, fresh_bridge, loopback_users  # noqa: F401  (fixtures)
 from tests.routing_support import BridgeSocket, connect_bridge, isolated_hub, make_member  # noqa: F401
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("loopback_users")]
 
 
 def run(scenario) -> None:

@@ -1,5 +1,6 @@
 """The pub/sub channel layer with batched publishes, against a real Redis: nothing lost, order kept,
-concurrent publishes share round trips, a failure reaches every publisher."""
+concurrent publishes share round trips, a failure reaches every publisher, sockets share one subscription per
+process, a dropped connection comes back."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import asyncio
 import uuid
 
 import pytest
-from redis.asyncio.client import Pipeline
+import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from hub.channel_layer import BatchingPubSubChannelLayer
+from hub.channel_layer import BatchingPubSubChannelLayer, release_channel
+from hub.redis_wire import Wire
 from tests.support import free_port
 
 
@@ -19,14 +21,14 @@ def layer_for(url: str) -> BatchingPubSubChannelLayer:
 
 
 def test_concurrent_sends_all_arrive_in_order_in_fewer_round_trips(redis_url, monkeypatch):
-    pipelines = []
-    execute = Pipeline.execute
+    writes = []  # commands per write to Redis
+    send = Wire.send
 
-    async def counting_execute(self, *args, **kwargs):
-        pipelines.append(len(self.command_stack))
-        return await execute(self, *args, **kwargs)
+    def counting_send(self, commands, **options):
+        writes.append(len(commands))
+        return send(self, commands, **options)
 
-    monkeypatch.setattr(Pipeline, "execute", counting_execute)
+    monkeypatch.setattr(Wire, "send", counting_send)
 
     async def scenario():
         layer = layer_for(redis_url)
@@ -37,8 +39,8 @@ def test_concurrent_sends_all_arrive_in_order_in_fewer_round_trips(redis_url, mo
         return received
 
     assert asyncio.run(scenario()) == list(range(200))
-    round_trips = len(pipelines) + (200 - sum(pipelines))  # one per pipeline, one per lone publish
-    assert pipelines and round_trips < 200, "no publish was batched"
+    publishes = [n for n in writes if n > 0]
+    assert sum(publishes) >= 200 and len(publishes) < 100, f"publishes were not batched: {writes}"
 
 
 def test_group_sends_reach_every_member(redis_url):
@@ -97,3 +99,49 @@ def test_publishers_waiting_on_a_cancelled_sender_are_not_left_hanging(redis_url
     results = asyncio.run(scenario())
     assert all(r is None or isinstance(r, RuntimeError) for r in results), results
     assert any(isinstance(r, RuntimeError) for r in results)
+
+
+def test_sockets_share_one_subscription_per_process(redis_url):
+    """A socket's channel costs no Redis subscription of its own: one per process, one per group."""
+    layer = layer_for(redis_url)
+    prefix = layer._kwargs["prefix"]
+    client = redis.Redis.from_url(redis_url)
+
+    async def scenario():
+        names = [await layer.new_channel() for _ in range(50)]
+        await layer.group_add("g", names[0])
+        subscribed = sorted(n.decode() for n in client.pubsub_channels(f"{prefix}*"))
+        await asyncio.gather(*(layer.send(name, {"type": "t.n", "n": name}) for name in names))
+        got = [(await asyncio.wait_for(layer.receive(name), 5))["n"] for name in names]
+        for name in names:
+            await release_channel(layer, name)
+        await layer.group_discard("g", names[0])
+        left = sorted(n.decode() for n in client.pubsub_channels(f"{prefix}*"))
+        await layer.flush()
+        return names, subscribed, got, left
+
+    names, subscribed, got, left = asyncio.run(scenario())
+    assert got == names
+    assert len(subscribed) == 2 and any("__group__g" in n for n in subscribed), subscribed
+    assert len(left) == 1 and "__group__" not in left[0], left
+
+
+def test_messages_arrive_again_after_the_subscriber_connection_drops(redis_url):
+    async def scenario():
+        layer = layer_for(redis_url)
+        name = await layer.new_channel()
+        await layer.send(name, {"type": "t.n", "n": 1})
+        first = (await asyncio.wait_for(layer.receive(name), 5))["n"]
+        shard = layer._get_layer()._shards[0]
+        shard._subscriber._transport.abort()  # as when Redis drops the connection
+        shard._publisher._transport.abort()
+        for _ in range(100):  # reconnected at once, subscribed again to what is wanted
+            await asyncio.sleep(0.05)
+            if shard._subscriber is not None and not shard._subscriber.closed:
+                break
+        await layer.send(name, {"type": "t.n", "n": 2})
+        second = (await asyncio.wait_for(layer.receive(name), 5))["n"]
+        await layer.flush()
+        return first, second
+
+    assert asyncio.run(scenario()) == (1, 2)

@@ -46,3 +46,19 @@ def test_it_shows_the_memory_per_chat(admin_client, history):
 def test_the_memory_page_needs_staff(client, history):
     response = client.get(reverse("admin:coordination_collisionlog_memory_index"))
     assert response.status_code == 302
+
+
+@pytest.mark.parametrize("chat_id", ["oc/team", "oc/../x", "a?b#c&d=e", "line\nbreak", "  ", "<b>oc</b>", "群/聊"])
+def test_pages_show_any_stored_chat_id_and_link_to_its_memory(admin_client, chat_id):
+    claim_take(chat_id=chat_id, message_id="om_1", claimant="lingyi")
+    claim_take(chat_id=chat_id, message_id="om_1", claimant="lingzhi")  # a deferral: one collision log row
+    changelist = admin_client.get(reverse("admin:coordination_collisionlog_changelist"))
+    assert changelist.status_code == 200
+    index = admin_client.get(reverse("admin:coordination_collisionlog_memory_index"))
+    assert index.status_code == 200
+    link = index.context["chats"][0]["url"]
+    assert link in changelist.content.decode().replace("&amp;", "&")
+    memory = admin_client.get(link)
+    assert memory.status_code == 200 and memory.context["chat_id"] == chat_id
+    assert "lingzhi deferred to lingyi on om_1" in memory.content.decode()
+    assert "<b>oc</b>" not in memory.content.decode()

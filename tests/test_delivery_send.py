@@ -192,3 +192,21 @@ def test_it_keeps_working_when_a_bus_subscriber_raises(peer, lingflow):
     finally:
         bus.unsubscribe(broken)
     assert result.success and Message.objects.get().status == "delivered"
+
+
+def test_what_comes_from_outside_the_hub_never_carries_a_bridge_chat(peer, lingflow):
+    """The Feishu relay and the mailbox pickup send through ``message_send`` with metadata built from what they
+    read: a ``bridge_chat`` there is dropped, so it can never be answered to a socket someone named."""
+    forged = {"request_id": "r", "from": "x", "reply_channel": "specific.victim!1"}
+    result = _send(metadata={"bridge_chat": forged, "chat_id": "oc_1"})
+    assert result.success
+    assert Message.objects.get(message_id=result.message_id).public_metadata() == {"chat_id": "oc_1"}
+
+
+def test_a_disabled_sender_sends_nothing(peer, lingflow):
+    disabled = make_member("lingyi")
+    disabled.enabled = False
+    disabled.save()
+    result = _send()
+    assert result.status == 403 and "sender 'lingyi' is disabled" in result.error
+    assert not Message.objects.exists() and not peer.posts()

@@ -5,20 +5,13 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.db import close_old_connections, connection
+from django.db import close_old_connections
 
 from hub.delivery.services import message_send
 from offline_queue.models import Message
 from tests.routing_support import make_member
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        connection.vendor != "postgresql",
-        reason="needs PostgreSQL: the in-memory SQLite test database locks whole tables between threads "
-        "(a file database serialises writers with BEGIN IMMEDIATE instead)",
-    ),
-]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_it_gives_concurrent_sends_of_one_sender_distinct_sequences_and_one_in_flight():

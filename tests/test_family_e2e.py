@@ -9,6 +9,7 @@ every case is printed at the end (``pytest -s``) and kept in docs/compatibility.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import websockets
 
 from hub.lingmessage.store import Mailbox, MailboxMessage, new_id
 from tests.family.lingclaude_receiver import LingClaudeReceiver
@@ -121,7 +123,8 @@ def family() -> Iterator[Family]:
         lingzhi = stack.enter_context(LingzhiReceiver(mailbox))
         # The holder of a twin backend counts as "heard from" for 4 s instead of 15, so the ten seconds the twins
         # run cover the other evidence too (a ping LingYi ignores, then its open connection).
-        env = {"HUB_LINGMESSAGE_DIR": str(mailbox), "HUB_BRIDGE_LIVE_WINDOW": "4"}
+        # LingYi's user client connects without a token from this machine: the operator lets such clients in.
+        env = {"HUB_LINGMESSAGE_DIR": str(mailbox), "HUB_BRIDGE_LIVE_WINDOW": "4", "HUB_BRIDGE_LOOPBACK_USERS": "true"}
         manage(data_dir, "migrate", "--noinput", env=hub_env(data_dir, **env))
         tokens = register(
             data_dir,
@@ -320,6 +323,23 @@ def test_two_copies_of_a_backend_settle_the_first_keeps_it_and_the_second_is_ref
         assert time.monotonic() - started < 60
 
 
+# --- LingYi's user client: no token, no Origin, from this machine --------------------------------------------------
+
+
+def test_a_token_less_user_client_on_this_machine_chats_when_the_operator_allows_it_and_a_web_page_cannot(family):
+    async def chat(headers: dict[str, str] | None = None) -> dict:
+        async with websockets.connect(family.hub.ws_url, additional_headers=headers, open_timeout=10) as user:
+            await user.send(json.dumps({"type": "chat", "target": "lingyi", "text": "在吗"}))
+            while (frame := json.loads(await asyncio.wait_for(user.recv(), PROMPT)))["type"] != "reply":
+                pass
+            return frame
+
+    assert asyncio.run(chat())["text"] == "灵依: 在吗"
+    with pytest.raises(websockets.InvalidStatus) as refused:  # the same client, run by a page in a browser
+        asyncio.run(chat({"Origin": "https://evil.example"}))
+    assert refused.value.response.status_code == 403
+
+
 # --- LingYi's wss:// client (runhub --ssl-cert/--ssl-key) --------------------------------------------------------
 
 
@@ -330,7 +350,9 @@ def test_lingyis_wss_client_registers_and_answers_over_tls(tmp_path):
         manage(tmp_path, "member", "add", "lingyi", "--name", "灵依", "--backend", "lingyi", "--trust-loopback")
         token = register(tmp_path, [("lingflow", [])])["lingflow"]
         with LingYiBackend(f"wss://localhost:{hub.port}", think_time=0.2) as lingyi:
-            lingyi.wait_registered(timeout=PROMPT)
+            # LingYi's client does not wait for the hub's answer (it ignores it); the test does, so the send
+            # finds the backend online.
+            lingyi.wait_frames("backend_registered", timeout=PROMPT)
             sent_at = time.monotonic()
             answer = httpx.post(
                 f"{hub.http_url}/api/unified/send",

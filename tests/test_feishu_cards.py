@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+import time_machine
 
 from feishu.card_actions import card_action_answer
 from feishu.cards import read_reference, reference, stamp, unstamp
@@ -67,8 +68,9 @@ def legacy_request(value, token: str = TOKEN) -> tuple[bytes, dict]:
     payload = {"open_id": "ou_oncall", "user_id": "u_1", "open_message_id": "om_1", "open_chat_id": "oc_1",
                "tenant_key": "t", "token": "c-update", "action": {"value": value, "tag": "button"}}  # fmt: skip
     body = json.dumps(payload).encode()
-    signature = hashlib.sha1(b"1700000000" + b"nonce" + token.encode() + body).hexdigest()
-    return body, {"HTTP_X_LARK_REQUEST_TIMESTAMP": "1700000000", "HTTP_X_LARK_REQUEST_NONCE": "nonce",
+    now = str(int(time.time()))
+    signature = hashlib.sha1(now.encode() + b"nonce" + token.encode() + body).hexdigest()
+    return body, {"HTTP_X_LARK_REQUEST_TIMESTAMP": now, "HTTP_X_LARK_REQUEST_NONCE": "nonce",
                   "HTTP_X_LARK_SIGNATURE": signature}  # fmt: skip
 
 
@@ -92,8 +94,9 @@ def test_the_callback_is_verified_like_an_event_callback(client, settings, verif
     assert click(client, v2_payload({"a": 1}, token="forged")).status_code == 401
     settings.FEISHU_ENCRYPT_KEY = "ek"
     body = json.dumps({"encrypt": encrypt("ek", v2_payload({"a": 1}))}).encode()
-    signature = hashlib.sha256(b"17" + b"n" + b"ek" + body).hexdigest()
-    headers = {"HTTP_X_LARK_REQUEST_TIMESTAMP": "17", "HTTP_X_LARK_REQUEST_NONCE": "n"}
+    now = str(int(time.time()))
+    signature = hashlib.sha256(now.encode() + b"n" + b"ek" + body).hexdigest()
+    headers = {"HTTP_X_LARK_REQUEST_TIMESTAMP": now, "HTTP_X_LARK_REQUEST_NONCE": "n"}
     assert click(client, body, **headers, HTTP_X_LARK_SIGNATURE=signature).status_code == 200
     assert click(client, body, **headers, HTTP_X_LARK_SIGNATURE="0" * 64).status_code == 401
     assert click(client, v2_payload({"a": 1})).status_code == 400  # the app encrypts: a plain one is not Feishu's
@@ -214,7 +217,7 @@ def test_a_click_for_an_offline_sender_waits_in_its_queue_and_feishu_is_answered
 def test_a_card_the_hub_did_not_send_gets_the_default_toast_and_reaches_nobody(client, verified, opsbot):
     forged = {"action": "resolve_alert", "linghub_ref": "msg_1.0000000000000000"}
     for value in ({"action": "resolve_alert"}, forged):
-        answer = click(client, v2_payload(value, event_id=json.dumps(value)))
+        answer = click(client, v2_payload(value, event_id=hashlib.md5(json.dumps(value).encode()).hexdigest()))
         assert answer.json() == {"toast": {"type": "info", "content": "received"}}
     assert set(CardAction.objects.values_list("state", flat=True)) == {"unknown"}
     assert not Message.objects.exists()
@@ -250,3 +253,42 @@ def test_only_the_cards_sender_may_answer_once_with_a_valid_card_or_toast(client
     assert twice.status_code == 409 and "answered already" in twice.json()["error"]
     kept = CardAction.objects.get().answer["card"]
     assert kept["elements"] == UPDATED["elements"]
+
+
+# --- hostile callbacks (issue 14, findings 7 and 8) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"header": "x"},
+        {"schema": "2.0", "header": {"token": TOKEN, "event_id": "ev-x"}, "event": "click"},
+        {"schema": "2.0", "header": {"token": TOKEN, "event_id": "ev-x"}, "event": {"action": ["x"]}},
+        {"schema": "2.0", "header": {"token": TOKEN}, "event": {"action": {}, "operator": {"open_id": ["ou_1"]}}},
+        {"schema": "2.0", "header": {"token": TOKEN}, "event": {"action": {}, "context": {"open_chat_id": "oc/1"}}},
+        {"schema": "2.0", "header": {"token": TOKEN, "event_id": "e" * 101}, "event": {"action": {}}},
+    ],
+)
+@pytest.mark.django_db
+def test_a_callback_of_the_wrong_shape_is_a_400_with_a_reason(client, verified, payload):
+    response = click(client, payload)
+    assert response.status_code == 400 and response.json()["error"]
+    assert not CardAction.objects.exists()
+
+
+@pytest.mark.django_db
+def test_with_an_encrypt_key_an_unsigned_click_is_refused(client, settings, verified):
+    settings.FEISHU_ENCRYPT_KEY = "ek"
+    body = json.dumps({"encrypt": encrypt("ek", v2_payload({"a": 1}))}).encode()
+    response = click(client, body)
+    assert response.status_code == 401 and "X-Lark-Signature" in response.json()["error"]
+    assert not CardAction.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_older_format_click_stamped_more_than_five_minutes_ago_is_refused(client, verified):
+    with time_machine.travel(time.time() - 301, tick=False):
+        body, headers = legacy_request({"a": 1})
+    response = click(client, body, **headers)
+    assert response.status_code == 401 and "timestamp" in response.json()["error"]
+    assert not CardAction.objects.exists()

@@ -90,6 +90,7 @@ def test_a_card_reaches_a_bridge_socket_with_its_text_and_the_senders_own_conten
         ({"format": "card", "card": {"header": {}}}, "card needs elements (or body.elements for schema 2.0)"),
         ({"format": "card", "card": {"elements": ["x"]}}, "card element 0 must be an object with a tag"),
         ({"format": "post", "post": {"zh_cn": {"content": [[{"tag": "blink"}]]}}}, "post.zh_cn.content[0][0] must"),
+        ({"format": "post", "post": {"zh_cn": {"content": [[{"tag": ["a"]}]]}}}, "post.zh_cn.content[0][0] must"),
         ({"format": "post", "post": {"zh_cn": {"content": [[{"tag": "a", "text": "x"}]]}}}, "needs the string 'href'"),
         ({"format": "post", "post": {"zh_cn": {"title": ""}}}, "post.zh_cn has neither a title nor content"),
         ({"format": "post", "post": {"ZH": {"title": "t"}}}, "post must map locales"),

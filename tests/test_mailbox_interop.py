@@ -79,8 +79,9 @@ def test_a_sender_cannot_choose_where_the_mailbox_copy_goes(lingzhi, mailbox):
 
     lingyi = make_member("lingyi")
     request = {"recipient_id": "lingzhi", "topic": "t", "content": "c", "metadata": {"_mailbox": {"thread_id": "x"}}}
-    member_send(member=Member.objects.get(pk=lingyi.pk), request=request, source="api")
-    assert lingzhi.acted_on()[0].json["discussion_id"] != "x"
+    result = member_send(member=Member.objects.get(pk=lingyi.pk), request=request, source="api")
+    assert result.status == 400 and "'_mailbox': set by the hub only" in result.error
+    assert not Message.objects.exists()
 
 
 # --- pickup ---------------------------------------------------------------------------------------------------

@@ -307,6 +307,15 @@ def test_a_half_written_file_is_reported_unreadable_and_found_once_complete(tmp_
     assert [m.message_id for m in box.new_messages(scan.cursor).messages] == [SECOND]
 
 
+def test_a_file_nested_too_deep_is_reported_unreadable_not_a_crash(tmp_path):
+    box = open_sample(tmp_path)
+    cursor = box.cursor_at_end()
+    path = msg_path(tmp_path, THREAD, SECOND)
+    path.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+
+    assert box.new_messages(cursor).unreadable == (path,)
+
+
 def test_the_lock_excludes_a_holder_using_lingmessages_convention(tmp_path):
     target = tmp_path / "index.json"
     # LingMessage's _FileLock: touch <file>.lock, open it, flock LOCK_EX|LOCK_NB.
@@ -449,9 +458,13 @@ def test_new_discussion_messages_are_found_once(tmp_path):
     assert [p.message.content for p in store.new_messages(first.cursor, now=now + 2).messages] == ["two"]
 
 
-def test_the_mailbox_package_imports_only_the_standard_library():
-    package = Path(__file__).resolve().parent.parent / "hub" / "mailbox"
-    for path in package.glob("*.py"):
+# The mailbox format: what reads and writes LingMessage's files (the app's models, pickup and writer use Django).
+FORMAT_MODULES = ("discussions", "files", "ids", "index", "records", "scan", "store")
+
+
+def test_the_mailbox_format_imports_only_the_standard_library():
+    package = Path(__file__).resolve().parent.parent / "hub" / "lingmessage"
+    for path in [package / f"{name}.py" for name in FORMAT_MODULES]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]

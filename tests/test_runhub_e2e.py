@@ -50,6 +50,10 @@ async def next_frame(ws, frame_type: str, timeout: float = 15) -> dict:
                 return frame
 
 
+# chat_round_trip's user is a token-less client on this machine, which the operator lets in.
+LOOPBACK_USERS = {"HUB_BRIDGE_LOOPBACK_USERS": "true"}
+
+
 async def chat_round_trip(url: str, token: str, backend_id: str = "echo") -> dict:
     """A backend (a linghub ``Member``, not verifying a self-signed certificate) registers and answers one chat
     from a token-less loopback user on raw frames, as LingYi's users connect; returns the user's reply."""
@@ -117,7 +121,9 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
 def test_runhub_serves_admin_and_bridge_and_stops_every_child_on_ctrl_c(tmp_path, server):
     manage(tmp_path, "migrate", "--noinput")
     token = token_of(manage(tmp_path, "member", "add", "echo", "--name", "Echo", "--backend", "echo").stdout)
-    with running_hub(data_dir=tmp_path, runhub=True, server=server, extra_env={"HUB_ADMIN_PASSWORD": "pw"}) as hub:
+    with running_hub(
+        data_dir=tmp_path, runhub=True, server=server, extra_env={"HUB_ADMIN_PASSWORD": "pw", **LOOPBACK_USERS}
+    ) as hub:
         health = httpx.get(f"{hub.http_url}/healthz")
         assert health.status_code == 200 and health.json()["status"] == "ok", health.text
         assert health.json()["checks"] == {"database": "ok", "redis": "ok"}
@@ -160,7 +166,7 @@ def test_the_server_speaks_tls_to_a_client_that_does_not_verify(tmp_path, server
     cert, key = self_signed(tmp_path)
     manage(tmp_path, "migrate", "--noinput")
     token = token_of(manage(tmp_path, "member", "add", "echo", "--name", "Echo", "--backend", "echo").stdout)
-    with running_hub(data_dir=tmp_path, server=server, tls=(cert, key)) as hub:
+    with running_hub(data_dir=tmp_path, server=server, tls=(cert, key), extra_env=LOOPBACK_USERS) as hub:
         assert hub.ws_url.startswith("wss://")
         assert httpx.get(f"{hub.http_url}/healthz", verify=False).status_code == 200
         with pytest.raises(httpx.ConnectError):  # it is really TLS, with a certificate nobody vouches for
@@ -189,7 +195,9 @@ def test_runhub_restarts_the_embedded_valkey_and_every_child_recovers(tmp_path):
     manage(tmp_path, "migrate", "--noinput")
     backend_token = token_of(manage(tmp_path, "member", "add", "echo", "--name", "Echo", "--backend", "echo").stdout)
     sender_token = token_of(manage(tmp_path, "member", "add", "lingyi", "--name", "灵依").stdout)
-    with running_hub(data_dir=tmp_path, runhub=True, extra_env={"HUB_RETRY_FIRST_DELAY": "600"}) as hub:
+    with running_hub(
+        data_dir=tmp_path, runhub=True, extra_env={"HUB_RETRY_FIRST_DELAY": "600", **LOOPBACK_USERS}
+    ) as hub:
         wait_for_cluster(hub)  # its pusher waits on the broker when Valkey dies
         os.kill(pid_of(hub.log(), "valkey"), signal.SIGKILL)
         killed = time.monotonic()

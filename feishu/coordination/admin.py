@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -52,8 +54,7 @@ class CollisionLogAdmin(admin.ModelAdmin):
 
     @admin.display(description="chat")
     def chat_link(self, row: CollisionLog):
-        url = reverse("admin:coordination_collisionlog_memory", args=[row.chat_id])
-        return format_html('<a href="{}">{}</a>', url, row.chat_id)
+        return format_html('<a href="{}">{}</a>', memory_url(row.chat_id), row.chat_id)
 
     @admin.display(description="memory")
     def describe(self, row: CollisionLog) -> str:
@@ -63,22 +64,34 @@ class CollisionLogAdmin(admin.ModelAdmin):
         view = self.admin_site.admin_view
         return [
             path("memory/", view(self.memory_view), name="coordination_collisionlog_memory_index"),
+            # Older links; the admin's own links put the chat in the query (memory_url), which takes any string.
             path("memory/<str:chat_id>/", view(self.memory_view), name="coordination_collisionlog_memory"),
             *super().get_urls(),
         ]
 
     def memory_view(self, request: HttpRequest, chat_id: str | None = None) -> HttpResponse:
         """The collaboration memory per chat: every chat with entries, or one chat's recent entries."""
+        chat_id = chat_id or request.GET.get("chat_id") or None
+        chats = None if chat_id else [{**chat, "url": memory_url(chat["chat_id"])} for chat in self._chats()]
         context = {
             **self.admin_site.each_context(request),
             "title": f"Collaboration memory of {chat_id}" if chat_id else "Collaboration memory per chat",
             "opts": self.model._meta,
             "chat_id": chat_id,
-            "chats": None if chat_id else list(selectors.chats_with_memory()[:200]),
+            "chats": chats,
             "entries": selectors.collaboration_memory(chat_id=chat_id, limit=100) if chat_id else None,
             "now": timezone.now(),
         }
         return TemplateResponse(request, "admin/coordination/memory.html", context)
+
+    def _chats(self) -> list[dict]:
+        return list(selectors.chats_with_memory()[:200])
+
+
+def memory_url(chat_id: str) -> str:
+    """The admin page of one chat's collaboration memory; the chat id (any stored string: '/', '?', spaces,
+    newlines) travels in the query string, so no chat id can break the link."""
+    return reverse("admin:coordination_collisionlog_memory_index") + "?" + urlencode({"chat_id": chat_id})
 
 
 @admin.register(BotReply)

@@ -35,7 +35,7 @@ def send(request: HttpRequest) -> JsonResponse:
     sender_id = body.get("sender_id", member.member_id)
     if sender_id != member.member_id:
         return not_itself(member)
-    if "recipient_id" not in body:
+    if body.get("recipient_id") is None:
         return json_error(400, "recipient_id is required")
     result = member_send(
         member=member, request=body, source="api", idempotency_key=request.headers.get("Idempotency-Key", "")

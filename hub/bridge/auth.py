@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
+
+from django.conf import settings
+from django.http.request import split_domain_port, validate_host
 
 from members.auth import bearer_token
 
@@ -14,6 +17,12 @@ if TYPE_CHECKING:
 # WebSocket close codes the bridge uses (4000-4999 are for applications).
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_REPLACED = 4002
+# A handshake refused before the socket is accepted (a foreign Origin, a browser without a token): the server
+# answers the upgrade request with HTTP 403, so no WebSocket close code reaches the client.
+CLOSE_FORBIDDEN = 4003
+
+# A request that came through a proxy: its peer address is the proxy's, not the client's.
+PROXY_HEADERS = (b"x-forwarded-for", b"forwarded", b"x-real-ip")
 
 
 def handshake_token(scope: dict) -> str | None:
@@ -46,6 +55,52 @@ def is_loopback(scope: dict) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
     return address.is_loopback
+
+
+def _header(scope: dict, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin1")
+    return None
+
+
+def native_loopback(scope: dict) -> bool:
+    """True for a native client on this machine: a loopback peer, no proxy header (a proxy on this machine makes
+    every peer look like loopback) and no ``Origin`` (a browser always sends one; native clients send none)."""
+    if not is_loopback(scope) or _header(scope, b"origin") is not None:
+        return False
+    return not any(key in PROXY_HEADERS for key, _ in scope.get("headers", ()))
+
+
+def origin_allowed(scope: dict, origin: str) -> bool:
+    """May a web page of ``origin`` open a socket: one of ``HUB_ALLOWED_ORIGINS``, or the hub's own origin (an
+    http(s) origin whose host and port are the handshake's ``Host``, itself one of ``ALLOWED_HOSTS``)."""
+    origin = origin.strip().lower().rstrip("/")
+    if origin in settings.HUB_ALLOWED_ORIGINS:
+        return True
+    host = (_header(scope, b"host") or "").strip().lower()
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return False
+    if not host or parts.scheme not in ("http", "https") or parts.netloc != host:
+        return False
+    domain, _ = split_domain_port(host)
+    return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
+
+
+def handshake_refusal(scope: dict, *, authenticated: bool) -> str | None:
+    """Why the handshake is refused before the socket opens (a reason for the log), or None. A handshake with an
+    ``Origin`` comes from a web page: it must be an allowed origin and carry a member token (token-less and
+    loopback-trusted sockets are for native clients, which send no ``Origin``)."""
+    origin = _header(scope, b"origin")
+    if origin is None:
+        return None
+    if not origin_allowed(scope, origin):
+        return f"Origin {origin!r} is not allowed (HUB_ALLOWED_ORIGINS)"
+    if not authenticated:
+        return f"a socket from a web page (Origin {origin!r}) needs a member token"
+    return None
 
 
 def backend_refusal(

@@ -6,6 +6,7 @@ messages reach it, one at a time and fast, is ``hub.bridge.loop``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -18,9 +19,17 @@ from django.conf import settings
 
 from hub import metrics
 from hub.bridge import oversize, presence, takeover, teardown
-from hub.bridge.auth import CLOSE_REPLACED, CLOSE_UNAUTHORIZED, handshake_token, is_loopback
+from hub.bridge.auth import (
+    CLOSE_FORBIDDEN,
+    CLOSE_REPLACED,
+    CLOSE_UNAUTHORIZED,
+    handshake_refusal,
+    handshake_token,
+    native_loopback,
+)
 from hub.bridge.limits import SocketLimits
 from hub.bridge.loop import OneAtATimeConsumer
+from hub.bridge.parsing import frame_from_text
 from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending
 from hub.sockets import HANDLERS, FrameError, audience_group, member_group
 from members.selectors import member_by_token
@@ -31,7 +40,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_loads = json.loads
 _frame_counters: dict[str, object] = {}
 
 
@@ -69,8 +77,9 @@ class BridgeConsumer(OneAtATimeConsumer):
     answers_ping: bool | None = None
     # The socket acknowledges hub deliveries (declared, or it sent an ack): it gets ``message`` frames.
     acks_seen = False
+    asked = False  # it sent a chat: entries in PENDING/AWAITING may name it as the asker
     # Answers to this socket's own questions, handled while it waits for them (``OneAtATimeConsumer``).
-    unlocked_events = frozenset({"bridge.liveness_answer"})
+    unlocked_events = frozenset({"bridge.liveness_answer", "bridge.revoked"})
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -93,10 +102,17 @@ class BridgeConsumer(OneAtATimeConsumer):
         await self.connect()
 
     async def connect(self) -> None:
-        """Authenticate a handshake token, then accept (a wrong token is accepted only to be closed with
-        4001 and the reason). A subclass may set ``self.member`` before calling this."""
-        self.loopback = is_loopback(self.scope)
+        """Refuse a handshake from a foreign web page (``hub.bridge.auth.handshake_refusal``: HTTP 403), authenticate
+        a handshake token, then accept (a wrong token is accepted only to be closed with 4001 and the reason). A
+        subclass may set ``self.member`` before calling this."""
         token = handshake_token(self.scope)
+        refusal = handshake_refusal(self.scope, authenticated=token is not None or self.member is not None)
+        if refusal:
+            logger.info("bridge: refused the handshake of %s: %s", self.scope.get("client"), refusal)
+            await self.close(CLOSE_FORBIDDEN)  # before accept: HTTP 403
+            self.closed = True
+            return
+        self.loopback = native_loopback(self.scope)
         if token is not None:
             member = await database_sync_to_async(member_by_token)(token)
             if member is None:
@@ -106,13 +122,25 @@ class BridgeConsumer(OneAtATimeConsumer):
             self.member = member
         if self.member is not None:
             await self.join(member_group(self.member.member_id))
-        await self.join(audience_group(None))
+        # A token-less socket that may not act as a user hears nothing until it registers a backend.
+        if self.member is not None or self.anonymous_user_allowed:
+            await self.join(audience_group(None))
         LOCAL.connections[self.channel_name] = self
         metrics.BRIDGE_CONNECTIONS.labels(self.role).inc()
         self.counted = True
         await self.accept()
 
     async def websocket_receive(self, message: dict) -> None:
+        """A frame from the client. Whatever it holds, the answer is a frame or an ``error`` frame: an exception
+        never ends the socket (it would skip nothing of the release, but the client would lose its socket)."""
+        try:
+            await self.frame_received(message)
+        except Exception:
+            logger.exception("bridge: a frame could not be handled")
+            with contextlib.suppress(Exception):
+                await self.send_error("internal error while handling the frame")
+
+    async def frame_received(self, message: dict) -> None:
         if self.closed:
             return
         self.last_heard = time.monotonic()
@@ -130,12 +158,9 @@ class BridgeConsumer(OneAtATimeConsumer):
                 await oversize.reply_too_large(self, text, limit)
             return
         try:
-            data = _loads(text)
-        except ValueError as exc:
-            await self.send_error(f"malformed JSON: {exc}")
-            return
-        if type(data) is not dict:
-            await self.send_error("a frame must be a JSON object")
+            data = frame_from_text(text)
+        except FrameError as exc:
+            await self.send_error(str(exc))
             return
         frame_type = data.get("type")
         handler = HANDLERS.get(frame_type) if type(frame_type) is str else None
@@ -211,6 +236,11 @@ class BridgeConsumer(OneAtATimeConsumer):
         """Another socket registered this socket's backend (in another process): close this one."""
         if self.backend_id is not None and self.backend_id == event.get("backend_id"):
             await self.replaced()
+
+    async def bridge_revoked(self, event: dict) -> None:
+        """The socket's member lost its access (``hub.bridge.revocation``): close with 4001."""
+        if self.member is not None and self.member.member_id == event.get("member_id") and not self.closed:
+            await self.refuse(f"member {self.member.member_id!r}: access revoked ({event.get('reason')})")
 
     async def bridge_liveness(self, event: dict) -> None:
         """A socket in another process wants this socket's backend: say whether this one is alive."""

@@ -41,6 +41,7 @@ class Socket(Protocol):
     answers_ping: bool | None
     listeners: set
     acks_seen: bool
+    asked: bool
 
     @property
     def connection_id(self) -> str: ...
@@ -121,6 +122,17 @@ class PendingTable:
         for entry in taken:
             del self._entries[entry.request_id]
         return taken
+
+    def forget_asker(self, asker: Socket, *, drop: bool) -> int:
+        """``asker``'s socket closed: its entries no longer point at it (``drop``: they are removed; else a reply
+        still marks a queued chat delivered, and goes nowhere). Returns how many there were."""
+        mine = [entry for entry in self._entries.values() if entry.asker is asker]
+        for entry in mine:
+            if drop:
+                del self._entries[entry.request_id]
+            else:
+                entry.asker, entry.reply_channel = None, ""
+        return len(mine)
 
     def expire(self, now: float | None = None) -> list[Pending]:
         """Remove and return every entry past its deadline."""

@@ -10,9 +10,8 @@ Offline or stale: the chat is queued for that backend (never another one).
 
 from __future__ import annotations
 
-import itertools
+import secrets
 import time
-import uuid
 
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer
@@ -32,19 +31,17 @@ def now_iso() -> str:
     return timezone.now().isoformat()
 
 
-_REQUEST_PREFIX = uuid.uuid4().hex[:12]
-_request_numbers = itertools.count(1)
-
-
 def new_request_id() -> str:
-    """Unique across processes and restarts: a random per-process prefix and a counter (cheaper than uuid4)."""
-    return f"{_REQUEST_PREFIX}{next(_request_numbers):x}"
+    """Unique and unguessable (128 random bits): a request id names where a reply goes, so another client must not
+    be able to predict one."""
+    return secrets.token_hex(16)
 
 
 async def chat(user: Socket, target: str, text: str, audio: str | None) -> str | None:
     """Forward a user's chat to ``target``'s socket, or queue it for the offline backend. Returns the chat's
     request_id when it went to a live backend (it waits for its reply), None when it was queued."""
     request_id = new_request_id()
+    user.asked = True
     frame = {
         "type": "chat",
         "request_id": request_id,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from hub import metrics
 from hub.bridge import orphans, presence
-from hub.bridge.registry import LOCAL
+from hub.bridge.registry import AWAITING, LOCAL, PENDING
 
 if TYPE_CHECKING:
     from hub.bridge.consumers import BridgeConsumer
@@ -39,6 +39,9 @@ async def socket_release(consumer: BridgeConsumer) -> None:
         except Exception:
             logger.warning("bridge: leaving %s failed for %s", group, consumer.channel_name, exc_info=True)
     consumer.groups_joined.clear()
+    if consumer.asked:  # its chats' replies have nobody to go to (and must not keep the consumer alive)
+        PENDING.forget_asker(consumer, drop=False)
+        AWAITING.forget_asker(consumer, drop=True)
     backend_id = consumer.backend_id
     if backend_id is not None:
         try:

@@ -115,7 +115,8 @@ def _post_problem(post: dict) -> str | None:
         for i, paragraph in enumerate(paragraphs):
             for j, element in enumerate(paragraph):
                 at = f"{where}.content[{i}][{j}]"
-                if not isinstance(element, dict) or element.get("tag") not in POST_TAGS:
+                tag = element.get("tag") if isinstance(element, dict) else None
+                if not isinstance(tag, str) or tag not in POST_TAGS:
                     return f"{at} must be an element with a tag among {', '.join(POST_TAGS)}"
                 for name in POST_TAGS[element["tag"]]:
                     if not isinstance(element.get(name), str):

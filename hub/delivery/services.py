@@ -18,7 +18,8 @@ from hub.delivery.answers import ANSWER_KEY, SendResult, answer_for, find_previo
 from hub.delivery.policy import Refusal, policy_accepted, policy_release, policy_take
 from hub.delivery.rate import member_take_send_slot
 from hub.delivery.size import size_problem
-from hub.delivery.validation import send_problem
+from hub.delivery.validation import client_metadata_problem, send_problem, without_hub_metadata
+from hub.jsonapi import json_value_problem
 from hub.signals import message_accepted
 from members import policy as member_policy
 from members.models import Member
@@ -44,6 +45,9 @@ def member_send(*, member: Member, request: dict, source: str, idempotency_key: 
     if retry_after:
         error = f"send rate of {member.send_rate} messages per minute exceeded"
         return SendResult(success=False, error=error, status=429, retry_after=retry_after)
+    unstorable = json_value_problem(request)  # a bridge frame is parsed elsewhere: NaN, surrogates, NUL, depth
+    if unstorable:
+        return rejected(unstorable, 400, time.perf_counter())
     fields = {name: request[name] for name in SEND_FIELDS if request.get(name) is not None}
     key = "" if idempotency_key is None else idempotency_key
     try:
@@ -54,14 +58,15 @@ def member_send(*, member: Member, request: dict, source: str, idempotency_key: 
     error = formats.priority_problem(fields["priority"])
     if error:
         return rejected(error, 400, time.perf_counter())
+    error = client_metadata_problem(request.get("metadata"))
+    if error:
+        return rejected(error, 400, time.perf_counter())
     claim = None
     if find_previous(member.member_id, fields.get("message_id"), key) is None:  # a repeat gets the first answer
         claim = policy_take(member, recipient_id=str(request.get("recipient_id")), message=_policy_view(fields))
         if isinstance(claim, Refusal):
             return SendResult(success=False, error=claim.error, status=claim.status, retry_after=claim.retry_after)
     metadata = request.get("metadata")
-    if isinstance(metadata, dict):  # keys starting with "_" are the hub's own bookkeeping, not the sender's
-        metadata = {name: value for name, value in metadata.items() if not str(name).startswith("_")}
     result = message_send(sender_id=member.member_id, idempotency_key=key, metadata=metadata, source=source, **fields)
     if claim is not None and result.message_id:
         policy_accepted(claim, result.message_id)
@@ -124,6 +129,7 @@ def message_send(
     """
     started = time.perf_counter()
     body = {} if body is None else body
+    metadata = without_hub_metadata(metadata)  # the bridge writes its queued chats itself, never through here
     error = formats.body_problem(message_format, body) or formats.priority_problem(priority)
     if not error:
         body = formats.normalized(message_format, body)
@@ -153,7 +159,11 @@ def message_send(
             return rejected(f"message_id {message_id!r} is already taken", 409, started)
         return replay(previous, request, started)
 
-    recipient = Member.objects.filter(member_id=recipient_id).first()
+    # One query for both: a disabled sender (its socket may still be open for a moment) sends nothing.
+    found = {m.member_id: m for m in Member.objects.filter(member_id__in={recipient_id, sender_id})}
+    if sender_id in found and not found[sender_id].enabled:
+        return rejected(f"sender {sender_id!r} is disabled", 403, started)
+    recipient = found.get(recipient_id)
     if recipient is None:
         return rejected(f"unknown recipient {recipient_id!r}", 404, started)
     if not recipient.enabled:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from hub.delivery.routing import BRIDGE_CHAT
+from hub.jsonapi import json_value_problem
 from offline_queue.models import Message
 
 MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
@@ -11,6 +13,34 @@ MAX_TOPIC = 500
 MAX_CONTENT = 1024 * 1024
 MAX_REF = 100
 MAX_IDEMPOTENCY_KEY = 200
+# Metadata the hub reads to route or answer a message: written by the hub only, never taken from a sender.
+# ``bridge_chat``: a user's chat kept for an offline backend (its request id and the socket its reply goes to);
+# keys starting with "_": the hub's own bookkeeping (``_route``, ``_answer``, ``_mailbox``).
+HUB_METADATA_KEYS = frozenset({BRIDGE_CHAT})
+
+
+def hub_metadata_keys(metadata: object) -> list[str]:
+    """The keys of ``metadata`` that only the hub may set (sorted; empty when there are none or it is no dict)."""
+    if not isinstance(metadata, dict):
+        return []
+    return sorted(str(k) for k in metadata if k in HUB_METADATA_KEYS or str(k).startswith("_"))
+
+
+def without_hub_metadata(metadata: dict | None) -> dict | None:
+    """``metadata`` without ``HUB_METADATA_KEYS`` (what arrives from outside the hub, such as the Feishu relay
+    or the mailbox pickup, never carries them into a message)."""
+    if not isinstance(metadata, dict) or not HUB_METADATA_KEYS.intersection(metadata):
+        return metadata
+    return {k: v for k, v in metadata.items() if k not in HUB_METADATA_KEYS}
+
+
+def client_metadata_problem(metadata: object) -> str | None:
+    """Why a member's send may not carry ``metadata`` (an HTTP 400 reason), or None."""
+    owned = hub_metadata_keys(metadata)
+    if owned:
+        names = ", ".join(repr(k) for k in owned[:5])
+        return f"metadata {names}: set by the hub only, a sender may not set it"
+    return None
 
 
 def send_problem(
@@ -52,4 +82,7 @@ def send_problem(
         return f"the idempotency key must be at most {MAX_IDEMPOTENCY_KEY} characters"
     if metadata is not None and not isinstance(metadata, dict):
         return "metadata must be an object"
+    unstorable = json_value_problem([topic, content, thread_id, reply_to, metadata])
+    if unstorable:
+        return f"the message cannot be stored: {unstorable}"
     return None

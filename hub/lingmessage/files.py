@@ -135,11 +135,15 @@ def _write(path: Path, data: Any, *, exclusive: bool) -> bool:
 
 
 def read_json(path: Path) -> Any:
-    """The parsed content of ``path``. Raises OSError when unreadable, ValueError when too large or not JSON."""
+    """The parsed content of ``path``. Raises OSError when unreadable, ValueError when too large, nested too
+    deep to decode, or not JSON."""
     size = path.stat().st_size
     if size > MAX_JSON_SIZE:
         raise ValueError(f"{path} is larger than {MAX_JSON_SIZE} bytes")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ValueError(f"{path} is nested too deep to decode") from None
 
 
 def ensure_root(root: Path) -> None:

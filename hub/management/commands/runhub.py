@@ -16,6 +16,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from feishu.conf import app_configured
+from hub.runstate import runhub_state_clear, runhub_state_write
 from hub.supervisor import Child, Supervisor
 
 SERVERS = ("uvicorn", "daphne")
@@ -59,14 +60,15 @@ def daphne_argv(host: str, port: int, *, ssl_cert: Path | None = None, ssl_key: 
 
 
 def uvicorn_argv(host: str, port: int, *, ssl_cert: Path | None = None, ssl_key: Path | None = None) -> list[str]:
-    """uvicorn (uvloop, httptools, the sans-I/O ``websockets`` protocol) with the same WebSocket settings as
-    ``daphne_argv``: no compression (daphne offers none either; it costs memory per socket), no lifespan
-    (the hub's application has none), proxy headers and access log off."""
+    """uvicorn (uvloop, httptools, the sans-I/O ``websockets`` protocol with less kept per socket:
+    ``hub.uvicorn_ws``) with the same WebSocket settings as ``daphne_argv``: no compression (daphne offers none
+    either; it costs memory per socket), no lifespan (the hub's application has none), proxy headers and access
+    log off."""
     tls = ["--ssl-certfile", str(ssl_cert), "--ssl-keyfile", str(ssl_key)] if ssl_cert and ssl_key else []
     return [
         sys.executable, "-m", "uvicorn", "hub.asgi:application",
         "--host", host, "--port", str(port), *tls,
-        "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio",
+        "--loop", "uvloop", "--http", "httptools", "--ws", "hub.uvicorn_ws:BridgeWebSocketProtocol",
         "--ws-ping-interval", str(PING_INTERVAL),
         "--ws-ping-timeout", str(PING_TIMEOUT),
         "--ws-max-size", str(websocket_limit()),
@@ -85,6 +87,16 @@ def server_argv(
     """The command line of ``server`` (``uvicorn`` or ``daphne``) serving the hub on ``host:port``."""
     build = {"uvicorn": uvicorn_argv, "daphne": daphne_argv}[server]
     return build(host, port, ssl_cert=ssl_cert, ssl_key=ssl_key)
+
+
+def loopback_users_line() -> str:
+    """What the start-up output says about token-less user clients (``HUB_BRIDGE_LOOPBACK_USERS``)."""
+    if settings.HUB_BRIDGE_LOOPBACK_USERS:
+        return "token-less user clients from this machine: allowed (HUB_BRIDGE_LOOPBACK_USERS=true)"
+    return (
+        "token-less user clients: refused; to let old ones on this machine in, start with "
+        "HUB_BRIDGE_LOOPBACK_USERS=true (only without a reverse proxy on this machine)"
+    )
 
 
 def valkey_child(port: int, data_dir: Path) -> Child:
@@ -170,6 +182,8 @@ class Command(BaseCommand):
             if children[0].name == "valkey":
                 self.report(f"embedded Redis-compatible server at {os.environ['REDIS_URL']}")
             supervisor.start()
+            # A command run in another terminal (``member disable``) reaches the hub's sockets through it.
+            runhub_state_write(redis_url=os.environ["REDIS_URL"], redis_prefix=settings.REDIS_PREFIX)
             scheme = "s" if ssl_cert else ""
             base = f"http{scheme}://{host}:{port}"
             self.stdout.write(
@@ -178,11 +192,13 @@ class Command(BaseCommand):
                 f"  admin       {base}/admin/\n"
                 f"  bridge      ws{scheme}://{host}:{port}/  (also /ws/bridge/)\n"
                 f"  API         {base}/api/unified/\n"
+                f"  {loopback_users_line()}\n"
                 f"Press Ctrl-C to stop.\n",
             )
             supervisor.run()
         finally:
             self.report("stopping…")
+            runhub_state_clear()
             supervisor.stop()
             self.report("stopped")
 

@@ -1,4 +1,4 @@
-"""Script the member registry: add, set, policy, list, token, remove."""
+"""Script the member registry: add, set, policy, list, disable, enable, token, remove."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from members.services import (
     member_policy_text,
     member_remove,
     member_rotate_token,
+    member_set_enabled,
     member_set_policy,
     member_update,
 )
@@ -109,7 +110,7 @@ def channel_summary(channel: Channel) -> str:
 
 
 class Command(BaseCommand):
-    help = "Manage hub members: add, set, policy, list, token, remove."
+    help = "Manage hub members: add, set, policy, list, disable, enable, token, remove."
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, parser_class=type(parser))
@@ -146,6 +147,12 @@ class Command(BaseCommand):
         policy = sub.add_parser("policy", help="Show or change a member's send policy.", called_from_command_line=True)
         policy.add_argument("member_id")
         add_policy_arguments(policy)
+        for action, what in (
+            ("disable", "Disable a member: its open sockets close (4001)."),
+            ("enable", "Enable it again."),
+        ):
+            switch = sub.add_parser(action, help=what, called_from_command_line=True)
+            switch.add_argument("member_id")
         token = sub.add_parser("token", help="Rotate a member's token.", called_from_command_line=True)
         token.add_argument("member_id")
         token.add_argument("--rotate", action="store_true", required=True)
@@ -241,6 +248,20 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{member.member_id:<20} {member.kind:<6} {state:<8} {member.preferred_channel:<12} {channels}"
             )
+
+    def handle_disable(self, options: dict) -> None:
+        self.switch(options["member_id"], enabled=False)
+
+    def handle_enable(self, options: dict) -> None:
+        self.switch(options["member_id"], enabled=True)
+
+    def switch(self, member_id: str, *, enabled: bool) -> None:
+        member = member_get(member_id)
+        if member is None:
+            raise MemberError(f"unknown member {member_id!r}")
+        member_set_enabled(member=member, enabled=enabled)
+        done = "enabled" if enabled else "disabled; its open bridge connections are told to close"
+        self.stdout.write(f"{member_id} {done}")
 
     def handle_token(self, options: dict) -> None:
         member = member_get(options["member_id"])

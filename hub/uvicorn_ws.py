@@ -1,0 +1,66 @@
+"""uvicorn's sans-I/O ``websockets`` protocol with less kept per open socket (``runhub`` serves the hub with it).
+
+What uvicorn keeps for every WebSocket for as long as it is open, measured with tracemalloc on 1,000 idle
+bridge sockets (``bench/idle.py``): the handshake's request and response (``websockets`` ``Headers`` objects,
+each with a dict and a list of every header) are kept after the handshake though nothing reads them again;
+the inbox is an ``asyncio.Queue`` (four deques and an Event, about 3 KiB before it holds anything); the
+``writable`` flag is an ``asyncio.Event`` (a deque). Here the handshake objects go once the handshake is
+sent, the inbox is a ``hub.inbox.Inbox`` and the flag a ``Gate``. Everything else is uvicorn's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from hub.inbox import Inbox
+
+
+class Gate:
+    """``asyncio.Event``'s ``set``/``clear``/``is_set``/``wait`` with its waiters' list made only when needed."""
+
+    __slots__ = ("_open", "_waiters")
+
+    def __init__(self) -> None:
+        self._open = False
+        self._waiters: list[asyncio.Future] | None = None
+
+    def is_set(self) -> bool:
+        return self._open
+
+    def set(self) -> None:
+        self._open = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(True)
+
+    def clear(self) -> None:
+        self._open = False
+
+    async def wait(self) -> bool:
+        if self._open:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+
+class BridgeWebSocketProtocol(WebSocketsSansIOProtocol):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = Inbox()
+        self.writable = Gate()
+        self.writable.set()
+
+    def start_keepalive(self) -> None:
+        # Called once the handshake response is written: nothing reads the handshake's request and response again.
+        self.request = self.response = None
+        super().start_keepalive()
