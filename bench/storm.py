@@ -42,7 +42,7 @@ import httpx  # noqa: E402
 import redis  # noqa: E402
 import websockets  # noqa: E402
 
-from bench.bridge import machine, rss_bytes  # noqa: E402
+from bench.bridge_parts import machine, rss_bytes  # noqa: E402
 from bench.processes import pid_of  # noqa: E402
 from tests.support import manage, running_hub  # noqa: E402
 
@@ -237,7 +237,7 @@ def main() -> None:
     if not set(kinds) <= set(KINDS):
         parser.error(f"--kinds: choose among {', '.join(KINDS)}")
     print("command:", " ".join([".venv/bin/python", "bench/storm.py", *sys.argv[1:]]))
-    print("machine:", machine())
+    print("machine:", machine(args.server))
     with tempfile.TemporaryDirectory(prefix="bench-storm-") as tmp:
         data_dir = Path(tmp)
         manage(data_dir, "migrate", "--noinput")
