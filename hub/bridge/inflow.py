@@ -24,6 +24,12 @@ HIGH = 64
 LOW = 8
 
 
+def inflow(receive: Callable[[], Awaitable[dict]], send) -> Callable[[], Awaitable[dict]]:
+    """``receive`` held under ``HIGH`` waiting frames when the server is daphne; else ``receive`` itself."""
+    flow = Inflow(receive, send)
+    return flow if flow.active else receive
+
+
 class Inflow:
     """An ASGI ``receive`` that keeps daphne's queue of a socket's frames under ``HIGH``."""
 
@@ -31,10 +37,12 @@ class Inflow:
         self._receive = receive
         self._queue: asyncio.Queue | None = None
         self.paused = False
+        self.active = False
         queue = getattr(receive, "__self__", None)
         transport = transport_of(send) if isinstance(send, functools.partial) else None
         if isinstance(queue, asyncio.Queue) and hasattr(transport, "pauseProducing"):
             self._queue, self._transport = queue, transport
+            self.active = True
             put = queue.put_nowait
 
             def put_and_hold(item) -> None:  # daphne's protocol puts every frame with put_nowait

@@ -24,7 +24,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
-from hub.bridge.inflow import Inflow
+from hub.bridge.inflow import inflow
 from hub.bridge.outflow import Outflow
 from hub.channel_layer import release_channel
 
@@ -63,7 +63,7 @@ class OneAtATimeConsumer(AsyncWebsocketConsumer):
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.channel_name = await self.channel_layer.new_channel()
         self.base_send = self._sender(Outflow(send, lambda: f"{self.channel_name} {scope.get('client')}"))
-        receive = Inflow(receive, send)
+        receive = inflow(receive, send)
         self._one_at_a_time = asyncio.Lock()
         layer_events = asyncio.create_task(self._layer_loop())
         try:

@@ -89,6 +89,7 @@ class Outflow:
         self._buffered = buffer_reader(self._transport) if self._transport is not None else None
         self._limits_raised = False
         self.overflowed = False
+        self._limit = settings.HUB_BRIDGE_MAX_OUTBOUND_BYTES
 
     async def __call__(self, message: dict) -> None:
         buffered = self._buffered
@@ -97,7 +98,7 @@ class Outflow:
             return
         if self.overflowed:
             raise SocketOverflow("closed: it did not read")
-        limit = settings.HUB_BRIDGE_MAX_OUTBOUND_BYTES
+        limit = self._limit
         if not self._limits_raised:
             self._raise_high_water(limit)
         text = message.get("text")

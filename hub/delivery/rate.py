@@ -3,7 +3,7 @@ token-less bridge user's chats per address.
 
 A send through the API or the ``send`` frame takes its slot from the shared counter itself. A bridge chat costs a
 few microseconds on the event loop, so a process takes its chats' slots in leases of up to 5 % of the rate (at
-most 50) with one increment of the shared counter, and hands them out locally: the count is shared all the
+most 1,000) with one increment of the shared counter, and hands them out locally: the count is shared all the
 same, and a lease's unused slots (fewer than one lease per process and window) count as used, never the other
 way round.
 """
@@ -20,7 +20,7 @@ from django.core.cache.backends.redis import RedisCache
 from members.models import Member
 
 LEASE_SHARE = 20  # a lease is 1/20 of the rate
-LEASE_MAX = 50
+LEASE_MAX = 1000
 _KEEP_LEASES = 10_000
 
 
