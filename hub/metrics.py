@@ -37,6 +37,12 @@ BRIDGE_CONNECTIONS = Gauge(
     "linghub_bridge_connections", "Open bridge WebSocket connections", ["role"], multiprocess_mode="livesum"
 )
 BRIDGE_FRAMES = Counter("linghub_bridge_frames_total", "Bridge frames received", ["type"])
+BRIDGE_OVERFLOW_CLOSES = Counter(
+    "linghub_bridge_overflow_closes_total", "Bridge sockets closed (1008) because they did not read what was written"
+)
+BRIDGE_REFUSALS = Counter(
+    "linghub_bridge_refusals_total", "Bridge frames refused by a limit (rate, pending chats or acks, queue)", ["reason"]
+)
 COLLISIONS = Counter("linghub_collisions_total", "Bot reply collisions detected", ["kind"])
 FEISHU_API_CALLS = Counter("linghub_feishu_api_calls_total", "Feishu API calls", ["endpoint", "status"])
 FEISHU_RATE_LIMITED = Counter("linghub_feishu_rate_limited_total", "Feishu rate-limit answers", ["endpoint"])

@@ -276,6 +276,14 @@ HUB_BRIDGE_LOOPBACK_USERS = env.bool("HUB_BRIDGE_LOOPBACK_USERS", False)
 # Web pages (the Origin of a WebSocket handshake) that may open bridge sockets, besides the hub's own origin
 # (scheme://host[:port], as browsers send it); a handshake with any other Origin is refused (HTTP 403).
 HUB_ALLOWED_ORIGINS = [o.strip().lower().rstrip("/") for o in env.list("HUB_ALLOWED_ORIGINS", []) if o.strip()]
+# Abuse limits (docs/bridge.md "Limits"): chats a token-less user may send per minute from one address; chats one
+# socket may have waiting for their reply; acks one socket may have waiting to be stored; bytes written to one
+# socket and not yet taken by its client, and how long a socket may stay at that cap before it is closed (1008).
+HUB_BRIDGE_ANON_RATE_PER_MINUTE = env.int("HUB_BRIDGE_ANON_RATE_PER_MINUTE", 30, validate=Range(min=1))
+HUB_BRIDGE_MAX_PENDING_CHATS = env.int("HUB_BRIDGE_MAX_PENDING_CHATS", 100, validate=Range(min=1))
+HUB_BRIDGE_MAX_PENDING_ACKS = env.int("HUB_BRIDGE_MAX_PENDING_ACKS", 20000, validate=Range(min=1))
+HUB_BRIDGE_MAX_OUTBOUND_BYTES = env.int("HUB_BRIDGE_MAX_OUTBOUND_BYTES", 4 * 1024 * 1024, validate=Range(min=65536))
+HUB_BRIDGE_SEND_STALL = env.float("HUB_BRIDGE_SEND_STALL", 10.0, validate=Range(min=0.1))
 
 # Routing, LingMessage delivery, online detection
 HUB_NOTIFY_TIMEOUT = env.float("HUB_NOTIFY_TIMEOUT", 3.0, validate=Range(min=0.1))
@@ -296,6 +304,11 @@ HUB_ALERT_MEMBER = env.str("HUB_ALERT_MEMBER", "") or None
 HUB_QUEUE_LEASE_SECONDS = env.int("HUB_QUEUE_LEASE_SECONDS", 30, validate=Range(min=1))
 HUB_QUEUE_BATCH = env.int("HUB_QUEUE_BATCH", 500, validate=Range(min=1, max=10000))
 HUB_MESSAGE_RETENTION_DAYS = env.int("HUB_MESSAGE_RETENTION_DAYS", 30, validate=Range(min=1))
+# Undelivered messages one recipient may have queued (content, topic and metadata, in characters): beyond it a
+# send is refused (HTTP 507), so one sender cannot fill the database for an offline member.
+HUB_QUEUE_MAX_BYTES_PER_RECIPIENT = env.int(
+    "HUB_QUEUE_MAX_BYTES_PER_RECIPIENT", 50 * 1024 * 1024, validate=Range(min=1024 * 1024)
+)
 
 # Reliability (docs/reliability.md): the retry scheduler delivers this many sender→recipient pairs at once (one
 # thread and one database connection each), so one member whose endpoint hangs holds one thread, not the rest.

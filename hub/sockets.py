@@ -24,7 +24,12 @@ HANDLERS: dict[str, Handler] = {}
 
 
 class FrameError(Exception):
-    """A frame the hub cannot serve; the message goes back to the client in an ``error`` frame."""
+    """A frame the hub cannot serve; the message goes back to the client in an ``error`` frame, with ``fields``
+    (e.g. a ``reason``) added to the frame."""
+
+    def __init__(self, message: str = "", **fields) -> None:
+        super().__init__(message)
+        self.fields = fields
 
 
 def frame(frame_type: str) -> Callable[[Handler], Handler]:

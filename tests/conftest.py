@@ -156,3 +156,17 @@ def _fresh_config():
 def _no_jitter(settings):
     """The hub's random jitter before posting for a bot (0-1.5 s) is off unless a test turns it on."""
     settings.COORD_JITTER_MAX = 0
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_windows():
+    """Each test starts with empty send-rate windows (the per-member and per-address counters live in the cache,
+    which the in-process tests share): only the local-memory cache is cleared, never a shared Redis."""
+    from django.conf import settings
+    from django.core.cache import cache
+
+    from hub.delivery.rate import forget_leases
+
+    forget_leases()
+    if settings.CACHES["default"]["BACKEND"].endswith("LocMemCache"):
+        cache.clear()

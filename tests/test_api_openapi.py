@@ -99,7 +99,7 @@ def _validate(doc, path, method, response):
     return status
 
 
-def test_every_send_status_is_documented_and_every_answer_matches_its_schema(client, doc):
+def test_every_send_status_is_documented_and_every_answer_matches_its_schema(client, doc, settings):
     path = "/api/unified/send"
     seen = set()
     with HttpPeer() as up, HttpPeer() as refusing:
@@ -128,6 +128,8 @@ def test_every_send_status_is_documented_and_every_answer_matches_its_schema(cli
             assert post({"recipient_id": "lingflow", "content": "\x01" * 200_000}).status_code == 413
             post({"recipient_id": "lingflow", "content": "x"}, HTTP_IDEMPOTENCY_KEY="k")
             assert post({"recipient_id": "lingzhi", "content": "x"}, HTTP_IDEMPOTENCY_KEY="k").status_code == 409
+            settings.HUB_QUEUE_MAX_BYTES_PER_RECIPIENT = 1000  # lingdown's queue is full
+            assert post({"recipient_id": "lingdown", "content": "y" * 2000}).status_code == 507
             while post({"recipient_id": "lingflow", "content": "x"}).status_code != 429:
                 pass
     assert seen == set(doc["paths"][path]["post"]["responses"])

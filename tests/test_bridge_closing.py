@@ -81,6 +81,39 @@ def test_a_cancelled_consumer_releases_its_groups_presence_and_channel():
     assert live_connection("lingyi") == "" and "lingyi" not in LOCAL.backends
 
 
+@pytest.mark.usefixtures("redis_layer")
+def test_a_consumer_cancelled_again_and_again_while_it_releases_still_leaves_redis(redis_url):
+    """daphne cancels an application that has not ended 10 s after its client went (one working through frames a
+    flooding client left), and again every second. Under a storm the release waits its turn on the shard's
+    connection; a cancel meant for the consumer must not cut it off, or the backend reads online for good and a
+    subscription may outlive the socket."""
+    import redis
+
+    _, token = add_backend("lingyi")
+
+    async def scenario():
+        backend = await Client().connect()
+        await backend.register("lingyi", token)
+        name = backend.consumer.channel_name
+        shard = get_channel_layer()._get_layer()._get_shard(name)
+        future = backend.communicator.future
+        async with shard._lock:  # other sockets' unsubscribes hold the connection meanwhile
+            for n in range(200):
+                future.cancel()
+                await asyncio.sleep(0 if n % 10 else 0.001)
+        with pytest.raises(asyncio.CancelledError):
+            await future
+        await asyncio.sleep(1)  # a release cut off from its consumer finishes on its own
+        # Read while this event loop (and its Redis connection) lives: closing it drops every subscription.
+        subscribed = [c.decode() for c in redis.Redis.from_url(redis_url).pubsub_channels()]
+        return backend.consumer, [c for c in subscribed if c.endswith(name)]
+
+    consumer, left = run(scenario)
+    assert consumer.released
+    assert not left
+    assert live_connection("lingyi") == ""  # the release ran to its end: the backend is offline
+
+
 def test_a_takeover_completes_when_the_old_socket_is_already_gone():
     """The old socket went silent and its transport closed under it: the takeover check's ping and its 4002 raise
     ``Disconnected`` in daphne. The newcomer still registers, and the member's queue is flushed to it."""

@@ -217,6 +217,10 @@ PATHS = {
                 ),
                 "413": _error("Content, topic and metadata exceed one bridge frame (1 MiB less 8 KiB, as JSON)."),
                 "429": _error("Send rate or daily cap exceeded; retry after the Retry-After header's seconds."),
+                "507": _error(
+                    "The recipient's queue is full (HUB_QUEUE_MAX_BYTES_PER_RECIPIENT bytes undelivered); nothing "
+                    "was stored."
+                ),
                 "502": _ok(
                     "The recipient's endpoint refused the message for good (the reason is given).", "SendResult"
                 ),

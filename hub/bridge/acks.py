@@ -16,7 +16,7 @@ import logging
 
 from channels.db import database_sync_to_async
 
-from hub.bridge import services
+from hub.bridge import limits, services
 from hub.sockets import FrameError, frame
 from offline_queue.acks import messages_acknowledge
 
@@ -51,6 +51,7 @@ async def ack(consumer, data: dict) -> None:
     if member is None:
         raise FrameError("ack: this connection has no member (register_backend or connect with a member token)")
     ids = _ids_of(data)
+    limits.acks_admitted(consumer, len(ids))
     if consumer.backend_id is not None and not consumer.acks_seen:
         # A backend that acknowledges is sent ``message`` frames from now on (``hub.bridge.forms``).
         consumer.acks_seen = True

@@ -27,6 +27,7 @@ from hub.bridge.auth import (
     handshake_token,
     native_loopback,
 )
+from hub.bridge.limits import SocketLimits
 from hub.bridge.loop import OneAtATimeConsumer
 from hub.bridge.parsing import frame_from_text
 from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending
@@ -85,6 +86,7 @@ class BridgeConsumer(OneAtATimeConsumer):
         self.groups_joined: set[str] = set()
         self.pending_acks: list[str] = []
         self.listeners: set[asyncio.Event] = set()
+        self.limits = SocketLimits()  # what it has outstanding (``hub.bridge.limits``)
 
     @property
     def connection_id(self) -> str:
@@ -173,7 +175,7 @@ class BridgeConsumer(OneAtATimeConsumer):
         try:
             await handler(self, data)
         except FrameError as exc:
-            await self.send_error(str(exc))
+            await self.send_error(str(exc), **exc.fields)
         except Exception:
             logger.exception("bridge: %r frame failed", frame_type)
             await self.send_error(f"internal error while handling a {frame_type!r} frame")

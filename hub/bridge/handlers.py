@@ -5,7 +5,7 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 from django.core.cache import cache
 
-from hub.bridge import auth, presence, relay, selectors, takeover
+from hub.bridge import auth, limits, presence, relay, selectors, takeover
 from hub.bridge.registry import LOCAL
 from hub.sockets import FrameError, frame
 
@@ -71,7 +71,8 @@ async def chat(consumer, data: dict) -> None:
     text = field(data, "text", str, required=audio is None, default="")
     if not target:
         raise FrameError("chat: missing field 'target' (or choose a backend with switch_backend first)")
-    await relay.chat(consumer, target, text, audio)
+    limits.chat_admitted(consumer)
+    limits.chat_forwarded(consumer, await relay.chat(consumer, target, text, audio))
 
 
 @frame("reply")

@@ -24,6 +24,8 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
+from hub.bridge.inflow import inflow
+from hub.bridge.outflow import Outflow
 from hub.channel_layer import release_channel
 
 logger = logging.getLogger(__name__)
@@ -44,6 +46,8 @@ def _socket_gone_errors() -> tuple[type[BaseException], ...]:
 
 
 SOCKET_GONE = _socket_gone_errors()
+# Releases of sockets whose consumer was cancelled while they ran (kept so that they are not collected).
+_RELEASING: set[asyncio.Future] = set()
 
 
 class OneAtATimeConsumer(AsyncWebsocketConsumer):
@@ -58,7 +62,8 @@ class OneAtATimeConsumer(AsyncWebsocketConsumer):
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.channel_name = await self.channel_layer.new_channel()
-        self.base_send = self._sender(send)
+        self.base_send = self._sender(Outflow(send, lambda: f"{self.channel_name} {scope.get('client')}"))
+        receive = inflow(receive, send)
         self._one_at_a_time = asyncio.Lock()
         layer_events = asyncio.create_task(self._layer_loop())
         try:
@@ -70,9 +75,18 @@ class OneAtATimeConsumer(AsyncWebsocketConsumer):
             pass
         finally:
             layer_events.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await layer_events
-            await self._release()
+            # The release runs to its end even when the server cancels the consumer again meanwhile (daphne
+            # cancels an application slow to end every second, e.g. one working through frames a flooding client
+            # left): a cancelled unsubscribe would leave the socket's channel subscribed in Redis for good.
+            release = asyncio.ensure_future(self._release_after(layer_events))
+            _RELEASING.add(release)
+            release.add_done_callback(_RELEASING.discard)
+            await asyncio.shield(release)
+
+    async def _release_after(self, layer_events: asyncio.Task) -> None:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await layer_events
+        await self._release()
 
     def _sender(self, send):
         """``send`` that does nothing once the socket is gone or closed by us (a frame for a socket that is

@@ -91,6 +91,9 @@ class PendingTable:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __contains__(self, request_id: str) -> bool:
+        return request_id in self._entries
+
     def add(self, pending: Pending) -> None:
         self._entries[pending.request_id] = pending
 

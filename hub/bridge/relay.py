@@ -19,10 +19,12 @@ from django.conf import settings
 from django.utils import timezone
 
 from hub.bridge import selectors, services
+from hub.bridge.limits import QUEUE_FULL, Refused
 from hub.bridge.locations import LOCATIONS
 from hub.bridge.presence import ensure_refresher, refresh_interval, send_to_channel
 from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending, Socket
 from hub.sockets import FrameError, audience_group, member_group
+from offline_queue.capacity import QueueFull
 
 
 def now_iso() -> str:
@@ -35,7 +37,9 @@ def new_request_id() -> str:
     return secrets.token_hex(16)
 
 
-async def chat(user: Socket, target: str, text: str, audio: str | None) -> None:
+async def chat(user: Socket, target: str, text: str, audio: str | None) -> str | None:
+    """Forward a user's chat to ``target``'s socket, or queue it for the offline backend. Returns the chat's
+    request_id when it went to a live backend (it waits for its reply), None when it was queued."""
     request_id = new_request_id()
     user.asked = True
     frame = {
@@ -58,7 +62,7 @@ async def chat(user: Socket, target: str, text: str, audio: str | None) -> None:
             )
         )
         await backend.send_frame(frame)
-        return
+        return request_id
 
     layer = user.channel_layer
     remote = not isinstance(layer, InMemoryChannelLayer)
@@ -66,7 +70,7 @@ async def chat(user: Socket, target: str, text: str, audio: str | None) -> None:
         member_id = LOCATIONS.live_member(target)
         if member_id is not None:
             await _send_remote(user, member_id, target, frame)
-            return
+            return request_id
         snapshot = await LOCATIONS.snapshot(layer)
     channel = await database_sync_to_async(selectors.bridge_backend)(target)
     if channel is None or not channel.enabled or not channel.member.enabled:
@@ -74,17 +78,20 @@ async def chat(user: Socket, target: str, text: str, audio: str | None) -> None:
     if remote and channel.is_live():
         LOCATIONS.remember(channel, snapshot)
         await _send_remote(user, channel.member.member_id, target, frame)
-        return
+        return request_id
     sender_id = user.member.member_id if user.member is not None else f"bridge:{user.connection_id}"
-    message = await database_sync_to_async(services.bridge_chat_enqueue)(
-        channel=channel,
-        sender_id=sender_id,
-        request_id=request_id,
-        from_connection=user.connection_id,
-        reply_channel=user.channel_name,
-        text=text,
-        audio=audio,
-    )
+    try:
+        message = await database_sync_to_async(services.bridge_chat_enqueue)(
+            channel=channel,
+            sender_id=sender_id,
+            request_id=request_id,
+            from_connection=user.connection_id,
+            reply_channel=user.channel_name,
+            text=text,
+            audio=audio,
+        )
+    except QueueFull as exc:
+        raise Refused(f"chat: {exc}", QUEUE_FULL) from exc
     await user.send_frame(
         {
             "type": "queued",
@@ -94,6 +101,7 @@ async def chat(user: Socket, target: str, text: str, audio: str | None) -> None:
             "message": f"backend {target!r} is offline; the chat is kept and delivered when it connects",
         }
     )
+    return None
 
 
 async def _send_remote(user: Socket, member_id: str, backend_id: str, frame: dict) -> None:

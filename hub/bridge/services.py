@@ -12,6 +12,7 @@ from hub import metrics
 from hub.bridge.forms import is_bridge_chat
 from hub.bridge.replies import reply_schedule
 from members.models import Channel, Member
+from offline_queue import capacity
 from offline_queue.acks import pair_continue
 from offline_queue.models import Message
 from offline_queue.outcome import Outcome, message_record_outcome
@@ -81,8 +82,11 @@ def bridge_chat_enqueue(
     now: datetime | None = None,
 ) -> Message:
     """Keep a chat for the offline backend of ``channel``; the offline queue delivers it when the backend
-    registers (``hub.bridge.outbound.delivery_event``) and its reply goes to ``reply_channel``."""
+    registers (``hub.bridge.outbound.delivery_event``) and its reply goes to ``reply_channel``. Raises
+    ``QueueFull`` (nothing stored) when the backend's member has ``HUB_QUEUE_MAX_BYTES_PER_RECIPIENT`` waiting."""
     now = now or timezone.now()
+    size = capacity.message_bytes(topic="", content=text, metadata={"audio": audio} if audio else None)
+    capacity.recipient_room_check(recipient_pk=channel.member_id, recipient_id=channel.member.member_id, adding=size)
     message = Message.objects.create(
         sender_id=sender_id,
         recipient=channel.member,
@@ -102,6 +106,7 @@ def bridge_chat_enqueue(
             }
         },
     )
+    capacity.recipient_queued(recipient_pk=channel.member_id, adding=size)
     metrics.MESSAGES_ACCEPTED.labels(Message.Type.CHAT, Message.Source.BRIDGE).inc()
     return message
 

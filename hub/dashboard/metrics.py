@@ -18,6 +18,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from feishu.coordination.models import CollisionLog
 from feishu.models import CardAction
 from hub import metrics
+from hub.bridge.limits import REASONS
+from hub.bridge.registry import AWAITING, PENDING
 from hub.dashboard.selectors.gauges import known_labels, metrics_gauges
 from hub.delivery.policy import RULES as POLICY_RULES
 from hub.sockets import HANDLERS
@@ -39,6 +41,7 @@ def zero_known_labels() -> None:
     zero(metrics.DELIVERY_LATENCY, Channel.Kind.values)
     zero(metrics.BRIDGE_CONNECTIONS, ("user", "backend"))
     zero(metrics.BRIDGE_FRAMES, [*HANDLERS, "unknown"])
+    zero(metrics.BRIDGE_REFUSALS, REASONS)
     zero(metrics.COLLISIONS, CollisionLog.Kind.values)
     zero(metrics.FEISHU_API_CALLS, FEISHU_ENDPOINTS, ("200",))
     zero(metrics.FEISHU_RATE_LIMITED, FEISHU_ENDPOINTS)
@@ -91,6 +94,21 @@ class DatabaseCollector:
         )
 
 
+class BridgeCollector:
+    """What this process's bridge holds in memory, computed at scrape time: chats waiting for a backend's reply
+    here (``pending``) and chats this process's users wait for from another process (``awaiting``)."""
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "linghub_bridge_pending_requests",
+            "Chats waiting for their reply in the hub process that answered this scrape",
+            labels=["table"],
+        )
+        family.add_metric(["pending"], float(len(PENDING)))
+        family.add_metric(["awaiting"], float(len(AWAITING)))
+        yield family
+
+
 def _family(name: str, documentation: str, labels: list[str], values: dict) -> GaugeMetricFamily:
     """A gauge with one sample per entry of ``values``: its key (a label value, or a tuple of them) → a number."""
     family = GaugeMetricFamily(name, documentation, labels=labels)
@@ -107,9 +125,9 @@ class Scrape:
             # Counters of every hub process, added up from the files prometheus-client keeps there.
             registry = CollectorRegistry()
             MultiProcessCollector(registry)
-            self.sources = (registry, DatabaseCollector())
+            self.sources = (registry, DatabaseCollector(), BridgeCollector())
         else:
-            self.sources = (REGISTRY, DatabaseCollector())
+            self.sources = (REGISTRY, DatabaseCollector(), BridgeCollector())
 
     def collect(self) -> Iterator[Metric]:
         zero_known_labels()

@@ -56,7 +56,7 @@ def elapsed_ms(started: float) -> float:
 
 
 def rejected(error: str, status: int, started: float) -> SendResult:
-    """A request refused before anything was stored (``status`` 400, 404, 409 or 413)."""
+    """A request refused before anything was stored (``status`` 400, 404, 409, 413 or 507)."""
     return SendResult(success=False, error=error, status=status, response_time_ms=elapsed_ms(started))
 
 

@@ -6,20 +6,20 @@ from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 
 
-def counter_take(key: str, *, timeout: int) -> int:
-    """Add one to the counter ``key`` (created at 0, living ``timeout`` seconds, when missing); returns the new
-    count. With Redis the create and the increment go in one pipeline (one round trip instead of two); values
+def counter_take(key: str, *, timeout: int, amount: int = 1) -> int:
+    """Add ``amount`` to the counter ``key`` (created at 0, living ``timeout`` seconds, when missing); returns the
+    new count. With Redis the create and the increment go in one pipeline (one round trip instead of two); values
     stay plain integers, so ``cache.get``/``cache.decr`` read and give back the same counter."""
     backend = caches["default"]  # ``cache`` is a proxy to it
     if isinstance(backend, RedisCache):
         full = backend.make_and_validate_key(key)
         pipe = backend._cache.get_client(full, write=True).pipeline(transaction=False)
         pipe.set(full, 0, ex=timeout, nx=True)
-        pipe.incr(full)
+        pipe.incrby(full, amount)
         return int(pipe.execute()[1])
     cache.add(key, 0, timeout=timeout)
     try:
-        return cache.incr(key)
+        return cache.incr(key, amount)
     except ValueError:  # the key expired between add and incr
-        cache.set(key, 1, timeout=timeout)
-        return 1
+        cache.set(key, amount, timeout=timeout)
+        return amount

@@ -23,6 +23,7 @@ from hub.jsonapi import json_value_problem
 from hub.signals import message_accepted
 from members import policy as member_policy
 from members.models import Member
+from offline_queue import capacity
 from offline_queue.models import DEFAULT_PRIORITY, Message
 from offline_queue.outcome import message_record_outcome
 from offline_queue.policy import expiry_for
@@ -183,6 +184,12 @@ def message_send(
             channel_kind = plan.main.channel_kind
             metadata = {**(metadata or {}), "_route": {"rule": plan.main.rule_id, "requested": recipient_id}}
 
+    queued_size = capacity.message_bytes(topic=topic, content=content, metadata=metadata)
+    try:
+        capacity.recipient_room_check(recipient_pk=recipient.pk, recipient_id=recipient.member_id, adding=queued_size)
+    except capacity.QueueFull as exc:
+        return rejected(str(exc), 507, started)
+
     now = timezone.now()
     fields = {
         **{name: value for name, value in request.items() if name != "recipient_id"},
@@ -218,6 +225,7 @@ def message_send(
             return rejected("message_id is already taken", 409, started)
         return replay(previous, request, started)
     message.recipient = recipient
+    capacity.recipient_queued(recipient_pk=recipient.pk, adding=queued_size)
     metrics.MESSAGES_ACCEPTED.labels(message_type=message_type, source=source).inc()
     bus.publish(
         bus.ChannelMessage(
