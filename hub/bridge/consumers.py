@@ -18,7 +18,7 @@ from channels.exceptions import StopConsumer
 from django.conf import settings
 
 from hub import metrics
-from hub.bridge import oversize, presence, takeover, teardown
+from hub.bridge import oversize, presence, teardown
 from hub.bridge.auth import (
     CLOSE_FORBIDDEN,
     CLOSE_REPLACED,
@@ -27,10 +27,11 @@ from hub.bridge.auth import (
     handshake_token,
     native_loopback,
 )
+from hub.bridge.layer_events import LayerEvents
 from hub.bridge.limits import SocketLimits
 from hub.bridge.loop import OneAtATimeConsumer
 from hub.bridge.parsing import frame_from_text
-from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending
+from hub.bridge.registry import LOCAL
 from hub.sockets import HANDLERS, FrameError, audience_group, member_group
 from members.selectors import member_by_token
 
@@ -50,7 +51,7 @@ def _count_frame(frame_type: str) -> None:
     counter.inc()
 
 
-class BridgeConsumer(OneAtATimeConsumer):
+class BridgeConsumer(LayerEvents, OneAtATimeConsumer):
     """One bridge socket: a user client, or (after ``register_backend``) an AI backend.
 
     Public attributes other parts rely on: ``member`` (the authenticated Member or None), ``backend_id``
@@ -187,68 +188,6 @@ class BridgeConsumer(OneAtATimeConsumer):
     async def socket_closed(self) -> None:
         """However the socket ended: release what it held, once (``hub.bridge.teardown``)."""
         await teardown.socket_release(self)
-
-    # --- channel-layer events ---------------------------------------------------------------------------
-
-    async def hub_deliver(self, event: dict) -> None:
-        """``{"type": "hub.deliver", "frame": {...}, "reply_channel"?, "backend_id"?}``: write the frame.
-
-        A ``chat`` is for backend sockets only (the member's user clients ignore it); with ``request_id`` and
-        ``reply_channel`` the backend's ``reply`` goes back to that channel."""
-        frame = event["frame"]
-        if frame.get("type") == "chat":
-            if self.backend_id is None or event.get("backend_id", self.backend_id) != self.backend_id:
-                return
-            request_id, reply_channel = frame.get("request_id"), event.get("reply_channel")
-            # A user's chat is answered to the asking socket; a hub message sent as a chat, only by marking it.
-            if request_id and (reply_channel or event.get("message_id")):
-                PENDING.add(
-                    Pending(
-                        request_id=request_id,
-                        backend_id=self.backend_id,
-                        reply_channel=reply_channel or "",
-                        deadline=time.monotonic() + settings.HUB_BRIDGE_PENDING_TTL,
-                        asker=LOCAL.connections.get(reply_channel) if reply_channel else None,
-                        message_id=frame.get("message_id") or event.get("message_id"),
-                    )
-                )
-        await self.send_frame(frame)
-
-    async def hub_deliver_batch(self, event: dict) -> None:
-        """``{"type": "hub.deliver_batch", "events": [hub.deliver events, …], "connection"?}``: several
-        deliveries, in order, in one channel-layer message (the offline queue drains long queues this way).
-        With ``connection`` only that socket (channel name) writes them: a batch meant for a socket that has
-        gone must not reach its successor ahead of what the old one lost."""
-        if event.get("connection") and event["connection"] != self.channel_name:
-            return
-        for one in event["events"]:
-            await self.hub_deliver(one)
-
-    async def hub_frame(self, event: dict) -> None:
-        """``{"type": "hub.frame", "frame": {...}}``: pass the frame to the socket (a reply or an error for a
-        chat sent to another process ends its wait)."""
-        frame = event["frame"]
-        if "request_id" in frame and AWAITING:
-            AWAITING.discard(frame["request_id"])
-        await self.send_frame(frame)
-
-    async def bridge_replaced(self, event: dict) -> None:
-        """Another socket registered this socket's backend (in another process): close this one."""
-        if self.backend_id is not None and self.backend_id == event.get("backend_id"):
-            await self.replaced()
-
-    async def bridge_revoked(self, event: dict) -> None:
-        """The socket's member lost its access (``hub.bridge.revocation``): close with 4001."""
-        if self.member is not None and self.member.member_id == event.get("member_id") and not self.closed:
-            await self.refuse(f"member {self.member.member_id!r}: access revoked ({event.get('reason')})")
-
-    async def bridge_liveness(self, event: dict) -> None:
-        """A socket in another process wants this socket's backend: say whether this one is alive."""
-        takeover.answer_liveness(self, event)
-
-    async def bridge_liveness_answer(self, event: dict) -> None:
-        """The answer to this socket's question whether another process's socket is alive."""
-        takeover.liveness_answered(event)
 
     # --- helpers used by handlers -----------------------------------------------------------------------
 
