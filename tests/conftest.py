@@ -170,3 +170,19 @@ def _fresh_rate_windows():
     forget_leases()
     if settings.CACHES["default"]["BACKEND"].endswith("LocMemCache"):
         cache.clear()
+
+
+@pytest.fixture
+def redis_cache(settings, redis_url):
+    """Django's cache as ``runhub`` configures it (``hub.cache.PooledRedisCache``) on ``redis_url``, under a key
+    prefix of this test's own."""
+    from django.core.cache import caches
+
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "hub.cache.PooledRedisCache",
+            "LOCATION": redis_url,
+            "KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}",
+        }
+    }
+    return caches["default"]

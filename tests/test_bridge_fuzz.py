@@ -8,12 +8,11 @@ keeps the file under about 20 s; ``HUB_FUZZ_EXAMPLES=2000`` hunts longer."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub import metrics
@@ -22,30 +21,10 @@ from hub.bridge.registry import LOCAL
 from hub.sockets import HANDLERS
 from members.models import Channel
 from tests.bridge_support import Client, add_backend, fresh_bridge, reset_bridge_state  # noqa: F401  (fixture)
+from tests.fuzz_support import ANY_TEXT, EXAMPLES, FUZZ, JSON, SCALARS
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_bridge")]
 
-EXAMPLES = int(os.environ.get("HUB_FUZZ_EXAMPLES", "0"))
-FUZZ = settings(
-    max_examples=EXAMPLES or 120,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    derandomize=not EXAMPLES,  # CI: the same examples every run
-)
-
-# Any text, lone surrogates included (hypothesis leaves category Cs out by default).
-ANY_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=30)
-SCALARS = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(10**30), max_value=10**30)
-    | st.floats(allow_nan=True, allow_infinity=True)
-    | ANY_TEXT
-)
-JSON = st.recursive(
-    SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(ANY_TEXT, inner, max_size=4), max_leaves=15
-)
 # The fields the frames of the protocol read, so that the fuzzing reaches the handlers' checks.
 FIELDS = [
     "backend_id", "secret", "name", "description", "capabilities", "target", "text", "audio", "request_id",

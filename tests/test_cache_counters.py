@@ -3,25 +3,11 @@
 from __future__ import annotations
 
 import threading
-import uuid
 
-import pytest
 from django.core.cache import cache, caches
 
 from hub.cache import PooledRedisCache
 from hub.delivery.counters import counter_take
-
-
-@pytest.fixture
-def redis_cache(settings, redis_url):
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "hub.cache.PooledRedisCache",
-            "LOCATION": redis_url,
-            "KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}",
-        }
-    }
-    yield caches["default"]
 
 
 def test_it_gives_every_thread_the_same_connection_pool(redis_cache):

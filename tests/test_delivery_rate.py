@@ -9,26 +9,18 @@ import uuid
 
 import pytest
 import redis
-from django.core.cache import caches
 
 from hub.delivery.rate import _count, forget_leases, take_leased_slot, take_slot
 
 pytestmark = pytest.mark.redis
 
 
-@pytest.fixture
-def redis_cache(settings, redis_url):
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": redis_url,
-            "KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}",
-        }
-    }
+@pytest.fixture(autouse=True)
+def one_window(redis_cache):
+    """No lease of an earlier test, and the whole test in one rate window."""
     forget_leases()
-    if 60 - time.time() % 60 < 3:  # the whole test in one window
+    if 60 - time.time() % 60 < 3:
         time.sleep(3.5)
-    return caches["default"]
 
 
 def test_the_rate_counts_on_redis_in_one_window_and_refuses_past_the_limit(redis_cache, redis_url):

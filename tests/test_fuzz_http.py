@@ -7,39 +7,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from urllib.parse import quote
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feishu.cards import reference
 from feishu.events import encrypt, signature
 from hub.delivery.services import message_send
+from tests.fuzz_support import ANY_TEXT, FUZZ, JSON, SCALARS
 from tests.routing_support import isolated_hub, make_member  # noqa: F401
 
-FUZZ = settings(
-    # HUB_FUZZ_EXAMPLES=2000 for a longer hunt on a developer's machine.
-    max_examples=int(os.environ.get("HUB_FUZZ_EXAMPLES", "120")),
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    derandomize=os.environ.get("HUB_FUZZ_EXAMPLES") is None,  # CI: the same examples every run, reproducible
-)
-
-# Any text, lone surrogates included (hypothesis leaves category Cs out by default).
-ANY_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=40)
-SCALARS = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(10**30), max_value=10**30)
-    | st.floats(allow_nan=True, allow_infinity=True)
-    | ANY_TEXT
-)
-JSON = st.recursive(
-    SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(ANY_TEXT, inner, max_size=4), max_leaves=20
-)
 # Bodies a JSON encoder would not write: deep nesting, raw bytes, broken text.
 DEEP = st.integers(min_value=60, max_value=20_000).map(lambda n: ("[" * n + "]" * n).encode())
 RAW = st.binary(max_size=200) | DEEP
