@@ -22,8 +22,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from hub.api.views import not_itself
-from hub.delivery.services import member_send
+from hub.api.views import not_itself, send_over_http
 from hub.jsonapi import BadJson, json_body, json_error, json_response
 from members.auth import UNAUTHORIZED, request_member, request_token
 from members.models import Channel, Member
@@ -93,15 +92,9 @@ def legacy_send(request: HttpRequest) -> JsonResponse:
         "content": body.get("content", ""),
         "message_type": body.get("message_type") or "notification",
     }
-    result = member_send(
-        member=sender,
-        request=send,
-        source="api",
-        idempotency_key=request.headers.get("Idempotency-Key", ""),
-        fresh=True,
-    )
-    if result.retry_after:
-        return json_error(429, result.error, Retry_After=str(result.retry_after))
+    result = send_over_http(request, sender, send)
+    if isinstance(result, JsonResponse):
+        return result
     if result.message_id is None or result.status == 502:
         return json_response(result.as_dict(), status=result.status)
     answer = {

@@ -8,6 +8,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from hub.api.openapi import document
 from hub.delivery import selectors
+from hub.delivery.answers import SendResult
 from hub.delivery.formats import FormatError
 from hub.delivery.routes import route_dry_run
 from hub.delivery.services import member_send
@@ -16,6 +17,21 @@ from members.auth import member_required
 from members.selectors import member_get
 
 QUEUE_LIMIT_MAX = 1000
+
+
+def send_over_http(request: HttpRequest, member, body: dict) -> SendResult | JsonResponse:
+    """``member_send`` for an HTTP request (its ``Idempotency-Key`` header; the member was just read by the token
+    lookup); over the rate, the 429 answer with ``Retry-After``."""
+    result = member_send(
+        member=member,
+        request=body,
+        source="api",
+        idempotency_key=request.headers.get("Idempotency-Key", ""),
+        fresh=True,
+    )
+    if result.retry_after:
+        return json_error(429, result.error, Retry_After=str(result.retry_after))
+    return result
 
 
 def not_itself(member) -> JsonResponse:
@@ -37,15 +53,9 @@ def send(request: HttpRequest) -> JsonResponse:
         return not_itself(member)
     if body.get("recipient_id") is None:
         return json_error(400, "recipient_id is required")
-    result = member_send(
-        member=member,
-        request=body,
-        source="api",
-        idempotency_key=request.headers.get("Idempotency-Key", ""),
-        fresh=True,
-    )
-    if result.retry_after:
-        return json_error(429, result.error, Retry_After=str(result.retry_after))
+    result = send_over_http(request, member, body)
+    if isinstance(result, JsonResponse):
+        return result
     return json_response(result.as_dict(), status=result.status)
 
 
