@@ -99,9 +99,9 @@ class PubSubShard:
         commands = [command(b"PUBLISH", channel, message) for channel, message, _ in batch]
         try:
             try:
-                await self._publish_on(await self._publishing_wire(), commands)
-            except RedisConnectionError:
-                await self._publish_on(await self._publishing_wire(), commands)  # once more, on a fresh connection
+                (await self._publishing_wire()).send(commands, replies=False)
+            except RedisConnectionError:  # once more, on a fresh connection
+                (await self._publishing_wire()).send(commands, replies=False)
         except Exception as exc:  # handed to every publisher of the batch
             for *_, done in batch:
                 if not done.done():
@@ -110,10 +110,6 @@ class PubSubShard:
             for *_, done in batch:
                 if not done.done():
                     done.set_result(None)
-
-    @staticmethod
-    async def _publish_on(wire: Wire, commands: list[bytes]) -> None:
-        wire.send(commands, replies=False)
 
     async def _publishing_wire(self) -> Wire:
         wire = self._publisher
@@ -269,12 +265,17 @@ class ProcessLoopLayer(RedisPubSubLoopLayer):
         except (TimeoutError, asyncio.CancelledError, GeneratorExit):
             # As channels_redis: a receive cancelled is the consumer leaving; its channel goes.
             if self.channels.get(channel) is inbox:
-                del self.channels[channel]
-                if "!" not in channel:
-                    with contextlib.suppress(Exception):
-                        await self._get_shard(channel).unsubscribe(channel)
+                await self.release(channel)
             raise
         return self.channel_layer.deserialize(data)
+
+    async def release(self, name: str) -> None:
+        """Forget the channel ``name``: its inbox, and (a channel of its own, not routed inside the process) its
+        Redis subscription. Redis away: the channel is forgotten all the same and not subscribed again."""
+        if self.channels.pop(name, None) is None or "!" in name:
+            return
+        with contextlib.suppress(Exception):
+            await self._get_shard(name).unsubscribe(name)
 
 
 class BatchingPubSubChannelLayer(RedisPubSubChannelLayer):
@@ -308,11 +309,5 @@ async def release_channel(layer: BaseChannelLayer | None, name: str) -> None:
     if isinstance(layer, InMemoryChannelLayer):
         layer.channels.pop(name, None)
         return
-    get_layer = getattr(layer, "_get_layer", None)
-    if not isinstance(layer, RedisPubSubChannelLayer) or get_layer is None:
-        return
-    loop_layer = get_layer()
-    if loop_layer.channels.pop(name, None) is None or "!" in name:
-        return
-    with contextlib.suppress(Exception):  # Redis away: the channel is forgotten and not subscribed again
-        await loop_layer._get_shard(name).unsubscribe(name)
+    if isinstance(layer, BatchingPubSubChannelLayer):
+        await layer._get_layer().release(name)

@@ -25,6 +25,10 @@ from django.http import HttpRequest, JsonResponse
 MAX_DEPTH = 64
 
 
+# JSON as the hub writes it on the wire and measures it (frames, queued bytes, sizes): compact, UTF-8 text as is.
+compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 class BadJson(ValueError):
     """A request body that is not the JSON object an endpoint needs; ``str()`` is the reason."""
 

@@ -67,19 +67,22 @@ def audience_group(backend_id: str | None) -> str:
 _background: set[asyncio.Future] = set()
 
 
-def member_send_frame(member_id: str, frame: dict) -> None:
-    """Push ``frame`` to every bridge socket of ``member_id`` over the channel layer, from sync code; called
-    from inside an event loop's thread it schedules the send rather than block the loop. Nothing happens
-    without a channel layer."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    event = {"type": "hub.frame", "frame": frame}
+def run_soon(coroutine_function, *args) -> None:
+    """Run ``coroutine_function(*args)`` from any code: from sync code to its end (``async_to_sync``); from inside
+    an event loop's thread scheduled as a task (kept until done), rather than block the loop."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        async_to_sync(layer.group_send)(member_group(member_id), event)
-    else:
-        task = asyncio.ensure_future(layer.group_send(member_group(member_id), event))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        async_to_sync(coroutine_function)(*args)
+        return
+    task = asyncio.ensure_future(coroutine_function(*args))
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+def member_send_frame(member_id: str, frame: dict) -> None:
+    """Push ``frame`` to every bridge socket of ``member_id`` over the channel layer (``run_soon``: from sync code,
+    or scheduled from inside an event loop). Nothing happens without a channel layer."""
+    layer = get_channel_layer()
+    if layer is not None:
+        run_soon(layer.group_send, member_group(member_id), {"type": "hub.frame", "frame": frame})

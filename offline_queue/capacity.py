@@ -10,18 +10,16 @@ not a scan of its queue. Deliveries lower the total at the next recount.
 from __future__ import annotations
 
 import contextlib
-import json
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Func, IntegerField, Sum, TextField
 from django.db.models.functions import Cast, Coalesce
 
+from hub.jsonapi import compact_json
 from offline_queue.models import Message
 
 RECOUNT_SECONDS = 2
-
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 class QueueFull(Exception):
@@ -41,7 +39,7 @@ class OctetLength(Func):
 def message_bytes(*, topic: str, content: str, metadata: dict | None) -> int:
     """What one message adds to its recipient's queue."""
     size = len(topic.encode("utf-8", "surrogatepass")) + len(content.encode("utf-8", "surrogatepass"))
-    return size + (len(_encode(metadata).encode("utf-8", "surrogatepass")) if metadata else 0)
+    return size + (len(compact_json(metadata).encode("utf-8", "surrogatepass")) if metadata else 0)
 
 
 def queued_bytes(recipient_pk: int) -> int:

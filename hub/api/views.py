@@ -71,7 +71,7 @@ def route(request: HttpRequest) -> JsonResponse:
         return json_error(400, str(exc))
     member = request.member
     if body.get("sender_id", member.member_id) != member.member_id:
-        return json_error(403, f"this token belongs to {member.member_id!r}; a member sends only as itself")
+        return not_itself(member)
     try:
         answer = route_dry_run(member=member, request=body)
     except FormatError as exc:

@@ -40,6 +40,12 @@ def handshake_token(scope: dict) -> str | None:
     return None
 
 
+def client_address(scope: dict) -> str:
+    """The peer's address as the server saw it ("unknown" without one)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
 def is_loopback(scope: dict) -> bool:
     """True when the peer address is a loopback address (127.0.0.0/8, ::1, ::ffff:127.x.x.x).
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -23,6 +22,7 @@ from hub.bridge.auth import (
     CLOSE_FORBIDDEN,
     CLOSE_REPLACED,
     CLOSE_UNAUTHORIZED,
+    client_address,
     handshake_refusal,
     handshake_token,
     native_loopback,
@@ -32,6 +32,7 @@ from hub.bridge.limits import SocketLimits
 from hub.bridge.loop import OneAtATimeConsumer
 from hub.bridge.parsing import frame_from_text
 from hub.bridge.registry import LOCAL
+from hub.jsonapi import compact_json
 from hub.sockets import HANDLERS, FrameError, audience_group, member_group
 from members.selectors import member_by_token
 
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _frame_counters: dict[str, object] = {}
 
 
@@ -69,6 +69,7 @@ class BridgeConsumer(LayerEvents, OneAtATimeConsumer):
     released = False  # its groups, presence and registry entries let go (``socket_closed``)
     role = "user"
     loopback = False
+    address = "unknown"  # the peer's address (the token-less chat rate counts per address)
     counted = False  # in the open-connections gauge
     # Acks received and not stored yet, and the task storing them (``hub.bridge.acks``).
     ack_writer: asyncio.Task | None = None
@@ -114,6 +115,7 @@ class BridgeConsumer(LayerEvents, OneAtATimeConsumer):
             self.closed = True
             return
         self.loopback = native_loopback(self.scope)
+        self.address = client_address(self.scope)
         if token is not None:
             member = await database_sync_to_async(member_by_token)(token)
             if member is None:
@@ -193,7 +195,7 @@ class BridgeConsumer(LayerEvents, OneAtATimeConsumer):
 
     async def send_frame(self, data: dict) -> None:
         if not self.closed:
-            await self.base_send({"type": "websocket.send", "text": _dumps(data)})
+            await self.base_send({"type": "websocket.send", "text": compact_json(data)})
 
     async def send_error(self, message: str, **extra) -> None:
         await self.send_frame({"type": "error", "message": message, **extra})
@@ -201,26 +203,27 @@ class BridgeConsumer(LayerEvents, OneAtATimeConsumer):
     async def refuse(self, reason: str) -> None:
         """Authentication failed: tell the client why, close with 4001."""
         logger.info("bridge: refused %s: %s", self.scope.get("client"), reason)
-        await self.send_error(reason)
-        await self.close(CLOSE_UNAUTHORIZED)
-        self.closed = True
+        await self._close_with(CLOSE_UNAUTHORIZED, reason)
 
     async def replaced(self) -> None:
         """A newer socket registered this backend after this one stopped answering: tell it, close with 4002."""
         backend_id = self.backend_id
         await presence.backend_dropped(self)
-        await self.send_error(
+        await self._close_with(
+            CLOSE_REPLACED,
             f"backend {backend_id!r} was registered by a newer connection while this one did not answer; "
-            "closing this one"
+            "closing this one",
         )
-        await self.close(CLOSE_REPLACED)
-        self.closed = True
 
     async def decline(self, reason: str) -> None:
         """This socket may not take the backend (its holder is alive): tell it why, close with 4002 (never
         1000/1001, after which the family's clients reconnect at once)."""
+        await self._close_with(CLOSE_REPLACED, reason)
+
+    async def _close_with(self, code: int, reason: str) -> None:
+        """Tell the client why in an ``error`` frame, then close with ``code``."""
         await self.send_error(reason)
-        await self.close(CLOSE_REPLACED)
+        await self.close(code)
         self.closed = True
 
     async def join(self, group: str) -> None:

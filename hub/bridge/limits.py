@@ -71,7 +71,7 @@ def chat_admitted(consumer) -> None:
         who = f"member {member.member_id!r}"
     else:
         rate = settings.HUB_BRIDGE_ANON_RATE_PER_MINUTE
-        retry_after = address_take_chat_slot(address=client_address(consumer.scope), limit=rate)
+        retry_after = address_take_chat_slot(address=consumer.address, limit=rate)
         who = "a connection without a member token (per address)"
     if retry_after:
         raise Refused(
@@ -98,8 +98,3 @@ def acks_admitted(consumer, count: int) -> None:
             "not taken: send them again once earlier acks are stored (unacknowledged messages are delivered again)",
             TOO_MANY_PENDING_ACKS,
         )
-
-
-def client_address(scope: dict) -> str:
-    client = scope.get("client")
-    return str(client[0]) if client else "unknown"

@@ -15,10 +15,8 @@ import json
 import re
 from itertools import accumulate
 
+from hub.jsonapi import MAX_DEPTH  # deeper than any frame of the protocol
 from hub.sockets import FrameError
-
-# Deeper than any frame of the protocol (a Feishu card body nests about 10 levels), far below the decoder's limit.
-MAX_DEPTH = 64
 
 _loads = json.loads
 _DELTA = {"[": 1, "{": 1, "]": -1, "}": -1}

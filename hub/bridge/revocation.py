@@ -12,21 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from hub.channel_layer import BatchingPubSubChannelLayer
 from hub.runstate import runhub_redis
 from hub.signals import member_revoked
-from hub.sockets import member_group
+from hub.sockets import member_group, run_soon
 
 logger = logging.getLogger(__name__)
 
 EVENT = "bridge.revoked"
 # A Redis that does not answer within this many seconds is given up (the command must not hang).
 SEND_TIMEOUT = 3.0
-
-_background: set[asyncio.Future] = set()
 
 
 async def member_sockets_close(member_id: str, reason: str) -> None:
@@ -52,22 +49,19 @@ async def member_sockets_close(member_id: str, reason: str) -> None:
 def on_member_revoked(sender, member_id: str, reason: str, **kwargs) -> None:
     """``member_revoked`` receiver: from sync code (a command, the admin) it sends before returning; from inside a
     running event loop it schedules the send."""
+    run_soon(_close_or_warn, member_id, reason)
+
+
+async def _close_or_warn(member_id: str, reason: str) -> None:
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        try:
-            async_to_sync(member_sockets_close)(member_id, reason)
-        except Exception as exc:  # the operator must know: the member's open sockets stay open
-            logger.warning(
-                "bridge: could not tell the open sockets of %r to close (%s: %s); restart the hub to close them",
-                member_id,
-                type(exc).__name__,
-                exc,
-            )
-        return
-    task = asyncio.ensure_future(member_sockets_close(member_id, reason))
-    _background.add(task)
-    task.add_done_callback(_background.discard)
+        await member_sockets_close(member_id, reason)
+    except Exception as exc:  # the operator must know: the member's open sockets stay open
+        logger.warning(
+            "bridge: could not tell the open sockets of %r to close (%s: %s); restart the hub to close them",
+            member_id,
+            type(exc).__name__,
+            exc,
+        )
 
 
 member_revoked.connect(on_member_revoked, dispatch_uid="hub.bridge.revocation")

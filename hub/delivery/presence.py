@@ -129,9 +129,8 @@ def probe_timeout() -> float:
 def _needs_probe(channel: Channel, now: datetime) -> bool:
     if channel.kind != Channel.Kind.LINGMESSAGE or not channel.enabled:
         return False
-    if cache.get(_cache_key(channel)) is not None:
-        return False
-    return channel_state(channel, now) == UNKNOWN
+    # The row first (in memory), then the cache (a round trip to Redis) only for a channel the row says nothing of.
+    return channel_state(channel, now) == UNKNOWN and cache.get(_cache_key(channel)) is None
 
 
 def _apply(channel: Channel, up: bool, reason: str) -> bool:

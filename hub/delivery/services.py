@@ -71,7 +71,14 @@ def member_send(
         if isinstance(claim, Refusal):
             return SendResult(success=False, error=claim.error, status=claim.status, retry_after=claim.retry_after)
     metadata = request.get("metadata")
-    result = message_send(sender_id=member.member_id, idempotency_key=key, metadata=metadata, source=source, **fields)
+    result = message_send(
+        sender_id=member.member_id,
+        idempotency_key=key,
+        metadata=metadata,
+        source=source,
+        storable_checked=True,
+        **fields,
+    )
     if claim is not None and result.message_id:
         policy_accepted(claim, result.message_id)
     elif claim is not None:
@@ -117,6 +124,7 @@ def message_send(
     body: dict | None = None,
     channel_kind: str = "",
     route: bool = True,
+    storable_checked: bool = False,
 ) -> SendResult:
     """Accept a message from ``sender_id`` for ``recipient_id`` and try to deliver it once.
 
@@ -129,7 +137,8 @@ def message_send(
     ``message_format`` and ``body``: a post, card or card action (``hub.delivery.formats``; ``content``
     defaults to its plain-text rendering). ``channel_kind``: deliver only over that kind. With ``route`` the
     route rules apply (``hub.delivery.routes``): the message may go to another member instead, and each copy
-    a rule adds is sent the same way and listed in the answer's ``copies``.
+    a rule adds is sent the same way and listed in the answer's ``copies``. ``storable_checked``: the caller
+    already held every value to ``hub.jsonapi.json_value_problem`` (``member_send``), not walked again.
     """
     started = time.perf_counter()
     body = {} if body is None else body
@@ -148,7 +157,12 @@ def message_send(
         "reply_to": reply_to,
     }
     error = error or send_problem(
-        sender_id=sender_id, **request, message_id=message_id, idempotency_key=idempotency_key, metadata=metadata
+        sender_id=sender_id,
+        **request,
+        message_id=message_id,
+        idempotency_key=idempotency_key,
+        metadata=metadata,
+        storable_checked=storable_checked,
     )
     request.update(format=message_format, priority=priority, body=body)
     if error:

@@ -9,15 +9,13 @@ acceptance (413) a message whose content, topic and metadata, as JSON, exceed ``
 
 from __future__ import annotations
 
-import json
-
 from django.conf import settings
+
+from hub.jsonapi import compact_json
 
 # The rest of a frame: message_id, sender_id, thread_id and reply_to (at most 100 characters each), type,
 # message_type, source, timestamp and the keys, with room to spare.
 ENVELOPE_RESERVE = 8 * 1024
-
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def message_budget() -> int:
@@ -31,7 +29,7 @@ def size_problem(*, topic: str, content: str, metadata: dict | None) -> str | No
     # Cheap bound first: JSON escapes make a string at most 6 bytes per character.
     if 6 * (len(content) + len(topic)) < budget // 2 and not metadata:
         return None
-    size = sum(len(_encode(part).encode("utf-8")) for part in (content, topic, metadata or {}))
+    size = sum(len(compact_json(part).encode("utf-8")) for part in (content, topic, metadata or {}))
     if size <= budget:
         return None
     return (

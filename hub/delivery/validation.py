@@ -55,8 +55,10 @@ def send_problem(
     message_id: str | None,
     idempotency_key: str,
     metadata: dict | None,
+    storable_checked: bool = False,
 ) -> str | None:
-    """Why the request cannot be accepted (an HTTP 400 reason), or None when it is well formed."""
+    """Why the request cannot be accepted (an HTTP 400 reason), or None when it is well formed.
+    ``storable_checked``: the values were held to ``json_value_problem`` already (not walked again)."""
     for name, value in (("sender_id", sender_id), ("recipient_id", recipient_id)):
         if not isinstance(value, str) or not value:
             return f"{name} is required"
@@ -82,7 +84,7 @@ def send_problem(
         return f"the idempotency key must be at most {MAX_IDEMPOTENCY_KEY} characters"
     if metadata is not None and not isinstance(metadata, dict):
         return "metadata must be an object"
-    unstorable = json_value_problem([topic, content, thread_id, reply_to, metadata])
+    unstorable = None if storable_checked else json_value_problem([topic, content, thread_id, reply_to, metadata])
     if unstorable:
         return f"the message cannot be stored: {unstorable}"
     return None
