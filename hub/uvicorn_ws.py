@@ -5,7 +5,14 @@ bridge sockets (``bench/idle.py``): the handshake's request and response (``webs
 each with a dict and a list of every header) are kept after the handshake though nothing reads them again;
 the inbox is an ``asyncio.Queue`` (four deques and an Event, about 3 KiB before it holds anything); the
 ``writable`` flag is an ``asyncio.Event`` (a deque). Here the handshake objects go once the handshake is
-sent, the inbox is a ``hub.inbox.Inbox`` and the flag a ``Gate``. Everything else is uvicorn's.
+sent, the inbox is a ``hub.inbox.Inbox`` and the flag a ``Gate``.
+
+Reading ahead: uvicorn stops reading a socket as soon as one frame waits for the application and reads again
+when the application has taken it, two changes of the event loop's poll set for every frame a client sends
+(measured with ``bench/bridge.py``, see docs/performance.md). Here reading goes on while fewer than
+``READ_AHEAD_FRAMES`` frames wait, each smaller than ``READ_AHEAD_LARGE`` bytes; a larger frame stops reading
+at once, as in uvicorn. What a socket can make the hub hold stays bounded: at most 15 small frames and one
+of at most ``--ws-max-size``. Everything else is uvicorn's.
 """
 
 from __future__ import annotations
@@ -15,6 +22,9 @@ import asyncio
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from hub.inbox import Inbox
+
+READ_AHEAD_FRAMES = 16
+READ_AHEAD_LARGE = 64 * 1024
 
 
 class Gate:
@@ -64,3 +74,17 @@ class BridgeWebSocketProtocol(WebSocketsSansIOProtocol):
         # Called once the handshake response is written: nothing reads the handshake's request and response again.
         self.request = self.response = None
         super().start_keepalive()
+
+    def send_receive_event_to_app(self) -> None:
+        large = sum(map(len, self.frames)) >= READ_AHEAD_LARGE
+        was_paused = self.read_paused
+        self.read_paused = True  # uvicorn's method pauses reading after every frame unless already paused
+        try:
+            super().send_receive_event_to_app()
+        finally:
+            self.read_paused = was_paused
+        if was_paused or self.close_sent or self.transport.is_closing():
+            return  # after the close, frames are dropped and reading goes on until the peer's close reply
+        if large or len(self.queue) >= READ_AHEAD_FRAMES:
+            self.read_paused = True
+            self.transport.pause_reading()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -112,3 +113,29 @@ def test_it_counts_operator_actions_from_the_queue_page(admin_client, lingyi):
     message = Message.objects.create(sender_id="lingzhi", recipient=lingyi, status="failed")
     admin_client.post(reverse("dashboard:message-retry", args=[message.message_id]))
     assert scrape(admin_client)[key] == before + 1
+
+
+def test_a_tally_adds_its_counts_to_the_counter_within_a_second():
+    from prometheus_client import CollectorRegistry, Counter
+
+    from hub.metrics import Tally
+
+    counter = Counter("tally_test_total", "test", ["type"], registry=CollectorRegistry())
+    tally = Tally(counter)
+    tally.FLUSH_AFTER = 0.05
+
+    def value(label):
+        return counter.labels(label)._value.get()
+
+    async def scenario():
+        for _ in range(3):
+            tally.count("chat")
+        tally.count("ping")
+        kept = value("chat"), value("ping")
+        await asyncio.sleep(0.2)
+        return kept
+
+    assert asyncio.run(scenario()) == (0, 0)  # kept in the process meanwhile
+    assert value("chat") == 3 and value("ping") == 1
+    tally.count("chat")  # outside an event loop: at once
+    assert value("chat") == 4

@@ -41,14 +41,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_frame_counters: dict[str, object] = {}
-
-
-def _count_frame(frame_type: str) -> None:
-    counter = _frame_counters.get(frame_type)
-    if counter is None:
-        counter = _frame_counters[frame_type] = metrics.BRIDGE_FRAMES.labels(frame_type)
-    counter.inc()
+_count_frame = metrics.BRIDGE_FRAME_TALLY.count
 
 
 class BridgeConsumer(LayerEvents, OneAtATimeConsumer):

@@ -66,8 +66,8 @@ def chat_admitted(consumer) -> None:
         )
     member = consumer.member
     if member is not None:
-        retry_after = member_take_chat_slot(member=member)
         rate = member.send_rate
+        retry_after = member_take_chat_slot(member=member, limit=rate)
         who = f"member {member.member_id!r}"
     else:
         rate = settings.HUB_BRIDGE_ANON_RATE_PER_MINUTE

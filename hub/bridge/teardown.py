@@ -33,6 +33,7 @@ async def socket_release(consumer: BridgeConsumer) -> None:
     if consumer.counted:
         metrics.BRIDGE_CONNECTIONS.labels(consumer.role).dec()
         consumer.counted = False
+    metrics.BRIDGE_FRAME_TALLY.flush()
     for group in list(consumer.groups_joined):
         try:
             await consumer.channel_layer.group_discard(group, consumer.channel_name)

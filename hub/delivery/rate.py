@@ -53,6 +53,7 @@ class _Lease:
     window: int
     granted: int = 0
     used: int = 0
+    ends: float = 0.0  # when its window ends (time.time())
 
 
 _LEASES: dict[str, _Lease] = {}
@@ -62,13 +63,16 @@ def take_leased_slot(key: str, limit: int) -> int:
     """``take_slot`` for the event loop: from this process's lease on ``key``'s counter, taking a new lease
     when it is used up. Returns 0 when allowed, else the seconds until the next window."""
     now = time.time()
-    window = _window(now)
     lease = _LEASES.get(key)
+    if lease is not None and lease.used < lease.granted and now < lease.ends:  # the usual case: a slot in hand
+        lease.used += 1
+        return 0
+    window = _window(now)
     if lease is None or lease.window != window:
         if len(_LEASES) >= _KEEP_LEASES:
             for stale in [k for k, v in _LEASES.items() if v.window != window]:
                 del _LEASES[stale]
-        lease = _LEASES[key] = _Lease(window)
+        lease = _LEASES[key] = _Lease(window, ends=(window + 1) * 60)
     if lease.used >= lease.granted:
         size = max(1, min(LEASE_MAX, limit // LEASE_SHARE))
         total = _count(_cache_key(key, window), size)
@@ -85,9 +89,10 @@ def member_take_send_slot(*, member: Member) -> int:
     return take_slot(str(member.pk), member.send_rate)
 
 
-def member_take_chat_slot(*, member: Member) -> int:
-    """Count one bridge chat against ``member``'s send rate (the same counter), from this process's lease."""
-    return take_leased_slot(str(member.pk), member.send_rate)
+def member_take_chat_slot(*, member: Member, limit: int) -> int:
+    """Count one bridge chat against ``member``'s send rate ``limit`` (the same counter), from this process's
+    lease."""
+    return take_leased_slot(str(member.pk), limit)
 
 
 def address_take_chat_slot(*, address: str, limit: int) -> int:

@@ -1,0 +1,85 @@
+"""hub.uvicorn_ws.BridgeWebSocketProtocol reads ahead: small frames do not stop and restart reading one by one,
+while what a socket can make the hub hold stays bounded (16 frames, or one large frame)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hub.inbox import Inbox
+from hub.uvicorn_ws import READ_AHEAD_FRAMES, READ_AHEAD_LARGE, BridgeWebSocketProtocol
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.pauses = self.resumes = 0
+        self.closing = False
+
+    def pause_reading(self) -> None:
+        self.pauses += 1
+
+    def resume_reading(self) -> None:
+        self.resumes += 1
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
+def protocol() -> BridgeWebSocketProtocol:
+    """The protocol's reading state only (its constructor needs a whole uvicorn server)."""
+    proto = BridgeWebSocketProtocol.__new__(BridgeWebSocketProtocol)
+    proto.queue = Inbox()
+    proto.transport = Transport()
+    proto.read_paused = False
+    proto.close_sent = False
+    proto.frames = []
+    return proto
+
+
+def frame_arrives(proto: BridgeWebSocketProtocol, text: str) -> None:
+    proto.curr_msg_data_type = "text"
+    proto.frames = [text.encode()]
+    proto.send_receive_event_to_app()
+
+
+def test_small_frames_are_read_ahead_up_to_the_limit():
+    proto = protocol()
+    for n in range(READ_AHEAD_FRAMES - 1):
+        frame_arrives(proto, f'{{"type":"ping","n":{n}}}')
+    assert proto.transport.pauses == 0 and not proto.read_paused
+    frame_arrives(proto, '{"type":"ping"}')
+    assert proto.transport.pauses == 1 and proto.read_paused
+
+    async def take_all():
+        return [await proto.receive() for _ in range(READ_AHEAD_FRAMES)]
+
+    taken = asyncio.run(take_all())
+    assert [m["type"] for m in taken] == ["websocket.receive"] * READ_AHEAD_FRAMES
+    assert '"n":0' in taken[0]["text"]  # in order
+    assert proto.transport.resumes == 1 and not proto.read_paused
+
+
+def test_one_frame_taken_at_once_never_stops_reading():
+    proto = protocol()
+
+    async def back_and_forth():
+        for _ in range(100):
+            frame_arrives(proto, '{"type":"chat","text":"hi"}')
+            await proto.receive()
+
+    asyncio.run(back_and_forth())
+    assert proto.transport.pauses == proto.transport.resumes == 0
+
+
+def test_a_large_frame_stops_reading_at_once():
+    proto = protocol()
+    frame_arrives(proto, "x" * READ_AHEAD_LARGE)
+    assert proto.transport.pauses == 1 and proto.read_paused
+    frame_arrives(proto, "y")  # already paused: not paused twice
+    assert proto.transport.pauses == 1
+
+
+def test_a_frame_after_the_close_is_dropped_and_changes_nothing():
+    proto = protocol()
+    proto.close_sent = True
+    frame_arrives(proto, "x" * READ_AHEAD_LARGE)
+    assert proto.queue.empty() and proto.transport.pauses == 0 and not proto.read_paused
