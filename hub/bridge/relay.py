@@ -26,7 +26,6 @@ from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending, Socket
 from hub.sockets import FrameError, audience_group, member_group
 from offline_queue.capacity import QueueFull
 
-
 _second = -1
 _second_iso = ""
 
