@@ -8,10 +8,12 @@ The cross-process bridge round trip is two publishes and two received messages (
   parsed by hiredis, pub/sub messages handed over from ``data_received`` — instead of redis-py's asyncio
   client (a connection pool, a retry wrapper, a ``StreamWriter`` and a ``get_message`` poll with a timeout per
   message).
-- **Publishes in batches, without replies.** A publish joins a queue and one task per shard sends what has
-  piled up as one write; order is kept, a lone publish goes out at once, and a failure reaches every
-  publisher of the batch. The publishing connection is in ``CLIENT REPLY OFF`` mode: Redis sends no reply
-  to read (a read and a wake-up per batch fewer), so a publish is done once written to the connection.
+- **Publishes in batches, without replies.** Connected, a publish joins what this turn of the event loop
+  publishes, written in one write at the end of the turn, and the publisher goes on at once. Not connected
+  (the first publish, or Redis away), publishes join a queue that one task per shard sends once connected,
+  as one write, and a failure reaches every publisher of the batch; order is kept either way. The
+  publishing connection is in ``CLIENT REPLY OFF`` mode: Redis sends no reply to read (a read and a
+  wake-up per batch fewer), so a publish is done once written to the connection.
   That is all a reply told anyway: a PUBLISH that Redis acknowledged may still reach nobody (no subscriber,
   or the subscriber's connection dropping), which is why every delivery that must not be lost is backed by
   a database row and an ack, and a chat sent to another process by an expiry (``hub.bridge.registry``).
@@ -60,8 +62,10 @@ class PubSubShard:
         self.channel_layer = channel_layer
         self._subscribed_to: set[str] = set()
         self._lock = asyncio.Lock()  # subscribe and unsubscribe one at a time
-        self._waiting: list[tuple[bytes, bytes, asyncio.Future]] = []
-        self._in_flight: list[tuple[bytes, bytes, asyncio.Future]] = []
+        # Publishes queued for the sender task: (channel, message, the publisher's future), see _send_batch.
+        self._waiting: list[tuple[str | None, bytes, asyncio.Future | None]] = []
+        self._in_flight: list[tuple[str | None, bytes, asyncio.Future | None]] = []
+        self._turn: list[bytes] = []  # PUBLISH commands taken in this turn of the event loop (connected)
         self._sender: asyncio.Task | None = None
         self._publisher: Wire | None = None
         self._subscriber: Wire | None = None
@@ -72,12 +76,37 @@ class PubSubShard:
     # --- publishing ---------------------------------------------------------------------------------------
 
     async def publish(self, channel: str, message: bytes) -> None:
+        wire = self._publisher
+        if wire is not None and not wire.closed and not self._waiting and (self._sender is None or self._sender.done()):
+            # Connected and nothing queued before it: joins this turn of the event loop's write, and the
+            # publisher goes on at once (no task, no future, no wait).
+            self._turn.append(command(b"PUBLISH", channel, message))
+            if len(self._turn) == 1:
+                asyncio.get_running_loop().call_soon(self._write_turn)
+            return
         done = asyncio.get_running_loop().create_future()
         self._waiting.append((channel, message, done))
+        self._start_sender()
+        await done
+
+    def _write_turn(self) -> None:
+        """Write the publishes of this turn of the event loop in one write. The connection dropped since they
+        were taken: they go first in the queue, to be written once more on a fresh connection."""
+        turn, self._turn = self._turn, []
+        if not turn:
+            return
+        try:
+            if self._publisher is None:
+                raise RedisConnectionError("the channel layer was flushed")
+            self._publisher.send(turn, replies=False)
+        except RedisConnectionError:
+            self._waiting[:0] = [(None, written, None) for written in turn]
+            self._start_sender()
+
+    def _start_sender(self) -> None:
         if self._sender is None or self._sender.done():
             self._sender = asyncio.ensure_future(self._send_waiting())
             self._sender.add_done_callback(self._sender_stopped)
-        await done
 
     async def _send_waiting(self) -> None:
         while self._waiting:
@@ -91,24 +120,31 @@ class PubSubShard:
             return
         stopped = RuntimeError("the channel layer stopped before this message was published")
         for *_, done in self._in_flight + self._waiting:
-            if not done.done():
+            if done is not None and not done.done():
                 done.set_exception(stopped)
         self._in_flight, self._waiting = [], []
 
-    async def _send_batch(self, batch: list[tuple[str, bytes, asyncio.Future]]) -> None:
-        commands = [command(b"PUBLISH", channel, message) for channel, message, _ in batch]
+    async def _send_batch(self, batch: list[tuple[str | None, bytes, asyncio.Future | None]]) -> None:
+        """Write ``batch``: (channel, message, its publisher's future) each, or (None, a PUBLISH command, None)
+        for a publish whose publisher went on already (``_write_turn``), whose failure is only logged."""
+        commands = [
+            message if channel is None else command(b"PUBLISH", channel, message) for channel, message, _ in batch
+        ]
         try:
             try:
                 (await self._publishing_wire()).send(commands, replies=False)
             except RedisConnectionError:  # once more, on a fresh connection
                 (await self._publishing_wire()).send(commands, replies=False)
         except Exception as exc:  # handed to every publisher of the batch
+            lost = sum(done is None for *_, done in batch)
+            if lost:
+                logger.warning("channel layer: %d published messages lost, Redis is away: %r", lost, exc)
             for *_, done in batch:
-                if not done.done():
+                if done is not None and not done.done():
                     done.set_exception(exc)
         else:
             for *_, done in batch:
-                if not done.done():
+                if done is not None and not done.done():
                     done.set_result(None)
 
     async def _publishing_wire(self) -> Wire:
@@ -214,6 +250,7 @@ class PubSubShard:
 
     async def flush(self) -> None:
         self._closed = True
+        self._write_turn()  # what was published before the flush goes out first
         for task in (self._sender, self._connecting, self._reconnector):
             if task is not None and not task.done():
                 task.cancel()

@@ -145,3 +145,51 @@ def test_messages_arrive_again_after_the_subscriber_connection_drops(redis_url):
         return first, second
 
     assert asyncio.run(scenario()) == (1, 2)
+
+
+def test_connected_publishes_of_one_turn_go_out_in_one_write_without_waiting(redis_url, monkeypatch):
+    writes = []
+    send = Wire.send
+
+    def counting_send(self, commands, **options):
+        writes.append(len(commands))
+        return send(self, commands, **options)
+
+    monkeypatch.setattr(Wire, "send", counting_send)
+
+    async def scenario():
+        layer = layer_for(redis_url)
+        name = await layer.new_channel()
+        await layer.send(name, {"type": "t.n", "n": -1})  # connects the publisher
+        assert (await asyncio.wait_for(layer.receive(name), 5))["n"] == -1
+        writes.clear()
+        for n in range(50):  # no await suspends: every publish is taken in this turn
+            sending = layer.send(name, {"type": "t.n", "n": n})
+            with pytest.raises(StopIteration):
+                sending.send(None)  # the coroutine finishes at its first step: the publisher does not wait
+        assert writes == []  # written at the end of the turn
+        got = [(await asyncio.wait_for(layer.receive(name), 5))["n"] for _ in range(50)]
+        await layer.flush()
+        return got
+
+    assert asyncio.run(scenario()) == list(range(50))
+    assert writes[0] == 50, writes
+
+
+def test_a_turn_whose_connection_dropped_is_written_again_on_a_fresh_one_in_order(redis_url):
+    async def scenario():
+        layer = layer_for(redis_url)
+        name = await layer.new_channel()
+        await layer.send(name, {"type": "t.n", "n": -1})
+        assert (await asyncio.wait_for(layer.receive(name), 5))["n"] == -1
+        shard = layer._get_layer()._shards[0]
+        for n in range(5):
+            await layer.send(name, {"type": "t.n", "n": n})
+        shard._publisher.close()  # dropped before the turn's write
+        later = asyncio.ensure_future(layer.send(name, {"type": "t.n", "n": 5}))
+        got = [(await asyncio.wait_for(layer.receive(name), 5))["n"] for _ in range(6)]
+        await later
+        await layer.flush()
+        return got
+
+    assert asyncio.run(scenario()) == list(range(6))
