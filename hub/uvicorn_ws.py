@@ -12,7 +12,10 @@ when the application has taken it, two changes of the event loop's poll set for 
 (measured with ``bench/bridge.py``, see docs/performance.md). Here reading goes on while fewer than
 ``READ_AHEAD_FRAMES`` frames wait, each smaller than ``READ_AHEAD_LARGE`` bytes; a larger frame stops reading
 at once, as in uvicorn. What a socket can make the hub hold stays bounded: at most 15 small frames and one
-of at most ``--ws-max-size``. Everything else is uvicorn's.
+of at most ``--ws-max-size``.
+
+Writing: ``write_text`` writes a frame without going through the ASGI ``send`` coroutine, when the socket is
+open and its transport takes more (``hub.bridge.outflow`` uses it). Everything else is uvicorn's.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import State
 
 from hub.inbox import Inbox
 
@@ -88,3 +92,15 @@ class BridgeWebSocketProtocol(WebSocketsSansIOProtocol):
         if large or len(self.queue) >= READ_AHEAD_FRAMES:
             self.read_paused = True
             self.transport.pause_reading()
+
+    def write_text(self, text: str) -> bool:
+        """Write a text frame now, as ``send`` does for ``websocket.send`` on an open socket, without its
+        coroutine (``hub.bridge.outflow`` calls this for every frame). False when ``send`` must do it: the
+        handshake not answered yet, the socket closing or gone, or the transport asking writers to wait."""
+        if not self.handshake_complete or self.close_sent or self.disconnected or self.initial_response is not None:
+            return False
+        if not self.writable.is_set() or self.conn.state is not State.OPEN:
+            return False
+        self.conn.send_text(text.encode())
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True

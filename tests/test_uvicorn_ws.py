@@ -83,3 +83,51 @@ def test_a_frame_after_the_close_is_dropped_and_changes_nothing():
     proto.close_sent = True
     frame_arrives(proto, "x" * READ_AHEAD_LARGE)
     assert proto.queue.empty() and proto.transport.pauses == 0 and not proto.read_paused
+
+
+class WritingTransport(Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.data = b""
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+
+def writing_protocol() -> BridgeWebSocketProtocol:
+    from websockets.protocol import State
+    from websockets.server import ServerProtocol
+
+    from hub.uvicorn_ws import Gate
+
+    proto = protocol()
+    proto.transport = WritingTransport()
+    proto.conn = ServerProtocol()
+    proto.conn.state = State.OPEN  # as after the handshake
+    proto.handshake_complete = True
+    proto.disconnected = False
+    proto.initial_response = None
+    proto.writable = Gate()
+    proto.writable.set()
+    return proto
+
+
+def test_write_text_writes_a_text_frame_on_an_open_socket():
+    proto = writing_protocol()
+    assert proto.write_text('{"type":"pong"}')
+    assert proto.transport.data == b"\x81\x0f" + b'{"type":"pong"}'  # FIN + text, unmasked, 15 bytes
+
+
+def test_write_text_leaves_it_to_send_when_the_socket_cannot_take_it_now():
+    for state in ("handshake", "closing", "gone", "paused"):
+        proto = writing_protocol()
+        if state == "handshake":
+            proto.handshake_complete = False
+        elif state == "closing":
+            proto.close_sent = True
+        elif state == "gone":
+            proto.disconnected = True
+        else:
+            proto.writable.clear()
+        assert not proto.write_text("x"), state
+        assert proto.transport.data == b"", state

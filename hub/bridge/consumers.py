@@ -188,7 +188,7 @@ class BridgeConsumer(LayerEvents, OneAtATimeConsumer):
 
     async def send_frame(self, data: dict) -> None:
         if not self.closed:
-            await self.base_send({"type": "websocket.send", "text": compact_json(data)})
+            await self.send_text(compact_json(data))
 
     async def send_error(self, message: str, **extra) -> None:
         await self.send_frame({"type": "error", "message": message, **extra})

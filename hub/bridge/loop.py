@@ -57,12 +57,23 @@ class OneAtATimeConsumer(AsyncWebsocketConsumer):
 
     unlocked_events: frozenset[str] = frozenset()
     closed = False  # closed by us, or its transport found gone: nothing more is written to it
+    outflow: Outflow | None = None  # what is written to the socket, under the outbound cap
+
+    async def send_text(self, text: str) -> None:
+        """Write the text frame ``text`` to the socket: at once when the server allows it (``Outflow.write_now``),
+        else through the ASGI ``send``."""
+        if self.closed:
+            return
+        outflow = self.outflow
+        if outflow is None or not outflow.write_now(text):
+            await self.base_send({"type": "websocket.send", "text": text})
 
     async def __call__(self, scope, receive, send) -> None:
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.channel_name = await self.channel_layer.new_channel()
-        self.base_send = self._sender(Outflow(send, lambda: f"{self.channel_name} {scope.get('client')}"))
+        self.outflow = Outflow(send, lambda: f"{self.channel_name} {scope.get('client')}")
+        self.base_send = self._sender(self.outflow)
         receive = inflow(receive, send)
         self._one_at_a_time = asyncio.Lock()
         layer_events = asyncio.create_task(self._layer_loop())
@@ -70,7 +81,10 @@ class OneAtATimeConsumer(AsyncWebsocketConsumer):
             while True:
                 message = await receive()
                 async with self._one_at_a_time:
-                    await self.dispatch(message)
+                    if message["type"] == "websocket.receive":
+                        await self.websocket_receive(message)
+                    else:
+                        await self.dispatch(message)
         except StopConsumer:
             pass
         finally:
