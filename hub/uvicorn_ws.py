@@ -15,7 +15,9 @@ at once, as in uvicorn. What a socket can make the hub hold stays bounded: at mo
 of at most ``--ws-max-size``.
 
 Writing: ``write_text`` writes a frame without going through the ASGI ``send`` coroutine, when the socket is
-open and its transport takes more (``hub.bridge.outflow`` uses it). Everything else is uvicorn's.
+open and its transport takes more (``hub.bridge.outflow`` uses it). What the protocol writes in one turn of
+the event loop goes to the socket in one system call at the end of that turn (``CorkedTransport``): a backend
+receiving many chats at once gets them in one write instead of one write each. Everything else is uvicorn's.
 """
 
 from __future__ import annotations
@@ -67,12 +69,61 @@ class Gate:
                 self._waiters.remove(waiter)
 
 
+class CorkedTransport:
+    """A transport whose writes of one turn of the event loop go out in one write at the end of the turn.
+
+    Order is kept: closing first writes what waits, and everything else is the transport's own (reading,
+    buffer limits, peer addresses). ``get_write_buffer_size`` counts what waits here too, so the outbound cap
+    (``hub.bridge.outflow``) sees every byte not yet taken by the client."""
+
+    __slots__ = ("_loop", "_transport", "_waiting", "_waiting_bytes")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._waiting: list[bytes] = []
+        self._waiting_bytes = 0
+
+    def write(self, data: bytes) -> None:
+        waiting = self._waiting
+        waiting.append(data)
+        self._waiting_bytes += len(data)
+        if len(waiting) == 1:
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        if self._waiting:
+            data = b"".join(self._waiting) if len(self._waiting) > 1 else self._waiting[0]
+            self._waiting.clear()
+            self._waiting_bytes = 0
+            self._transport.write(data)
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + self._waiting_bytes
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._waiting.clear()
+        self._waiting_bytes = 0
+        self._transport.abort()
+
+    def __getattr__(self, name: str):
+        return getattr(self._transport, name)
+
+
 class BridgeWebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.queue = Inbox()
         self.writable = Gate()
         self.writable.set()
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self.transport = CorkedTransport(transport, self.loop)
 
     def start_keepalive(self) -> None:
         # Called once the handshake response is written: nothing reads the handshake's request and response again.

@@ -131,3 +131,56 @@ def test_write_text_leaves_it_to_send_when_the_socket_cannot_take_it_now():
             proto.writable.clear()
         assert not proto.write_text("x"), state
         assert proto.transport.data == b"", state
+
+
+class RecordingTransport:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def write(self, data: bytes) -> None:
+        self.calls.append(("write", data))
+
+    def close(self) -> None:
+        self.calls.append(("close",))
+
+    def abort(self) -> None:
+        self.calls.append(("abort",))
+
+    def get_write_buffer_size(self) -> int:
+        return 100
+
+    def get_extra_info(self, name):
+        return ("127.0.0.1", 1) if name == "peername" else None
+
+
+def test_the_writes_of_one_turn_go_out_in_one_write_in_order():
+    from hub.uvicorn_ws import CorkedTransport
+
+    async def scenario():
+        real = RecordingTransport()
+        corked = CorkedTransport(real, asyncio.get_running_loop())
+        for part in (b"a", b"b", b"c"):
+            corked.write(part)
+        assert real.calls == [] and corked.get_write_buffer_size() == 103
+        await asyncio.sleep(0)  # the end of the turn
+        corked.write(b"d")
+        corked.close()  # what waits goes out before the close
+        return real.calls, corked.get_extra_info("peername")
+
+    calls, peer = asyncio.run(scenario())
+    assert calls == [("write", b"abc"), ("write", b"d"), ("close",)]
+    assert peer == ("127.0.0.1", 1)  # everything else is the transport's
+
+
+def test_an_aborted_transport_drops_what_waits():
+    from hub.uvicorn_ws import CorkedTransport
+
+    async def scenario():
+        real = RecordingTransport()
+        corked = CorkedTransport(real, asyncio.get_running_loop())
+        corked.write(b"lost")
+        corked.abort()
+        await asyncio.sleep(0)
+        return real.calls
+
+    assert asyncio.run(scenario()) == [("abort",)]
