@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import uuid
 
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer
@@ -82,7 +83,7 @@ class PubSubShard:
             # publisher goes on at once (no task, no future, no wait).
             self._turn.append(command(b"PUBLISH", channel, message))
             if len(self._turn) == 1:
-                asyncio.get_running_loop().call_soon(self._write_turn)
+                self.channel_layer.loop.call_soon(self._write_turn)
             return
         done = asyncio.get_running_loop().create_future()
         self._waiting.append((channel, message, done))
@@ -269,6 +270,7 @@ class ProcessLoopLayer(RedisPubSubLoopLayer):
 
     def __init__(self, hosts=None, *args, **kwargs) -> None:
         super().__init__(hosts, *args, **kwargs)
+        self.loop = asyncio.get_running_loop()  # the loop it serves (made by ``_get_layer`` in that loop)
         self._shards = [PubSubShard(host, self) for host in decode_hosts(hosts)]
         self.process_channel = f"{self.prefix}specific.{uuid.uuid4().hex}"
         self._local_names = 0
@@ -319,12 +321,21 @@ class BatchingPubSubChannelLayer(RedisPubSubChannelLayer):
     """``RedisPubSubChannelLayer`` on ``hub.redis_wire`` with batched publishes and one subscription per
     process (see the module docstring)."""
 
+    _last: tuple[int, ProcessLoopLayer] | None = None
+
     def _get_layer(self) -> ProcessLoopLayer:
+        """The layer of the running event loop. The last one found is used again while its loop runs in this
+        thread (then it is the running loop: one loop runs in a thread at a time), without
+        ``asyncio.get_running_loop()`` and its getpid system call on every send and receive."""
+        last = self._last
+        if last is not None and last[0] == threading.get_ident() and last[1].loop.is_running():
+            return last[1]
         loop = asyncio.get_running_loop()
         layer = self._layers.get(loop)
         if layer is None:
             layer = self._layers[loop] = ProcessLoopLayer(*self._args, **self._kwargs, channel_layer=self)
             _wrap_close(self, loop)
+        self._last = (threading.get_ident(), layer)
         return layer
 
     # The hot calls, without channels_redis's per-call ``functools.partial`` through ``__getattr__``.

@@ -13,11 +13,14 @@ import contextlib
 
 
 class Inbox:
-    __slots__ = ("_items", "_waiters")
+    __slots__ = ("_items", "_loop", "_waiters")
 
     def __init__(self) -> None:
         self._items: collections.deque | None = None
         self._waiters: list[asyncio.Future] | None = None
+        # The loop of its receivers, bound on the first wait as ``asyncio.Queue`` binds to one; kept because
+        # ``asyncio.get_running_loop()`` makes a getpid system call each time (once per frame otherwise).
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __len__(self) -> int:
         return len(self._items) if self._items else 0
@@ -44,7 +47,10 @@ class Inbox:
 
     async def get(self):
         while not self._items:
-            waiter = asyncio.get_running_loop().create_future()
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            waiter = loop.create_future()
             if self._waiters is None:
                 self._waiters = []
             self._waiters.append(waiter)

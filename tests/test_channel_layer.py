@@ -193,3 +193,25 @@ def test_a_turn_whose_connection_dropped_is_written_again_on_a_fresh_one_in_orde
         return got
 
     assert asyncio.run(scenario()) == list(range(6))
+
+
+def test_each_running_loop_gets_its_own_layer_in_turn_and_in_threads():
+    import threading
+
+    layer = layer_for("redis://127.0.0.1:6379/0")  # nothing is sent: no connection is opened
+
+    async def found():
+        first = layer._get_layer()
+        assert layer._get_layer() is first  # the same again while its loop runs
+        await asyncio.sleep(0.05)
+        return first, first.loop is asyncio.get_running_loop()
+
+    one, two = asyncio.run(found()), asyncio.run(found())  # one loop after the other in this thread
+    assert one[0] is not two[0] and one[1] and two[1]
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(asyncio.run(found()))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(layer_) for layer_, _ in results}) == 3 and all(right for _, right in results)

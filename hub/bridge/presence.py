@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _refresher: asyncio.Task | None = None
+_refresher_thread = 0  # the thread whose loop runs it
 
 
 def refresh_interval() -> float:
@@ -127,10 +129,22 @@ async def backend_left(consumer: Socket) -> None:
 
 
 def ensure_refresher() -> None:
-    global _refresher
+    """Start the presence refresher on the running loop unless it runs there (called for every chat sent to
+    another process: a refresher running in this thread's running loop is found without
+    ``asyncio.get_running_loop()`` and its getpid system call)."""
+    global _refresher, _refresher_thread
+    task = _refresher
+    if (
+        task is not None
+        and not task.done()
+        and _refresher_thread == threading.get_ident()
+        and task.get_loop().is_running()
+    ):
+        return
     loop = asyncio.get_running_loop()
-    if _refresher is None or _refresher.done() or _refresher.get_loop() is not loop:
+    if task is None or task.done() or task.get_loop() is not loop:
         _refresher = loop.create_task(_refresh_forever(), name="bridge-presence")
+        _refresher_thread = threading.get_ident()
 
 
 def stop_when_idle() -> None:
