@@ -69,6 +69,40 @@ class Gate:
                 self._waiters.remove(waiter)
 
 
+class TurnWriter:
+    """The corked transports of one event loop written to in this turn, flushed together at its end (one
+    callback per turn, not one per socket)."""
+
+    __slots__ = ("_loop", "_written")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._written: list[CorkedTransport] = []
+
+    def add(self, transport: CorkedTransport) -> None:
+        written = self._written
+        written.append(transport)
+        if len(written) == 1:
+            self._loop.call_soon(self.flush_all)
+
+    def flush_all(self) -> None:
+        written, self._written = self._written, []
+        for transport in written:
+            transport.flush()
+
+
+_TURN_WRITERS: dict[asyncio.AbstractEventLoop, TurnWriter] = {}
+
+
+def turn_writer(loop: asyncio.AbstractEventLoop) -> TurnWriter:
+    writer = _TURN_WRITERS.get(loop)
+    if writer is None:
+        for closed in [other for other in _TURN_WRITERS if other.is_closed()]:
+            del _TURN_WRITERS[closed]
+        writer = _TURN_WRITERS[loop] = TurnWriter(loop)
+    return writer
+
+
 class CorkedTransport:
     """A transport whose writes of one turn of the event loop go out in one write at the end of the turn.
 
@@ -76,27 +110,29 @@ class CorkedTransport:
     buffer limits, peer addresses). ``get_write_buffer_size`` counts what waits here too, so the outbound cap
     (``hub.bridge.outflow``) sees every byte not yet taken by the client."""
 
-    __slots__ = ("_loop", "_transport", "_waiting", "_waiting_bytes")
+    __slots__ = ("_transport", "_turns", "_waiting", "_waiting_bytes")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
-        self._loop = loop
-        self._waiting: list[bytes] = []
+        self._turns = turn_writer(loop)
+        self._waiting: list[bytes] | None = None  # only while something waits (10,000 idle sockets)
         self._waiting_bytes = 0
 
     def write(self, data: bytes) -> None:
         waiting = self._waiting
-        waiting.append(data)
+        if waiting is None:
+            self._waiting = [data]
+            self._turns.add(self)
+        else:
+            waiting.append(data)
         self._waiting_bytes += len(data)
-        if len(waiting) == 1:
-            self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        if self._waiting:
-            data = b"".join(self._waiting) if len(self._waiting) > 1 else self._waiting[0]
-            self._waiting.clear()
+        waiting = self._waiting
+        if waiting:
+            self._waiting = None
             self._waiting_bytes = 0
-            self._transport.write(data)
+            self._transport.write(b"".join(waiting) if len(waiting) > 1 else waiting[0])
 
     def get_write_buffer_size(self) -> int:
         return self._transport.get_write_buffer_size() + self._waiting_bytes
@@ -106,7 +142,7 @@ class CorkedTransport:
         self._transport.close()
 
     def abort(self) -> None:
-        self._waiting.clear()
+        self._waiting = None
         self._waiting_bytes = 0
         self._transport.abort()
 

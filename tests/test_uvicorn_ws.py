@@ -184,3 +184,30 @@ def test_an_aborted_transport_drops_what_waits():
         return real.calls
 
     assert asyncio.run(scenario()) == [("abort",)]
+
+
+def test_every_socket_written_in_a_turn_is_flushed_at_its_end_by_one_callback():
+    from hub.uvicorn_ws import CorkedTransport
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        scheduled = []
+        call_soon = loop.call_soon
+
+        def counting_call_soon(callback, *args, **kwargs):
+            scheduled.append(callback)
+            return call_soon(callback, *args, **kwargs)
+
+        loop.call_soon = counting_call_soon
+        reals = [RecordingTransport() for _ in range(3)]
+        corked = [CorkedTransport(real, loop) for real in reals]
+        for n, transport in enumerate(corked):
+            transport.write(b"%d" % n)
+            transport.write(b"!")
+        await asyncio.sleep(0)
+        loop.call_soon = call_soon
+        return [real.calls for real in reals], len([c for c in scheduled if "flush" in getattr(c, "__name__", "")])
+
+    calls, flushes = asyncio.run(scenario())
+    assert calls == [[("write", b"0!")], [("write", b"1!")], [("write", b"2!")]]
+    assert flushes == 1
