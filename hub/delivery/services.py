@@ -204,7 +204,7 @@ def message_send(
 
     queued_size = capacity.message_bytes(topic=topic, content=content, metadata=metadata)
     try:
-        capacity.recipient_room_check(recipient_pk=recipient.pk, recipient_id=recipient.member_id, adding=queued_size)
+        capacity.recipient_room_take(recipient_pk=recipient.pk, recipient_id=recipient.member_id, adding=queued_size)
     except capacity.QueueFull as exc:
         return rejected(str(exc), 507, started)
 
@@ -238,12 +238,15 @@ def message_send(
             message = Message.objects.create(sequence=sender_next_sequence(sender_id=sender_id), **fields)
     except IntegrityError:
         # A concurrent request with the same key or message_id won the race: answer as it did.
+        capacity.recipient_room_release(recipient_pk=recipient.pk, adding=queued_size)
         previous = find_previous(sender_id, message_id, idempotency_key)
         if previous is None or previous.sender_id != sender_id:
             return rejected("message_id is already taken", 409, started)
         return replay(previous, request, started)
+    except BaseException:
+        capacity.recipient_room_release(recipient_pk=recipient.pk, adding=queued_size)
+        raise
     message.recipient = recipient
-    capacity.recipient_queued(recipient_pk=recipient.pk, adding=queued_size)
     metrics.MESSAGES_ACCEPTED.labels(message_type=message_type, source=source).inc()
     bus.publish(
         bus.ChannelMessage(
