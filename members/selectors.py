@@ -22,7 +22,9 @@ def member_with_channels(member_id: str) -> Member | None:
     """The member ``member_id`` with its channels, as ``member_get`` reads it (``member.channels.all()`` asks
     the database no more), in one query: its channels joined with it. A member without channels costs a second
     query; None when there is no such member."""
-    channels = list(Channel.objects.filter(member__member_id=member_id).select_related("member").order_by("kind"))
+    # Sorted here: an ORDER BY costs more to compile than the sort of a member's few channels.
+    found = Channel.objects.filter(member__member_id=member_id).select_related("member").order_by()
+    channels = sorted(found, key=lambda channel: channel.kind)
     if not channels:
         member = Member.objects.filter(member_id=member_id).first()
     else:
