@@ -6,7 +6,8 @@ request's first). A member's token, state and settings change only by saving or 
 generation (one cache GET, before the database, so what is kept is never older than the generation it is kept
 under) and takes the kept member only when the generation is still the one it was kept under: a disabled member, a
 rotated token, a changed rate or policy apply from the next request on, in every process. An unknown token is never
-kept. With a per-process cache (no Redis) a save in another process would go unseen, so nothing is kept then.
+kept. With a per-process cache (no Redis) a save in another process would go unseen, so nothing is kept then; while
+Redis cannot be reached every request looks its token up.
 
 ``QuerySet.update()`` sends no signal: code that changes a member's token, ``enabled`` or send settings that way
 calls ``members_changed()`` itself (enabling needs nothing: a disabled member is never kept).
@@ -22,6 +23,7 @@ import threading
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 from django.db import transaction
+from redis.exceptions import RedisError
 
 from members.models import Member, hash_token
 
@@ -55,7 +57,10 @@ def member_by_token(raw: str | None, lookup) -> Member | None:
     if not shared():
         return lookup(raw)
     digest = hash_token(raw)
-    generation = _generation()
+    try:
+        generation = _generation()
+    except (RedisError, OSError):  # Redis unreachable: the database still answers who it is
+        return lookup(raw)
     kept = _kept.get(digest)
     if kept is not None and generation is not None and kept[0] == generation:
         return copy.copy(kept[1])

@@ -95,3 +95,14 @@ def test_an_unknown_token_is_never_kept(redis_cache, client, lingyi):
     with CaptureQueriesContext(connection) as queries:
         assert _get(client, "nope").status_code == 401
     assert _token_lookups(queries) == 1
+
+
+def test_without_redis_reachable_tokens_are_looked_up_in_the_database(redis_cache, client, lingyi, monkeypatch):
+    assert _get(client, lingyi.token).status_code == 200
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("Redis is down")
+
+    monkeypatch.setattr(redis_cache, "get", unreachable)
+    Member.objects.filter(member_id="lingyi").update(enabled=False)
+    assert _get(client, lingyi.token).status_code == 401
