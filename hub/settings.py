@@ -110,6 +110,8 @@ if not DATABASE_URL.startswith(("sqlite://", "postgres://", "postgresql://")):
     raise EnvError(f'Environment variable "DATABASE_URL" invalid: {DATABASE_URL!r} is not sqlite:// or postgres://')
 _db = env.dj_db_url("DATABASE_URL", DATABASE_URL)
 if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's SQLite backend with a pool of open connections per process (hub/sqlite/base.py).
+    _db["ENGINE"] = "hub.sqlite"
     _db["OPTIONS"] = {
         # WAL lets readers run beside the writer; IMMEDIATE takes the write lock at BEGIN, so two
         # processes wait on the busy timeout instead of failing with "database is locked" mid-transaction.
@@ -122,12 +124,12 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     _db.setdefault("TEST", {})["NAME"] = str(Path(tempfile.gettempdir()) / f"linghub-test-{os.getpid()}.sqlite3")
 else:
     _db.setdefault("TEST", {})["NAME"] = env.str("HUB_TEST_DB_NAME", None)
-# SQLite keeps its connection between requests and ``database_sync_to_async`` calls (both close "old"
-# connections): reopening costs the PRAGMAs above on every call. PostgreSQL closes it: under ASGI persistent
-# connections leak (Django's advice: disable them), and the system check hub.W004 says so if it is set anyway.
-_db["CONN_MAX_AGE"] = env.int(
-    "HUB_DB_CONN_MAX_AGE", 60 if _db["ENGINE"] == "django.db.backends.sqlite3" else 0, validate=Range(min=0)
-)
+# Connections are closed at the end of every request and ``database_sync_to_async`` call: under ASGI each request
+# runs in a thread of its own, so a connection kept by its thread would be used by nobody again (Django's advice:
+# disable persistent connections). On SQLite "closing" gives the connection back to the process's pool
+# (hub/sqlite/base.py), still open, for the next request; PostgreSQL closes it (and the system check hub.W004 warns
+# if it is set to persist anyway).
+_db["CONN_MAX_AGE"] = env.int("HUB_DB_CONN_MAX_AGE", 0, validate=Range(min=0))
 _db["CONN_HEALTH_CHECKS"] = True
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -8,6 +8,7 @@ class MembersConfig(AppConfig):
     verbose_name = "Member registry"
 
     def ready(self) -> None:
-        from members import revocation
+        from members import revocation, token_cache
 
         revocation.connect()
+        token_cache.connect()

@@ -9,6 +9,7 @@ from functools import wraps
 from django.http import HttpRequest
 
 from hub.jsonapi import json_error
+from members import token_cache
 from members.models import Member
 from members.selectors import member_by_token
 
@@ -29,8 +30,9 @@ def request_token(request: HttpRequest) -> str | None:
 
 
 def request_member(request: HttpRequest) -> Member | None:
-    """The enabled member whose token the request presents, or None."""
-    return member_by_token(request_token(request))
+    """The enabled member whose token the request presents, or None (kept per process while no member changes:
+    ``members.token_cache``)."""
+    return token_cache.member_by_token(request_token(request), member_by_token)
 
 
 def member_required(view: Callable) -> Callable:

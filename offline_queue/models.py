@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from django.conf import settings
@@ -42,8 +42,9 @@ class DeliveryState:
     lease_expires_at: datetime | None = None
 
     def values(self) -> dict:
-        """The fields and their values, for ``QuerySet.update`` or ``setattr``."""
-        return asdict(self)
+        """The fields and their values, for ``QuerySet.update`` or ``setattr`` (all immutable: no deep copy, which
+        ``dataclasses.asdict`` makes)."""
+        return {field.name: getattr(self, field.name) for field in fields(self)}
 
 
 class Message(models.Model):

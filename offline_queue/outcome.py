@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -36,13 +36,21 @@ class Outcome:
         return self.result in ("delivered", "sent")
 
 
-def message_record_outcome(message: Message, outcome: Outcome, *, also: Callable[[], dict] | None = None) -> bool:
+def message_record_outcome(
+    message: Message,
+    outcome: Outcome,
+    *,
+    also: Callable[[], dict] | None = None,
+    attempts: Sequence[DeliveryAttempt] = (),
+) -> bool:
     """Apply the retry policy to ``message`` after an attempt (``Message.after_attempt``) and save it with a
     conditional UPDATE; the instance follows. An acknowledgement that arrived meanwhile wins (a delivered
     message stays delivered), and a message an operator or the expiry already closed is not reopened by a late
     failure. The message's lease is released (the attempt it was held for is over). Failures and expiry are
     counted and alerted. ``also``: called once the instance has its new state, returns more fields for the same
-    UPDATE. Returns whether the row was updated (False: it had changed meanwhile and the instance follows it)."""
+    UPDATE. ``attempts``: the attempt's unsaved ``DeliveryAttempt`` rows, written in the transaction of the UPDATE
+    (one commit for both). Returns whether the row was updated (False: it had changed meanwhile and the instance
+    follows it)."""
     now = timezone.now()
     state = message.after_attempt(
         outcome.result,
@@ -52,14 +60,22 @@ def message_record_outcome(message: Message, outcome: Outcome, *, also: Callable
         ack_within=outcome.ack_within,
         retry_after=outcome.retry_after,
     )
-    for name, value in state.values().items():
+    values = state.values()
+    for name, value in values.items():
         setattr(message, name, value)
     rows = Message.objects.filter(pk=message.pk)
     if message.status == Message.Status.DELIVERED:
         rows = rows.exclude(status=Message.Status.DELIVERED)
     else:
         rows = rows.filter(status__in=Message.UNDELIVERED)
-    if not rows.update(**state.values(), **(also() if also else {})):
+    fields = {**values, **(also() if also else {})}
+    if attempts:
+        with transaction.atomic():
+            DeliveryAttempt.objects.bulk_create(attempts)
+            updated = rows.update(**fields)
+    else:
+        updated = rows.update(**fields)
+    if not updated:
         # Acknowledged, expired or closed by an operator meanwhile: the row already says what happened.
         current = Message.objects.filter(pk=message.pk).values("status", "delivered_at", "delivered_via").first()
         if current:

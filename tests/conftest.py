@@ -153,6 +153,17 @@ def _fresh_config():
 
 
 @pytest.fixture(autouse=True)
+def _fresh_token_cache():
+    """Members kept by one test's token lookups (``members.token_cache``) are not the next one's: its rows are
+    rolled back without a delete signal."""
+    from members import token_cache
+
+    token_cache.forget()
+    yield
+    token_cache.forget()
+
+
+@pytest.fixture(autouse=True)
 def _no_jitter(settings):
     """The hub's random jitter before posting for a bot (0-1.5 s) is off unless a test turns it on."""
     settings.COORD_JITTER_MAX = 0

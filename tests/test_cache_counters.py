@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from django.core.cache import cache, caches
 
 from hub.cache import PooledRedisCache
@@ -41,3 +42,33 @@ def test_a_counter_counts_in_one_pipeline_and_stays_a_plain_cache_integer(redis_
 def test_a_counter_works_on_the_local_memory_cache_too():
     cache.delete("hub:rate:y")
     assert [counter_take("hub:rate:y", timeout=60) for _ in range(2)] == [1, 2]
+
+
+def test_every_command_of_a_thread_uses_one_redis_client(redis_cache):
+    client = redis_cache._cache
+    assert client.get_client() is client.get_client("k", write=True)
+
+
+def test_incr_is_one_round_trip_that_leaves_a_missing_key_missing(redis_cache):
+    cache.set("hub:n", 4)
+    cache.incr("hub:n")  # the server learns the script (once per server)
+    client = redis_cache._cache.get_client()
+    full = redis_cache.make_and_validate_key("hub:n")
+    calls = []
+    original = client.execute_command
+
+    def counted(*args, **kwargs):
+        calls.append(args[0])
+        return original(*args, **kwargs)
+
+    client.execute_command = counted
+    try:
+        assert cache.incr("hub:n", 3) == 8
+        assert cache.decr("hub:n") == 7
+    finally:
+        del client.execute_command
+    assert calls == ["EVALSHA", "EVALSHA"]
+    assert cache.get("hub:n") == 7 and client.ttl(full) > 0
+    with pytest.raises(ValueError):
+        cache.incr("hub:missing")
+    assert cache.get("hub:missing") is None

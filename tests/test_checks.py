@@ -117,13 +117,16 @@ def test_a_postgresql_hub_that_keeps_connections_is_warned(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("database_url", "max_age"),
-    [("sqlite:///{dir}/hub.sqlite3", "60"), ("postgres://postgres@127.0.0.1:5432/hub", "0")],
+    ("database_url", "engine"),
+    [
+        ("sqlite:///{dir}/hub.sqlite3", "hub.sqlite"),
+        ("postgres://postgres@127.0.0.1:5432/hub", "django.db.backends.postgresql"),
+    ],
 )
-def test_persistent_connections_are_kept_for_sqlite_only(tmp_path, database_url, max_age):
-    code = "from django.conf import settings; print(settings.DATABASES['default']['CONN_MAX_AGE'])"
+def test_connections_end_with_each_request_and_sqlite_ones_go_back_to_a_pool(tmp_path, database_url, engine):
+    code = "from django.conf import settings; d = settings.DATABASES['default']; print(d['ENGINE'], d['CONN_MAX_AGE'])"
     result = manage("shell", "-c", code, HUB_DATA_DIR=str(tmp_path), DATABASE_URL=database_url.format(dir=tmp_path))
-    assert result.stdout.splitlines()[-1] == max_age, result.stderr
+    assert result.stdout.splitlines()[-1] == f"{engine} 0", result.stderr
 
 
 def test_a_notify_ca_file_without_a_certificate_is_reported(settings, tmp_path):

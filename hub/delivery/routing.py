@@ -76,10 +76,14 @@ def candidates(message: Message, member: Member) -> list[Channel]:
     return sorted(usable, key=lambda c: (order.index(c.kind) if c.kind in order else len(order), c.pk))
 
 
-def attempt(message: Message, *, recipient: Member | None = None) -> Outcome:
+def attempt(
+    message: Message, *, recipient: Member | None = None, attempts: list[DeliveryAttempt] | None = None
+) -> Outcome:
     """Try to deliver ``message`` once over the best working channel; returns the outcome (never raises
     for delivery failures). The caller applies it with ``offline_queue.outcome.message_record_outcome``.
-    ``recipient``: the recipient with its channels prefetched, read by the caller just now (else read here)."""
+    ``recipient``: the recipient with its channels prefetched, read by the caller just now (else read here).
+    ``attempts``: the ``DeliveryAttempt`` rows of the transport calls are added to it unsaved, for the caller to
+    write in the transaction of the outcome (``message_record_outcome(attempts=…)``); else each is written here."""
     member = recipient or Member.objects.prefetch_related("channels").get(pk=message.recipient_id)
     message.recipient = member
     if not member.enabled:
@@ -99,12 +103,12 @@ def attempt(message: Message, *, recipient: Member | None = None) -> Outcome:
         if transport.defers(message, channel):
             deferred.append((transport, channel))  # only in a lesser form: after the member's other channels
             continue
-        outcome = _try(transport, message, channel)
+        outcome = _try(transport, message, channel, attempts)
         if outcome.ok:
             return outcome
         tried.append(outcome)
     for transport, channel in deferred:
-        outcome = _try(transport, message, channel)
+        outcome = _try(transport, message, channel, attempts)
         if outcome.ok:
             return outcome
         tried.append(outcome)
@@ -120,7 +124,9 @@ def attempt(message: Message, *, recipient: Member | None = None) -> Outcome:
     )
 
 
-def _try(transport: transports.Transport, message: Message, channel: Channel) -> Outcome:
+def _try(
+    transport: transports.Transport, message: Message, channel: Channel, attempts: list[DeliveryAttempt] | None
+) -> Outcome:
     started_at = timezone.now()
     started = time.perf_counter()
     try:
@@ -142,7 +148,7 @@ def _try(transport: transports.Transport, message: Message, channel: Channel) ->
         ack_within=outcome.ack_within,
         retry_after=outcome.retry_after,
     )
-    DeliveryAttempt.objects.create(
+    row = DeliveryAttempt(
         message=message,
         channel=channel.kind,
         started_at=started_at,
@@ -150,6 +156,10 @@ def _try(transport: transports.Transport, message: Message, channel: Channel) ->
         outcome=outcome.result,
         error=outcome.error,
     )
+    if attempts is None:
+        row.save()
+    else:
+        attempts.append(row)
     presence.remember(channel, ok=outcome.ok, error=outcome.error)
     publish_delivery(message, outcome)
     return outcome

@@ -23,8 +23,9 @@ from hub.jsonapi import json_value_problem
 from hub.signals import message_accepted
 from members import policy as member_policy
 from members.models import Member
+from members.selectors import member_with_channels
 from offline_queue import capacity
-from offline_queue.models import DEFAULT_PRIORITY, Message
+from offline_queue.models import DEFAULT_PRIORITY, DeliveryAttempt, Message
 from offline_queue.outcome import message_record_outcome
 from offline_queue.policy import expiry_for
 from offline_queue.sequences import sender_next_sequence
@@ -77,6 +78,7 @@ def member_send(
         metadata=metadata,
         source=source,
         storable_checked=True,
+        sender_checked=fresh,
         **fields,
     )
     if claim is not None and result.message_id:
@@ -125,6 +127,7 @@ def message_send(
     channel_kind: str = "",
     route: bool = True,
     storable_checked: bool = False,
+    sender_checked: bool = False,
 ) -> SendResult:
     """Accept a message from ``sender_id`` for ``recipient_id`` and try to deliver it once.
 
@@ -139,6 +142,8 @@ def message_send(
     route rules apply (``hub.delivery.routes``): the message may go to another member instead, and each copy
     a rule adds is sent the same way and listed in the answer's ``copies``. ``storable_checked``: the caller
     already held every value to ``hub.jsonapi.json_value_problem`` (``member_send``), not walked again.
+    ``sender_checked``: the sender was read enabled for this very request (the token lookup of an HTTP call), not
+    read again.
     """
     started = time.perf_counter()
     body = {} if body is None else body
@@ -177,13 +182,12 @@ def message_send(
             return rejected(f"message_id {message_id!r} is already taken", 409, started)
         return replay(previous, request, started)
 
-    # One query for both: a disabled sender (its socket may still be open for a moment) sends nothing. With their
-    # channels: the first attempt below routes over the recipient's without reading it again.
-    members = Member.objects.filter(member_id__in={recipient_id, sender_id}).prefetch_related("channels")
-    found = {m.member_id: m for m in members}
-    if sender_id in found and not found[sender_id].enabled:
+    # A disabled sender (its socket may still be open for a moment) sends nothing; a sender whose token was just
+    # looked up (``sender_checked``) is enabled. The recipient comes with its channels: the first attempt below
+    # routes over them without reading it again.
+    if not sender_checked and Member.objects.filter(member_id=sender_id, enabled=False).exists():
         return rejected(f"sender {sender_id!r} is disabled", 403, started)
-    recipient = found.get(recipient_id)
+    recipient = member_with_channels(recipient_id)
     if recipient is None:
         return rejected(f"unknown recipient {recipient_id!r}", 404, started)
     if not recipient.enabled:
@@ -200,7 +204,7 @@ def message_send(
 
     queued_size = capacity.message_bytes(topic=topic, content=content, metadata=metadata)
     try:
-        capacity.recipient_room_check(recipient_pk=recipient.pk, recipient_id=recipient.member_id, adding=queued_size)
+        capacity.recipient_room_take(recipient_pk=recipient.pk, recipient_id=recipient.member_id, adding=queued_size)
     except capacity.QueueFull as exc:
         return rejected(str(exc), 507, started)
 
@@ -234,12 +238,15 @@ def message_send(
             message = Message.objects.create(sequence=sender_next_sequence(sender_id=sender_id), **fields)
     except IntegrityError:
         # A concurrent request with the same key or message_id won the race: answer as it did.
+        capacity.recipient_room_release(recipient_pk=recipient.pk, adding=queued_size)
         previous = find_previous(sender_id, message_id, idempotency_key)
         if previous is None or previous.sender_id != sender_id:
             return rejected("message_id is already taken", 409, started)
         return replay(previous, request, started)
+    except BaseException:
+        capacity.recipient_room_release(recipient_pk=recipient.pk, adding=queued_size)
+        raise
     message.recipient = recipient
-    capacity.recipient_queued(recipient_pk=recipient.pk, adding=queued_size)
     metrics.MESSAGES_ACCEPTED.labels(message_type=message_type, source=source).inc()
     bus.publish(
         bus.ChannelMessage(
@@ -259,7 +266,8 @@ def message_send(
     if behind:
         result = answer_for(message, None, started)
     else:
-        outcome = routing.attempt(message, recipient=recipient)
+        attempts: list[DeliveryAttempt] = []
+        outcome = routing.attempt(message, recipient=recipient, attempts=attempts)
         answered: list[SendResult] = []
 
         def answer_fields() -> dict:
@@ -268,7 +276,8 @@ def message_send(
 
         # Without copies to make, the answer is known once the outcome is: one UPDATE stores both. Should the row
         # have changed meanwhile (acknowledged already), the answer follows the row and is stored on its own.
-        if message_record_outcome(message, outcome, also=None if copies else answer_fields) and not copies:
+        also = None if copies else answer_fields
+        if message_record_outcome(message, outcome, also=also, attempts=attempts) and not copies:
             return answered[0]
         result = answer_for(message, outcome, started)
     if copies:
