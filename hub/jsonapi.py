@@ -26,7 +26,9 @@ MAX_DEPTH = 64
 
 
 # JSON as the hub writes it on the wire and measures it (frames, queued bytes, sizes): compact, UTF-8 text as is.
-compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# Without the circular-reference check (a dictionary of every container on the way): what it encodes was parsed
+# from JSON or built by the hub, and cannot refer to itself.
+compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 
 
 class BadJson(ValueError):
