@@ -197,3 +197,21 @@ def redis_cache(settings, redis_url):
         }
     }
     return caches["default"]
+
+
+@pytest.fixture
+def lingyi():
+    """A sender member with a token and no endpoint (a test module may define its own)."""
+    from tests.routing_support import make_member
+
+    return make_member("lingyi")
+
+
+@pytest.fixture
+def lingflow_signed(peer):
+    """A recipient whose LingMessage endpoint is the test's ``peer``, which checks the notify signature."""
+    from tests.routing_support import make_member
+
+    member = make_member("lingflow", endpoint=peer.url)
+    peer.secret = member.notify_secret
+    return member

@@ -14,11 +14,6 @@ URL = "/api/unified/send"
 
 
 @pytest.fixture
-def lingyi():
-    return make_member("lingyi")
-
-
-@pytest.fixture
 def lingflow(peer):
     return make_member("lingflow", endpoint=peer.url)
 

@@ -20,8 +20,9 @@ def layer_for(url: str) -> BatchingPubSubChannelLayer:
     return BatchingPubSubChannelLayer(hosts=[url], prefix=f"t{uuid.uuid4().hex[:8]}")
 
 
-def test_concurrent_sends_all_arrive_in_order_in_fewer_round_trips(redis_url, monkeypatch):
-    writes = []  # commands per write to Redis
+def count_writes(monkeypatch) -> list[int]:
+    """The number of commands of every write to Redis from now on."""
+    writes: list[int] = []
     send = Wire.send
 
     def counting_send(self, commands, **options):
@@ -29,6 +30,11 @@ def test_concurrent_sends_all_arrive_in_order_in_fewer_round_trips(redis_url, mo
         return send(self, commands, **options)
 
     monkeypatch.setattr(Wire, "send", counting_send)
+    return writes
+
+
+def test_concurrent_sends_all_arrive_in_order_in_fewer_round_trips(redis_url, monkeypatch):
+    writes = count_writes(monkeypatch)
 
     async def scenario():
         layer = layer_for(redis_url)
@@ -148,14 +154,7 @@ def test_messages_arrive_again_after_the_subscriber_connection_drops(redis_url):
 
 
 def test_connected_publishes_of_one_turn_go_out_in_one_write_without_waiting(redis_url, monkeypatch):
-    writes = []
-    send = Wire.send
-
-    def counting_send(self, commands, **options):
-        writes.append(len(commands))
-        return send(self, commands, **options)
-
-    monkeypatch.setattr(Wire, "send", counting_send)
+    writes = count_writes(monkeypatch)
 
     async def scenario():
         layer = layer_for(redis_url)

@@ -20,15 +20,8 @@ URL = "/api/unified/send"
 
 
 @pytest.fixture
-def lingyi():
-    return make_member("lingyi")
-
-
-@pytest.fixture
-def lingflow(peer):
-    member = make_member("lingflow", endpoint=peer.url)
-    peer.secret = member.notify_secret
-    return member
+def lingflow(lingflow_signed):
+    return lingflow_signed
 
 
 def post(client, member, body, **headers):
