@@ -13,6 +13,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.utils import timezone
 
+from hub.hot_settings import HOT
+
 TOKEN_PREFIX = "lh_"
 
 member_id_validator = RegexValidator(
@@ -163,7 +165,7 @@ class Member(models.Model):
 
     @property
     def send_rate(self) -> int:
-        return self.send_rate_per_minute or settings.HUB_SEND_RATE_PER_MINUTE
+        return self.send_rate_per_minute or HOT.HUB_SEND_RATE_PER_MINUTE
 
     def is_online(self, now: datetime | None = None) -> bool:
         """Online when any enabled channel is live right now (computed at read time)."""

@@ -32,6 +32,7 @@ from hub.bridge.limits import SocketLimits
 from hub.bridge.loop import OneAtATimeConsumer
 from hub.bridge.parsing import frame_from_text
 from hub.bridge.registry import LOCAL
+from hub.hot_settings import HOT
 from hub.jsonapi import compact_json
 from hub.sockets import HANDLERS, FrameError, audience_group, member_group
 from members.selectors import member_by_token
@@ -147,7 +148,7 @@ class BridgeConsumer(LayerEvents, OneAtATimeConsumer):
         if text is None:
             await self.send_error("binary frames are not supported; send JSON text frames")
             return
-        limit = settings.HUB_BRIDGE_MAX_FRAME_BYTES
+        limit = HOT.HUB_BRIDGE_MAX_FRAME_BYTES
         if len(text) * 4 > limit and len(text.encode("utf-8")) > limit:
             await self.send_error(f"frame too large: over {limit} bytes")
             if self.backend_id is not None:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import time
 
-from django.conf import settings
-
 from hub.bridge import takeover
 from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending
+from hub.hot_settings import HOT
 
 
 class LayerEvents:
@@ -35,7 +34,7 @@ class LayerEvents:
                         request_id=request_id,
                         backend_id=self.backend_id,
                         reply_channel=reply_channel or "",
-                        deadline=time.monotonic() + settings.HUB_BRIDGE_PENDING_TTL,
+                        deadline=time.monotonic() + HOT.HUB_BRIDGE_PENDING_TTL,
                         asker=LOCAL.connections.get(reply_channel) if reply_channel else None,
                         message_id=frame.get("message_id") or event.get("message_id"),
                     )

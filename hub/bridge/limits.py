@@ -20,6 +20,7 @@ from django.conf import settings
 from hub import metrics
 from hub.bridge.registry import AWAITING, PENDING
 from hub.delivery.rate import address_take_chat_slot, member_take_chat_slot
+from hub.hot_settings import HOT
 from hub.sockets import FrameError
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class SocketLimits:
 
 def chat_admitted(consumer) -> None:
     """Count one chat of ``consumer`` against its rate and its waiting chats; raises ``Refused`` when over."""
-    limit = settings.HUB_BRIDGE_MAX_PENDING_CHATS
+    limit = HOT.HUB_BRIDGE_MAX_PENDING_CHATS
     limits: SocketLimits = consumer.limits
     if len(limits.asked) >= limit and limits.waiting_chats() >= limit:
         raise Refused(

@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer
-from django.conf import settings
 
 from hub.bridge import selectors, services
 from hub.bridge.limits import QUEUE_FULL, Refused
 from hub.bridge.locations import LOCATIONS
 from hub.bridge.presence import ensure_refresher, refresh_interval, send_to_channel
 from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending, Socket
+from hub.hot_settings import HOT
 from hub.sockets import FrameError, audience_group, member_group
 from offline_queue.capacity import QueueFull
 
@@ -78,7 +78,7 @@ async def chat(user: Socket, target: str, text: str, audio: str | None) -> str |
                 request_id=request_id,
                 backend_id=target,
                 reply_channel=user.channel_name,
-                deadline=time.monotonic() + settings.HUB_BRIDGE_PENDING_TTL,
+                deadline=time.monotonic() + HOT.HUB_BRIDGE_PENDING_TTL,
                 asker=user,
             )
         )
@@ -134,7 +134,7 @@ async def _send_remote(user: Socket, member_id: str, backend_id: str, frame: dic
             request_id=frame["request_id"],
             backend_id=backend_id,
             reply_channel=user.channel_name,
-            deadline=time.monotonic() + settings.HUB_BRIDGE_PENDING_TTL + 2 * refresh_interval(),
+            deadline=time.monotonic() + HOT.HUB_BRIDGE_PENDING_TTL + 2 * refresh_interval(),
             asker=user,
         )
     )
