@@ -82,7 +82,8 @@ def test_a_lost_generation_counter_looks_members_up_again(redis_cache, client, l
     assert _get(client, lingyi.token).status_code == 401
 
 
-def test_nothing_is_kept_without_a_shared_cache(client, lingyi):
+def test_nothing_is_kept_without_a_shared_cache(settings, client, lingyi):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}  # as without Redis
     assert not token_cache.shared()
     _get(client, lingyi.token)
     with CaptureQueriesContext(connection) as queries:

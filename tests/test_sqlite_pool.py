@@ -7,35 +7,39 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import connection, connections
+from django.db.utils import ConnectionHandler
 
-from hub import sqlite
 from hub.sqlite import base as pool
-
-pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
-def _empty_pool():
-    connection.close()
+def connections(tmp_path, django_db_blocker):
+    """Connections to a SQLite file of the test's own through ``hub.sqlite``, whatever database the suite runs on
+    (the PostgreSQL configuration too): each thread gets its own wrapper from the handler, as from Django's."""
+    handler = ConnectionHandler(
+        {"default": {"ENGINE": "hub.sqlite", "NAME": str(tmp_path / "pool.sqlite3"), "CONN_MAX_AGE": 0}}
+    )
     pool.clear()
-    yield
+    with django_db_blocker.unblock():  # only this handler's SQLite file is used
+        yield handler
+        handler.close_all()
     pool.clear()
 
 
-def _raw():
-    connection.ensure_connection()
-    return connection.connection
+@pytest.fixture
+def db_wrapper(connections):
+    return connections["default"]
 
 
-def test_the_hub_uses_the_pooled_backend():
-    assert connection.settings_dict["ENGINE"] == "hub.sqlite" and sqlite.__doc__
+def _raw(db):
+    db.ensure_connection()
+    return db.connection
 
 
-def test_a_closed_connection_is_taken_again_by_the_next_thread():
-    first = _raw()
-    connection.close()
-    assert connection.connection is None
+def test_a_closed_connection_is_taken_again_by_the_next_thread(connections, db_wrapper):
+    first = _raw(db_wrapper)
+    db_wrapper.close()
+    assert db_wrapper.connection is None
     taken = []
 
     def request() -> None:
@@ -51,21 +55,21 @@ def test_a_closed_connection_is_taken_again_by_the_next_thread():
     thread.start()
     thread.join()
     assert taken == [first]
-    assert _raw() is first  # back in the pool after the thread closed it
+    assert _raw(db_wrapper) is first  # back in the pool after the thread closed it
 
 
-def test_a_connection_goes_back_out_of_its_transaction():
-    raw = _raw()
+def test_a_connection_goes_back_out_of_its_transaction(db_wrapper):
+    raw = _raw(db_wrapper)
     raw.execute("BEGIN")
     raw.execute("CREATE TEMP TABLE IF NOT EXISTS pool_probe (x)")
     assert raw.in_transaction
-    connection.close()
-    again = _raw()
+    db_wrapper.close()
+    again = _raw(db_wrapper)
     assert again is raw and not again.in_transaction
     assert again.execute("SELECT count(*) FROM sqlite_temp_master WHERE name = 'pool_probe'").fetchone() == (0,)
 
 
-def test_at_most_idle_max_connections_wait_in_the_pool(monkeypatch):
+def test_at_most_idle_max_connections_wait_in_the_pool(connections, monkeypatch):
     monkeypatch.setattr(pool, "IDLE_MAX", 1)
     wrappers = [connections.create_connection("default") for _ in range(2)]
     raws = []
@@ -79,7 +83,7 @@ def test_at_most_idle_max_connections_wait_in_the_pool(monkeypatch):
         raws[1].execute("SELECT 1")  # the second had no room: closed
 
 
-def test_an_in_memory_database_is_never_pooled():
+def test_an_in_memory_database_is_never_pooled(connections):
     db = connections.create_connection("default")
     db.settings_dict = {**db.settings_dict, "NAME": ":memory:"}
     db.ensure_connection()
