@@ -23,11 +23,14 @@ receiving many chats at once gets them in one write instead of one write each. E
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 
 from hub.inbox import Inbox
+
+logger = logging.getLogger(__name__)
 
 READ_AHEAD_FRAMES = 16
 READ_AHEAD_LARGE = 64 * 1024
@@ -88,7 +91,10 @@ class TurnWriter:
     def flush_all(self) -> None:
         written, self._written = self._written, []
         for transport in written:
-            transport.flush()
+            try:
+                transport.flush()
+            except Exception:  # one socket's failure never holds back another's frames
+                logger.exception("uvicorn_ws: writing to a socket failed")
 
 
 _TURN_WRITERS: dict[asyncio.AbstractEventLoop, TurnWriter] = {}
@@ -106,7 +112,8 @@ def turn_writer(loop: asyncio.AbstractEventLoop) -> TurnWriter:
 class CorkedTransport:
     """A transport whose writes of one turn of the event loop go out in one write at the end of the turn.
 
-    Order is kept: closing first writes what waits, and everything else is the transport's own (reading,
+    Order is kept: closing first writes what waits (what waits when the peer closed the connection under it is
+    dropped, as in any transport's buffer), and everything else is the transport's own (reading,
     buffer limits, peer addresses). ``get_write_buffer_size`` counts what waits here too, so the outbound cap
     (``hub.bridge.outflow``) sees every byte not yet taken by the client."""
 
@@ -132,6 +139,8 @@ class CorkedTransport:
         if waiting:
             self._waiting = None
             self._waiting_bytes = 0
+            if self._transport.is_closing():
+                return  # closed under it (the peer went away): nobody can read it, and uvloop would raise
             self._transport.write(b"".join(waiting) if len(waiting) > 1 else waiting[0])
 
     def get_write_buffer_size(self) -> int:

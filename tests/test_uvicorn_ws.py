@@ -136,12 +136,19 @@ def test_write_text_leaves_it_to_send_when_the_socket_cannot_take_it_now():
 class RecordingTransport:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
+        self.closing = False
+
+    def is_closing(self) -> bool:
+        return self.closing
 
     def write(self, data: bytes) -> None:
+        if self.closing:
+            raise RuntimeError("unable to perform operation: the handler is closed")  # as uvloop
         self.calls.append(("write", data))
 
     def close(self) -> None:
         self.calls.append(("close",))
+        self.closing = True
 
     def abort(self) -> None:
         self.calls.append(("abort",))
@@ -211,3 +218,23 @@ def test_every_socket_written_in_a_turn_is_flushed_at_its_end_by_one_callback():
     calls, flushes = asyncio.run(scenario())
     assert calls == [[("write", b"0!")], [("write", b"1!")], [("write", b"2!")]]
     assert flushes == 1
+
+
+def test_a_socket_closed_under_its_frames_drops_them_and_holds_back_no_other():
+    from hub.uvicorn_ws import CorkedTransport
+
+    class Failing(RecordingTransport):
+        def write(self, data: bytes) -> None:
+            raise OSError("broken")
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        gone, failing, fine = RecordingTransport(), Failing(), RecordingTransport()
+        for real in (gone, failing, fine):
+            CorkedTransport(real, loop).write(b"frame")
+        gone.closing = True  # the peer went away in this turn
+        await asyncio.sleep(0)
+        return gone.calls, fine.calls
+
+    gone, fine = asyncio.run(scenario())
+    assert gone == [] and fine == [("write", b"frame")]
