@@ -86,27 +86,30 @@ def bridge_chat_enqueue(
     ``QueueFull`` (nothing stored) when the backend's member has ``HUB_QUEUE_MAX_BYTES_PER_RECIPIENT`` waiting."""
     now = now or timezone.now()
     size = capacity.message_bytes(topic="", content=text, metadata={"audio": audio} if audio else None)
-    capacity.recipient_room_check(recipient_pk=channel.member_id, recipient_id=channel.member.member_id, adding=size)
-    message = Message.objects.create(
-        sender_id=sender_id,
-        recipient=channel.member,
-        content=text,
-        message_type=Message.Type.CHAT,
-        source=Message.Source.BRIDGE,
-        status=Message.Status.QUEUED,
-        next_retry_at=now,
-        expires_at=expiry_for(now),
-        metadata={
-            "bridge_chat": {
-                "backend_id": channel.address,
-                "request_id": request_id,
-                "from": from_connection,
-                "reply_channel": reply_channel,
-                "audio": audio,
-            }
-        },
-    )
-    capacity.recipient_queued(recipient_pk=channel.member_id, adding=size)
+    capacity.recipient_room_take(recipient_pk=channel.member_id, recipient_id=channel.member.member_id, adding=size)
+    try:
+        message = Message.objects.create(
+            sender_id=sender_id,
+            recipient=channel.member,
+            content=text,
+            message_type=Message.Type.CHAT,
+            source=Message.Source.BRIDGE,
+            status=Message.Status.QUEUED,
+            next_retry_at=now,
+            expires_at=expiry_for(now),
+            metadata={
+                "bridge_chat": {
+                    "backend_id": channel.address,
+                    "request_id": request_id,
+                    "from": from_connection,
+                    "reply_channel": reply_channel,
+                    "audio": audio,
+                }
+            },
+        )
+    except BaseException:
+        capacity.recipient_room_release(recipient_pk=channel.member_id, adding=size)
+        raise
     metrics.MESSAGES_ACCEPTED.labels(Message.Type.CHAT, Message.Source.BRIDGE).inc()
     return message
 
