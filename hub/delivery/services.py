@@ -28,6 +28,7 @@ from offline_queue import capacity
 from offline_queue.models import DEFAULT_PRIORITY, DeliveryAttempt, Message
 from offline_queue.outcome import message_record_outcome
 from offline_queue.policy import expiry_for
+from offline_queue.selectors import sender_has_undelivered
 from offline_queue.sequences import sender_next_sequence
 
 logger = logging.getLogger(__name__)
@@ -227,9 +228,7 @@ def message_send(
     try:
         with transaction.atomic():
             _lock_sender(sender_id)
-            behind = Message.objects.filter(
-                sender_id=sender_id, recipient=recipient, status__in=Message.UNDELIVERED
-            ).exists()
+            behind = sender_has_undelivered(sender_id=sender_id, recipient_pk=recipient.pk)
             if not behind:
                 # While this request makes the first attempt the retry scheduler leaves the message alone; if
                 # the process dies mid-way, the lease runs out and the scheduler takes it over.
