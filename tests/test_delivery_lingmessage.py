@@ -109,3 +109,34 @@ def test_it_fails_other_4xx_for_good_with_the_reason(peer, status):
 def test_it_produces_the_documented_signature_format():
     # HMAC-SHA256(key="k", msg=b"{}") computed independently.
     assert sign(b"{}", "k") == "sha256=add853b103fbcc936a194f9eb15e29c4ff08af6e47d5d1bca4f20218e31e4fff"
+
+
+def test_the_endpoint_gets_one_plain_http_1_1_post_with_the_hubs_headers(peer):
+    _, message, _ = _deliver(peer.url + "?box=7")
+    (request,) = peer.posts()
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    assert request.method == "POST" and request.path.endswith("?box=7")
+    assert headers["host"] == peer.url.split("/")[2]  # 127.0.0.1:<port>: not the scheme's default port
+    assert headers["user-agent"] == "LingHub/0.1" and headers["content-length"] == str(len(request.body))
+    assert headers["content-type"] == "application/json; charset=utf-8"
+    assert headers["x-lingmessage-message-id"] == message.message_id
+    assert "accept-encoding" not in headers  # the answer is read as it comes
+
+
+def test_a_redirect_is_not_followed_and_fails_for_good(peer):
+    peer.answer(302, "moved", headers={"Location": peer.url + "/elsewhere"})
+    outcome, reason = _outcome(peer.url)
+    assert outcome == "permanent" and reason == "HTTP 302 Found: moved"
+    assert len(peer.posts()) == 1
+
+
+def test_the_connection_to_an_endpoint_is_kept_for_the_next_notify(peer):
+    from hub import http
+    from hub.delivery.lingmessage import endpoint_tls
+
+    member = make_member("lingflow", endpoint=peer.url)
+    channel = member.channels.get()
+    for _ in range(3):
+        LingMessageTransport().deliver(_message(member), channel)
+    pool = http.pool(endpoint_tls(channel))
+    assert len(peer.posts()) == 3 and len(pool.connections) == 1

@@ -12,12 +12,14 @@ mailbox, it left the mailbox ids in the message's metadata under this key; the n
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
 import time
 from typing import TYPE_CHECKING
 
+import httpcore
 import httpx
 from django.conf import settings
 
@@ -34,6 +36,20 @@ MAILBOX_KEY = "_mailbox"
 TLS_HINT = "trust it with `member set <id> --endpoint-ca FILE` or skip verification with `--endpoint-insecure`"
 REASON_LIMIT = 300
 BODY_LIMIT = 64 * 1024  # of an answer's body read at most: only an error's first words are kept
+# What the notify POST can raise from the connection pool: httpcore's errors (httpx raises the same ones, under the
+# same names, with the same texts), and httpx's for the probe that still goes through an httpx client.
+HTTP_ERRORS = (
+    httpx.HTTPError,
+    httpcore.TimeoutException,
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol,
+    httpcore.ProxyError,
+)
+TIMEOUTS = (httpx.TimeoutException, httpcore.TimeoutException)
+# The headers an httpx client adds by itself, but Accept-Encoding: the answer's body is read as it comes (only an
+# error's first words are kept), so none is asked for in a compressed form.
+POST_HEADERS = ((b"Accept", b"*/*"), (b"Connection", b"keep-alive"), (b"User-Agent", http.USER_AGENT.encode()))
 
 
 def mailbox_thread(message: Message) -> str:
@@ -104,13 +120,30 @@ def endpoint_client(channel: Channel):
         raise TransportError(f"endpoint TLS settings: {exc}") from exc
 
 
+def endpoint_pool(channel: Channel) -> httpcore.ConnectionPool:
+    """The connection pool for the channel's endpoint (``hub.http.pool``). Raises TransportError when its CA bundle
+    cannot be loaded."""
+    try:
+        return http.pool(endpoint_tls(channel))
+    except ValueError as exc:
+        raise TransportError(f"endpoint TLS settings: {exc}") from exc
+
+
+@functools.lru_cache(maxsize=1024)
+def _target(address: str) -> tuple[httpcore.URL, bytes]:
+    """The endpoint's URL as the pool takes it and its ``Host`` header, parsed as an httpx client parses it (IDNA
+    host names, IPv6 brackets, the port only when not the scheme's default). Raises ``httpx.InvalidURL``."""
+    url = httpx.URL(address)
+    return httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path), url.netloc
+
+
 def extra_headers(channel: Channel, own: dict[str, str] | None = None) -> dict[str, str]:
     """The channel's extra headers (an API key), without any that would replace one of the hub's ``own``."""
     taken = {name.lower() for name in own or ()}
     return {name: value for name, value in channel.notify_headers().items() if name.lower() not in taken}
 
 
-def transport_error(exc: httpx.HTTPError) -> str:
+def transport_error(exc: Exception) -> str:
     """A failed request as a reason; a certificate the hub does not trust says how to make it trusted."""
     reason = f"{type(exc).__name__}: {exc}"
     if "CERTIFICATE_VERIFY_FAILED" in reason:
@@ -118,23 +151,34 @@ def transport_error(exc: httpx.HTTPError) -> str:
     return reason
 
 
-def _reason(response: httpx.Response, body: bytes) -> str:
+def _reason(response: httpcore.Response, body: bytes) -> str:
     text = body.decode("utf-8", "replace").strip().replace("\n", " ")
     if len(text) > REASON_LIMIT:
         text = text[:REASON_LIMIT] + "…"
-    return f"HTTP {response.status_code} {response.reason_phrase}" + (f": {text}" if text else "")
+    return f"HTTP {response.status} {_reason_phrase(response)}" + (f": {text}" if text else "")
 
 
-def _read_until(response: httpx.Response, deadline: float, limit: int) -> bytes:
+def _reason_phrase(response: httpcore.Response) -> str:
+    """The status line's reason, as httpx gives it (the standard one when the server sent none)."""
+    phrase = response.extensions.get("reason_phrase")
+    return httpx.codes.get_reason_phrase(response.status) if phrase is None else phrase.decode("ascii", "ignore")
+
+
+def _header(response: httpcore.Response, name: bytes) -> str | None:
+    values = [value.decode("latin-1") for key, value in response.headers if key.lower() == name]
+    return ", ".join(values) if values else None
+
+
+def _read_until(response: httpcore.Response, deadline: float, limit: int) -> bytes:
     """Up to ``limit`` bytes of the body, read until ``deadline`` (time.perf_counter()); whatever came by then.
     An endpoint that drips its answer cannot hold a delivery worker past the deadline (plus one read)."""
     body = b""
     try:
-        for chunk in response.iter_bytes():
+        for chunk in response.iter_stream():
             body += chunk
             if len(body) >= limit or time.perf_counter() >= deadline:
                 break
-    except httpx.HTTPError:
+    except HTTP_ERRORS:
         pass
     return body[:limit]
 
@@ -150,26 +194,28 @@ class LingMessageTransport(Transport):
             "X-LingMessage-Message-Id": message.message_id,
         }
         headers.update(extra_headers(channel, headers))
-        client = endpoint_client(channel)
+        pool = endpoint_pool(channel)
+        url, host = _target(channel.address)
+        sent = [(b"Host", host), *POST_HEADERS, *((k.encode("ascii"), v.encode("ascii")) for k, v in headers.items())]
+        timeout = self.timeout()
         started = time.perf_counter()
-        deadline = started + self.timeout()
+        deadline = started + timeout
+        limits = {"timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}}
         try:
-            with client.stream(
-                "POST", channel.address, content=body, headers=headers, timeout=self.timeout()
-            ) as response:
+            with pool.stream("POST", url, headers=sent, content=body, extensions=limits) as response:
                 latency_ms = (time.perf_counter() - started) * 1000
-                status = response.status_code
+                status = response.status
                 # The status decides; the body is read (so the connection can be reused) only until the deadline.
                 answer = _read_until(response, deadline, BODY_LIMIT)
-        except httpx.TimeoutException as exc:
-            raise TransportError(f"timed out after {self.timeout():g} s ({type(exc).__name__})") from exc
-        except httpx.HTTPError as exc:
+        except TIMEOUTS as exc:
+            raise TransportError(f"timed out after {timeout:g} s ({type(exc).__name__})") from exc
+        except HTTP_ERRORS as exc:
             raise TransportError(transport_error(exc)) from exc
         if 200 <= status < 300:
             return Delivered(latency_ms=latency_ms)
         reason = _reason(response, answer)
         if status == 429 or status >= 500:
-            retry_after = response.headers.get("Retry-After")
+            retry_after = _header(response, b"retry-after")
             if retry_after:
                 reason += f" (Retry-After: {retry_after})"
             raise TransportError(reason, retry_after=retry_after_seconds(retry_after))
