@@ -67,6 +67,8 @@ class Prepared(Generic[M]):
         if sorted(s for s in slots if s is not None) != list(range(self._arity)):
             raise ValueError(f"{self._build!r}: every argument must be one SQL parameter ({params!r})")
         # ``as_sql`` also filled in what turning rows into instances needs (the select list, the related models).
+        # The compiling thread's connection is not kept: every run binds the caller's.
+        compiler.connection = None
         compiled = (queryset, compiler, sql, tuple(params), slots)
         with self._lock:
             return self._compiled.setdefault(using, compiled)
