@@ -103,21 +103,20 @@ def client(tls: Tls | None = None) -> httpx.Client:
     if found is not None:
         return found
     context = ssl_context(tls or Tls())
-    with _lock:
-        found = _clients.get(tls)
-        if found is None:
-            found = _clients[tls] = httpx.Client(
-                timeout=httpx.Timeout(settings.HUB_NOTIFY_TIMEOUT),
-                limits=httpx.Limits(
-                    max_connections=settings.HUB_HTTP_MAX_CONNECTIONS,
-                    max_keepalive_connections=min(20, settings.HUB_HTTP_MAX_CONNECTIONS),
-                ),
-                headers={"User-Agent": USER_AGENT},
-                follow_redirects=False,
-                trust_env=False,
-                verify=context,
-            )
-    return found
+    return _shared(
+        _clients,
+        tls,
+        lambda: httpx.Client(
+            timeout=httpx.Timeout(settings.HUB_NOTIFY_TIMEOUT),
+            limits=httpx.Limits(
+                max_connections=settings.HUB_HTTP_MAX_CONNECTIONS, max_keepalive_connections=_keepalive_connections()
+            ),
+            headers={"User-Agent": USER_AGENT},
+            follow_redirects=False,
+            trust_env=False,
+            verify=context,
+        ),
+    )
 
 
 KEEPALIVE_EXPIRY = 5.0  # seconds an idle connection is kept (httpx's default, which the clients use)
@@ -130,15 +129,28 @@ def pool(tls: Tls) -> httpcore.ConnectionPool:
     if found is not None:
         return found
     context = ssl_context(tls)
+    return _shared(
+        _pools,
+        tls,
+        lambda: httpcore.ConnectionPool(
+            ssl_context=context,
+            max_connections=settings.HUB_HTTP_MAX_CONNECTIONS,
+            max_keepalive_connections=_keepalive_connections(),
+            keepalive_expiry=KEEPALIVE_EXPIRY,
+        ),
+    )
+
+
+def _keepalive_connections() -> int:
+    return min(20, settings.HUB_HTTP_MAX_CONNECTIONS)
+
+
+def _shared(store: dict, tls: Tls | None, make):
+    """``store[tls]``, made by ``make()`` under the lock by the first thread that asks (built once per process)."""
     with _lock:
-        found = _pools.get(tls)
+        found = store.get(tls)
         if found is None:
-            found = _pools[tls] = httpcore.ConnectionPool(
-                ssl_context=context,
-                max_connections=settings.HUB_HTTP_MAX_CONNECTIONS,
-                max_keepalive_connections=min(20, settings.HUB_HTTP_MAX_CONNECTIONS),
-                keepalive_expiry=KEEPALIVE_EXPIRY,
-            )
+            found = store[tls] = make()
     return found
 
 

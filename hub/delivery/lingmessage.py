@@ -36,17 +36,15 @@ MAILBOX_KEY = "_mailbox"
 TLS_HINT = "trust it with `member set <id> --endpoint-ca FILE` or skip verification with `--endpoint-insecure`"
 REASON_LIMIT = 300
 BODY_LIMIT = 64 * 1024  # of an answer's body read at most: only an error's first words are kept
-# What the notify POST can raise from the connection pool: httpcore's errors (httpx raises the same ones, under the
-# same names, with the same texts), and httpx's for the probe that still goes through an httpx client.
+# What the notify POST can raise from the connection pool: httpcore's errors (httpx raised the same ones, under the
+# same names, with the same texts).
 HTTP_ERRORS = (
-    httpx.HTTPError,
     httpcore.TimeoutException,
     httpcore.NetworkError,
     httpcore.ProtocolError,
     httpcore.UnsupportedProtocol,
     httpcore.ProxyError,
 )
-TIMEOUTS = (httpx.TimeoutException, httpcore.TimeoutException)
 # The headers an httpx client adds by itself, but Accept-Encoding: the answer's body is read as it comes (only an
 # error's first words are kept), so none is asked for in a compressed form.
 POST_HEADERS = ((b"Accept", b"*/*"), (b"Connection", b"keep-alive"), (b"User-Agent", http.USER_AGENT.encode()))
@@ -112,19 +110,21 @@ def endpoint_tls(channel: Channel) -> http.Tls:
     return http.Tls(ca=channel.endpoint_ca.strip(), insecure=channel.endpoint_insecure, notify=True)
 
 
-def endpoint_client(channel: Channel):
-    """The HTTP client for the channel's endpoint. Raises TransportError when its CA bundle cannot be loaded."""
-    try:
-        return http.client(endpoint_tls(channel))
-    except ValueError as exc:
-        raise TransportError(f"endpoint TLS settings: {exc}") from exc
+def endpoint_client(channel: Channel) -> httpx.Client:
+    """The HTTP client for the channel's endpoint (its probe). Raises TransportError when its CA bundle cannot be
+    loaded."""
+    return _for_endpoint(http.client, channel)
 
 
 def endpoint_pool(channel: Channel) -> httpcore.ConnectionPool:
-    """The connection pool for the channel's endpoint (``hub.http.pool``). Raises TransportError when its CA bundle
-    cannot be loaded."""
+    """The connection pool for the channel's endpoint (``hub.http.pool``, the notify POST). Raises TransportError
+    when its CA bundle cannot be loaded."""
+    return _for_endpoint(http.pool, channel)
+
+
+def _for_endpoint(make, channel: Channel):
     try:
-        return http.pool(endpoint_tls(channel))
+        return make(endpoint_tls(channel))
     except ValueError as exc:
         raise TransportError(f"endpoint TLS settings: {exc}") from exc
 
@@ -207,7 +207,7 @@ class LingMessageTransport(Transport):
                 status = response.status
                 # The status decides; the body is read (so the connection can be reused) only until the deadline.
                 answer = _read_until(response, deadline, BODY_LIMIT)
-        except TIMEOUTS as exc:
+        except httpcore.TimeoutException as exc:
             raise TransportError(f"timed out after {timeout:g} s ({type(exc).__name__})") from exc
         except HTTP_ERRORS as exc:
             raise TransportError(transport_error(exc)) from exc
