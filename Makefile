@@ -25,9 +25,9 @@ test: setup
 # against a baseline measured in the same run. BENCH_DRAIN_ENV: e.g. `DATABASE_URL=postgres://… REDIS_URL=redis://…`
 # for the drain's scaled configuration. docs/performance.md has the full-length runs.
 bench: setup
-	$(BIN)/python bench/route.py --seconds 3
+	$(BIN)/python bench/route.py --seconds 3 --floors
 	$(BENCH_DRAIN_ENV) $(BIN)/python bench/drain.py
-	$(BIN)/python bench/bridge.py --seconds 2 --warmup 0.5 --users 16,64
+	$(BIN)/python bench/bridge.py --seconds 2 --warmup 0.5 --users 16,64 --only relay,relay-2proc,embedded,2proc
 	$(BIN)/python bench/idle.py --sockets 1000
 	$(BIN)/python bench/dashboard.py --requests 20
 	$(BIN)/python bench/poller.py --seconds 15

@@ -7,6 +7,9 @@ from elsewhere on the shared machine hits all of them:
 
   relay            a minimal bridge on `websockets` without compression: the baseline of every ratio
   relay-deflate    the same with permessage-deflate accepted (optional)
+  relay-2proc      two such relay processes sharing one Redis, backends on one and users on the other: a chat
+                   for a backend on the other process is one PUBLISH, its reply another (``hub.redis_wire``,
+                   replies off) — the least a bridge spread over processes does (optional; 2proc's floor)
   embedded/SERVER  ``manage.py runhub --server SERVER`` as ``make run`` starts it: embedded Valkey, the ASGI
                    server, django-q2, retry_queue, SQLite; users and backends on the one server process
   2proc/SERVER     two server processes (as runhub starts them) sharing the SQLite database and one Redis,
@@ -15,13 +18,14 @@ from elsewhere on the shared machine hits all of them:
 
 Prints rt/s, p50/p99 latency, round trips per CPU-second of the server process(es) (the steadiest figure on a
 2-core machine where the load generator needs about one core), then each case's ratios to the relay and the
-verdict against the targets: embedded ≥ 0.9x the relay's rt/s, p99 ≤ 1.5x; 2proc ≥ 0.5x, p99 ≤ 2x.
+verdict against the targets: embedded ≥ 0.9x the relay's rt/s, p99 ≤ 1.5x; 2proc ≥ 0.5x, p99 ≤ 2x. With
+relay-2proc in the run, the 2proc cases are also given as ratios to it (what the hub adds over the floor).
 
     .venv/bin/python bench/bridge.py [--seconds 5] [--warmup 1] [--users 16,64] [--backends 4]
                                      [--only relay,embedded,2proc] [--servers uvicorn] [--redis-url URL]
                                      [--repeat 1] [--idle 0]
 
-Without --redis-url, 2proc/1proc get a throwaway Valkey (the binary ``runhub`` embeds) on a free port.
+Without --redis-url, 2proc/1proc/relay-2proc get a throwaway Valkey (the binary ``runhub`` embeds) on a free port.
 --idle N also measures N idle sockets on every case; the 10,000-idle-sockets figure is ``bench/idle.py``.
 """
 
@@ -44,6 +48,7 @@ from bench.bridge_parts import (
     processes_hub,
     raise_file_limit,
     relay_hub,
+    relay_processes_hub,
     run_load,
     start_valkey,
     stop,
@@ -57,6 +62,8 @@ TARGETS = {"embedded": (0.9, 1.5), "2proc": (0.5, 2.0)}
 def start_case(case: str, tmp: Path, args, redis_url: str | None, users: int) -> Hub:
     if case in ("relay", "relay-deflate"):
         return relay_hub(case == "relay-deflate", args.backends)
+    if case == "relay-2proc":
+        return relay_processes_hub(redis_url, args.backends)
     kind, server = case.split("/")
     data_dir = tmp / case.replace("/", "-")
     data_dir.mkdir()
@@ -98,7 +105,7 @@ def main() -> None:
     runs: dict[tuple[str, int], list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-bridge-") as tmp, contextlib.ExitStack() as stack:
         redis_url = args.redis_url
-        if redis_url is None and any(c.split("/")[0] in ("2proc", "1proc") for c in cases):
+        if redis_url is None and any(c.split("/")[0] in ("2proc", "1proc", "relay-2proc") for c in cases):
             redis_url, valkey = start_valkey()
             stack.callback(stop, valkey)
         hubs: dict[str, Hub] = {}
@@ -123,16 +130,22 @@ def main() -> None:
     if "relay" not in cases:
         return
     rounds = f"medians over {args.repeat} rounds (each ratio taken within its round); " if args.repeat > 1 else ""
-    print(f"\n{rounds}ratios to the relay:")
+    print_ratios(runs, users, [c for c in cases if c != "relay"], "relay", f"\n{rounds}ratios to the relay:")
+    if "relay-2proc" in cases:
+        twos = [c for c in cases if c.startswith("2proc/")]
+        print_ratios(runs, users, twos, "relay-2proc", "\nratios to the two-process relay (no target):", judge=False)
+
+
+def print_ratios(runs: dict, users: list[int], cases: list[str], baseline: str, title: str, judge=True) -> None:
+    """Each case's medians next to ``baseline``'s, with the ratios taken within each round."""
+    print(title)
     print(
-        f"{'case':>18}  {'U':<5} {'hub rt/s':>9} {'relay rt/s':>10} {'ratio':>6}  {'p99 hub/relay ms':>17} {'ratio':>6}"
+        f"{'case':>18}  {'U':<5} {'hub rt/s':>9} {'base rt/s':>10} {'ratio':>6}  {'p99 hub/base ms':>17} {'ratio':>6}"
         f"  {'per CPU-s':>9}"
     )
     for case in cases:
-        if case == "relay":
-            continue
         for u in users:
-            hubs_, bases = runs[(case, u)], runs[("relay", u)]
+            hubs_, bases = runs[(case, u)], runs[(baseline, u)]
             hub = {k: statistics.median(r[k] for r in hubs_) for k in hubs_[0]}
             base = {k: statistics.median(r[k] for r in bases) for k in bases[0]}
             rt_ratio = statistics.median(h["rt_s"] / b["rt_s"] for h, b in zip(hubs_, bases, strict=True))
@@ -143,7 +156,7 @@ def main() -> None:
             print(
                 f"{case:>18}  U={u:<3} {hub['rt_s']:9.0f} {base['rt_s']:10.0f} {rt_ratio:5.2f}x"
                 f"  {hub['p99']:8.1f} / {base['p99']:5.1f} {p99_ratio:5.2f}x  {cpu_ratio:8.2f}x"
-                f"{verdict(case, rt_ratio, p99_ratio)}"
+                f"{verdict(case, rt_ratio, p99_ratio) if judge else ''}"
             )
 
 

@@ -33,12 +33,50 @@ CLIENT = {"max_size": None, "open_timeout": 60}
 # --- the minimal relay (the baseline) -------------------------------------------------------------------
 
 
-async def relay_main(port: int, deflate: bool) -> None:
-    """The least a bridge must do: register backends, forward chats with a request_id, route replies."""
+async def relay_main(port: int, deflate: bool, redis_url: str | None = None) -> None:
+    """The least a bridge must do: register backends, forward chats with a request_id, route replies.
+
+    With ``redis_url`` the relay is one of several processes sharing that Redis (``relay-2proc``): a chat for a
+    backend registered elsewhere is published to the backend's channel, and its reply to the channel of the
+    process the user is on, each as one PUBLISH over the hub's own lean client (``hub.redis_wire``, replies
+    off), on uvloop as the hub's servers run. The least a bridge spread over processes must do."""
     from websockets.asyncio.server import serve
 
     backends: dict[str, object] = {}
-    pending: dict[str, object] = {}
+    pending: dict[str, object] = {}  # request_id -> the user's socket
+    remote: dict[str, str] = {}  # request_id -> the process whose user asked (a chat that came over Redis)
+    process = uuid.uuid4().hex
+    publisher = subscriber = None
+    background: list[asyncio.Task] = []  # runs as long as the relay
+    if redis_url:
+        from hub.redis_wire import command, connect
+
+        def arrived(channel: bytes, data: bytes) -> None:
+            message = json.loads(data)
+            if channel.startswith(b"relay.backend."):
+                remote[message["request_id"]] = message.pop("origin")
+                socket = backends.get(channel[len(b"relay.backend.") :].decode())
+            else:
+                socket = pending.pop(message["request_id"], None)
+            if socket is not None:
+                arrivals.put_nowait((socket, json.dumps(message)))
+
+        async def forward() -> None:  # what arrived over Redis, to its socket, in order
+            while True:
+                socket, text = await arrivals.get()
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    await socket.send(text)
+
+        arrivals: asyncio.Queue = asyncio.Queue()
+        background.append(asyncio.create_task(forward()))
+
+        publisher = await connect(redis_url)
+        publisher.send([command("CLIENT", "REPLY", "OFF")], replies=False)
+        subscriber = await connect(redis_url, on_message=arrived)
+        await subscriber.call("SUBSCRIBE", f"relay.process.{process}")
+
+    def publish(channel: str, message: dict) -> None:
+        publisher.send([command("PUBLISH", channel, json.dumps(message))], replies=False)
 
     async def handler(ws) -> None:
         with contextlib.suppress(websockets.ConnectionClosed):
@@ -49,23 +87,29 @@ async def relay_main(port: int, deflate: bool) -> None:
             data = json.loads(raw)
             kind = data.get("type")
             if kind == "chat":
-                backend = backends.get(data.get("target"))
-                if backend is None:
-                    await ws.send(json.dumps({"type": "error", "message": "unknown backend"}))
-                    continue
                 request_id = uuid.uuid4().hex
-                pending[request_id] = ws
-                await backend.send(
-                    json.dumps({"type": "chat", "request_id": request_id, "from": str(ws.id), "text": data["text"]})
-                )
+                chat = {"type": "chat", "request_id": request_id, "from": str(ws.id), "text": data["text"]}
+                backend = backends.get(data.get("target"))
+                if backend is not None:
+                    pending[request_id] = ws
+                    await backend.send(json.dumps(chat))
+                elif publisher is not None:
+                    pending[request_id] = ws
+                    publish(f"relay.backend.{data.get('target')}", {**chat, "origin": process})
+                else:
+                    await ws.send(json.dumps({"type": "error", "message": "unknown backend"}))
             elif kind == "reply":
+                reply = {"type": "reply", "text": data["text"], "request_id": data.get("request_id")}
                 user = pending.pop(data.get("request_id"), None)
+                origin = remote.pop(data.get("request_id"), None)
                 if user is not None:
-                    await user.send(
-                        json.dumps({"type": "reply", "text": data["text"], "request_id": data["request_id"]})
-                    )
+                    await user.send(json.dumps(reply))
+                elif origin is not None:
+                    publish(f"relay.process.{origin}", reply)
             elif kind == "register_backend":
                 backends[data["backend_id"]] = ws
+                if subscriber is not None:
+                    await subscriber.call("SUBSCRIBE", f"relay.backend.{data['backend_id']}")
                 await ws.send(json.dumps({"type": "backend_registered", "backend_id": data["backend_id"]}))
             elif kind == "ping":
                 await ws.send(json.dumps({"type": "pong", "timestamp": time.time()}))
@@ -75,9 +119,10 @@ async def relay_main(port: int, deflate: bool) -> None:
         await asyncio.Future()
 
 
-def start_relay(deflate: bool = False) -> tuple[subprocess.Popen, str]:
+def start_relay(deflate: bool = False, redis_url: str | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     argv = [sys.executable, "-m", "bench.bridge_parts", str(port), *(["--deflate"] if deflate else [])]
+    argv += ["--redis", redis_url] if redis_url else []
     process = subprocess.Popen(argv, cwd=ROOT)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -144,6 +189,14 @@ def relay_hub(deflate: bool, backends: int) -> Hub:
     process, url = start_relay(deflate)
     tokens: dict[str, str | None] = {f"b{i}": None for i in range(backends)}
     return Hub([process.pid], url, url, tokens, [None], [lambda: stop(process)])
+
+
+def relay_processes_hub(redis_url: str, backends: int) -> Hub:
+    """Two minimal relay processes sharing ``redis_url``; backends connect to the first, users to the second."""
+    (first, backend_url), (second, user_url) = start_relay(redis_url=redis_url), start_relay(redis_url=redis_url)
+    tokens: dict[str, str | None] = {f"b{i}": None for i in range(backends)}
+    stoppers = [lambda: stop(first), lambda: stop(second)]
+    return Hub([first.pid, second.pid], backend_url, user_url, tokens, [None], stoppers)
 
 
 def embedded_hub(data_dir: Path, server: str, backends: int, users: int) -> Hub:
@@ -332,5 +385,12 @@ def machine(server: str | None = None) -> str:
     return f"{os.cpu_count()} x {model}, Python {sys.version.split()[0]}{shown} ({', '.join(versions)}), load {load}"
 
 
-if __name__ == "__main__":  # the relay's own process: python -m bench.bridge_parts PORT [--deflate]
-    asyncio.run(relay_main(int(sys.argv[1]), "--deflate" in sys.argv[2:]))
+if __name__ == "__main__":  # the relay's own process: python -m bench.bridge_parts PORT [--deflate] [--redis URL]
+    options = sys.argv[2:]
+    shared = options[options.index("--redis") + 1] if "--redis" in options else None
+    if shared:
+        import uvloop
+
+        uvloop.run(relay_main(int(sys.argv[1]), "--deflate" in options, shared))
+    else:
+        asyncio.run(relay_main(int(sys.argv[1]), "--deflate" in options))

@@ -3,7 +3,13 @@ the ASGI server it picks, the embedded Redis-compatible server unless REDIS_URL 
 LingMessage endpoint (a local HTTP server in a process of its own), against a bare Django view in the same server
 process that only writes one row. Both run in the same run, so the ratio is what to compare across machines.
 
-    .venv/bin/python bench/route.py [--seconds 4] [--concurrency 8] [--server uvicorn|daphne]
+With ``--floors`` each round also measures, in the same server (``bench/route_urls.py``): the one-row view plus
+the hub's signed notify POST (what the call to the endpoint adds), and the least a routed send can do with the
+hub's cheapest parts (the kept token, the compiled recipient read, the POST, the message and attempt rows),
+its message stored before the POST and after it: the floor under the send path's ratio on this machine.
+
+    .venv/bin/python bench/route.py [--seconds 4] [--concurrency 8] [--server uvicorn|daphne] [--rounds 1]
+                                    [--floors]
 """
 
 from __future__ import annotations
@@ -123,6 +129,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--server", choices=["uvicorn", "daphne"], default=None, help="default: runhub's")
     parser.add_argument("--rounds", type=int, default=1, help="baseline and routed runs taking turns")
+    parser.add_argument(
+        "--floors",
+        action="store_true",
+        help="also the one-row view plus the signed POST, and the least a routed send can do, its message stored "
+        "before the POST and after it (bench/route_urls.py)",
+    )
     args = parser.parse_args()
     print(f"command: {' '.join(sys.argv)}\nmachine: {machine()}")
 
@@ -143,6 +155,11 @@ def main() -> None:
             ]
             send_url = f"{hub.http_url}/api/unified/send"
             baseline_url = f"{hub.http_url}/bench/baseline"
+            floor_cases = [
+                ("one row + signed POST", f"{hub.http_url}/bench/floor/post", baseline_requests),
+                ("least send, stored first", f"{hub.http_url}/bench/floor/first", send_requests),
+                ("least send, stored after", f"{hub.http_url}/bench/floor/after", send_requests),
+            ]
             # Warm up both paths (connections, imports), then measure each in turn, ``--rounds`` times.
             asyncio.run(_load(send_url, 0.5, send_requests))
             asyncio.run(_load(baseline_url, 0.5, baseline_requests))
@@ -162,7 +179,13 @@ def main() -> None:
                 )
                 routed["cpu"] = tree_cpu_seconds(hub.process.pid) - cpu
                 routed["delivered"] = endpoint.posts() - posts_before
-                rounds.append((baseline, routed))
+                floors = []
+                for name, url, requests in floor_cases if args.floors else ():
+                    cpu = tree_cpu_seconds(hub.process.pid)
+                    floor = _figures(name, *asyncio.run(_load(url, args.seconds, requests)), args.seconds)
+                    floor["cpu"] = tree_cpu_seconds(hub.process.pid) - cpu
+                    floors.append(floor)
+                rounds.append((baseline, routed, floors))
 
     database = "PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "SQLite"
     redis = "Redis (REDIS_URL)" if os.environ.get("REDIS_URL") else "embedded valkey"
@@ -170,8 +193,8 @@ def main() -> None:
         f"concurrency {args.concurrency}, {args.seconds:g} s per run, runhub --server {args.server or 'default'} "
         f"+ {database} + {redis}"
     )
-    for baseline, routed in rounds:
-        for row in (baseline, routed):
+    for baseline, routed, floors in rounds:
+        for row in (baseline, routed, *floors):
             print(
                 f"{row['name']:<26} {row['per_second']:8.1f} msg/s   p50 {row['p50_ms']:7.2f} ms   "
                 f"p99 {row['p99_ms']:7.2f} ms   ({row['messages']} ok, {row['errors']} errors)   "
@@ -183,6 +206,12 @@ def main() -> None:
             f"{routed['p50_ms'] / baseline['p50_ms']:.2f}x p50 latency, "
             f"{_per_cpu_second(routed) / _per_cpu_second(baseline):.2f} per hub CPU-second"
         )
+        for floor in floors:
+            print(
+                f"ratio {floor['name']}/baseline: {floor['per_second'] / baseline['per_second']:.2f} (throughput), "
+                f"{floor['p50_ms'] / baseline['p50_ms']:.2f}x p50 latency, "
+                f"{_per_cpu_second(floor) / _per_cpu_second(baseline):.2f} per hub CPU-second"
+            )
 
 
 if __name__ == "__main__":
