@@ -88,6 +88,7 @@ def least_routed_send(request: HttpRequest, stored: str) -> JsonResponse:
 urlpatterns = [
     path("bench/baseline", write_one_row),
     path("bench/floor/post", one_row_and_post),
-    path("bench/floor/<str:stored>", least_routed_send),
+    path("bench/floor/first", least_routed_send, {"stored": "first"}),
+    path("bench/floor/after", least_routed_send, {"stored": "after"}),
     *hub_urlpatterns,
 ]
