@@ -117,6 +117,23 @@ def _figures(name: str, latencies: list[float], errors: int, seconds: float) -> 
     }
 
 
+def _measured(pid: int, name: str, url: str, requests: list[tuple[dict, dict]], seconds: float) -> dict:
+    """One phase: ``_load`` for ``seconds``, its figures and the CPU time the hub's processes (``pid``'s tree)
+    spent meanwhile."""
+    cpu = tree_cpu_seconds(pid)
+    row = _figures(name, *asyncio.run(_load(url, seconds, requests)), seconds)
+    row["cpu"] = tree_cpu_seconds(pid) - cpu
+    return row
+
+
+def _ratios(label: str, row: dict, baseline: dict) -> str:
+    return (
+        f"ratio {label}/baseline: {row['per_second'] / baseline['per_second']:.2f} (throughput), "
+        f"{row['p50_ms'] / baseline['p50_ms']:.2f}x p50 latency, "
+        f"{_per_cpu_second(row) / _per_cpu_second(baseline):.2f} per hub CPU-second"
+    )
+
+
 def _per_cpu_second(row: dict) -> float:
     """Messages per CPU-second of the hub's processes (server, workers, embedded Redis): steadier than messages
     per second on a busy machine."""
@@ -165,26 +182,15 @@ def main() -> None:
             asyncio.run(_load(baseline_url, 0.5, baseline_requests))
             rounds = []
             for _ in range(args.rounds):
-                cpu = tree_cpu_seconds(hub.process.pid)
-                baseline = _figures(
-                    "bare view, one row",
-                    *asyncio.run(_load(baseline_url, args.seconds, baseline_requests)),
-                    args.seconds,
-                )
-                baseline["cpu"] = tree_cpu_seconds(hub.process.pid) - cpu
+                pid = hub.process.pid
+                baseline = _measured(pid, "bare view, one row", baseline_url, baseline_requests, args.seconds)
                 posts_before = endpoint.posts()
-                cpu = tree_cpu_seconds(hub.process.pid)
-                routed = _figures(
-                    "POST /api/unified/send", *asyncio.run(_load(send_url, args.seconds, send_requests)), args.seconds
-                )
-                routed["cpu"] = tree_cpu_seconds(hub.process.pid) - cpu
+                routed = _measured(pid, "POST /api/unified/send", send_url, send_requests, args.seconds)
                 routed["delivered"] = endpoint.posts() - posts_before
-                floors = []
-                for name, url, requests in floor_cases if args.floors else ():
-                    cpu = tree_cpu_seconds(hub.process.pid)
-                    floor = _figures(name, *asyncio.run(_load(url, args.seconds, requests)), args.seconds)
-                    floor["cpu"] = tree_cpu_seconds(hub.process.pid) - cpu
-                    floors.append(floor)
+                floors = [
+                    _measured(pid, name, url, requests, args.seconds)
+                    for name, url, requests in (floor_cases if args.floors else ())
+                ]
                 rounds.append((baseline, routed, floors))
 
     database = "PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "SQLite"
@@ -201,17 +207,9 @@ def main() -> None:
                 f"{_per_cpu_second(row):6.0f} per hub CPU-s"
             )
         print(f"endpoint received {routed['delivered']} signed notifications for {routed['messages']} routed messages")
-        print(
-            f"ratio routed/baseline: {routed['per_second'] / baseline['per_second']:.2f} (throughput), "
-            f"{routed['p50_ms'] / baseline['p50_ms']:.2f}x p50 latency, "
-            f"{_per_cpu_second(routed) / _per_cpu_second(baseline):.2f} per hub CPU-second"
-        )
+        print(_ratios("routed", routed, baseline))
         for floor in floors:
-            print(
-                f"ratio {floor['name']}/baseline: {floor['per_second'] / baseline['per_second']:.2f} (throughput), "
-                f"{floor['p50_ms'] / baseline['p50_ms']:.2f}x p50 latency, "
-                f"{_per_cpu_second(floor) / _per_cpu_second(baseline):.2f} per hub CPU-second"
-            )
+            print(_ratios(floor["name"], floor, baseline))
 
 
 if __name__ == "__main__":
