@@ -26,9 +26,10 @@ The cross-process bridge round trip is two publishes and two received messages (
 
 Subscriptions after a dropped connection (docs/reliability.md): every subscribe and unsubscribe goes over the
 one subscriber connection in order, so Redis ends up with what was asked last; after a drop the connection
-is opened again at once (then once a second while Redis stays away) and subscribes to what is still wanted
-— never to a channel released meanwhile. Messages published while it was away are lost to this process, as
-with any pub/sub.
+is opened again at once (then once a second while Redis stays away) and subscribes to what is still wanted;
+a channel released while those subscribes are on their way is unsubscribed as soon as the connection is
+back, and a subscribe cancelled after its SUBSCRIBE went out is followed by an UNSUBSCRIBE. Messages
+published while it was away are lost to this process, as with any pub/sub.
 
 Hosts are ``redis://``, ``rediss://`` or ``unix://`` URLs (or ``{"host", "port"}``), as ``REDIS_URL`` gives
 them; channels_redis's Sentinel hosts are not supported.
@@ -159,7 +160,9 @@ class PubSubShard:
     # --- subscribing --------------------------------------------------------------------------------------
 
     async def subscribe(self, channel: str) -> None:
-        """Want ``channel`` (kept across reconnects), and tell Redis; returns once Redis confirmed it."""
+        """Want ``channel`` (kept across reconnects), and tell Redis; returns once Redis confirmed it. Failed
+        or cancelled, the channel is not wanted, and not left subscribed: a SUBSCRIBE already on its way is
+        followed by an UNSUBSCRIBE."""
         async with self._lock:
             if channel in self._subscribed_to:
                 return
@@ -176,11 +179,16 @@ class PubSubShard:
                             raise
             except BaseException:
                 self._subscribed_to.discard(channel)
+                self._unsubscribe_now([channel])
                 raise
 
     async def unsubscribe(self, channel: str) -> None:
         """Forget ``channel`` first, then tell Redis: if that fails (Redis away), no reconnect subscribes to it
-        again."""
+        again. Runs to the end even when its caller is cancelled (a socket torn down while it waits its
+        turn): a channel nobody wants is never left subscribed."""
+        await asyncio.shield(self._unsubscribe(channel))
+
+    async def _unsubscribe(self, channel: str) -> None:
         async with self._lock:
             if channel not in self._subscribed_to:
                 return
@@ -188,6 +196,14 @@ class PubSubShard:
             wire = self._subscriber
             if wire is not None and not wire.closed:
                 await wire.call(b"UNSUBSCRIBE", channel)
+
+    def _unsubscribe_now(self, channels: list[str]) -> None:
+        """Write UNSUBSCRIBE for ``channels`` on the subscriber connection, if one is open, without waiting:
+        Redis applies it after whatever was sent on that connection before."""
+        wire = self._subscriber
+        if channels and wire is not None and not wire.closed:
+            for reply in wire.send([command(b"UNSUBSCRIBE", channel) for channel in channels]):
+                reply.add_done_callback(_ignore_outcome)
 
     async def _subscribing_wire(self) -> Wire:
         """The subscriber connection, opened (and subscribed to every wanted channel) when there is none."""
@@ -201,7 +217,7 @@ class PubSubShard:
     async def _connect_subscriber(self) -> Wire:
         wire = await connect(self.address, on_message=self._receive_message, on_lost=self._subscriber_lost)
         try:
-            wanted = list(self._subscribed_to)  # read when written: nothing released meanwhile comes back
+            wanted = list(self._subscribed_to)  # read when written
             if wanted:
                 for reply in wire.send([command(b"SUBSCRIBE", channel) for channel in wanted]):
                     await reply
@@ -209,6 +225,9 @@ class PubSubShard:
             wire.close()
             raise
         self._subscriber = wire
+        # Released while these subscribes were on their way (an unsubscribe then found no open connection to
+        # send on): released now. From here on an unsubscribe sends its own.
+        self._unsubscribe_now([channel for channel in wanted if channel not in self._subscribed_to])
         return wire
 
     def _subscriber_lost(self, wire: Wire) -> None:
@@ -263,6 +282,12 @@ class PubSubShard:
         self._publisher = self._subscriber = self._sender = self._connecting = self._reconnector = None
         self._subscribed_to = set()
         self._closed = False
+
+
+def _ignore_outcome(reply: asyncio.Future) -> None:
+    """A reply nobody waits for: its error (the connection lost) is taken, so none is logged as unretrieved."""
+    if not reply.cancelled():
+        reply.exception()
 
 
 class ProcessLoopLayer(RedisPubSubLoopLayer):

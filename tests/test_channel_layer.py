@@ -5,6 +5,8 @@ process, a dropped connection comes back."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import uuid
 
 import pytest
@@ -151,6 +153,96 @@ def test_messages_arrive_again_after_the_subscriber_connection_drops(redis_url):
         return first, second
 
     assert asyncio.run(scenario()) == (1, 2)
+
+
+async def group_still_subscribed(client: redis.Redis, prefix: str, wait: float = 2.0) -> bool:
+    """Is group ``g`` of the layer with ``prefix`` subscribed on Redis, once what was written has been applied
+    (waits up to ``wait`` seconds for it to go, the event loop running meanwhile)?"""
+    deadline = time.monotonic() + wait
+    while any(b"__group__g" in name for name in client.pubsub_channels(f"{prefix}*")):
+        if time.monotonic() > deadline:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+def on_group_subscribe(monkeypatch, action) -> list:
+    """Call ``action(item)`` right after the next write of a SUBSCRIBE to group ``g`` once an item is put in
+    the returned list (the write itself goes out unchanged)."""
+    armed: list = []
+    send = Wire.send
+
+    def send_then_act(self, commands, **options):
+        replies = send(self, commands, **options)
+        if armed and any(c.startswith(b"*2\r\n$9\r\nSUBSCRIBE") and b"__group__g" in c for c in commands):
+            action(armed.pop())
+        return replies
+
+    monkeypatch.setattr(Wire, "send", send_then_act)
+    return armed
+
+
+def test_a_group_released_while_the_reconnect_subscribes_to_it_is_not_left_subscribed(redis_url, monkeypatch):
+    """Redis drops the subscriber connection; the reconnect writes its SUBSCRIBEs; the group's last socket
+    leaves before Redis confirms them (its unsubscribe finds no open connection to send on)."""
+    layer = layer_for(redis_url)
+    armed = on_group_subscribe(monkeypatch, lambda name: asyncio.ensure_future(layer.group_discard("g", name)))
+
+    async def scenario():
+        name = await layer.new_channel()
+        await layer.group_add("g", name)
+        shard = layer._get_layer()._shards[0]
+        armed.append(name)
+        shard._subscriber._transport.abort()
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if shard._subscriber is not None and not shard._subscriber.closed:
+                break
+        reconnected = not armed
+        left = await group_still_subscribed(redis.Redis.from_url(redis_url), layer._kwargs["prefix"])
+        await layer.flush()
+        return reconnected, left
+
+    assert asyncio.run(scenario()) == (True, False)
+
+
+def test_a_group_add_cancelled_after_its_subscribe_went_out_leaves_no_subscription(redis_url, monkeypatch):
+    layer = layer_for(redis_url)
+    armed = on_group_subscribe(monkeypatch, lambda task: task.cancel())
+
+    async def scenario():
+        name = await layer.new_channel()
+        adding = asyncio.ensure_future(layer.group_add("g", name))
+        armed.append(adding)
+        with contextlib.suppress(asyncio.CancelledError):
+            await adding
+        left = await group_still_subscribed(redis.Redis.from_url(redis_url), layer._kwargs["prefix"])
+        await layer.flush()
+        return adding.cancelled(), left
+
+    assert asyncio.run(scenario()) == (True, False)
+
+
+def test_a_group_discard_cancelled_while_it_waits_its_turn_still_unsubscribes(redis_url):
+    """A socket's teardown cancelled while another subscribe or unsubscribe holds the connection's turn."""
+    layer = layer_for(redis_url)
+
+    async def scenario():
+        name = await layer.new_channel()
+        await layer.group_add("g", name)
+        shard = layer._get_layer()._shards[0]
+        await shard._lock.acquire()
+        leaving = asyncio.ensure_future(layer.group_discard("g", name))
+        await asyncio.sleep(0.05)  # waiting for the lock
+        leaving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await leaving
+        shard._lock.release()
+        left = await group_still_subscribed(redis.Redis.from_url(redis_url), layer._kwargs["prefix"])
+        await layer.flush()
+        return leaving.cancelled(), left
+
+    assert asyncio.run(scenario()) == (True, False)
 
 
 def test_connected_publishes_of_one_turn_go_out_in_one_write_without_waiting(redis_url, monkeypatch):
