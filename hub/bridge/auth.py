@@ -49,7 +49,7 @@ def client_address(scope: dict) -> str:
 def is_loopback(scope: dict) -> bool:
     """True when the peer address is a loopback address (127.0.0.0/8, ::1, ::ffff:127.x.x.x).
 
-    Behind a reverse proxy on the same machine every peer looks like loopback: see README, "Bridge".
+    Behind a reverse proxy on the same machine every peer looks like loopback: see docs/bridge.md, "Who may connect".
     """
     client = scope.get("client")
     if not client:
