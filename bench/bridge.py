@@ -8,7 +8,7 @@ from elsewhere on the shared machine hits all of them:
   relay            a minimal bridge on `websockets` without compression: the baseline of every ratio
   relay-deflate    the same with permessage-deflate accepted (optional)
   relay-2proc      two such relay processes sharing one Redis, backends on one and users on the other: a chat
-                   for a backend on the other process is one PUBLISH, its reply another (``hub.redis_wire``,
+                   for a backend on the other process is one PUBLISH, its reply another (``foundation.redis_wire``,
                    replies off) — the least a bridge spread over processes does (optional; 2proc's floor)
   embedded/SERVER  ``manage.py runhub --server SERVER`` as ``make run`` starts it: embedded Valkey, the ASGI
                    server, django-q2, retry_queue, SQLite; users and backends on the one server process

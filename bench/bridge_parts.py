@@ -38,7 +38,7 @@ async def relay_main(port: int, deflate: bool, redis_url: str | None = None) -> 
 
     With ``redis_url`` the relay is one of several processes sharing that Redis (``relay-2proc``): a chat for a
     backend registered elsewhere is published to the backend's channel, and its reply to the channel of the
-    process the user is on, each as one PUBLISH over the hub's own lean client (``hub.redis_wire``, replies
+    process the user is on, each as one PUBLISH over the hub's own lean client (``foundation.redis_wire``, replies
     off), on uvloop as the hub's servers run. The least a bridge spread over processes must do."""
     from websockets.asyncio.server import serve
 
@@ -49,7 +49,7 @@ async def relay_main(port: int, deflate: bool, redis_url: str | None = None) -> 
     publisher = subscriber = None
     background: list[asyncio.Task] = []  # runs as long as the relay
     if redis_url:
-        from hub.redis_wire import command, connect
+        from foundation.redis_wire import command, connect
 
         def arrived(channel: bytes, data: bytes) -> None:
             message = json.loads(data)

@@ -2,7 +2,7 @@
 until every one is delivered AND acknowledged, in order.
 
 The whole hub runs for real (``runhub``: its ASGI server, the django-q2 cluster, ``retry_queue``, the embedded
-Redis-compatible server unless REDIS_URL is set). The queue is filled as ``hub.delivery.services.message_send`` leaves
+Redis-compatible server unless REDIS_URL is set). The queue is filled as ``delivery.services.message_send`` leaves
 it for an offline recipient: the first message of each sender through ``message_send`` itself (its attempt
 fails: nobody is reachable), the others stored queued behind it (``message_send`` makes no attempt for
 those; they are bulk-inserted to keep the set-up short). Then a `websockets` client registers the backend
@@ -61,7 +61,7 @@ def fill_queue(n: int, senders: int) -> dict[str, list[str]]:
     from django.db import transaction
     from django.utils import timezone
 
-    from hub.delivery.services import message_send
+    from delivery.services import message_send
     from offline_queue.models import Message
     from offline_queue.policy import expiry_for
 

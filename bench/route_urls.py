@@ -11,7 +11,7 @@ from django.urls import path
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from hub.delivery.lingmessage import LingMessageTransport
+from delivery.lingmessage import LingMessageTransport
 from hub.urls import urlpatterns as hub_urlpatterns
 from members.auth import request_member
 from members.models import Channel, Member

@@ -8,12 +8,12 @@ class FeishuConfig(AppConfig):
     verbose_name = "Feishu"
 
     def ready(self) -> None:
+        from delivery import transports
         from feishu import frames  # noqa: F401  (registers the group_active and card_update bridge frames)
-        from feishu.alerts import alert_post
+        from feishu.alert_webhook import alert_post
         from feishu.bot_transport import FeishuBotTransport
         from feishu.transports import FeishuWebhookTransport
-        from hub.delivery import transports
-        from hub.signals import alert_raised
+        from foundation.signals import alert_raised
 
         transports.register(FeishuWebhookTransport())
         transports.register(FeishuBotTransport())

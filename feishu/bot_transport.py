@@ -18,11 +18,11 @@ from __future__ import annotations
 import time
 import uuid
 
+from delivery.transports import Delivered, Transport, TransportError
 from feishu import conf
 from feishu.cards import stamp
 from feishu.client import FeishuError, FeishuRateLimited
 from feishu.transports import jitter_before_posting, webhook_message
-from hub.delivery.transports import Delivered, Transport, TransportError
 from members.models import Channel
 from offline_queue.models import Message
 

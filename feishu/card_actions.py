@@ -22,11 +22,11 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from delivery.formats import body_problem
+from delivery.services import message_send
 from feishu.cards import CardClick, callback_answer, stamp
 from feishu.models import CardAction
-from hub import metrics
-from hub.delivery.formats import body_problem
-from hub.delivery.services import message_send
+from foundation import metrics
 from members.models import Channel, Member
 from offline_queue.models import Message, new_message_id
 

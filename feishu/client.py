@@ -1,4 +1,4 @@
-"""The Feishu (Lark) open platform client, over the hub's shared httpx client (``hub.http``).
+"""The Feishu (Lark) open platform client, over the hub's shared httpx client (``foundation.http``).
 
 One ``FeishuClient`` per app: it keeps the tenant access token, refreshes it ahead of expiry (and once when
 Feishu says it is invalid: 99991661/99991663), and retries what retrying can fix:
@@ -8,7 +8,7 @@ Feishu says it is invalid: 99991661/99991663), and retries what retrying can fix
 - 5xx, timeouts, connection errors: exponential back-off.
 
 Anything else raises ``FeishuError`` with the code, message and log id; ``BotNotInChat`` when the app's bot
-is not a member of the chat. Every call counts in ``hub.metrics.FEISHU_API_CALLS``.
+is not a member of the chat. Every call counts in ``foundation.metrics.FEISHU_API_CALLS``.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from feishu.errors import (
     FeishuError,
     FeishuRateLimited,
 )
-from hub import http
-from hub.metrics import FEISHU_API_CALLS, FEISHU_RATE_LIMITED
+from foundation import http
+from foundation.metrics import FEISHU_API_CALLS, FEISHU_RATE_LIMITED
 
 logger = logging.getLogger("feishu.client")
 

@@ -1,12 +1,12 @@
 """Plain text for Feishu message content (text, rich text ``post``, cards), for members that read text only.
 The full content is always kept beside it in the message metadata. The renderings are the delivery core's
-(``hub.delivery.formats``), so a relayed Feishu message and a member's own post or card read alike."""
+(``delivery.formats``), so a relayed Feishu message and a member's own post or card read alike."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from hub.delivery.formats import card_text, post_text
+from delivery.formats import card_text, post_text
 
 
 def message_text(msg_type: str, content: Any) -> str:

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from feishu.activity import feishu_id_problem, group_mark_active
 from feishu.models import ReceivedEvent
-from hub.jsonapi import BadJson, json_loads
+from foundation.jsonapi import BadJson, json_loads
 
 EVENT_KEEP = timedelta(days=2)
 # How far a signed request's timestamp may be from now, either way (Feishu's clock and ours may differ a little).
@@ -53,7 +53,7 @@ def decrypt(encrypt_key: str, encrypted: str) -> dict:
 
 
 def json_object(raw: bytes, what: str = "the body") -> dict:
-    """``raw`` as a JSON object (``hub.jsonapi.json_loads``: no NaN, lone surrogates or deep nesting), or
+    """``raw`` as a JSON object (``foundation.jsonapi.json_loads``: no NaN, lone surrogates or deep nesting), or
     ``EventRejected`` (400) naming ``what``."""
     try:
         payload = json_loads(raw, what=what)

@@ -14,7 +14,7 @@ from channels.db import database_sync_to_async
 
 from feishu.activity import chat_id_problem, group_mark_active, group_state
 from feishu.card_actions import card_action_answer
-from hub.sockets import FrameError, frame
+from foundation.sockets import FrameError, frame
 
 
 @database_sync_to_async

@@ -13,11 +13,11 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from feishu import polling, selectors
+from feishu import group_polling, selectors
 from feishu.client import FeishuClient
 from feishu.conf import hub_client
 from feishu.coordination.claims import claims_sweep
-from feishu.polling import GroupNames, PollResult
+from feishu.group_polling import GroupNames, PollResult
 from feishu.relay import SendFn
 
 logger = logging.getLogger("feishu.poller")
@@ -59,13 +59,15 @@ class Poller:
             self.next_sweep = self.clock() + claim_sweep_every()
             claims_sweep(now=now)  # take the hub's OnIt off claims that ended
         for group in selectors.groups_due(now)[:10]:
-            if not polling.group_claim(group=group, owner=self.owner, now=now):
+            if not group_polling.group_claim(group=group, owner=self.owner, now=now):
                 continue
             try:
-                result = polling.group_poll(group=group, client=self.client, send=self.send, names=self.names, now=now)
+                result = group_polling.group_poll(
+                    group=group, client=self.client, send=self.send, names=self.names, now=now
+                )
             finally:
                 next_poll = now + timedelta(seconds=settings.FEISHU_POLL_INTERVAL)
-                polling.group_release(group=group, owner=self.owner, next_poll_at=next_poll)
+                group_polling.group_release(group=group, owner=self.owner, next_poll_at=next_poll)
             if result.relayed or result.error:
                 logger.info(
                     "Feishu group %s: %d new, %d bot messages relayed to %d deliveries%s",

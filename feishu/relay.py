@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from delivery.services import message_send
 from feishu import selectors
 from feishu.content import message_text
 from feishu.models import ActiveGroup
-from hub.delivery.services import message_send
-from hub.jsonapi import json_loads
+from foundation.jsonapi import json_loads
 
 # ``message_send``'s signature: keyword arguments in, an answer with ``message_id`` (or ``status``) out.
 SendFn = Callable[..., Any]

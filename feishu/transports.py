@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import time
 
+from delivery.transports import Delivered, Transport, TransportError
 from feishu import webhook
 from feishu.cards import stamp
 from feishu.coordination.jitter import jitter_seconds
-from hub.delivery.transports import Delivered, Transport, TransportError
 from members.models import Channel, Member
 from offline_queue.models import Message
 

@@ -8,7 +8,7 @@ from feishu.activity import chat_id_problem, group_mark_active, group_state
 from feishu.card_actions import ANSWERED_ALREADY, card_action_answer, card_click_answer
 from feishu.cards import open_callback, read_click
 from feishu.events import EventRejected, event_receive, open_event, text
-from hub.jsonapi import BadJson, json_body, json_error, json_response, request_bytes
+from foundation.jsonapi import BadJson, json_body, json_error, json_response, request_bytes
 from members.auth import member_required
 
 

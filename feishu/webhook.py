@@ -28,8 +28,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from feishu.models import WebhookDigest, WebhookSend
-from hub import http, leases
-from hub.metrics import FEISHU_API_CALLS, FEISHU_RATE_LIMITED
+from foundation import http, leases
+from foundation.metrics import FEISHU_API_CALLS, FEISHU_RATE_LIMITED
 
 logger = logging.getLogger("feishu.webhook")
 
@@ -93,7 +93,7 @@ def _digest(url: str, body: dict) -> str:
 
 
 def _claim_digest(digest: str) -> bool:
-    """Record ``digest`` as sent now unless it was sent within the dedupe window (``hub.leases.take``: of two
+    """Record ``digest`` as sent now unless it was sent within the dedupe window (``foundation.leases.take``: of two
     processes sending the same content at once, one sends); True when it is new."""
     now = timezone.now()
     stale = now - timedelta(seconds=DEDUPE_SECONDS)

@@ -4,13 +4,21 @@ from django.apps import AppConfig
 
 
 class HubConfig(AppConfig):
+    """The wiring: connects the layers below at start-up (transports, frames, the router into the queue, signal
+    receivers). The ``hub`` label belongs to the delivery app, whose models started here."""
+
     name = "hub"
+    label = "linghub"
     verbose_name = "Ling Hub"
 
     def ready(self) -> None:
         from django.db.models.signals import post_delete, post_save
 
-        from hub import bus
+        from delivery import alert_member, audit, router, transports  # noqa: F401  (alert_member: its receiver)
+        from delivery.formats import FORMATS
+        from delivery.lingmessage import LingMessageTransport
+        from delivery.models import ChannelKindSwitch, RouteRule, config_forget
+        from foundation import bus
         from hub.api import frames as api_frames  # noqa: F401  (registers the bridge `send` frame)
         from hub.bridge import (  # noqa: F401  (register the core bridge frames)
             acks,
@@ -18,13 +26,9 @@ class HubConfig(AppConfig):
             revocation,
         )
         from hub.bridge.transport import BridgeTransport
-        from hub.delivery import alerts, audit, routing, transports  # noqa: F401  (alerts: the alert member receiver)
-        from hub.delivery.formats import FORMATS
-        from hub.delivery.lingmessage import LingMessageTransport
-        from hub.models import ChannelKindSwitch, RouteRule, config_forget
         from members import policy
         from members.models import Member
-        from offline_queue import router
+        from offline_queue import delivery_hook
         from offline_queue.models import Message
 
         for model in (ChannelKindSwitch, RouteRule, Member):
@@ -33,6 +37,6 @@ class HubConfig(AppConfig):
         policy.declare(message_types=list(Message.Type.values), formats=list(FORMATS))
         transports.register(LingMessageTransport())
         transports.register(BridgeTransport())
-        router.connect(router.Router(attempt=routing.attempt, deliver_many=routing.deliver_many))
+        delivery_hook.connect(delivery_hook.Router(attempt=router.attempt, deliver_many=router.deliver_many))
         bus.subscribe_all(audit.audit_log)
         bus.subscribe_all(audit.delivery_metrics)

@@ -142,7 +142,7 @@ def check_notify_ca_file(app_configs=None, **kwargs) -> list[CheckMessage]:
         return []
     import ssl
 
-    from hub.http import load_ca
+    from foundation.http import load_ca
 
     try:
         load_ca(ssl.create_default_context(), str(path))

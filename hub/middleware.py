@@ -6,7 +6,7 @@ from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import sync_and_async_middleware
 
-from hub.jsonapi import json_error
+from foundation.jsonapi import json_error
 
 
 def nul_refusal(request: HttpRequest) -> HttpResponse | None:

@@ -15,11 +15,11 @@ from pathlib import Path
 import dj_database_url
 from environs import EnvError
 
-from hub import environment
+from foundation import environment
 
 BASE_DIR = environment.BASE_DIR
 
-# Every environment variable, read and checked in one place (hub/environment.py, docs/configuration.md); each is
+# Every environment variable, read and checked in one place (foundation/environment.py, docs/configuration.md); each is
 # also the Django setting of the same name. The settings below are derived from them.
 _env = environment.read()
 globals().update(_env)
@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "channels",
     "django_q",
     "hub",
+    "delivery",
     "members",
     "offline_queue",
     "feishu",
@@ -101,8 +102,8 @@ TEMPLATES = [
 DATABASE_URL = _env.DATABASE_URL or f"sqlite:///{DATA_DIR / 'hub.sqlite3'}"
 _db = dj_database_url.parse(DATABASE_URL)
 if _db["ENGINE"] == "django.db.backends.sqlite3":
-    # Django's SQLite backend with a pool of open connections per process (hub/sqlite/base.py).
-    _db["ENGINE"] = "hub.sqlite"
+    # Django's SQLite backend with a pool of open connections per process (foundation/sqlite/base.py).
+    _db["ENGINE"] = "foundation.sqlite"
     _db["OPTIONS"] = {
         # WAL lets readers run beside the writer; IMMEDIATE takes the write lock at BEGIN, so two
         # processes wait on the busy timeout instead of failing with "database is locked" mid-transaction.
@@ -118,8 +119,8 @@ else:
 # Connections are closed at the end of every request and ``database_sync_to_async`` call: under ASGI each request
 # runs in a thread of its own, so a connection kept by its thread would be used by nobody again (Django's advice:
 # disable persistent connections). On SQLite "closing" gives the connection back to the process's pool
-# (hub/sqlite/base.py), still open, for the next request; PostgreSQL closes it (and the system check hub.W004 warns
-# if it is set to persist anyway).
+# (foundation/sqlite/base.py), still open, for the next request; PostgreSQL closes it (and the system check hub.W004
+# warns if it is set to persist anyway).
 _db["CONN_MAX_AGE"] = _env.HUB_DB_CONN_MAX_AGE
 _db["CONN_HEALTH_CHECKS"] = True
 DATABASES = {"default": _db}
@@ -132,16 +133,16 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             # channels_redis's pub/sub layer (about 2x cheaper than the list-based one for this traffic),
-            # with publishes sent in batches (hub/channel_layer.py; see docs/performance.md). Delivery that
+            # with publishes sent in batches (foundation/channel_layer.py; see docs/performance.md). Delivery that
             # must not be lost is backed by database rows and acks.
-            "BACKEND": "hub.channel_layer.BatchingPubSubChannelLayer",
+            "BACKEND": "foundation.channel_layer.BatchingPubSubChannelLayer",
             "CONFIG": {"hosts": [REDIS_URL], "prefix": REDIS_PREFIX},
         }
     }
     CACHES = {
         "default": {
-            # Django's Redis cache with one connection pool per process, not per request (hub/cache.py).
-            "BACKEND": "hub.cache.PooledRedisCache",
+            # Django's Redis cache with one connection pool per process, not per request (foundation/cache.py).
+            "BACKEND": "foundation.cache.PooledRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": REDIS_PREFIX,
         }
@@ -241,6 +242,6 @@ LOGGING = {
 }
 
 # --- The hub ---------------------------------------------------------------------------------------------
-# Every HUB_*, FEISHU_*, COORD_* and COLLISION_* variable is a setting of the same name (hub/environment.py).
+# Every HUB_*, FEISHU_*, COORD_* and COLLISION_* variable is a setting of the same name (foundation/environment.py).
 if bool(_env.HUB_SSL_CERT) != bool(_env.HUB_SSL_KEY):
     raise EnvError("Environment variables HUB_SSL_CERT and HUB_SSL_KEY must be set together")

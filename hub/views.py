@@ -8,7 +8,7 @@ from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 
-from hub.jsonapi import json_response
+from foundation.jsonapi import json_response
 
 # A health check answers within this even when Redis hangs (a load balancer's probe has its own deadline).
 REDIS_TIMEOUT = 1.0

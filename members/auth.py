@@ -8,7 +8,7 @@ from functools import wraps
 
 from django.http import HttpRequest
 
-from hub.jsonapi import json_error
+from foundation.jsonapi import json_error
 from members import token_cache
 from members.models import Member
 from members.selectors import member_by_token

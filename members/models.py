@@ -13,7 +13,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.utils import timezone
 
-from hub.hot_settings import HOT
+from foundation.hot_settings import HOT
 
 TOKEN_PREFIX = "lh_"
 
@@ -108,7 +108,7 @@ class Member(models.Model):
         validators=[MinValueValidator(1)],
         help_text="Messages this member may send per minute; empty means the hub default.",
     )
-    # The send policy (hub.delivery.policy applies it to what the member sends through the API and the bridge).
+    # The send policy (delivery.policy applies it to what the member sends through the API and the bridge).
     priority = models.PositiveSmallIntegerField(
         default=3,
         validators=[MinValueValidator(1), MaxValueValidator(5)],

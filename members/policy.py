@@ -2,7 +2,7 @@
 
 They are defined above the member registry (message types by the message store, formats by the delivery
 core), so the registry is told them at start-up (``hub.apps`` calls ``declare``) rather than importing them;
-the admin form and the ``member`` command offer and check exactly these. ``hub.delivery.policy`` applies the
+the admin form and the ``member`` command offer and check exactly these. ``delivery.policy`` applies the
 policy to each send.
 """
 

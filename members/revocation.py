@@ -1,7 +1,8 @@
 """When a member's access ends, its open connections must end too: disabling it (the admin, ``member disable``,
-``member_set_enabled``), rotating its token or removing it sends ``hub.signals.member_revoked`` once the change is
-committed. Saves and deletes of ``Member`` rows are watched (``post_save`` with ``enabled`` off, ``post_delete``),
-so an admin form or a cascade is covered too; a token rotation is announced by ``members.services``."""
+``member_set_enabled``), rotating its token or removing it sends ``foundation.signals.member_revoked`` once the
+change is committed. Saves and deletes of ``Member`` rows are watched (``post_save`` with ``enabled`` off,
+``post_delete``), so an admin form or a cascade is covered too; a token rotation is announced by
+``members.services``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import logging
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
-from hub.signals import member_revoked
+from foundation.signals import member_revoked
 from members.models import Member
 
 logger = logging.getLogger(__name__)

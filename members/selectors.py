@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from hub.prepared import prepared
+from foundation.prepared import prepared
 from members.models import Channel, Member, hash_token
 
 

@@ -9,8 +9,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
 
-from hub.http import load_ca
-from hub.signals import member_removing
+from foundation.http import load_ca
+from foundation.signals import member_removing
 from members import policy
 from members.models import Channel, Member, parse_headers
 from members.revocation import TOKEN_ROTATED, member_access_revoked
@@ -225,7 +225,7 @@ def member_set_enabled(*, member: Member, enabled: bool) -> None:
 @transaction.atomic
 def member_remove(*, member_id: str, force: bool = False) -> list[str]:
     """Remove a member and its channels. Refused (``MemberError``) while something waits for it, such as
-    undelivered messages (the ``hub.signals.member_removing`` receivers say what); with ``force`` the receivers
+    undelivered messages (the ``foundation.signals.member_removing`` receivers say what); with ``force`` the receivers
     deal with it first (the offline queue expires the messages with an alert). Returns what they did."""
     member = Member.objects.filter(member_id=member_id).first()
     if member is None:

@@ -9,7 +9,7 @@ from django.db import connection
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from hub import metrics
+from foundation import metrics
 from members.models import Member
 from offline_queue.models import Message
 from offline_queue.scheduling import pair_schedule_delivery

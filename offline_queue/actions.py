@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from hub import metrics
+from foundation import metrics
 from offline_queue.models import Message
 from offline_queue.policy import expiry_for
 

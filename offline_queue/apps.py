@@ -10,7 +10,7 @@ class OfflineQueueConfig(AppConfig):
 
     def ready(self) -> None:
         from offline_queue import receivers  # noqa: F401  (the member_online receiver)
-        from offline_queue.schedules import ensure_schedules
+        from offline_queue.periodic_tasks import ensure_schedules
         from offline_queue.taskqueue import install
 
         install()  # django-q2 workers that a killed sibling cannot wedge

@@ -18,7 +18,7 @@ from django.core.cache.backends.redis import RedisCache
 from django.db.models import Func, IntegerField, Sum, TextField
 from django.db.models.functions import Cast, Coalesce
 
-from hub.jsonapi import compact_json
+from foundation.jsonapi import compact_json
 from offline_queue.models import Message
 
 RECOUNT_SECONDS = 2
@@ -89,7 +89,7 @@ return {1, redis.call('INCRBY', KEYS[1], ARGV[1])}
 """
 
 
-@functools.lru_cache(maxsize=8)  # one per Redis client; the hub keeps one per pool (hub.cache)
+@functools.lru_cache(maxsize=8)  # one per Redis client; the hub keeps one per pool (foundation.cache)
 def _take_script(client):
     return client.register_script(_TAKE)
 

@@ -10,9 +10,9 @@ from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
-from hub import metrics
-from offline_queue.alerts import alert_undelivered
+from foundation import metrics
 from offline_queue.models import Message
+from offline_queue.undelivered_alerts import alert_undelivered
 
 EXPIRED_ERROR = "not delivered before its expiry"
 

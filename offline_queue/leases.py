@@ -1,4 +1,4 @@
-"""Pair leases: one worker at a time delivers a sender→recipient pair (``DeliveryLease``, ``hub.leases.take``).
+"""Pair leases: one worker at a time delivers a sender→recipient pair (``DeliveryLease``, ``foundation.leases.take``).
 
 A worker holds the lease while it walks the pair (``PairLease``) and renews it every third of its lifetime,
 checked before every message: a renewal that fails means another worker took the pair over (this one was
@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from hub.leases import take
+from foundation.leases import take
 from offline_queue.models import DeliveryLease
 
 logger = logging.getLogger("offline_queue")

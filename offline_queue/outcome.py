@@ -10,10 +10,10 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from hub import metrics
-from offline_queue.alerts import alert_undelivered
+from foundation import metrics
 from offline_queue.models import DeliveryAttempt, Message
 from offline_queue.policy import ack_deadline, retry_delay
+from offline_queue.undelivered_alerts import alert_undelivered
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.dispatch import receiver
 
-from hub.signals import member_online, member_removing
+from foundation.signals import member_online, member_removing
 from offline_queue.expiry import messages_expire
 from offline_queue.models import Message
 from offline_queue.scheduling import member_schedule_flush

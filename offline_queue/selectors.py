@@ -7,7 +7,7 @@ from datetime import datetime
 
 from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Q, QuerySet, Sum
 
-from hub.prepared import prepared
+from foundation.prepared import prepared
 from members.models import Member
 from offline_queue.models import Message
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import datetime
 
-from offline_queue import alerts, expiry, scheduling, walk
+from offline_queue import expiry, scheduling, undelivered_alerts, walk
 
 
 def deliver_pair(sender_id: str, recipient_id: int) -> dict:
@@ -38,4 +38,4 @@ def cleanup() -> int:
 
 
 def announce_alert(text: str) -> list[str]:
-    return alerts.alert_announce(text=text)
+    return undelivered_alerts.alert_announce(text=text)

@@ -16,9 +16,9 @@ from datetime import datetime
 from django.conf import settings
 from django.utils import timezone
 
-from hub import metrics
+from foundation import metrics
 from members.models import Channel, Member
-from offline_queue import router
+from offline_queue import delivery_hook
 from offline_queue.expiry import messages_expire
 from offline_queue.leases import PairLease
 from offline_queue.models import Message
@@ -176,7 +176,7 @@ def _deliver_in_order(batch: list[Message], stats: PassStats, walk: _Walk) -> bo
             message.retry_count += 1
             stats.retried += 1
             metrics.RETRIES.labels(member=message.recipient.member_id).inc()
-        message_record_outcome(message, router.current().attempt(message))
+        message_record_outcome(message, delivery_hook.current().attempt(message))
         if message.status == Message.Status.DELIVERED:
             stats.delivered += 1
         elif message.status == Message.Status.DELIVERING:
@@ -222,7 +222,7 @@ def _follow_on_the_socket(rest: list[Message], stats: PassStats, walk: _Walk) ->
     if not run:
         return 0
     retries = sum(1 for m in run if m.attempted)
-    result = router.current().deliver_many(Channel.Kind.BRIDGE, run, connection=walk.connection)
+    result = delivery_hook.current().deliver_many(Channel.Kind.BRIDGE, run, connection=walk.connection)
     if result == "failed":
         stats.requeued += len(run)
     if result != "sent":

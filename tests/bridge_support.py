@@ -91,7 +91,7 @@ def fresh_bridge():
 
 def reset_bridge_state() -> None:
     """Forget what earlier tests left in this process's registry (each test runs its own event loop)."""
-    from hub.bridge import presence
+    from hub.bridge import backend_presence
     from hub.bridge.locations import LOCATIONS
     from hub.bridge.registry import AWAITING, LOCAL, PENDING
 
@@ -100,4 +100,4 @@ def reset_bridge_state() -> None:
     PENDING.clear()
     AWAITING.clear()
     LOCATIONS.stop()
-    presence._refresher = None
+    backend_presence._refresher = None

@@ -116,7 +116,7 @@ def redis_layer(settings, redis_url):
 
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "hub.channel_layer.BatchingPubSubChannelLayer",
+            "BACKEND": "foundation.channel_layer.BatchingPubSubChannelLayer",
             "CONFIG": {"hosts": [redis_url], "prefix": f"t{uuid.uuid4().hex[:8]}"},
         }
     }
@@ -161,9 +161,9 @@ def lingflow(peer):
 
 @pytest.fixture(autouse=True)
 def _fresh_config():
-    """The kept switches and route rules (``hub.models.config_cached``) of one test are not the next one's: a
+    """The kept switches and route rules (``delivery.models.config_cached``) of one test are not the next one's: a
     test's rows are rolled back without a delete signal."""
-    from hub.models import config_forget
+    from delivery.models import config_forget
 
     config_forget()
     yield
@@ -194,7 +194,7 @@ def _fresh_rate_windows():
     from django.conf import settings
     from django.core.cache import cache
 
-    from hub.delivery.rate import forget_leases
+    from delivery.rate import forget_leases
 
     forget_leases()
     if settings.CACHES["default"]["BACKEND"].endswith("LocMemCache"):
@@ -203,13 +203,13 @@ def _fresh_rate_windows():
 
 @pytest.fixture
 def redis_cache(settings, redis_url):
-    """Django's cache as ``runhub`` configures it (``hub.cache.PooledRedisCache``) on ``redis_url``, under a key
+    """Django's cache as ``runhub`` configures it (``foundation.cache.PooledRedisCache``) on ``redis_url``, under a key
     prefix of this test's own."""
     from django.core.cache import caches
 
     settings.CACHES = {
         "default": {
-            "BACKEND": "hub.cache.PooledRedisCache",
+            "BACKEND": "foundation.cache.PooledRedisCache",
             "LOCATION": redis_url,
             "KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}",
         }

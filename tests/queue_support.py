@@ -1,5 +1,5 @@
 """Helpers for the offline queue's unit tests: members, accepted messages and a scripted recipient that
-stands in for the router (``hub.delivery.routing.attempt``) where a test is about the policy, not the transports."""
+stands in for the router (``delivery.router.attempt``) where a test is about the policy, not the transports."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def member(member_id: str = "lingflow") -> Member:
 
 def accept(recipient: Member, *, sender_id: str = "lingyi", n: int = 1, **extra) -> list[Message]:
     """Messages accepted for ``recipient`` while it is offline: stored, first attempt failed (as
-    ``hub.delivery.services.message_send`` leaves them), or queued behind an earlier undelivered one."""
+    ``delivery.services.message_send`` leaves them), or queued behind an earlier undelivered one."""
     made = []
     for _ in range(n):
         behind = Message.objects.filter(

@@ -11,8 +11,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
-from hub.delivery import transports
-from hub.sockets import member_group
+from delivery import transports
+from foundation.sockets import member_group
 from members.models import Channel, Member
 from members.services import member_create
 

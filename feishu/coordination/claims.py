@@ -1,6 +1,6 @@
 """Claims: who holds the floor on a group message (seed 002's first layer).
 
-A claim is one row per (chat, message), taken with ``hub.leases.take`` (a conditional UPDATE, or an INSERT
+A claim is one row per (chat, message), taken with ``foundation.leases.take`` (a conditional UPDATE, or an INSERT
 guarded by the unique constraint) and granted only when that took it, so two hub processes sharing the
 database never grant the same message twice. With Feishu configured, claims are mirrored as ``OnIt`` reactions
 (``feishu.coordination.mirror``).
@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from feishu.coordination import mirror
 from feishu.coordination.models import Claim, CollisionLog, HolderKind
-from hub import leases
-from hub.metrics import COLLISIONS
+from foundation import leases
+from foundation.metrics import COLLISIONS
 from members.models import Member
 
 MAX_ID_LENGTH = 128

@@ -18,8 +18,8 @@ from django.db.models import Q
 from feishu.coordination.claims import claim_mark_answered, claim_ttl
 from feishu.coordination.models import BotReply, Claim, CollisionLog
 from feishu.coordination.repair import repair_line_generate
-from hub.metrics import COLLISIONS
-from hub.sockets import member_send_frame
+from foundation.metrics import COLLISIONS
+from foundation.sockets import member_send_frame
 from members.models import Channel, Member
 
 logger = logging.getLogger(__name__)

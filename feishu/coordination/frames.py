@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from channels.db import database_sync_to_async
 
 from feishu.coordination import claims, selectors
-from hub.sockets import FrameError, frame
+from foundation.sockets import FrameError, frame
 
 FEISHU_CALLS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="coord-feishu")
 

@@ -12,7 +12,7 @@ import re
 import httpx
 from django.conf import settings
 
-from hub import http
+from foundation import http
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from feishu.coordination import claims, selectors
-from hub.jsonapi import BadJson, json_body, json_error
+from foundation.jsonapi import BadJson, json_body, json_error
 from members.auth import member_required
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from channels.db import DatabaseSyncToAsync
 from django.db import connection
 
-from hub.delivery.services import member_send
-from hub.sockets import FrameError, frame
+from delivery.services import member_send
+from foundation.sockets import FrameError, frame
 from members.models import Member
 
 

@@ -22,8 +22,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from foundation.jsonapi import BadJson, json_body, json_error, json_response
 from hub.api.views import not_itself, send_over_http
-from hub.jsonapi import BadJson, json_body, json_error, json_response
 from members.auth import UNAUTHORIZED, request_member, request_token
 from members.models import Channel, Member
 

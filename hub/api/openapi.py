@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hub.delivery.formats import FORMATS
+from delivery.formats import FORMATS
 from offline_queue.models import Message
 
 STRING = {"type": "string"}

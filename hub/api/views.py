@@ -1,4 +1,4 @@
-"""The /api/unified/* views: translate HTTP to ``hub.delivery.services`` / ``hub.delivery.selectors`` and back."""
+"""The /api/unified/* views: translate HTTP to ``delivery.services`` / ``delivery.selectors`` and back."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from delivery import selectors
+from delivery.answers import SendResult
+from delivery.formats import FormatError
+from delivery.routes import route_dry_run
+from delivery.services import member_send
+from foundation.jsonapi import BadJson, json_body, json_error, json_response
 from hub.api.openapi import document
-from hub.delivery import selectors
-from hub.delivery.answers import SendResult
-from hub.delivery.formats import FormatError
-from hub.delivery.routes import route_dry_run
-from hub.delivery.services import member_send
-from hub.jsonapi import BadJson, json_body, json_error, json_response
 from members.auth import member_required
 from members.selectors import member_get
 
@@ -64,7 +64,7 @@ def send(request: HttpRequest) -> JsonResponse:
 @member_required
 def route(request: HttpRequest) -> JsonResponse:
     """The dry run of a send: the body of ``send``, answered with every message the hub would make and where
-    each would go (``hub.delivery.routes.route_dry_run``); nothing is sent."""
+    each would go (``delivery.routes.route_dry_run``); nothing is sent."""
     try:
         body = json_body(request)
     except BadJson as exc:

@@ -16,8 +16,8 @@ import logging
 
 from channels.db import database_sync_to_async
 
+from foundation.sockets import FrameError, frame
 from hub.bridge import limits, services
-from hub.sockets import FrameError, frame
 from offline_queue.acks import messages_acknowledge
 
 logger = logging.getLogger(__name__)

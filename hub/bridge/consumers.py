@@ -1,5 +1,5 @@
 """The bridge WebSocket consumer: authenticates the socket, parses frames and dispatches them to the handlers
-registered in ``hub.sockets``; channel-layer events (``hub.deliver``, ``hub.frame``) go to the socket. How
+registered in ``foundation.sockets``; channel-layer events (``hub.deliver``, ``hub.frame``) go to the socket. How
 messages reach it, one at a time and fast, is ``hub.bridge.loop``.
 """
 
@@ -16,8 +16,11 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from django.conf import settings
 
-from hub import metrics
-from hub.bridge import oversize, presence, teardown
+from foundation import metrics
+from foundation.hot_settings import HOT
+from foundation.jsonapi import compact_json
+from foundation.sockets import HANDLERS, FrameError, audience_group, member_group
+from hub.bridge import backend_presence, oversize, teardown
 from hub.bridge.auth import (
     CLOSE_FORBIDDEN,
     CLOSE_REPLACED,
@@ -32,9 +35,6 @@ from hub.bridge.limits import SocketLimits
 from hub.bridge.loop import OneAtATimeConsumer
 from hub.bridge.parsing import frame_from_text
 from hub.bridge.registry import LOCAL
-from hub.hot_settings import HOT
-from hub.jsonapi import compact_json
-from hub.sockets import HANDLERS, FrameError, audience_group, member_group
 from members.selectors import member_by_token
 
 if TYPE_CHECKING:
@@ -202,7 +202,7 @@ class BridgeConsumer(LayerEvents, OneAtATimeConsumer):
     async def replaced(self) -> None:
         """A newer socket registered this backend after this one stopped answering: tell it, close with 4002."""
         backend_id = self.backend_id
-        await presence.backend_dropped(self)
+        await backend_presence.backend_dropped(self)
         await self._close_with(
             CLOSE_REPLACED,
             f"backend {backend_id!r} was registered by a newer connection while this one did not answer; "

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from hub.delivery.routing import BRIDGE_CHAT
+from delivery.router import BRIDGE_CHAT
 
 if TYPE_CHECKING:
     from members.models import Channel

@@ -5,9 +5,9 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 from django.core.cache import cache
 
-from hub.bridge import auth, limits, presence, relay, selectors, takeover
+from foundation.sockets import FrameError, frame
+from hub.bridge import auth, backend_presence, limits, relay, selectors, takeover
 from hub.bridge.registry import LOCAL
-from hub.sockets import FrameError, frame
 
 _MISSING = object()
 
@@ -58,7 +58,7 @@ async def register_backend(consumer, data: dict) -> None:
     if held:
         await consumer.decline(held)
         return
-    if not await presence.backend_joined(consumer, channel, info, replacing=replacing):
+    if not await backend_presence.backend_joined(consumer, channel, info, replacing=replacing):
         await consumer.decline(takeover.lost_race(backend_id))
 
 
@@ -122,11 +122,13 @@ async def list_backends(consumer, data: dict) -> None:
     if not await consumer.require_user("list_backends"):
         return
     channels = await database_sync_to_async(selectors.bridge_backends)()
-    stored = await cache.aget_many([presence.info_key(c.address) for c in channels])
+    stored = await cache.aget_many([backend_presence.info_key(c.address) for c in channels])
     backends = []
     for channel in channels:
         local = LOCAL.backends.get(channel.address)
-        info = (local.backend_info if local is not None else None) or stored.get(presence.info_key(channel.address))
+        info = (local.backend_info if local is not None else None) or stored.get(
+            backend_presence.info_key(channel.address)
+        )
         info = info or {}
         backends.append(
             {

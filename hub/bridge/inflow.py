@@ -1,6 +1,6 @@
 """What a bridge socket may have sent and the hub not yet handled: under daphne, at most ``HIGH`` frames.
 
-uvicorn, with the hub's protocol (``hub.uvicorn_ws``), stops reading a socket while 16 of its frames wait for the
+uvicorn, with the hub's protocol (``foundation.uvicorn_ws``), stops reading a socket while 16 of its frames wait for the
 application. daphne reads every frame as it comes and queues it for the application without bound: a client that
 floods, or keeps sending while the hub waits on it (``hub.bridge.outflow``), would grow the hub's memory with its
 frames. So ``Inflow`` stops the Twisted transport reading (``pauseProducing``) once ``HIGH`` frames wait in

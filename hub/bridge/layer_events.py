@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 
+from foundation.hot_settings import HOT
 from hub.bridge import takeover
 from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending
-from hub.hot_settings import HOT
 
 
 class LayerEvents:

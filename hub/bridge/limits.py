@@ -2,7 +2,7 @@
 forwarded, refused with an ``error`` frame carrying a ``reason``.
 
 - Chats count against the sender's send rate: a member's against its per-minute ``send_rate``, the same counter
-  as ``POST /api/unified/send`` (``hub.delivery.rate``); a token-less user's against
+  as ``POST /api/unified/send`` (``delivery.rate``); a token-less user's against
   ``HUB_BRIDGE_ANON_RATE_PER_MINUTE`` per client address.
 - Chats waiting for their reply: at most ``HUB_BRIDGE_MAX_PENDING_CHATS`` per socket.
 - Acks received and not yet stored: at most ``HUB_BRIDGE_MAX_PENDING_ACKS`` per socket.
@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from hub import metrics
+from delivery.rate import address_take_chat_slot, member_take_chat_slot
+from foundation import metrics
+from foundation.hot_settings import HOT
+from foundation.sockets import FrameError
 from hub.bridge.registry import AWAITING, PENDING
-from hub.delivery.rate import address_take_chat_slot, member_take_chat_slot
-from hub.hot_settings import HOT
-from hub.sockets import FrameError
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 without a database read per chat.
 
 With a shared channel layer (``REDIS_URL``) a chat to a backend whose socket sits in another daphne process
-goes to the backend member's group (``hub.sockets.member_group``), where only the socket registered
+goes to the backend member's group (``foundation.sockets.member_group``), where only the socket registered
 for that backend takes it. Deciding that the backend is live needs its ``Channel`` row; this table keeps the
 answer for at most ``CACHE_SECONDS`` (and never past the row's heartbeat deadline). Every process that
 registers or loses a backend socket announces it on the ``bridge.locations`` group, and every process
@@ -24,7 +24,7 @@ from channels.layers import BaseChannelLayer, InMemoryChannelLayer
 from django.conf import settings
 from django.utils import timezone
 
-from hub.channel_layer import release_channel
+from foundation.channel_layer import release_channel
 from members.models import Channel
 
 logger = logging.getLogger(__name__)

@@ -24,9 +24,9 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
+from foundation.channel_layer import release_channel
 from hub.bridge.inflow import inflow
 from hub.bridge.outflow import Outflow
-from hub.channel_layer import release_channel
 
 logger = logging.getLogger(__name__)
 

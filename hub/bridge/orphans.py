@@ -17,7 +17,7 @@ import logging
 
 from django.conf import settings
 
-from hub.bridge.presence import send_to_channel
+from hub.bridge.backend_presence import send_to_channel
 from hub.bridge.registry import LOCAL, PENDING
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Hub-originated frames for bridge sockets: what a queued Message looks like on the wire.
 
 ``delivery_event(message)`` is the channel-layer event the bridge transport sends to the recipient's
-member group (``hub.sockets.member_group``); the bridge consumer writes its ``frame`` to the socket.
+member group (``foundation.sockets.member_group``); the bridge consumer writes its ``frame`` to the socket.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ again (to the member's next socket, or after the ack timeout), as for any socket
 
 Under another server (or a test communicator) no transport is found and frames are written as before.
 
-``write_now`` is the fast way for a frame that fits: under the hub's uvicorn protocol (``hub.uvicorn_ws``) it
+``write_now`` is the fast way for a frame that fits: under the hub's uvicorn protocol (``foundation.uvicorn_ws``) it
 writes the frame at once, without the ASGI ``send`` coroutine; the caller falls back to ``send`` when it
 returns False (another server, a socket closing, a frame that must wait for room).
 """
@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable
 
 from django.conf import settings
 
-from hub import metrics
+from foundation import metrics
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import re
 from channels.db import database_sync_to_async
 
 from hub.bridge import services
-from hub.bridge.presence import send_to_channel
+from hub.bridge.backend_presence import send_to_channel
 from hub.bridge.registry import AWAITING, PENDING, Socket
 
 logger = logging.getLogger(__name__)

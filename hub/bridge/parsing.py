@@ -15,8 +15,8 @@ import json
 import re
 from itertools import accumulate
 
-from hub.jsonapi import MAX_DEPTH  # deeper than any frame of the protocol
-from hub.sockets import FrameError
+from foundation.jsonapi import MAX_DEPTH  # deeper than any frame of the protocol
+from foundation.sockets import FrameError
 
 _loads = json.loads
 _DELTA = {"[": 1, "{": 1, "]": -1, "}": -1}

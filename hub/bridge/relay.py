@@ -17,13 +17,13 @@ from datetime import UTC, datetime
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer
 
+from foundation.hot_settings import HOT
+from foundation.sockets import FrameError, audience_group, member_group
 from hub.bridge import selectors, services
+from hub.bridge.backend_presence import ensure_refresher, refresh_interval, send_to_channel
 from hub.bridge.limits import QUEUE_FULL, Refused
 from hub.bridge.locations import LOCATIONS
-from hub.bridge.presence import ensure_refresher, refresh_interval, send_to_channel
 from hub.bridge.registry import AWAITING, LOCAL, PENDING, Pending, Socket
-from hub.hot_settings import HOT
-from hub.sockets import FrameError, audience_group, member_group
 from offline_queue.capacity import QueueFull
 
 _second = -1

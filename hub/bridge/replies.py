@@ -13,8 +13,8 @@ import logging
 
 from django.db import transaction
 
-from hub.delivery.answers import SendResult
-from hub.delivery.services import message_send
+from delivery.answers import SendResult
+from delivery.services import message_send
 from offline_queue.models import Message
 
 logger = logging.getLogger(__name__)

@@ -1,10 +1,10 @@
-"""A member lost its access (``hub.signals.member_revoked``: disabled, token rotated, removed): every open bridge
+"""A member lost its access (``foundation.signals.member_revoked``: disabled, token rotated, removed): every open bridge
 socket of the member, in every process, is closed with 4001.
 
-The event goes to the member's group (``hub.sockets.member_group``), which each of its sockets joined: a user
+The event goes to the member's group (``foundation.sockets.member_group``), which each of its sockets joined: a user
 client with its token, its registered backend. Over Redis it reaches every hub process at once. A command run
 beside ``runhub`` has no Redis of its own (``runhub`` gives its embedded server's address to its children only):
-it reaches the hub's sockets through the address ``runhub`` wrote into the data directory (``hub.runstate``).
+it reaches the hub's sockets through the address ``runhub`` wrote into the data directory (``foundation.runstate``).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import logging
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
-from hub.channel_layer import BatchingPubSubChannelLayer
-from hub.runstate import runhub_redis
-from hub.signals import member_revoked
-from hub.sockets import member_group, run_soon
+from foundation.channel_layer import BatchingPubSubChannelLayer
+from foundation.runstate import runhub_redis
+from foundation.signals import member_revoked
+from foundation.sockets import member_group, run_soon
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from hub import metrics
+from foundation import metrics
 from hub.bridge.forms import is_bridge_chat
 from hub.bridge.replies import reply_schedule
 from members.models import Channel, Member

@@ -28,8 +28,8 @@ import uuid
 from channels.layers import InMemoryChannelLayer
 from django.conf import settings
 
+from foundation.sockets import frame
 from hub.bridge.registry import LOCAL, Socket
-from hub.sockets import frame
 from members.models import Channel
 
 logger = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from hub import metrics
-from hub.bridge import orphans, presence
+from foundation import metrics
+from hub.bridge import backend_presence, orphans
 from hub.bridge.registry import AWAITING, LOCAL, PENDING
 
 if TYPE_CHECKING:
@@ -46,8 +46,8 @@ async def socket_release(consumer: BridgeConsumer) -> None:
     backend_id = consumer.backend_id
     if backend_id is not None:
         try:
-            await presence.backend_left(consumer)
+            await backend_presence.backend_left(consumer)
         except Exception:
             logger.exception("bridge: marking backend %r offline failed", backend_id)
         orphans.backend_socket_closed(backend_id)
-    presence.stop_when_idle()
+    backend_presence.stop_when_idle()

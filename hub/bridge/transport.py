@@ -25,12 +25,12 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from django.utils import timezone
 
+from delivery.models import ChannelKindSwitch
+from delivery.router import publish_delivery
+from delivery.transports import Delivered, Transport, TransportError
+from foundation.sockets import member_group
 from hub.bridge.forms import chat_form_event, in_chat_form, is_bridge_chat, reply_wait, too_large
 from hub.bridge.outbound import delivery_event
-from hub.delivery.routing import publish_delivery
-from hub.delivery.transports import Delivered, Transport, TransportError
-from hub.models import ChannelKindSwitch
-from hub.sockets import member_group
 from members.models import Channel
 from offline_queue.outcome import Outcome, messages_mark_sent, messages_send_failed, messages_sent_logged
 

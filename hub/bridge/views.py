@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
+from foundation.jsonapi import json_error
 from hub.bridge.selectors import backend_status
-from hub.jsonapi import json_error
 
 
 @require_GET

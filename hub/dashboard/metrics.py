@@ -1,4 +1,4 @@
-"""What ``/metrics`` exports: the counters and histograms of ``hub.metrics`` (of this process, or of every
+"""What ``/metrics`` exports: the counters and histograms of ``foundation.metrics`` (of this process, or of every
 process in multi-process mode) plus the gauges that describe the database, computed at scrape time.
 
 Every family has samples from the first scrape: before collecting, the scrape creates the zero samples of the
@@ -15,14 +15,14 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from delivery.policy import RULES as POLICY_RULES
 from feishu.coordination.models import CollisionLog
 from feishu.models import CardAction
-from hub import metrics
+from foundation import metrics
+from foundation.sockets import HANDLERS
 from hub.bridge.limits import REASONS
 from hub.bridge.registry import AWAITING, PENDING
 from hub.dashboard.selectors.gauges import known_labels, metrics_gauges
-from hub.delivery.policy import RULES as POLICY_RULES
-from hub.sockets import HANDLERS
 from members.models import Channel
 from offline_queue.models import DeliveryAttempt, Message
 

@@ -13,7 +13,7 @@ class LingMessageConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from foundation.signals import message_accepted
         from hub.lingmessage import writer
-        from hub.signals import message_accepted
 
         message_accepted.connect(writer.on_message_accepted, dispatch_uid="lingmessage.mailbox_writer")

@@ -28,8 +28,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-from hub.delivery.lingmessage import MAILBOX_KEY
-from hub.delivery.services import message_send
+from delivery.lingmessage import MAILBOX_KEY
+from delivery.services import message_send
 from hub.lingmessage.discussions import Discussions
 from hub.lingmessage.ids import is_mailbox_id
 from hub.lingmessage.models import MailboxCursor

@@ -2,10 +2,10 @@
 
 A receiver of the family treats a notify as a doorbell and opens the id it names in the mailbox directory:
 LingYi and lingzhi in LingYi's ``discussions/<id>.json``, LingMessage's tools in ``threads/<id>/``. So every
-``discussion`` message the hub accepts (``hub.signals.message_accepted``, sent before its first attempt) is
+``discussion`` message the hub accepts (``foundation.signals.message_accepted``, sent before its first attempt) is
 written in both formats under one 32-hex thread id and one 32-hex message id, derived from the hub's ids (the same
 hub message always lands on the same files; a repeated write changes nothing). The ids are kept in the message's
-metadata under ``hub.delivery.lingmessage.MAILBOX_KEY``; the notify names that thread as ``discussion_id`` and
+metadata under ``delivery.lingmessage.MAILBOX_KEY``; the notify names that thread as ``discussion_id`` and
 ``thread_id``. A message picked up from the mailbox (``hub.lingmessage.pickup``) carries its own ids there: it is
 only copied into the format it was not posted in.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from hub.delivery.lingmessage import MAILBOX_KEY
+from delivery.lingmessage import MAILBOX_KEY
 from hub.lingmessage.discussions import DiscussionMessage, Discussions, local_timestamp
 from hub.lingmessage.ids import mailbox_id, now_iso
 from hub.lingmessage.records import MailboxMessage

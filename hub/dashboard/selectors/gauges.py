@@ -8,11 +8,11 @@ from datetime import datetime
 from django.db.models import Count
 from django.utils import timezone
 
+from delivery.models import RouteRule
 from feishu.selectors import groups_active
 from hub.dashboard.selectors.online import presence
 from hub.dashboard.selectors.queues import queue_by_recipient
 from hub.dashboard.selectors.timeline import online_ratios
-from hub.models import RouteRule
 from members.models import Channel, Member
 from offline_queue.models import Message
 

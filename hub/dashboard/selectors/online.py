@@ -8,7 +8,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from hub.delivery import presence as delivery_presence
+from delivery import online as delivery_presence
 from members.models import Channel, Member
 from offline_queue.selectors import queue_depth_by_member
 

@@ -7,9 +7,9 @@ import json
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from hub.delivery.formats import FormatError
-from hub.delivery.routes import route_dry_run
-from hub.models import RouteRule
+from delivery.formats import FormatError
+from delivery.models import RouteRule
+from delivery.routes import route_dry_run
 from members.models import Channel, Member
 from offline_queue.models import Message
 

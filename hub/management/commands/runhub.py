@@ -16,8 +16,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from feishu.conf import app_configured
-from hub.runstate import runhub_state_clear, runhub_state_write
-from hub.supervisor import Child, Supervisor
+from foundation.runstate import runhub_state_clear, runhub_state_write
+from foundation.supervisor import Child, Supervisor
 
 SERVERS = ("uvicorn", "daphne")
 # Long-lived agents: a protocol ping every 20 s drops a peer that stopped answering within 30 s (presence
@@ -61,14 +61,14 @@ def daphne_argv(host: str, port: int, *, ssl_cert: Path | None = None, ssl_key: 
 
 def uvicorn_argv(host: str, port: int, *, ssl_cert: Path | None = None, ssl_key: Path | None = None) -> list[str]:
     """uvicorn (uvloop, httptools, the sans-I/O ``websockets`` protocol with less kept per socket:
-    ``hub.uvicorn_ws``) with the same WebSocket settings as ``daphne_argv``: no compression (daphne offers none
+    ``foundation.uvicorn_ws``) with the same WebSocket settings as ``daphne_argv``: no compression (daphne offers none
     either; it costs memory per socket), no lifespan (the hub's application has none), proxy headers and access
     log off."""
     tls = ["--ssl-certfile", str(ssl_cert), "--ssl-keyfile", str(ssl_key)] if ssl_cert and ssl_key else []
     return [
         sys.executable, "-m", "uvicorn", "hub.asgi:application",
         "--host", host, "--port", str(port), *tls,
-        "--loop", "uvloop", "--http", "httptools", "--ws", "hub.uvicorn_ws:BridgeWebSocketProtocol",
+        "--loop", "uvloop", "--http", "httptools", "--ws", "foundation.uvicorn_ws:BridgeWebSocketProtocol",
         "--ws-ping-interval", str(PING_INTERVAL),
         "--ws-ping-timeout", str(PING_TIMEOUT),
         "--ws-max-size", str(websocket_limit()),

@@ -1,1 +1,0 @@
-"""Django's SQLite backend with a pool of open connections per process (``hub.sqlite.base``)."""
