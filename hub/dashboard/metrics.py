@@ -16,8 +16,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from delivery.policy import RULES as POLICY_RULES
-from feishu.coordination.models import CollisionLog
-from feishu.models import CardAction
+from feishu.metrics import FeishuCollector, zero_feishu_labels
 from foundation import metrics
 from foundation.sockets import HANDLERS
 from hub.bridge.limits import REASONS
@@ -25,12 +24,6 @@ from hub.bridge.registry import AWAITING, PENDING
 from hub.dashboard.selectors.gauges import known_labels, metrics_gauges
 from members.models import Channel
 from offline_queue.models import DeliveryAttempt, Message
-
-# The endpoint labels of Feishu calls (``feishu.client`` and the webhooks' ``hook``).
-FEISHU_ENDPOINTS = (
-    "tenant_access_token", "messages.list", "messages.create", "messages.reply", "reactions.create",
-    "reactions.list", "reactions.delete", "bot.info", "chat.get", "chat.members", "hook",
-)  # fmt: skip
 
 
 def zero_known_labels() -> None:
@@ -42,11 +35,8 @@ def zero_known_labels() -> None:
     zero(metrics.BRIDGE_CONNECTIONS, ("user", "backend"))
     zero(metrics.BRIDGE_FRAMES, [*HANDLERS, "unknown"])
     zero(metrics.BRIDGE_REFUSALS, REASONS)
-    zero(metrics.COLLISIONS, CollisionLog.Kind.values)
-    zero(metrics.FEISHU_API_CALLS, FEISHU_ENDPOINTS, ("200",))
-    zero(metrics.FEISHU_RATE_LIMITED, FEISHU_ENDPOINTS)
     zero(metrics.QUEUE_OPERATOR_ACTIONS, ("retry", "discard"))
-    zero(metrics.CARD_ACTIONS, CardAction.State.values)
+    zero_feishu_labels()
     known = known_labels()
     for family in (metrics.RETRIES, metrics.EXPIRED, metrics.FAILED):
         zero(family, known.members)
@@ -59,7 +49,7 @@ def zero_known_labels() -> None:
 class DatabaseCollector:
     """Gauges that describe the database, computed at scrape time (so every process reports the same and
     nothing goes stale in multi-process mode): online per member and channel, queue length and oldest
-    age per member, messages by status, the online rate over the last hour, active Feishu groups."""
+    age per member, messages by status, the online rate over the last hour."""
 
     def collect(self) -> Iterator[Metric]:
         gauges = metrics_gauges()
@@ -89,9 +79,6 @@ class DatabaseCollector:
             gauges.queue_oldest_age,
         )
         yield _family("linghub_messages", "Messages in the store by status", ["status"], gauges.messages_by_status)
-        yield GaugeMetricFamily(
-            "linghub_feishu_active_groups", "Feishu group chats being polled", value=gauges.feishu_active_groups
-        )
 
 
 class BridgeCollector:
@@ -125,9 +112,9 @@ class Scrape:
             # Counters of every hub process, added up from the files prometheus-client keeps there.
             registry = CollectorRegistry()
             MultiProcessCollector(registry)
-            self.sources = (registry, DatabaseCollector(), BridgeCollector())
+            self.sources = (registry, DatabaseCollector(), BridgeCollector(), FeishuCollector())
         else:
-            self.sources = (REGISTRY, DatabaseCollector(), BridgeCollector())
+            self.sources = (REGISTRY, DatabaseCollector(), BridgeCollector(), FeishuCollector())
 
     def collect(self) -> Iterator[Metric]:
         zero_known_labels()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from feishu import pages as feishu_pages
 from hub.dashboard import views
 
 app_name = "dashboard"
@@ -14,7 +15,7 @@ urlpatterns = [
     path("dashboard/queue/<str:message_id>/retry", views.message_retry, name="message-retry"),
     path("dashboard/queue/<str:message_id>/discard", views.message_discard, name="message-discard"),
     path("dashboard/deliveries/", views.deliveries, name="deliveries"),
-    path("dashboard/feishu/", views.feishu, name="feishu"),
-    path("dashboard/collisions/", views.collisions, name="collisions"),
+    path("dashboard/feishu/", feishu_pages.groups, name="feishu"),
+    path("dashboard/collisions/", feishu_pages.collisions, name="collisions"),
     path("metrics", views.metrics, name="metrics"),
 ]

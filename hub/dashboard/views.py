@@ -1,5 +1,5 @@
-"""Staff dashboards and ``/metrics``: thin views over the selectors of each page (``hub.dashboard.selectors``,
-``feishu.selectors``, ``feishu.coordination.selectors``) and ``offline_queue.actions``."""
+"""Staff dashboards and ``/metrics``: thin views over the selectors of each page (``hub.dashboard.selectors``) and
+``offline_queue.actions``. Feishu's pages live with Feishu (``feishu.pages``)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from prometheus_client.exposition import choose_encoder
 
-from feishu import conf as feishu_conf
-from feishu import selectors as feishu_selectors
-from feishu.coordination import selectors as coordination_selectors
-from hub.dashboard import charts
+from foundation import charts
 from hub.dashboard.metrics import Scrape
 from hub.dashboard.selectors import deliveries as delivery_selectors
 from hub.dashboard.selectors import member as member_selectors
@@ -145,38 +142,6 @@ def deliveries(request: HttpRequest) -> HttpResponse:
         else None,
         lanes=lanes,
         outcome_colors=charts.OUTCOME_COLORS,
-    )
-
-
-@staff
-@require_GET
-def feishu(request: HttpRequest) -> HttpResponse:
-    return _page(
-        request,
-        "dashboard/feishu.html",
-        "feishu",
-        configured=feishu_conf.app_configured(),
-        groups=feishu_selectors.groups_overview(),
-    )
-
-
-@staff
-@require_GET
-def collisions(request: HttpRequest) -> HttpResponse:
-    report = coordination_selectors.collision_report()
-    return _page(
-        request,
-        "dashboard/collisions.html",
-        "collisions",
-        report=report,
-        chart=charts.stacked_bars(
-            "Collision log entries per hour, last day",
-            report.hours,
-            report.per_hour,
-            colors=charts.COLLISION_COLORS,
-            unit="/h",
-        ),
-        legend=[(kind, color, report.totals.get(kind, 0)) for kind, color in charts.COLLISION_COLORS.items()],
     )
 
 

@@ -9,7 +9,6 @@ from django.db.models import Count
 from django.utils import timezone
 
 from delivery.models import RouteRule
-from feishu.selectors import groups_active
 from hub.dashboard.selectors.online import presence
 from hub.dashboard.selectors.queues import queue_by_recipient
 from hub.dashboard.selectors.timeline import online_ratios
@@ -25,12 +24,11 @@ class Gauges:
     queue_oldest_age: dict[str, float]
     messages_by_status: dict[str, int]
     online_ratio: dict[str, float]
-    feishu_active_groups: int
 
 
 def metrics_gauges(now: datetime | None = None) -> Gauges:
     """Online per member and channel, queue length and oldest age per member, messages by status, the online
-    rate over the last hour, and the Feishu groups the poller reads now."""
+    rate over the last hour."""
     now = now or timezone.now()
     states = presence(now)
     queues = {q.member_id: q for q in queue_by_recipient(now)}
@@ -50,7 +48,6 @@ def metrics_gauges(now: datetime | None = None) -> Gauges:
         },
         messages_by_status={status: by_status.get(status, 0) for status in Message.Status.values},
         online_ratio=online_ratios(now),
-        feishu_active_groups=groups_active(now).count(),
     )
 
 

@@ -116,17 +116,6 @@ def test_it_draws_the_online_timeline_from_presence_samples(lingyi):
     assert timeline.online_ratios(NOON) == {"lingyi": pytest.approx(1 / 3)}
 
 
-def test_it_counts_the_feishu_groups_the_poller_reads_now():
-    from feishu.models import ActiveGroup
-
-    with time_machine.travel(NOON, tick=False):
-        now = timezone.now()
-        ActiveGroup.objects.create(chat_id="oc_old", name="旧群", expires_at=now - timedelta(minutes=1))
-        ActiveGroup.objects.create(chat_id="oc_live", expires_at=now + timedelta(minutes=10))
-        ActiveGroup.objects.create(chat_id="oc_gone", always_on=True, deactivated_at=now)
-        assert gauges.metrics_gauges().feishu_active_groups == 1
-
-
 def test_it_computes_the_gauges_of_metrics(lingyi):
     Channel.objects.filter(member=lingyi).update(live_connection="c1", last_seen=timezone.now())
     with time_machine.travel(timezone.now() - timedelta(minutes=5), tick=False):

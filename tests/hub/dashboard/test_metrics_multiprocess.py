@@ -36,7 +36,7 @@ def test_it_adds_up_metrics_of_every_process_and_reads_gauges_from_the_database(
 
         # Another process (a worker) delivers and queues: its counters land in the shared directory.
         script = (
-            "from hub import metrics\n"
+            "from foundation import metrics\n"
             "from members.models import Member\n"
             "from offline_queue.models import Message\n"
             f"metrics.DELIVERIES.labels(channel='bridge', member='{member}', outcome='delivered').inc(3)\n"

@@ -13,8 +13,6 @@ from django.utils.safestring import SafeString, mark_safe
 WIDTH = 720
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 44, 10, 10, 24
 
-COLLISION_COLORS = {"deferred": "#7a9fd6", "collided": "#d0453a", "repaired": "#2e9d5b"}
-
 OUTCOME_COLORS = {
     "delivered": "#2e9d5b",
     "sent": "#7cc495",
