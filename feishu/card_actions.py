@@ -131,7 +131,7 @@ def answer_card_problem(card: object) -> str | None:
             return "card: data.template_variables of a template card must be an object"
         if not isinstance(data.get("template_version_name", ""), str):
             return "card: data.template_version_name of a template card must be a string"
-        return None
+        return body_problem(Message.Format.CARD, card)  # Feishu's size limit
     if "type" in card:
         return f"card: type {card['type']!r} is neither raw nor template"
     return body_problem(Message.Format.CARD, card)

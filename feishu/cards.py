@@ -204,8 +204,11 @@ def open_callback(body: bytes, headers: Mapping[str, str]) -> dict:
         _check_legacy_signature(body, headers, token)
         return payload
     if "encrypt" not in payload:
-        if payload.get("type") == "url_verification" and token and _token_matches(text(payload, "token"), token):
-            return payload  # the older card request URL's challenge comes in plaintext; it changes nothing
+        if payload.get("type") == "url_verification" and token:
+            # The older card request URL's challenge comes in plaintext; it changes nothing.
+            if not _token_matches(text(payload, "token"), token):
+                raise EventRejected("the verification token does not match", status=401)
+            return payload
         raise EventRejected(
             "FEISHU_ENCRYPT_KEY is set: a card callback in plaintext is refused (Feishu encrypts every callback "
             "of an app with an encrypt key)"
@@ -227,7 +230,9 @@ def _check_legacy_signature(body: bytes, headers: Mapping[str, str], token: str)
         raise EventRejected("the request signature does not match", status=401)
 
 
-def _open_encrypted(body: bytes, headers: Mapping[str, str], encrypt_key: str, token: str | None, encrypted: str):
+def _open_encrypted(
+    body: bytes, headers: Mapping[str, str], encrypt_key: str, token: str | None, encrypted: str
+) -> dict:
     """The decrypted payload of an encrypted callback: signed by the encrypt key (schema 2.0) or, as the older
     card request URL signs, by the verification token; only the challenge may come unsigned."""
     sent = headers.get("X-Lark-Signature", "")

@@ -52,9 +52,10 @@ def group_active(request: HttpRequest) -> JsonResponse:
 
 @csrf_exempt
 async def card_callback(request: HttpRequest) -> JsonResponse:
-    """Feishu's card callback (a click on a card a member sent): verified like an event callback, handed to
-    that member as a ``card_action`` message; answered within Feishu's 3 s with the member's card update or a
-    toast (``feishu.card_actions``). Asynchronous: waiting for the member holds no worker thread."""
+    """Feishu's card callback (a click on a card a member sent), in either format: verified by Feishu's rules
+    for it (``feishu.cards.open_callback``; refusals are logged), handed to that member as a ``card_action``
+    message; answered within Feishu's 3 s with the member's card update or a toast (``feishu.card_actions``).
+    Asynchronous: waiting for the member holds no worker thread."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     try:

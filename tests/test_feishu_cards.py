@@ -386,7 +386,7 @@ def test_with_an_encrypt_key_the_older_format_is_decrypted_then_checked_by_its_t
     settings.FEISHU_ENCRYPT_KEY = "ek"
     challenge = click(client, {"type": "url_verification", "challenge": "c-1", "token": TOKEN})
     assert challenge.status_code == 200 and challenge.json() == {"challenge": "c-1"}
-    assert click(client, {"type": "url_verification", "challenge": "c-2", "token": "forged"}).status_code == 400
+    assert click(client, {"type": "url_verification", "challenge": "c-2", "token": "forged"}).status_code == 401
     card = card_sent(opsbot, make_member("alertbot"))
     body, headers = encrypted_legacy_request(stamped_value(card))
     assert click(client, body, **{**headers, "HTTP_X_LARK_SIGNATURE": "0" * 40}).status_code == 401

@@ -171,7 +171,8 @@ def _try(
 
 def success_text(outcome: Outcome) -> str:
     """What an attempt row keeps of a delivery that happened: the transport's note and named details."""
-    return " ".join([outcome.note] * bool(outcome.note) + [f"{k}={v}" for k, v in outcome.details.items()])
+    parts = [outcome.note] if outcome.note else []
+    return " ".join(parts + [f"{name}={value}" for name, value in outcome.details.items()])
 
 
 def _nobody(message: Message, error: str) -> Outcome:

@@ -44,11 +44,11 @@ class Delivered:
 
     awaiting_ack: bool = False
     note: str = ""
-    details: Mapping[str, str] = field(default_factory=dict)
     latency_ms: float = 0.0
     # Seconds to wait for the acknowledgement before the queue sends again (None: HUB_BRIDGE_ACK_TIMEOUT); a chat
     # is acknowledged by the backend's reply, which an agent may take minutes to write.
     ack_within: float | None = None
+    details: Mapping[str, str] = field(default_factory=dict)
 
 
 class Transport:
