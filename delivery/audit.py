@@ -11,10 +11,12 @@ audit_logger = logging.getLogger("hub.audit")
 
 
 def audit_log(event: ChannelMessage) -> None:
-    """One log line per bus event (``hub.audit`` logger)."""
+    """One log line per bus event (``hub.audit`` logger): ``error=`` only for a failure; what a transport
+    says of a delivery that happened under its own names (``feishu_message_id=om_…``) and ``note=``."""
     data = event.data
+    details = data.get("details") or {}
     audit_logger.info(
-        "%s %s message=%s %s→%s outcome=%s%s",
+        "%s %s message=%s %s→%s outcome=%s%s%s%s",
         event.topic,
         event.event,
         event.message_id or "-",
@@ -22,6 +24,8 @@ def audit_log(event: ChannelMessage) -> None:
         event.recipient_id or "-",
         data.get("outcome", "-"),
         f" error={data['error']}" if data.get("error") else "",
+        "".join(f" {name}={value}" for name, value in details.items()) if isinstance(details, dict) else "",
+        f" note={data['note']}" if data.get("note") else "",
     )
 
 

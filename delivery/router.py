@@ -132,7 +132,9 @@ def _try(
     try:
         done = transport.deliver(message, channel)
         result = DeliveryAttempt.Outcome.SENT if done.awaiting_ack else DeliveryAttempt.Outcome.DELIVERED
-        outcome = Outcome(result, error=done.note, latency_ms=done.latency_ms, ack_within=done.ack_within)
+        outcome = Outcome(
+            result, note=done.note, details=dict(done.details), latency_ms=done.latency_ms, ack_within=done.ack_within
+        )
     except TransportError as exc:
         result = DeliveryAttempt.Outcome.PERMANENT if exc.permanent else DeliveryAttempt.Outcome.TRANSIENT
         outcome = Outcome(result, error=exc.reason, retry_after=exc.retry_after)
@@ -147,6 +149,8 @@ def _try(
         latency_ms=latency_ms,
         ack_within=outcome.ack_within,
         retry_after=outcome.retry_after,
+        note=outcome.note,
+        details=outcome.details,
     )
     row = DeliveryAttempt(
         message=message,
@@ -154,7 +158,7 @@ def _try(
         started_at=started_at,
         latency_ms=latency_ms,
         outcome=outcome.result,
-        error=outcome.error,
+        error=outcome.error or success_text(outcome),
     )
     if attempts is None:
         row.save()
@@ -163,6 +167,12 @@ def _try(
     online.remember(channel, ok=outcome.ok, error=outcome.error)
     publish_delivery(message, outcome)
     return outcome
+
+
+def success_text(outcome: Outcome) -> str:
+    """What an attempt row keeps of a delivery that happened: the transport's note and named details."""
+    parts = [outcome.note] if outcome.note else []
+    return " ".join(parts + [f"{name}={value}" for name, value in outcome.details.items()])
 
 
 def _nobody(message: Message, error: str) -> Outcome:
@@ -193,6 +203,8 @@ def publish_delivery(message: Message, outcome: Outcome) -> None:
                 "outcome": outcome.result,
                 "channel": outcome.channel,
                 "error": outcome.error,
+                "note": outcome.note,
+                "details": dict(outcome.details),
                 "latency_ms": outcome.latency_ms,
                 "message_type": message.message_type,
             },

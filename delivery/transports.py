@@ -15,7 +15,8 @@ those switches on every attempt.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
@@ -37,8 +38,9 @@ class TransportError(Exception):
 @dataclass(frozen=True)
 class Delivered:
     """A delivery that happened. ``awaiting_ack``: written to a live socket, the client acknowledges later
-    (``sent``); otherwise the recipient has it (``delivered``). ``note`` is kept on the attempt row;
-    ``latency_ms`` is the transport's own measure (0: the router times the call)."""
+    (``sent``); otherwise the recipient has it (``delivered``). ``note`` (free text) and ``details`` (named
+    facts, e.g. ``{"feishu_message_id": "om_…"}``) are kept on the attempt row and logged by name in the audit
+    log; ``latency_ms`` is the transport's own measure (0: the router times the call)."""
 
     awaiting_ack: bool = False
     note: str = ""
@@ -46,6 +48,7 @@ class Delivered:
     # Seconds to wait for the acknowledgement before the queue sends again (None: HUB_BRIDGE_ACK_TIMEOUT); a chat
     # is acknowledged by the backend's reply, which an agent may take minutes to write.
     ack_within: float | None = None
+    details: Mapping[str, str] = field(default_factory=dict)
 
 
 class Transport:

@@ -20,7 +20,7 @@ import uuid
 
 from delivery.transports import Delivered, Transport, TransportError
 from feishu import conf
-from feishu.cards import stamp
+from feishu.cards import audience, stamp
 from feishu.client import FeishuError, FeishuRateLimited
 from feishu.transports import jitter_before_posting, webhook_message
 from members.models import Channel
@@ -47,10 +47,12 @@ def send_uuid(message: Message, channel: Channel) -> str:
     return str(uuid.uuid5(_UUIDS, f"{message.message_id}:{channel.address}"))
 
 
-def bot_message(message: Message) -> tuple[str, dict]:
-    """(msg_type, content) for the messages API: a post, a card (stamped), or text."""
+def bot_message(message: Message, channel: Channel | None = None) -> tuple[str, dict]:
+    """(msg_type, content) for the messages API: a post, a card (stamped; its reference bound to the person or
+    chat ``channel`` names, ``feishu.cards.audience``), or text."""
     if message.format == Message.Format.CARD:
-        return "interactive", stamp(message.body, message.message_id)
+        bound_to = audience(receive_id_type(channel.address), channel.address) if channel else ""
+        return "interactive", stamp(message.body, message.message_id, bound_to)
     msg_type, content = webhook_message(message)
     if msg_type == "text":
         return "text", {"text": content if isinstance(content, str) else str(content)}
@@ -70,7 +72,7 @@ class FeishuBotTransport(Transport):
         if id_type == "chat_id":
             jitter_before_posting(message)  # into a group: bots that decided at once do not post in lock-step
         started = time.perf_counter()
-        msg_type, content = bot_message(message)
+        msg_type, content = bot_message(message, channel)
         try:
             sent = conf.hub_client().send_message(
                 channel.address,
@@ -85,5 +87,5 @@ class FeishuBotTransport(Transport):
             raise TransportError(f"{exc}{wait}") from exc
         except FeishuError as exc:
             raise TransportError(str(exc), permanent=not exc.transient) from exc
-        note = f"Feishu message {sent.get('message_id', '')}".strip()
-        return Delivered(note=note, latency_ms=(time.perf_counter() - started) * 1000)
+        details = {"feishu_message_id": sent["message_id"]} if sent.get("message_id") else {}
+        return Delivered(details=details, latency_ms=(time.perf_counter() - started) * 1000)

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from delivery.formats import body_problem
 from delivery.services import message_send
-from feishu.cards import CardClick, callback_answer, stamp
+from feishu.cards import CardClick, callback_answer, is_template, stamp
 from feishu.models import CardAction
 from foundation import metrics
 from members.models import Channel, Member
@@ -47,6 +47,7 @@ def card_action_receive(*, click: CardClick) -> CardAction:
         "action": click.action,
         "feishu_message_id": click.feishu_message_id[:100],
         "chat_id": click.chat_id[:100],
+        "bound_to": click.bound_to[:120],
         "original_message_id": original.message_id if original else (click.message_id or ""),
         "card_sender": sender.member_id if sender else "",
         "message_id": new_message_id() if sender else "",
@@ -112,10 +113,45 @@ def toast_problem(toast: object) -> str | None:
     return None
 
 
+def answer_card_problem(card: object) -> str | None:
+    """Why ``card`` cannot be shown in place of the clicked card, or None. A card is a raw card (``elements``,
+    or ``body.elements`` for schema 2.0), Feishu's ``{"type": "raw", "data": <card>}``, or a template
+    ``{"type": "template", "data": {"template_id", "template_variables"?, "template_version_name"?}}``."""
+    if isinstance(card, dict) and card.get("type") == "raw":
+        card = card.get("data")
+        if not isinstance(card, dict):
+            return "card: a raw card needs data, the card as an object"
+    if not isinstance(card, dict):
+        return "card must be an object: a card, {type: raw, data: <card>} or {type: template, data: {template_id}}"
+    if is_template(card):
+        data = card.get("data")
+        if not isinstance(data, dict) or not isinstance(data.get("template_id"), str) or not data["template_id"]:
+            return "card: a template card needs data.template_id, a string"
+        if not isinstance(data.get("template_variables", {}), dict):
+            return "card: data.template_variables of a template card must be an object"
+        if not isinstance(data.get("template_version_name", ""), str):
+            return "card: data.template_version_name of a template card must be a string"
+        return body_problem(Message.Format.CARD, card)  # Feishu's size limit
+    if "type" in card:
+        return f"card: type {card['type']!r} is neither raw nor template"
+    return body_problem(Message.Format.CARD, card)
+
+
+def _shown_card(card: dict, action: CardAction) -> dict:
+    """What the answer keeps of a valid card: a template as it is (its buttons are the template's), a raw card
+    stamped like the original, so its buttons reach the member again."""
+    if is_template(card):
+        return {"type": "template", "data": card["data"]}
+    raw = card["data"] if card.get("type") == "raw" else card
+    return stamp(raw, action.original_message_id, action.bound_to)
+
+
 def card_action_answer(*, member: Member, message_id: str, card: object = None, toast: object = None) -> str | None:
-    """Keep ``member``'s answer to the click it was told of in ``message_id``: the updated ``card`` (stamped
-    like the original, so its buttons reach the member again) and/or a ``toast``. Returns why it was refused
-    (unknown message, not the member's card, bad card or toast, answered already), or None."""
+    """Keep ``member``'s answer to the click it was told of in ``message_id``: the updated ``card`` (raw, stamped
+    like the original so its buttons reach the member again, or a template: ``answer_card_problem``) and/or a
+    ``toast``. Returns why it was refused (unknown message, not the member's card, a card that is neither raw
+    nor template, a bad toast, answered already), or None: a refused answer changes nothing, and without a valid
+    one in time Feishu gets the default toast."""
     action = CardAction.objects.filter(message_id=message_id).first() if message_id else None
     if action is None:
         return f"no card click was told in message {message_id!r}"
@@ -123,12 +159,12 @@ def card_action_answer(*, member: Member, message_id: str, card: object = None, 
         return f"message {message_id!r} told {action.card_sender!r} of a click, not {member.member_id!r}"
     if card is None and toast is None:
         return "a card_update needs a card or a toast"
-    problem = (body_problem(Message.Format.CARD, card) if card is not None else None) or toast_problem(toast)
+    problem = (answer_card_problem(card) if card is not None else None) or toast_problem(toast)
     if problem:
         return problem
     answer = {}
     if card is not None:
-        answer["card"] = stamp(card, action.original_message_id)
+        answer["card"] = _shown_card(card, action)
     if toast is not None:
         answer["toast"] = {"type": "info", "content": toast} if isinstance(toast, str) else toast
     if not CardAction.objects.filter(pk=action.pk, answer__isnull=True).update(

@@ -120,7 +120,9 @@ class CardAction(models.Model):
         QUEUED = "queued", "The member is offline: queued for it, answered by the hub"
         UNKNOWN = "unknown", "Not a card the hub sent: answered by the hub"
 
-    key = models.CharField(max_length=120, unique=True, help_text="Feishu's event id (a retried callback is one).")
+    key = models.CharField(
+        max_length=120, unique=True, help_text="One per click: Feishu's event id or update token (a retry is one)."
+    )
     state = models.CharField(max_length=10, choices=State.choices, default=State.WAITING)
     original_message_id = models.CharField(max_length=100, blank=True, help_text="The hub message of the card.")
     card_sender = models.CharField(max_length=100, blank=True, help_text="The member that sent the card.")
@@ -131,6 +133,9 @@ class CardAction(models.Model):
     action = models.JSONField(default=dict, blank=True, help_text="What was clicked: tag, value, option, form…")
     feishu_message_id = models.CharField(max_length=100, blank=True)
     chat_id = models.CharField(max_length=100, blank=True)
+    bound_to = models.CharField(
+        max_length=120, blank=True, help_text="The person or chat the card was sent to, when its reference is bound."
+    )
     answer = models.JSONField(null=True, blank=True, help_text="The member's answer: card and/or toast.")
     answered_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

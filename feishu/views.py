@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 from django.http import HttpRequest, HttpResponseNotAllowed, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -10,6 +12,8 @@ from feishu.cards import open_callback, read_click
 from feishu.events import EventRejected, event_receive, open_event, text
 from foundation.jsonapi import BadJson, json_body, json_error, json_response, request_bytes
 from members.auth import member_required
+
+logger = logging.getLogger(__name__)
 
 
 @csrf_exempt
@@ -48,9 +52,10 @@ def group_active(request: HttpRequest) -> JsonResponse:
 
 @csrf_exempt
 async def card_callback(request: HttpRequest) -> JsonResponse:
-    """Feishu's card callback (a click on a card a member sent): verified like an event callback, handed to
-    that member as a ``card_action`` message; answered within Feishu's 3 s with the member's card update or a
-    toast (``feishu.card_actions``). Asynchronous: waiting for the member holds no worker thread."""
+    """Feishu's card callback (a click on a card a member sent), in either format: verified by Feishu's rules
+    for it (``feishu.cards.open_callback``; refusals are logged), handed to that member as a ``card_action``
+    message; answered within Feishu's 3 s with the member's card update or a toast (``feishu.card_actions``).
+    Asynchronous: waiting for the member holds no worker thread."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     try:
@@ -62,6 +67,7 @@ async def card_callback(request: HttpRequest) -> JsonResponse:
     except BadJson as exc:
         return json_error(400, str(exc))
     except EventRejected as exc:
+        logger.warning("card callback refused with %s: %s", exc.status, exc.reason)
         return json_error(exc.status, exc.reason)
     answer = await card_click_answer(click)
     return JsonResponse(answer, json_dumps_params={"ensure_ascii": False})

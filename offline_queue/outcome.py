@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import connection, transaction
@@ -30,6 +30,8 @@ class Outcome:
     latency_ms: float = 0.0
     ack_within: float | None = None  # ``sent``: seconds until it is sent again unacknowledged (None: the ack timeout)
     retry_after: float | None = None  # seconds the recipient asked to be left alone (``Retry-After``)
+    note: str = ""  # what the transport said of a delivery that happened (``error`` is for failures only)
+    details: Mapping[str, str] = field(default_factory=dict)  # named facts of it: {"feishu_message_id": "om_…"}
 
     @property
     def ok(self) -> bool:

@@ -7,15 +7,26 @@ are linghub members (``Member``, ``Client``, ``SyncClient``).
 - a priority-5 alert reaches its recipient and, by the route rule, the alert bot; a priority-1 one only the
   recipient;
 - a member who is a person on Feishu gets a message from the hub's app bot;
-- a member sending a type its policy forbids gets 403 naming the rule.
+- a member sending a type its policy forbids gets 403 naming the rule;
+- the card's sender answers with a template card (Feishu gets a template), or with something that is no card
+  (the sender gets an error, Feishu the default toast);
+- an app on the older card request URL: its plaintext challenge, its encrypted clicks signed with the
+  verification token (the answer is the card itself, no toast), and a plaintext click refused;
+- a card the app bot sent to one person counts clicks only by that person, once per click, and the audit log
+  names the Feishu message id of the delivery.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import secrets
+import time
+from contextlib import contextmanager
 from types import SimpleNamespace
 
+import httpx
 import pytest
 from linghub import ApiError, Client, Member, Message
 from linghub.sync import SyncClient
@@ -101,7 +112,7 @@ def gateway(tmp_path_factory):
 
 def test_a_click_on_an_agents_card_reaches_it_and_its_card_update_is_what_feishu_shows(gateway):
     hub, feishu, chat, hook, tokens = (gateway.hub, gateway.feishu, gateway.chat, gateway.hook, gateway.tokens)
-    assert feishu.verify_card_callback()["challenge"]  # the callback URL passes Feishu's check
+    assert feishu.verify_card_callback().answer["challenge"]  # the callback URL passes Feishu's check
 
     async def scenario():
         opsbot, told = Member(hub.http_url, tokens["opsbot"], backend_id="opsbot", name="opsbot"), Inbox()
@@ -201,3 +212,157 @@ def test_a_member_sending_a_type_its_policy_forbids_gets_403_naming_the_rule(gat
         "error": "policy: reporter may not send 'alert' messages (allowed: report)",
     }
     assert allowed.http_status in (200, 202), allowed.raw
+
+
+TEMPLATE = {"type": "template", "data": {"template_id": "AAqk1234", "template_variables": {"state": "已处理"}}}
+
+
+async def answering_agent(hub, token: str, answers: list[dict], results: list[dict]):
+    """opsbot on its socket, answering the n-th click with ``answers[n]`` (a ``card_update`` without its
+    message id); the ``card_update_result`` frames land in ``results``."""
+    opsbot, told = Member(hub.http_url, token, backend_id="opsbot", name="opsbot"), Inbox()
+
+    @opsbot.on_message
+    async def answer_clicks(message: Message) -> None:
+        await told(message)
+        if message.format == "card_action" and answers:
+            await opsbot.send_frame({"type": "card_update", "message_id": message.message_id, **answers.pop(0)})
+
+    @opsbot.on_frame
+    async def keep(frame: dict) -> None:
+        if frame.get("type") == "card_update_result":
+            results.append(frame)
+
+    return opsbot, told
+
+
+def card_on_the_webhook(feishu, opsbot_sent, chat: str) -> str:
+    assert opsbot_sent.http_status == 200 and opsbot_sent.channel == "feishu", opsbot_sent.raw
+    return feishu.list_messages(chat)[-1]["message_id"]
+
+
+def test_a_template_answer_reaches_feishu_as_a_template_and_a_card_that_is_neither_gets_an_error(gateway):
+    hub, feishu, chat, tokens = gateway.hub, gateway.feishu, gateway.chat, gateway.tokens
+    results: list[dict] = []
+    answers = [{"card": {"type": "bogus", "data": {}}, "toast": "x"}, {"card": TEMPLATE, "toast": "好"}]
+
+    async def scenario():
+        opsbot, told = await answering_agent(hub, tokens["opsbot"], answers, results)
+        async with opsbot:
+            sent = await opsbot.send("alertbot", topic="CPU 告警", card=CARD, message_type="notification")
+            card_id = card_on_the_webhook(feishu, sent, chat)
+            refused = await asyncio.to_thread(feishu.click, card_id, operator="ou_oncall")
+            templated = await asyncio.to_thread(feishu.click, card_id, operator="ou_oncall")
+            return refused, templated, card_id, told
+
+    refused, templated, card_id, told = run(scenario(), timeout=60)
+    # Neither a raw card nor a template: the sender is told why at once, Feishu gets the default toast.
+    assert refused.status == 200 and refused.answer == {"toast": {"type": "info", "content": "received"}}
+    assert results[0]["success"] is False and "neither raw nor template" in results[0]["error"]
+    # A template goes back as Feishu's template answer, and is what the card shows now.
+    assert templated.status == 200 and templated.in_time, templated
+    assert templated.answer == {"toast": {"type": "info", "content": "好"}, "card": TEMPLATE}
+    assert results[1]["success"] is True
+    assert json.loads(feishu.message(card_id)["body"]["content"]) == TEMPLATE
+    assert len([m for m in told.messages if m.format == "card_action"]) == 2
+
+
+@contextmanager
+def legacy_callbacks(gateway):
+    """The app switched to the older card request URL (same token and encrypt key) for the test's length."""
+    feishu, url = gateway.feishu, f"{gateway.hub.http_url}/feishu/card/"
+    feishu.set_card_callback(url, app_id="cli_hub", verification_token=VERIFICATION_TOKEN,
+                             encrypt_key=ENCRYPT_KEY, legacy=True)  # fmt: skip
+    try:
+        yield
+    finally:
+        feishu.set_card_callback(url, app_id="cli_hub", verification_token=VERIFICATION_TOKEN, encrypt_key=ENCRYPT_KEY)
+
+
+def test_an_app_on_the_older_card_request_url_with_an_encrypt_key_is_served_by_its_own_rules(gateway):
+    hub, feishu, chat, tokens = gateway.hub, gateway.feishu, gateway.chat, gateway.tokens
+    results: list[dict] = []
+    answers = [{"card": RESOLVED, "toast": "已处理"}]
+
+    async def scenario():
+        opsbot, told = await answering_agent(hub, tokens["opsbot"], answers, results)
+        async with opsbot:
+            sent = await opsbot.send("alertbot", topic="CPU 告警", card=CARD, message_type="notification")
+            card_id = card_on_the_webhook(feishu, sent, chat)
+            challenge = await asyncio.to_thread(feishu.verify_card_callback)
+            click = await asyncio.to_thread(feishu.click, card_id, operator="ou_oncall")
+            return challenge, click, card_id, told
+
+    with legacy_callbacks(gateway):
+        challenge, click, card_id, told = run(scenario(), timeout=60)
+    # The plaintext challenge (token in the body) is answered; the encrypted click signed with the verification
+    # token (SHA-1) reaches the agent, and Feishu gets the card itself: the older format has no toast beside it.
+    assert challenge.status == 200 and challenge.answer == {"challenge": challenge.payload["challenge"]}
+    assert click.status == 200 and click.in_time, click
+    assert "toast" not in click.answer and click.answer["header"] == RESOLVED["header"]
+    [action] = [m for m in told.messages if m.format == "card_action"]
+    assert action.raw["card_action"]["action"]["value"] == {"action": "resolve_alert"}
+    assert json.loads(feishu.message(card_id)["body"]["content"])["header"] == RESOLVED["header"]
+
+
+def test_a_plaintext_click_is_refused_while_the_hub_has_an_encrypt_key(gateway):
+    """Signed only with the verification token, in plaintext: Feishu never sends that to an app with an encrypt
+    key, so it is a forgery by someone who learnt the token."""
+    hub, feishu, chat, tokens = gateway.hub, gateway.feishu, gateway.chat, gateway.tokens
+
+    async def scenario():
+        opsbot, told = await answering_agent(hub, tokens["opsbot"], [], [])
+        async with opsbot:
+            sent = await opsbot.send("alertbot", topic="CPU 告警", card=CARD, message_type="notification")
+            card_id = card_on_the_webhook(feishu, sent, chat)
+            value = json.loads(feishu.message(card_id)["body"]["content"])["elements"][1]["actions"][0]["value"]
+            payload = {"open_id": "ou_oncall", "user_id": "u_oncall", "open_message_id": card_id,
+                       "open_chat_id": chat, "tenant_key": "tenant_fake", "token": "c-forged",
+                       "action": {"value": value, "tag": "button"}}  # fmt: skip
+            body = json.dumps(payload).encode()
+            stamp, nonce = str(int(time.time())), secrets.token_hex(8)
+            signature = hashlib.sha1((stamp + nonce + VERIFICATION_TOKEN).encode() + body).hexdigest()
+            headers = {"Content-Type": "application/json", "X-Lark-Request-Timestamp": stamp,
+                       "X-Lark-Request-Nonce": nonce, "X-Lark-Signature": signature}  # fmt: skip
+            async with httpx.AsyncClient() as http:
+                forged = await http.post(f"{hub.http_url}/feishu/card/", content=body, headers=headers)
+            await asyncio.sleep(0.5)
+            return forged, told
+
+    forged, told = run(scenario(), timeout=60)
+    assert forged.status_code == 400 and "plaintext" in forged.json()["error"]
+    assert not [m for m in told.messages if m.format == "card_action"]
+    assert "card callback refused with 400" in hub.log()
+
+
+def test_a_card_sent_to_one_person_counts_clicks_only_by_that_person_and_each_click_once(gateway):
+    hub, feishu, tokens = gateway.hub, gateway.feishu, gateway.tokens
+    feishu.add_user("ou_intruder", "路人")
+    results: list[dict] = []
+    answers = [{"card": RESOLVED}]
+
+    async def scenario():
+        opsbot, told = await answering_agent(hub, tokens["opsbot"], answers, results)
+        async with opsbot:
+            sent = await opsbot.send("oncall", topic="CPU 告警", card=CARD, message_type="notification")
+            assert sent.http_status == 200 and sent.channel == "feishu", sent.raw
+            card_id = feishu.user_messages("ou_oncall")[-1]["message_id"]
+            # Someone else posts a click on it (the card forwarded, or a forged callback): it reaches nobody.
+            stranger = await asyncio.to_thread(feishu.click, card_id, operator="ou_intruder")
+            click = await asyncio.to_thread(feishu.click, card_id, operator="ou_oncall")
+            again = await asyncio.to_thread(feishu.resend, click)  # Feishu's retry of the same click
+            await asyncio.sleep(0.3)
+            return sent.raw, stranger, click, again, card_id, told
+
+    sent, stranger, click, again, card_id, told = run(scenario(), timeout=60)
+    assert stranger.answer == {"toast": {"type": "info", "content": "received"}}
+    assert click.in_time and click.answer["card"]["type"] == "raw"
+    assert again.status == 200 and again.answer == click.answer
+    [action] = [m for m in told.messages if m.format == "card_action"]  # once, and only the addressee's
+    assert action.raw["card_action"]["operator"]["open_id"] == "ou_oncall"
+    shown = json.loads(feishu.message(card_id)["body"]["content"])
+    assert shown["elements"][1]["actions"][0]["value"]["linghub_ref"].startswith(sent["message_id"] + ".")
+    # The audit line of the app bot's delivery names the Feishu message id for what it is.
+    log = hub.log()
+    assert f"message={sent['message_id']} opsbot→oncall outcome=delivered feishu_message_id={card_id}" in log
+    assert "error=Feishu message" not in log

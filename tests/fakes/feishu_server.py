@@ -133,6 +133,7 @@ class Click:
     message_id: str = ""
     operator: str = ""
     value: Any = None
+    payload: dict = field(default_factory=dict)  # what Feishu posted (decrypted), for ``resend``
 
 
 _CALLBACK_TAGS = {"button", "select_static", "overflow", "date_picker", "picker_time", "picker_datetime", "input"}
@@ -145,12 +146,12 @@ def _callback_components(node: Any) -> list[dict]:
         for child in node:
             found.extend(_callback_components(child))
     elif isinstance(node, dict):
-        if node.get("tag") in _CALLBACK_TAGS:
-            behaviors = [b for b in node.get("behaviors") or [] if isinstance(b, dict) and b.get("type") == "callback"]
-            if behaviors:
-                found.append({"tag": node["tag"], "value": behaviors[0].get("value")})
-            elif "value" in node:
-                found.append(node)
+        behaviors = node.get("behaviors")
+        callbacks = [b for b in behaviors or [] if isinstance(b, dict) and b.get("type") == "callback"]
+        if callbacks:  # schema 2.0: a callback behaviour on a component or a container (interactive_container)
+            found.append({"tag": node.get("tag", ""), "value": callbacks[0].get("value")})
+        elif node.get("tag") in _CALLBACK_TAGS and "value" in node and not isinstance(behaviors, list):
+            found.append(node)
         for key, child in node.items():
             if key not in ("value", "behaviors") and isinstance(child, dict | list):
                 found.extend(_callback_components(child))
@@ -158,12 +159,18 @@ def _callback_components(node: Any) -> list[dict]:
 
 
 def _answered_card(answer: dict, *, legacy: bool) -> dict | None:
-    """The card an app's answer puts in place of the clicked one, if any."""
-    if legacy:
+    """The card an app's answer puts in place of the clicked one, if any: a raw card, or a template as
+    ``{"type": "template", "data"}`` (the content of an interactive message that is a template). Any other
+    ``card`` shape is not rendered (the clicked card stays)."""
+    if legacy:  # the body is the card itself, or a toast
         return answer if answer and "toast" not in answer else None
     card = answer.get("card") if isinstance(answer, dict) else None
-    if isinstance(card, dict) and card.get("type") == "raw" and isinstance(card.get("data"), dict):
+    if not isinstance(card, dict) or not isinstance(card.get("data"), dict):
+        return None
+    if card.get("type") == "raw" and card["data"].get("type") not in ("template", "raw"):
         return card["data"]
+    if card.get("type") == "template" and isinstance(card["data"].get("template_id"), str):
+        return {"type": "template", "data": card["data"]}
     return None
 
 
@@ -356,12 +363,22 @@ class FakeFeishu:
         with self.lock:
             self.card_callback = CardCallback(url, app_id, verification_token, encrypt_key, legacy, timeout)
 
-    def verify_card_callback(self) -> dict:
-        """The ``url_verification`` challenge Feishu posts when the callback URL is saved; returns the answer."""
+    def verify_card_callback(self) -> Click:
+        """The ``url_verification`` challenge Feishu posts when the callback URL is saved (the older card request
+        URL: in plaintext, with the verification token); returns its ``Click`` (``answer``: the app's answer)."""
         callback = self.card_callback
         assert callback is not None, "set_card_callback() first"
         payload = {"challenge": secrets.token_hex(8), "token": callback.verification_token, "type": "url_verification"}
-        return self._post_callback(callback, payload).answer
+        click = self._post_callback(callback, payload, plaintext=callback.legacy)
+        click.payload = payload
+        return click
+
+    def resend(self, click: Click) -> Click:
+        """Post ``click``'s callback again, as Feishu's retry does: the same payload (the same event id or update
+        token), a new timestamp, nonce and signature. The answer is not applied to the card."""
+        callback = self.card_callback
+        assert callback is not None and click.payload, "a click made by click() first"
+        return self._post_callback(callback, click.payload)
 
     def click(self, message_id: str, *, operator: str, index: int = 0) -> Click:
         """A person (``operator``, an open_id) clicks the ``index``-th callback component of the card
@@ -398,6 +415,7 @@ class FakeFeishu:
             }  # fmt: skip
         click = self._post_callback(callback, payload)
         click.message_id, click.operator, click.value = message_id, operator, component.get("value")
+        click.payload = payload
         card = _answered_card(click.answer, legacy=callback.legacy)
         if card is not None:
             with self.lock:
@@ -409,19 +427,23 @@ class FakeFeishu:
             self.clicks.append(click)
         return click
 
-    def _post_callback(self, callback: CardCallback, payload: dict) -> Click:
+    def _post_callback(self, callback: CardCallback, payload: dict, *, plaintext: bool = False) -> Click:
+        """Post ``payload`` as Feishu does: encrypted with the app's encrypt key (unless ``plaintext``: the older
+        card request URL's challenge), signed by the key (SHA-256) or, the older card request URL, by the
+        verification token (SHA-1 over the body as sent, encrypted or not); the older URL's challenge unsigned."""
         import httpx
 
         raw = json.dumps(payload, ensure_ascii=False).encode()
         headers = {"Content-Type": "application/json"}
         timestamp, nonce = str(int(self.clock())), secrets.token_hex(8)
-        if callback.encrypt_key and not callback.legacy:
+        if callback.encrypt_key and not plaintext:
             raw = json.dumps({"encrypt": _encrypt(callback.encrypt_key, payload)}).encode()
-            signature = hashlib.sha256(timestamp.encode() + nonce.encode() + callback.encrypt_key.encode() + raw)
+        if callback.legacy and not plaintext:
+            signature = hashlib.sha1((timestamp + nonce + callback.verification_token).encode() + raw)
             headers.update({"X-Lark-Request-Timestamp": timestamp, "X-Lark-Request-Nonce": nonce,
                             "X-Lark-Signature": signature.hexdigest()})  # fmt: skip
-        elif callback.legacy:
-            signature = hashlib.sha1((timestamp + nonce + callback.verification_token).encode() + raw)
+        elif callback.encrypt_key and not callback.legacy:
+            signature = hashlib.sha256(timestamp.encode() + nonce.encode() + callback.encrypt_key.encode() + raw)
             headers.update({"X-Lark-Request-Timestamp": timestamp, "X-Lark-Request-Nonce": nonce,
                             "X-Lark-Signature": signature.hexdigest()})  # fmt: skip
         started = time.monotonic()

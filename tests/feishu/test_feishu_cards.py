@@ -14,7 +14,7 @@ import time_machine
 
 from delivery.services import message_send
 from feishu.card_actions import card_action_answer
-from feishu.cards import read_reference, reference, stamp, unstamp
+from feishu.cards import CardClick, callback_answer, read_reference, reference, stamp, unstamp
 from feishu.events import encrypt
 from feishu.models import CardAction
 from offline_queue.models import Message
@@ -292,3 +292,151 @@ def test_an_older_format_click_stamped_more_than_five_minutes_ago_is_refused(cli
     response = click(client, body, **headers)
     assert response.status_code == 401 and "timestamp" in response.json()["error"]
     assert not CardAction.objects.exists()
+
+
+# --- a card's reference: on every callback container, bound to its person or chat, one use per click ---------
+
+
+def test_every_callback_container_is_stamped_and_a_reference_the_sender_wrote_is_replaced():
+    borrowed = reference("msg_someone_elses")
+    card = {"schema": "2.0", "body": {"elements": [
+        {"tag": "interactive_container", "behaviors": [{"type": "callback", "value": {"linghub_ref": borrowed}}],
+         "elements": [{"tag": "markdown", "content": "点这里"}]},
+        {"tag": "column_set", "columns": [{"tag": "column", "elements": [
+            {"tag": "select_static", "value": {"k": "v", "linghub_ref": borrowed},
+             "options": [{"text": {"tag": "plain_text", "content": "一"}, "value": "1"}]}]}]},
+        {"tag": "form", "name": "f", "elements": [{"tag": "button", "action_type": "form_submit", "name": "ok"}]},
+        {"tag": "person_picker_x", "value": "anything"},
+    ]}}  # fmt: skip
+    container, columns, form, unknown = stamp(card, "msg_1")["body"]["elements"]
+    assert unstamp(container["behaviors"][0]["value"]) == ("msg_1", None)
+    select = columns["columns"][0]["elements"][0]
+    assert unstamp(select["value"]) == ("msg_1", {"k": "v"})
+    assert select["options"][0]["value"] == "1"  # an option's value is Feishu's option id: left alone
+    assert unstamp(form["elements"][0]["value"]) == ("msg_1", None)
+    assert unstamp(unknown["value"]) == ("msg_1", "anything")  # any tagged component that carries a value
+
+
+def bound_value(message: Message, bound_to: str):
+    return stamp(CARD, message.message_id, bound_to)["elements"][0]["actions"][0]["value"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_card_sent_to_one_person_counts_only_that_persons_clicks(client, verified, opsbot):
+    card = card_sent(opsbot, make_member("alertbot"))
+    value = bound_value(card, "open_id:ou_oncall")
+    assert click(client, v2_payload(value, event_id="ev-stranger", operator="ou_stranger")).json() == {
+        "toast": {"type": "info", "content": "received"}
+    }
+    assert CardAction.objects.get().state == "unknown" and not Message.objects.filter(format="card_action").exists()
+    click(client, v2_payload(value, event_id="ev-oncall", operator="ou_oncall"))
+    told = Message.objects.get(format="card_action")
+    assert told.recipient.member_id == "opsbot"
+    assert CardAction.objects.get(key="event:ev-oncall").bound_to == "open_id:ou_oncall"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_card_sent_to_one_chat_counts_only_clicks_in_that_chat_and_its_answer_stays_bound(client, verified, opsbot):
+    card = card_sent(opsbot, make_member("alertbot"))
+    value = bound_value(card, "chat_id:oc_1")
+    elsewhere = v2_payload(value, event_id="ev-elsewhere")
+    elsewhere["event"]["context"]["open_chat_id"] = "oc_2"
+    click(client, elsewhere)
+    assert not Message.objects.filter(format="card_action").exists()
+    click(client, v2_payload(value, event_id="ev-here"))  # v2_payload clicks in oc_1
+    action = CardAction.objects.get(key="event:ev-here")
+    assert card_action_answer(member=opsbot, message_id=action.message_id, card=CARD) is None
+    action.refresh_from_db()
+    answered = action.answer["card"]["elements"][0]["actions"][0]["value"]
+    assert answered == value  # the updated card's buttons are bound to the same chat
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_older_format_click_sent_again_in_other_bytes_is_one_click(client, verified, opsbot):
+    card = card_sent(opsbot, make_member("alertbot"))
+    body, headers = legacy_request(stamped_value(card))
+    assert click(client, body, **headers).status_code == 200
+    respaced = json.dumps(json.loads(body), indent=1).encode()  # the same click (update token), written anew
+    now = str(int(time.time()))
+    signature = hashlib.sha1(now.encode() + b"nonce" + TOKEN.encode() + respaced).hexdigest()
+    again = click(client, respaced, HTTP_X_LARK_REQUEST_TIMESTAMP=now, HTTP_X_LARK_REQUEST_NONCE="nonce",
+                  HTTP_X_LARK_SIGNATURE=signature)  # fmt: skip
+    assert again.status_code == 200
+    assert CardAction.objects.count() == 1 and Message.objects.filter(format="card_action").count() == 1
+
+
+# --- the older card request URL with an encrypt key -------------------------------------------------------
+
+
+def encrypted_legacy_request(value, *, key: str = "ek", token: str = TOKEN) -> tuple[bytes, dict]:
+    """An older-format click as Feishu sends it to an app with an encrypt key: encrypted, and signed with the
+    verification token (SHA-1) over the encrypted body."""
+    plain, _ = legacy_request(value)
+    body = json.dumps({"encrypt": encrypt(key, json.loads(plain))}).encode()
+    now = str(int(time.time()))
+    signature = hashlib.sha1(now.encode() + b"nonce" + token.encode() + body).hexdigest()
+    return body, {"HTTP_X_LARK_REQUEST_TIMESTAMP": now, "HTTP_X_LARK_REQUEST_NONCE": "nonce",
+                  "HTTP_X_LARK_SIGNATURE": signature}  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_an_encrypt_key_the_older_format_is_decrypted_then_checked_by_its_token_signature(
+    client, settings, verified, opsbot
+):
+    settings.FEISHU_ENCRYPT_KEY = "ek"
+    challenge = click(client, {"type": "url_verification", "challenge": "c-1", "token": TOKEN})
+    assert challenge.status_code == 200 and challenge.json() == {"challenge": "c-1"}
+    assert click(client, {"type": "url_verification", "challenge": "c-2", "token": "forged"}).status_code == 401
+    card = card_sent(opsbot, make_member("alertbot"))
+    body, headers = encrypted_legacy_request(stamped_value(card))
+    assert click(client, body, **{**headers, "HTTP_X_LARK_SIGNATURE": "0" * 40}).status_code == 401
+    forged, forged_headers = encrypted_legacy_request(stamped_value(card), token="other")
+    assert click(client, forged, **forged_headers).status_code == 401
+    assert click(client, body, **headers).status_code == 200
+    assert Message.objects.get(format="card_action").recipient.member_id == "opsbot"
+
+
+@pytest.mark.django_db
+def test_with_an_encrypt_key_a_plaintext_older_format_click_is_refused(client, settings, verified, caplog):
+    settings.FEISHU_ENCRYPT_KEY = "ek"
+    body, headers = legacy_request({"a": 1})  # signed with the verification token only
+    response = click(client, body, **headers)
+    assert response.status_code == 400 and "plaintext" in response.json()["error"]
+    assert not CardAction.objects.exists()
+    assert "card callback refused with 400" in caplog.text
+
+
+# --- the answer's shapes ----------------------------------------------------------------------------------
+
+TEMPLATE = {"type": "template", "data": {"template_id": "AAqk1234", "template_variables": {"n": 1}}}
+
+
+@pytest.mark.parametrize(
+    ("card", "error"),
+    [
+        ({"type": "bogus"}, "neither raw nor template"),
+        ({"type": "template", "data": {"template_variables": {}}}, "needs data.template_id"),
+        ({"type": "template", "data": {"template_id": "t", "template_variables": []}}, "must be an object"),
+        ({"type": "raw", "data": "x"}, "a raw card needs data"),
+        ({"type": "raw", "data": {"x": 1}}, "card needs elements"),
+        ("card", "card must be an object"),
+    ],
+)
+@pytest.mark.django_db
+def test_an_answer_that_is_neither_a_raw_card_nor_a_template_is_refused_with_a_reason(opsbot, card, error):
+    CardAction.objects.create(key="k", card_sender="opsbot", message_id="msg_told", original_message_id="msg_card")
+    assert error in card_action_answer(member=opsbot, message_id="msg_told", card=card)
+    assert CardAction.objects.get().answer is None  # nothing kept: Feishu gets the default toast
+
+
+@pytest.mark.django_db
+def test_a_template_answer_goes_back_as_a_template_and_a_raw_one_as_raw(opsbot):
+    for key, card in (("t", TEMPLATE), ("r", {"type": "raw", "data": UPDATED})):
+        CardAction.objects.create(key=key, card_sender="opsbot", message_id=f"msg_{key}", original_message_id="m")
+        assert card_action_answer(member=opsbot, message_id=f"msg_{key}", card=card, toast="好") is None
+    new = CardClick(key="x", operator={}, action={}, message_id="m", feishu_message_id="om_1", chat_id="oc_1")
+    old = CardClick(**{**new.__dict__, "legacy": True})
+    template, raw = (CardAction.objects.get(key=k).answer for k in ("t", "r"))
+    assert callback_answer(new, **template) == {"toast": {"type": "info", "content": "好"}, "card": TEMPLATE}
+    assert callback_answer(new, **raw)["card"] == {"type": "raw", "data": UPDATED}
+    assert callback_answer(old, **template) == TEMPLATE  # the older format: the card itself, no toast beside it
