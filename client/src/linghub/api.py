@@ -23,6 +23,7 @@ from linghub.errors import ApiError
 from linghub.floor import Floor
 from linghub.models import ClaimResult, Json, MemoryEntry, MessageType, OnlineStatus, Queue, SendResult
 from linghub.retry import with_retries
+from linghub.version import __version__
 
 
 def _accepted(status: int, body: Json | None) -> bool:
@@ -81,7 +82,7 @@ class Client:
                 base_url=self.http_url,
                 timeout=self.timeout,
                 verify=ssl_context(self.verify) if self.http_url.startswith("https") else True,
-                headers={"User-Agent": f"linghub/{_version()}"},
+                headers={"User-Agent": f"linghub/{__version__}"},
             )
         return self._http
 
@@ -249,9 +250,3 @@ class Client:
         member replied). Inside, ``floor.granted`` says whether to answer and ``floor.holder`` who has the
         floor; while the block runs a granted claim is renewed every third of its lifetime (``renew``)."""
         return Floor(self, chat_id, message_id, jitter=jitter, answered=answered, renew=renew)
-
-
-def _version() -> str:
-    from linghub import __version__
-
-    return __version__

@@ -17,12 +17,12 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import get_args
 
-from linghub import __version__
 from linghub.cli.commands import cmd_members, cmd_online, cmd_queue, cmd_send, cmd_tail
 from linghub.cli.exits import EXIT_AUTH, EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, Failure
 from linghub.cli.output import Output, note
 from linghub.errors import ApiError, AuthError, ConflictError, HandshakeError, HubUnavailable, LingHubError
 from linghub.models import MessageType
+from linghub.version import __version__
 
 
 def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
