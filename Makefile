@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test lint typecheck format bench clean
+.PHONY: setup run test lint format bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Ling Hub needs Python 3.11 or newer")'
@@ -33,15 +33,12 @@ bench: setup
 	$(BIN)/python bench/poller.py --seconds 15
 	$(BIN)/python bench/processes.py --servers uvicorn --runs 1
 
-# lint-imports and mypy check the client library of this checkout (client/src first on the path).
+# lint-imports checks the client library of this checkout too (client/src first on the path); the typecheck step
+# is mypy, strict, on the client library (its settings: [tool.mypy] in client/pyproject.toml).
 lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	PYTHONPATH=client/src $(BIN)/lint-imports
-	$(MAKE) typecheck
-
-# mypy, strict, on the client library (its settings: [tool.mypy] in client/pyproject.toml).
-typecheck: setup
 	$(BIN)/mypy --strict --config-file client/pyproject.toml client/src/linghub
 
 format: setup
