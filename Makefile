@@ -33,10 +33,13 @@ bench: setup
 	$(BIN)/python bench/poller.py --seconds 15
 	$(BIN)/python bench/processes.py --servers uvicorn --runs 1
 
+# lint-imports checks the client library of this checkout too (client/src first on the path); the typecheck step
+# is mypy, strict, on the client library (its settings: [tool.mypy] in client/pyproject.toml).
 lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/lint-imports
+	PYTHONPATH=client/src $(BIN)/lint-imports
+	$(BIN)/mypy --strict --config-file client/pyproject.toml client/src/linghub
 
 format: setup
 	$(BIN)/ruff format .

@@ -364,3 +364,56 @@ def test_the_blocking_wrapper():
             floor.answered = True
         assert hub.claim("oc_1", "om_1").granted
     assert script.paths() == ["/api/coord/claim", "/api/coord/release", "/api/coord/claim"]
+
+
+# --- the size of an answer ------------------------------------------------------------------------------------
+
+
+class EndlessAnswer:
+    """A real HTTP server on loopback that answers every request with 200 and a body that never ends (no
+    Content-Length, or a false huge one), counting what it wrote before the client hung up."""
+
+    def __init__(self, declared: int | None = None) -> None:
+        self.declared = declared
+        self.sent = 0
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        length = f"Content-Length: {self.declared}\r\n" if self.declared is not None else ""
+        writer.write(f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{length}Connection: close\r\n\r\n".encode())
+        chunk = b'{"pad": "' + b"x" * 65536
+        try:
+            while self.sent < 512 * 1024 * 1024:
+                writer.write(chunk)
+                await writer.drain()
+                self.sent += len(chunk)
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc_info) -> None:
+        self._server.close()
+
+
+@pytest.mark.parametrize("declared", [None, 2**40])
+def test_an_answer_larger_than_the_limit_is_not_read_further(declared):
+    peer = EndlessAnswer(declared)
+
+    async def scenario():
+        async with peer as url, Client(url, "lh_token", max_response_bytes=1024 * 1024, retries=0) as hub:
+            with pytest.raises(ApiError) as raised:
+                await hub.online()
+            return raised.value
+
+    error = run(scenario(), timeout=30)
+    assert error.status == 200 and "larger than 1048576 bytes" in error.reason
+    assert peer.sent < 64 * 1024 * 1024  # the client hung up; it did not take in the endless body
+
+
+def test_answers_are_bounded_by_default():
+    assert Client("http://hub.test", "t").max_response_bytes == 16 * 1024 * 1024

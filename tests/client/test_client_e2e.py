@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from linghub import Backoff, Client, ConflictError, Member, Message
 
-from tests.client_support import Proxy, RestartableHub, eventually, run
+from tests.client_support import Inbox, Proxy, RestartableHub, eventually, run
 
 pytestmark = pytest.mark.e2e
 
-MEMBERS = ("sender", "phoenix", "fickle", "twin", "sink", "b1", "b2", "b3", "clio")
+MEMBERS = ("sender", "phoenix", "fickle", "twin", "sink", "b1", "b2", "b3", "clio", "keeper")
 # Short timings so that an unacknowledged delivery comes back within seconds.
 FAST = {
     "HUB_BRIDGE_ACK_TIMEOUT": "1",
@@ -205,12 +205,13 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 def cli(hub: RestartableHub, member_id: str, *args: str, env: dict[str, str] | None = None):
+    """The command as ``member_id``, its token in the environment (on the command line ``ps`` would show it)."""
     return subprocess.run(
-        [*linghub_command(), "--url", hub.http_url, "--token", hub.tokens[member_id], *args],
+        [*linghub_command(), "--url", hub.http_url, *args],
         capture_output=True,
         text=True,
         timeout=60,
-        env=env or cli_env(),
+        env=env or cli_env(LINGHUB_TOKEN=hub.tokens[member_id]),
     )
 
 
@@ -302,3 +303,44 @@ def test_cli_errors_have_their_exit_status(hub):
     assert unreachable.returncode == 3 and "cannot reach the hub" in unreachable.stderr
     rejected = cli(hub, "sender", "send", "ghost", "hello")
     assert rejected.returncode == 1 and "404" in rejected.stderr and "ghost" in rejected.stderr
+
+
+def test_cli_tail_does_not_take_a_backend_from_its_running_agent_and_watches_beside_it(hub):
+    """The hub keeps a backend with its live holder: `tail --backend` says so and exits 1, the agent keeps
+    working; `tail --no-ack` without --backend prints the member's deliveries and leaves the acks to the agent."""
+
+    async def tail(*args: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            *linghub_command(),
+            "tail",
+            *args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=cli_env(LINGHUB_URL=hub.http_url, LINGHUB_TOKEN=hub.tokens["keeper"]),
+        )
+
+    async def scenario():
+        keeper = agent(hub, "keeper")
+        inbox = keeper.on_message(Inbox())
+        async with keeper:
+            refused = await tail("--backend", "keeper", "--for", "20")
+            out, err = await asyncio.wait_for(refused.communicate(), 60)
+            assert refused.returncode == 1, err
+            assert "held by another live connection" in err.decode() and "linghub tail --no-ack" in err.decode()
+            assert keeper.registered and keeper.stats.connections == 1  # the agent was not disturbed
+
+            watcher = await tail("--no-ack", "--count", "1", "--json", "--for", "60")
+            assert watcher.stderr is not None
+            while "connected as" not in (line := (await asyncio.wait_for(watcher.stderr.readline(), 60)).decode()):
+                assert line, "tail exited"
+            async with client(hub, "sender") as sender:
+                sent = await sender.send("keeper", "watched", message_type="chat")
+            out, err = await asyncio.wait_for(watcher.communicate(), 60)
+            assert watcher.returncode == 0, err
+            assert json.loads(out.decode().splitlines()[0])["message_id"] == sent.message_id
+            _, handled = await inbox.wait_for(lambda m: m.message_id == sent.message_id, timeout=20)
+            assert handled.content == "watched"
+        await queue_empties(hub, "keeper")  # the agent acknowledged it
+        await keeper.aclose()
+
+    run(scenario(), timeout=120)

@@ -19,9 +19,13 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 @pytest.fixture
 def copy(tmp_path: Path) -> Path:
-    """The hub's packages and pyproject.toml, copied to a scratch directory."""
+    """The hub's packages, the client library (a root package of the contracts too) and pyproject.toml, copied to
+    a scratch directory."""
     for package in PACKAGES:
         shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "client" / "src" / "linghub", tmp_path / "linghub", ignore=shutil.ignore_patterns("__pycache__")
+    )
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     return tmp_path
 

@@ -38,8 +38,7 @@ from linghub.models import (
     SendResult,
 )
 from linghub.stats import Stats
-
-__version__ = "0.1.0"
+from linghub.version import __version__
 
 __all__ = [
     "ApiError",

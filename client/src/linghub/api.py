@@ -22,7 +22,9 @@ from linghub.endpoints import DEFAULT_URL, Verify, hub_urls, ssl_context
 from linghub.errors import ApiError
 from linghub.floor import Floor
 from linghub.models import ClaimResult, Json, MemoryEntry, MessageType, OnlineStatus, Queue, SendResult
+from linghub.responses import MAX_RESPONSE_BYTES, send_bounded
 from linghub.retry import with_retries
+from linghub.version import __version__
 
 
 def _accepted(status: int, body: Json | None) -> bool:
@@ -43,7 +45,8 @@ class Client:
     ``member_id`` (default ``LINGHUB_MEMBER``) is only needed by ``queue()`` without a recipient. ``retries``
     bounds the extra attempts of a request; ``retry_backoff`` spaces them; a ``Retry-After`` longer than
     ``max_retry_after`` seconds ends the retries at once. ``verify`` sets TLS verification for https/wss
-    hubs. Use it as ``async with Client(...) as hub:`` or call ``aclose()``.
+    hubs. An answer whose body is larger than ``max_response_bytes`` (16 MiB) is not read further: ``ApiError``.
+    Use it as ``async with Client(...) as hub:`` or call ``aclose()``.
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class Client:
         max_retry_after: float = 60.0,
         verify: Verify = True,
         http_client: httpx.AsyncClient | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self.url = url or os.environ.get("LINGHUB_URL") or DEFAULT_URL
         self.http_url, self.ws_url = hub_urls(self.url)
@@ -68,6 +72,7 @@ class Client:
         self.retry_backoff = retry_backoff or Backoff(initial=0.25, maximum=5.0)
         self.max_retry_after = max_retry_after
         self.verify = verify
+        self.max_response_bytes = max_response_bytes
         self._http = http_client
         self._own_http = http_client is None
 
@@ -81,7 +86,7 @@ class Client:
                 base_url=self.http_url,
                 timeout=self.timeout,
                 verify=ssl_context(self.verify) if self.http_url.startswith("https") else True,
-                headers={"User-Agent": f"linghub/{_version()}"},
+                headers={"User-Agent": f"linghub/{__version__}"},
             )
         return self._http
 
@@ -123,7 +128,8 @@ class Client:
         ``AuthError`` on 401, ``ApiError`` on other final answers, ``HubUnavailable`` when every attempt failed."""
 
         def attempt_once() -> Awaitable[httpx.Response]:
-            return self.http.request(method, path, json=json, params=params, headers=self._headers(headers))
+            request = self.http.build_request(method, path, json=json, params=params, headers=self._headers(headers))
+            return send_bounded(self.http, request, self.max_response_bytes)
 
         return await with_retries(
             attempt_once,
@@ -249,9 +255,3 @@ class Client:
         member replied). Inside, ``floor.granted`` says whether to answer and ``floor.holder`` who has the
         floor; while the block runs a granted claim is renewed every third of its lifetime (``renew``)."""
         return Floor(self, chat_id, message_id, jitter=jitter, answered=answered, renew=renew)
-
-
-def _version() -> str:
-    from linghub import __version__
-
-    return __version__

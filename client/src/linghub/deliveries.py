@@ -8,14 +8,12 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from linghub.errors import NotConnected
 from linghub.handlers import call_handler
+from linghub.member_view import MemberView
 from linghub.models import Message
-
-if TYPE_CHECKING:
-    from linghub.member import Member
 
 logger = logging.getLogger("linghub")
 
@@ -54,7 +52,7 @@ class Deliveries:
     (``start()``, one per ``run()``) empties. ``spawn`` runs an acknowledgement in the member's tasks."""
 
     def __init__(
-        self, member: Member, *, dedupe_window: int, spawn: Callable[[Coroutine[Any, Any, None]], None]
+        self, member: MemberView, *, dedupe_window: int, spawn: Callable[[Coroutine[Any, Any, None]], None]
     ) -> None:
         self.member = member
         self.seen = SeenWindow(dedupe_window)
@@ -63,8 +61,9 @@ class Deliveries:
         self._inbox: asyncio.Queue[Message] | None = None
         self._warned_no_handler = False
 
-    def _label(self) -> str:
-        return self.member._label()
+    @property
+    def label(self) -> str:
+        return self.member.label
 
     def start(self) -> asyncio.Task[None]:
         """A new inbox and the worker that empties it (``run()`` cancels it when it ends)."""
@@ -79,9 +78,7 @@ class Deliveries:
         try:
             await self.member.send_frame({"type": "ack", "message_id": message_id})
         except NotConnected:
-            logger.info(
-                "bridge %s: could not acknowledge %s now (no socket); it comes again", self._label(), message_id
-            )
+            logger.info("bridge %s: could not acknowledge %s now (no socket); it comes again", self.label, message_id)
             return
         self.member.stats.acks += 1
 
@@ -94,7 +91,7 @@ class Deliveries:
             if not self._warned_no_handler:
                 logger.warning(
                     "bridge %s: hub deliveries arrive and there is no on_message handler; they stay unacknowledged",
-                    self._label(),
+                    self.label,
                 )
                 self._warned_no_handler = True
             return
@@ -129,7 +126,7 @@ class Deliveries:
                 self.member.stats.handler_errors += 1
                 logger.exception(
                     "bridge %s: on_message failed for %s; not acknowledged, the hub delivers it again",
-                    self._label(),
+                    self.label,
                     message_id,
                 )
                 if message_id:
@@ -150,7 +147,7 @@ class Deliveries:
         hold.held_back.add(message.message_id)
         logger.info(
             "bridge %s: %s held back until %s (from %s) is handled",
-            self._label(),
+            self.label,
             message.message_id,
             hold.failed,
             message.sender_id,

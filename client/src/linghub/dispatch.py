@@ -5,25 +5,25 @@ so a slow one does not hold up the others."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from linghub.deliveries import Deliveries
 from linghub.errors import NotConnected
 from linghub.handlers import call_handler
+from linghub.member_view import MemberView
 from linghub.models import Chat, Collision, Json, Message, Push, Reply
 
-if TYPE_CHECKING:
-    from linghub.member import Member
-
 logger = logging.getLogger("linghub")
+
+A = TypeVar("A")
 
 
 class Dispatcher:
     """Hands ``member``'s frames to its handlers; ``spawn`` runs a handler in the member's tasks."""
 
     def __init__(
-        self, member: Member, deliveries: Deliveries, *, spawn: Callable[[Coroutine[Any, Any, None]], None]
+        self, member: MemberView, deliveries: Deliveries, *, spawn: Callable[[Coroutine[Any, Any, None]], None]
     ) -> None:
         self.member = member
         self.deliveries = deliveries
@@ -45,14 +45,14 @@ class Dispatcher:
         elif handlers.frame is not None:
             self._spawn(self._call(handlers.frame, frame, "on_frame"))
         else:
-            logger.debug("bridge %s: ignored a %r frame", self.member._label(), kind)
+            logger.debug("bridge %s: ignored a %r frame", self.member.label, kind)
 
-    async def _call(self, handler: Callable[[Any], Any], argument: Any, name: str) -> None:
+    async def _call(self, handler: Callable[[A], Awaitable[None] | None], argument: A, name: str) -> None:
         try:
             await call_handler(handler, argument)
         except Exception:
             self.member.stats.handler_errors += 1
-            logger.exception("bridge %s: %s handler failed", self.member._label(), name)
+            logger.exception("bridge %s: %s handler failed", self.member.label, name)
 
     async def _chat(self, chat: Chat) -> None:
         """Answer ``chat`` with what ``on_chat`` returns. A chat that waited in the hub's queue carries its
@@ -65,15 +65,13 @@ class Dispatcher:
             await self.deliveries.ack(chat.message_id)
             return
         if member.handlers.chat is None:
-            logger.warning("bridge %s: a chat arrived and there is no on_chat handler; not answered", member._label())
+            logger.warning("bridge %s: a chat arrived and there is no on_chat handler; not answered", member.label)
             return
         try:
             answer = await call_handler(member.handlers.chat, chat)
         except Exception:
             member.stats.handler_errors += 1
-            logger.exception(
-                "bridge %s: on_chat failed for request %s; no reply sent", member._label(), chat.request_id
-            )
+            logger.exception("bridge %s: on_chat failed for request %s; no reply sent", member.label, chat.request_id)
             return
         if chat.message_id:
             seen.add(chat.message_id)
@@ -93,6 +91,6 @@ class Dispatcher:
         try:
             await member.send_frame(frame)
         except NotConnected:
-            logger.warning("bridge %s: the socket closed before the reply to %s", member._label(), chat.request_id)
+            logger.warning("bridge %s: the socket closed before the reply to %s", member.label, chat.request_id)
             return
         member.stats.replies += 1

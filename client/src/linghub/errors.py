@@ -7,10 +7,7 @@ Every exception of the library derives from ``LingHubError``. The bridge's close
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from linghub.models import Json
+from linghub.models import Json
 
 
 class LingHubError(Exception):

@@ -7,17 +7,22 @@ import contextlib
 import logging
 import random
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from linghub.errors import LingHubError
 from linghub.models import ClaimResult
 
-if TYPE_CHECKING:
-    from linghub.api import Client
-
 logger = logging.getLogger("linghub")
 
 MIN_RENEW_INTERVAL = 0.5
+
+
+class Claims(Protocol):
+    """What a ``Floor`` asks the hub through: ``linghub.api.Client`` (or anything with its two calls)."""
+
+    async def claim(self, chat_id: str, message_id: str) -> ClaimResult: ...
+
+    async def release(self, chat_id: str, message_id: str, *, answered: bool = False) -> bool: ...
 
 
 class Floor:
@@ -32,7 +37,7 @@ class Floor:
     """
 
     def __init__(
-        self, client: Client, chat_id: str, message_id: str, *, jitter: float, answered: bool, renew: bool
+        self, client: Claims, chat_id: str, message_id: str, *, jitter: float, answered: bool, renew: bool
     ) -> None:
         self.client = client
         self.chat_id = chat_id

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import httpx
 
 from linghub.api import Client
 from linghub.backoff import Backoff
@@ -22,7 +24,7 @@ from linghub.deliveries import Deliveries
 from linghub.dispatch import Dispatcher
 from linghub.endpoints import Verify
 from linghub.errors import LingHubError, NotConnected
-from linghub.handlers import HandlerRegistry, Handlers, Tasks
+from linghub.handlers import ChatH, CollisionH, FrameH, Handlers, MessageH, PushH, Tasks
 from linghub.models import Json
 from linghub.session import Session
 from linghub.stats import Stats
@@ -31,9 +33,25 @@ __all__ = ["Close", "Member", "Stats"]
 
 logger = logging.getLogger("linghub")
 
+P = ParamSpec("P")
+R = TypeVar("R")
 
-class Member(Client, HandlerRegistry):
-    """A hub member: the HTTP API of ``Client`` plus the bridge WebSocket.
+
+def _through_client(method: Callable[Concatenate[Client, P], R]) -> Callable[Concatenate[Member, P], R]:
+    """``Member``'s form of a ``Client`` method: the same call on the member's ``client``."""
+
+    def call(self: Member, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return method(self.client, *args, **kwargs)
+
+    call.__name__ = method.__name__
+    call.__qualname__ = f"Member.{method.__name__}"
+    call.__doc__ = method.__doc__
+    return call
+
+
+class Member:
+    """A hub member: the bridge WebSocket, and the HTTP API through its ``client`` (a ``Client``; the member
+    offers its ``send``, ``online``, ``queue``, ``floor``, ``memory``, ``claim``, ``release`` and ``request``).
 
     With ``backend_id`` it registers that backend (it must be the member's own) and answers ``on_chat``; it
     receives hub deliveries (``on_message``) and acknowledges each after its handler returns; without
@@ -45,7 +63,8 @@ class Member(Client, HandlerRegistry):
     each registration); ``heartbeat`` the interval of WebSocket pings and application ``ping`` frames (a
     connection silent for three intervals is dropped and made anew); ``register_timeout`` how long to wait
     for ``backend_registered``; ``dedupe_window`` how many handled message ids are remembered; ``ack=False``
-    only looks at deliveries (no acks, no ``"ack"`` capability: the hub delivers them again).
+    only looks at deliveries (no acks, no ``"ack"`` capability: the hub delivers them again). ``url``,
+    ``token``, ``member_id``, ``timeout``, ``retries``, ``verify`` and ``client_options`` are ``Client``'s.
 
     Run it with ``await member.run()`` (until ``stop()`` or a fatal error), or ``async with member:`` /
     ``await member.start()`` to run it in the background once registered.
@@ -72,11 +91,11 @@ class Member(Client, HandlerRegistry):
         verify: Verify = True,
         **client_options: Any,
     ) -> None:
-        super().__init__(
-            url, token, member_id=member_id, timeout=timeout, retries=retries, verify=verify, **client_options
-        )
         if on_conflict not in ("stop", "retry"):
             raise ValueError(f"on_conflict must be 'stop' or 'retry', not {on_conflict!r}")
+        self.client = Client(
+            url, token, member_id=member_id, timeout=timeout, retries=retries, verify=verify, **client_options
+        )
         self.backend_id = backend_id
         self.name = name
         self.description = description
@@ -96,6 +115,76 @@ class Member(Client, HandlerRegistry):
         self._ever_ready: asyncio.Event | None = None
         self._stopping: asyncio.Event | None = None
         self._runner: asyncio.Task[None] | None = None
+
+    # --- the HTTP API, through the client ----------------------------------------------------------------
+
+    request = _through_client(Client.request)
+    send = _through_client(Client.send)
+    online = _through_client(Client.online)
+    queue = _through_client(Client.queue)
+    claim = _through_client(Client.claim)
+    release = _through_client(Client.release)
+    memory = _through_client(Client.memory)
+    floor = _through_client(Client.floor)
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections of the member's client."""
+        await self.client.aclose()
+
+    @property
+    def url(self) -> str:
+        return self.client.url
+
+    @property
+    def http_url(self) -> str:
+        return self.client.http_url
+
+    @property
+    def ws_url(self) -> str:
+        return self.client.ws_url
+
+    @property
+    def token(self) -> str | None:
+        return self.client.token
+
+    @property
+    def member_id(self) -> str | None:
+        return self.client.member_id
+
+    @property
+    def timeout(self) -> float:
+        return self.client.timeout
+
+    @property
+    def verify(self) -> Verify:
+        return self.client.verify
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The client's httpx client."""
+        return self.client.http
+
+    # --- handlers ----------------------------------------------------------------------------------------
+
+    def on_chat(self, handler: ChatH) -> ChatH:
+        """Register the chat handler (a decorator): see ``Handlers.on_chat``."""
+        return self.handlers.on_chat(handler)
+
+    def on_message(self, handler: MessageH) -> MessageH:
+        """Register the delivery handler (a decorator): see ``Handlers.on_message``."""
+        return self.handlers.on_message(handler)
+
+    def on_push(self, handler: PushH) -> PushH:
+        """Register the push handler (a decorator): see ``Handlers.on_push``."""
+        return self.handlers.on_push(handler)
+
+    def on_collision(self, handler: CollisionH) -> CollisionH:
+        """Register the collision handler (a decorator): see ``Handlers.on_collision``."""
+        return self.handlers.on_collision(handler)
+
+    def on_frame(self, handler: FrameH) -> FrameH:
+        """Register the handler of every other frame type (a decorator): see ``Handlers.on_frame``."""
+        return self.handlers.on_frame(handler)
 
     # --- state -------------------------------------------------------------------------------------------
 
@@ -147,10 +236,10 @@ class Member(Client, HandlerRegistry):
                     reconnect=self.reconnect,
                     on_conflict=self.on_conflict,
                     backend_id=self.backend_id,
-                    label=self._label(),
+                    label=self.label,
                 )
                 attempt += 1
-                logger.warning("bridge %s (%s); reconnecting in %.2f s", self._label(), close.describe(), delay)
+                logger.warning("bridge %s (%s); reconnecting in %.2f s", self.label, close.describe(), delay)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stopping.wait(), delay)
         finally:
@@ -164,7 +253,7 @@ class Member(Client, HandlerRegistry):
         if self._runner is not None and not self._runner.done():
             raise RuntimeError("this Member is already started")
         self._ever_ready = asyncio.Event()
-        self._runner = asyncio.create_task(self.run(), name=f"linghub-{self._label()}")
+        self._runner = asyncio.create_task(self.run(), name=f"linghub-{self.label}")
         ready = asyncio.create_task(self._ever_ready.wait())
         try:
             done, _ = await asyncio.wait({self._runner, ready}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -172,11 +261,11 @@ class Member(Client, HandlerRegistry):
             ready.cancel()
         if self._runner in done:
             self._runner.result()  # raises the fatal error
-            raise LingHubError(f"bridge {self._label()} stopped before it registered")
+            raise LingHubError(f"bridge {self.label} stopped before it registered")
         if not done:
             last = self.last_close.describe() if self.last_close else "no answer yet"
             await self.stop()
-            raise TimeoutError(f"bridge {self._label()} not registered within {timeout} s ({last})")
+            raise TimeoutError(f"bridge {self.label} not registered within {timeout} s ({last})")
 
     async def stop(self) -> None:
         """Close the socket and end ``run()`` (and the background task of ``start()``); idempotent."""
@@ -215,7 +304,7 @@ class Member(Client, HandlerRegistry):
     async def send_frame(self, frame: Json) -> None:
         """Write one frame to the current socket; ``NotConnected`` when there is none."""
         if self._session is None:
-            raise NotConnected(f"bridge {self._label()} is not connected")
+            raise NotConnected(f"bridge {self.label} is not connected")
         await self._session.send(frame)
 
     async def push(
@@ -234,6 +323,7 @@ class Member(Client, HandlerRegistry):
             frame["audio"] = audio
         await self.send_frame(frame)
 
-    def _label(self) -> str:
+    @property
+    def label(self) -> str:
         """The name this member goes by in the logs."""
         return self.backend_id or self.member_id or "user"

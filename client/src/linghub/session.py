@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
@@ -19,10 +19,8 @@ from websockets.version import version as websockets_version
 from linghub.closes import Close, refused_handshake
 from linghub.endpoints import ssl_context
 from linghub.errors import HandshakeError, NotConnected
+from linghub.member_view import MemberView
 from linghub.models import Json
-
-if TYPE_CHECKING:
-    from linghub.member import Member
 
 logger = logging.getLogger("linghub")
 
@@ -40,7 +38,7 @@ class Session:
 
     def __init__(
         self,
-        member: Member,
+        member: MemberView,
         *,
         dispatch: Callable[[Json], None],
         stopping: asyncio.Event,
@@ -63,11 +61,11 @@ class Session:
         """Write one frame to the current socket; ``NotConnected`` when there is none."""
         ws = self.ws
         if ws is None:
-            raise NotConnected(f"bridge {self.member._label()} is not connected")
+            raise NotConnected(f"bridge {self.member.label} is not connected")
         try:
             await ws.send(_dumps(frame))
         except ConnectionClosed as exc:
-            raise NotConnected(f"bridge {self.member._label()} closed while sending: {exc}") from exc
+            raise NotConnected(f"bridge {self.member.label} closed while sending: {exc}") from exc
 
     async def close(self) -> None:
         """Close the current socket, if any (``stop()``)."""
@@ -133,7 +131,7 @@ class Session:
             elif not reader.done():
                 logger.warning(
                     "bridge %s: no %s within %.0f s; reconnecting",
-                    member._label(),
+                    member.label,
                     "backend_registered" if member.backend_id else "pong",
                     member.register_timeout,
                 )
@@ -174,7 +172,7 @@ class Session:
         while True:
             await asyncio.sleep(interval)
             if time.monotonic() - self._last_received > 3 * interval:
-                logger.warning("bridge %s: nothing heard for %.0f s; reconnecting", self.member._label(), 3 * interval)
+                logger.warning("bridge %s: nothing heard for %.0f s; reconnecting", self.member.label, 3 * interval)
                 await ws.close(1011, "no answer to pings")
                 return
             await self._send_quietly(ws, {"type": "ping"})
@@ -184,12 +182,12 @@ class Session:
             async for raw in ws:
                 self._last_received = time.monotonic()
                 if not isinstance(raw, str):
-                    logger.warning("bridge %s: ignored a binary frame", self.member._label())
+                    logger.warning("bridge %s: ignored a binary frame", self.member.label)
                     continue
                 try:
                     frame = json.loads(raw)
                 except ValueError:
-                    logger.warning("bridge %s: ignored a frame that is not JSON: %.200s", self.member._label(), raw)
+                    logger.warning("bridge %s: ignored a frame that is not JSON: %.200s", self.member.label, raw)
                     continue
                 if isinstance(frame, dict) and not await self._own(frame):
                     self._dispatch(frame)
@@ -209,7 +207,7 @@ class Session:
         elif kind == "error":
             message = frame.get("message")
             self._hub_error = message if isinstance(message, str) else json.dumps(frame)
-            logger.warning("bridge %s: hub error: %s", self.member._label(), self._hub_error)
+            logger.warning("bridge %s: hub error: %s", self.member.label, self._hub_error)
         else:
             return False
         return True

@@ -24,11 +24,11 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from linghub.api import Client
 from linghub.floor import Floor
+from linghub.handlers import ChatH, CollisionH, FrameH, MessageH, PushH
 from linghub.member import Member
 
 P = ParamSpec("P")
 R = TypeVar("R")
-H = TypeVar("H", bound=Callable[..., Any])
 
 
 class _LoopThread:
@@ -119,61 +119,62 @@ class SyncClient:
 
 class SyncMember(SyncClient):
     """``Member`` for code without asyncio; the arguments are ``Member``'s. Handlers may be plain functions
-    (they run in worker threads) or coroutine functions."""
+    (they run in worker threads) or coroutine functions. The blocking API methods are its ``client``'s."""
 
-    _client: Member
+    _member: Member
 
-    def _make(self, *args: Any, **kwargs: Any) -> Member:
-        return Member(*args, **kwargs)
+    def _make(self, *args: Any, **kwargs: Any) -> Client:
+        self._member = Member(*args, **kwargs)
+        return self._member.client
 
     @property
     def member(self) -> Member:
         """The async member underneath (its ``stats``, ``last_close``, …)."""
-        return self._client
+        return self._member
 
-    def on_chat(self, handler: H) -> H:
-        return self._client.on_chat(handler)
+    def on_chat(self, handler: ChatH) -> ChatH:
+        return self._member.on_chat(handler)
 
-    def on_message(self, handler: H) -> H:
-        return self._client.on_message(handler)
+    def on_message(self, handler: MessageH) -> MessageH:
+        return self._member.on_message(handler)
 
-    def on_push(self, handler: H) -> H:
-        return self._client.on_push(handler)
+    def on_push(self, handler: PushH) -> PushH:
+        return self._member.on_push(handler)
 
-    def on_collision(self, handler: H) -> H:
-        return self._client.on_collision(handler)
+    def on_collision(self, handler: CollisionH) -> CollisionH:
+        return self._member.on_collision(handler)
 
-    def on_frame(self, handler: H) -> H:
-        return self._client.on_frame(handler)
+    def on_frame(self, handler: FrameH) -> FrameH:
+        return self._member.on_frame(handler)
 
     def run(self) -> None:
         """Serve until ``stop()`` from another thread, Ctrl-C, or a fatal error (raised here, as by
         ``Member.run``)."""
-        running = self._loop.submit(self._client.run())
+        running = self._loop.submit(self._member.run())
         try:
             running.result()
         except KeyboardInterrupt:
-            self._loop.call(self._client.stop())
+            self._loop.call(self._member.stop())
             with contextlib.suppress(Exception):
                 running.result(timeout=10)
 
     def start(self, timeout: float | None = None) -> None:
         """Connect in the background and return once registered (``Member.start``)."""
-        self._loop.call(self._client.start(timeout))
+        self._loop.call(self._member.start(timeout))
 
     def stop(self) -> None:
         """Close the socket and stop serving."""
-        self._loop.call(self._client.stop())
+        self._loop.call(self._member.stop())
 
     def push(
         self, text: str, *, category: str = "", target_client: str | None = None, audio: str | None = None
     ) -> None:
         """``Member.push``, blocking."""
-        self._loop.call(self._client.push(text, category=category, target_client=target_client, audio=audio))
+        self._loop.call(self._member.push(text, category=category, target_client=target_client, audio=audio))
 
     def close(self) -> None:
         if not self._loop.loop.is_closed():
-            self._loop.call(self._client.stop())
+            self._loop.call(self._member.stop())
         super().close()
 
     def __enter__(self) -> SyncMember:

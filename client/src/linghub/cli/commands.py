@@ -14,6 +14,7 @@ import sys
 from linghub.api import Client
 from linghub.cli.exits import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, Failure
 from linghub.cli.output import Output, describe_send, message_line, note, push_line, short, status_line, when
+from linghub.errors import ConflictError
 from linghub.member import Member
 from linghub.models import Chat, Json, Message, Push
 
@@ -120,6 +121,17 @@ async def cmd_queue(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+def held_elsewhere(backend_id: str, error: ConflictError) -> Failure:
+    """What ``tail --backend`` says when a live connection (the backend's agent) holds the backend: the hub keeps
+    a backend with its live holder (docs/bridge.md), so ``tail`` does not take it; it can watch beside it."""
+    return Failure(
+        f"tail: backend {backend_id!r} is held by another live connection, most likely its agent, and the hub "
+        f"keeps it there ({error.reason}). To watch beside the agent, run `linghub tail --no-ack` without "
+        "--backend: it prints what the hub delivers to the member and leaves the acknowledgements to the agent.",
+        EXIT_REFUSED,
+    )
+
+
 async def cmd_tail(args: argparse.Namespace, out: Output) -> int:
     member = Member(
         args.url,
@@ -161,7 +173,10 @@ async def cmd_tail(args: argparse.Namespace, out: Output) -> int:
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGTERM, done.set)
     try:
-        await member.start(timeout=args.connect_timeout)
+        try:
+            await member.start(timeout=args.connect_timeout)
+        except ConflictError as error:
+            raise held_elsewhere(args.backend, error) from None
         what = f"backend {args.backend!r}" if args.backend else "a user connection (no --backend)"
         acking = "not acknowledging (--no-ack)" if args.no_ack else "acknowledging each delivery"
         note(f"linghub tail: connected as {what} to {member.ws_url}, {acking}; Ctrl-C stops")
@@ -170,7 +185,10 @@ async def cmd_tail(args: argparse.Namespace, out: Output) -> int:
         await asyncio.wait({waiter, stopped}, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
         if stopped.done():
-            stopped.result()  # the fatal close (4001 / 4002)
+            try:
+                stopped.result()  # the fatal close (4001 / 4002)
+            except ConflictError as error:
+                raise held_elsewhere(args.backend, error) from None
         stopped.cancel()
     finally:
         await member.stop()

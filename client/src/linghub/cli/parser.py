@@ -1,6 +1,6 @@
 """The ``linghub`` command: send, online, queue, tail, members — the library, from a shell.
 
-The hub URL and the member token come from ``--url`` / ``--token`` or ``LINGHUB_URL`` / ``LINGHUB_TOKEN``
+The hub URL and the member token come from ``--url`` / ``--token-file`` or ``LINGHUB_URL`` / ``LINGHUB_TOKEN``
 (``--member`` / ``LINGHUB_MEMBER`` names the member where a command needs it). Output is for people;
 ``--json`` prints JSON for scripts (``tail --json``: one object per line).
 
@@ -17,19 +17,27 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import get_args
 
-from linghub import __version__
 from linghub.cli.commands import cmd_members, cmd_online, cmd_queue, cmd_send, cmd_tail
+from linghub.cli.credentials import command_line_token
 from linghub.cli.exits import EXIT_AUTH, EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, Failure
 from linghub.cli.output import Output, note
 from linghub.errors import ApiError, AuthError, ConflictError, HandshakeError, HubUnavailable, LingHubError
 from linghub.models import MessageType
+from linghub.version import __version__
 
 
 def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
     """The options every command takes, before or after its name."""
     default = None if top else argparse.SUPPRESS
     parser.add_argument("--url", default=default, help="hub URL (default: $LINGHUB_URL, else http://127.0.0.1:8765)")
-    parser.add_argument("--token", default=default, help="member token (default: $LINGHUB_TOKEN)")
+    parser.add_argument(
+        "--token-file", default=default, help="read the member token from this file (default: $LINGHUB_TOKEN)"
+    )
+    parser.add_argument(
+        "--token",
+        default=default,
+        help="deprecated: the token is then visible in ps; use $LINGHUB_TOKEN or --token-file",
+    )
     parser.add_argument("--member", default=default, help="this member's id where needed (default: $LINGHUB_MEMBER)")
     parser.add_argument(
         "--json", action="store_true", default=False if top else argparse.SUPPRESS, help="print JSON for scripts"
@@ -86,7 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     tail = commands.add_parser("tail", help="connect and print deliveries as they arrive, acknowledging them")
     _common(tail, top=False)
-    tail.add_argument("--backend", help="register this backend (the member's own) so the hub routes to this connection")
+    tail.add_argument(
+        "--backend",
+        help="register this backend (the member's own) so the hub routes to this connection; refused (exit 1) "
+        "while its agent is connected: watch beside it without --backend",
+    )
     tail.add_argument("--name", help="the backend's display name")
     tail.add_argument("--no-ack", action="store_true", help="only look: do not acknowledge (the hub sends again)")
     tail.add_argument("--count", type=int, default=0, help="stop after this many deliveries")
@@ -111,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="linghub: %(message)s")
     try:
+        args.token = command_line_token(args)
         return asyncio.run(_run(args))
     except KeyboardInterrupt:
         return EXIT_OK
