@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.support import TEST_RUN_VAR, redis_reachable, wait_gone
+from tests.support import TEST_RUN_VAR, code_copy_at, redis_reachable, wait_gone
 
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 # How long processes the suite started may take to finish stopping after the last test.
@@ -233,3 +233,9 @@ def lingflow_signed(peer):
     member = make_member("lingflow", endpoint=peer.url)
     peer.secret = member.notify_secret
     return member
+
+
+@pytest.fixture
+def code_copy(tmp_path):
+    """A scratch copy of the code and the import contracts, to break on purpose."""
+    return code_copy_at(tmp_path)

@@ -247,3 +247,31 @@ def running_hub(
             yield hub
         finally:
             hub.stop()
+
+
+# The packages the import contracts of pyproject.toml cover (tests/system/test_architecture.py and
+# tests/client/test_client_architecture.py check them on a scratch copy).
+CONTRACT_PACKAGES = ("hub", "feishu", "delivery", "offline_queue", "members", "foundation")
+
+
+def code_copy_at(where: Path) -> Path:
+    """The hub's packages, the client library (a root package of the contracts too) and pyproject.toml, copied
+    into ``where``."""
+    import shutil
+
+    ignore = shutil.ignore_patterns("__pycache__")
+    for package in CONTRACT_PACKAGES:
+        shutil.copytree(ROOT / package, where / package, ignore=ignore)
+    shutil.copytree(ROOT / "client" / "src" / "linghub", where / "linghub", ignore=ignore)
+    shutil.copy(ROOT / "pyproject.toml", where / "pyproject.toml")
+    return where
+
+
+def lint_imports(where: Path) -> str:
+    """What lint-imports reports on the code in ``where``."""
+    env = {**os.environ, "PYTHONPATH": str(where)}
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("lint-imports")), "--no-cache"],
+        cwd=where, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    return done.stdout + done.stderr
