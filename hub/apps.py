@@ -19,8 +19,10 @@ class HubConfig(AppConfig):
         )
         from hub.bridge.transport import BridgeTransport
         from hub.delivery import alerts, audit, routing, transports  # noqa: F401  (alerts: the alert member receiver)
+        from hub.delivery.apprise_transport import AppriseTransport
         from hub.delivery.formats import FORMATS
         from hub.delivery.lingmessage import LingMessageTransport
+        from hub.delivery.openclaw import OpenClawTransport
         from hub.models import ChannelKindSwitch, RouteRule, config_forget
         from members import policy
         from members.models import Member
@@ -33,6 +35,8 @@ class HubConfig(AppConfig):
         policy.declare(message_types=list(Message.Type.values), formats=list(FORMATS))
         transports.register(LingMessageTransport())
         transports.register(BridgeTransport())
+        transports.register(OpenClawTransport())
+        transports.register(AppriseTransport())
         router.connect(router.Router(attempt=routing.attempt, deliver_many=routing.deliver_many))
         bus.subscribe_all(audit.audit_log)
         bus.subscribe_all(audit.delivery_metrics)

@@ -292,6 +292,15 @@ HUB_NOTIFY_TIMEOUT = env.float("HUB_NOTIFY_TIMEOUT", 3.0, validate=Range(min=0.1
 HUB_PROBE_CACHE_SECONDS = env.int("HUB_PROBE_CACHE_SECONDS", 60, validate=Range(min=0))
 HUB_SEND_RATE_PER_MINUTE = env.int("HUB_SEND_RATE_PER_MINUTE", 100, validate=Range(min=1))
 HUB_HTTP_MAX_CONNECTIONS = env.int("HUB_HTTP_MAX_CONNECTIONS", 100, validate=Range(min=1))
+# OpenClaw channels (docs/routing.md "OpenClaw gateways"): send a sessionKey per conversation (the gateway must
+# allow it: hooks.allowRequestSessionKey), default on; a notification of this priority or lower goes to /hooks/wake,
+# default 1.
+HUB_OPENCLAW_SESSION_KEYS = env.bool("HUB_OPENCLAW_SESSION_KEYS", True)
+HUB_OPENCLAW_WAKE_PRIORITY = env.int("HUB_OPENCLAW_WAKE_PRIORITY", 1, validate=Range(min=0, max=5))
+# Apprise channels (docs/routing.md "Chat platforms through Apprise"): messages per minute per channel without a rate
+# of its own, default 20 (a Telegram group's limit); seconds one send may take, default 10.
+HUB_APPRISE_RATE_PER_MINUTE = env.int("HUB_APPRISE_RATE_PER_MINUTE", 20, validate=Range(min=1))
+HUB_APPRISE_TIMEOUT = env.float("HUB_APPRISE_TIMEOUT", 10.0, validate=Range(min=0.5))
 
 # Offline queue and retries (seed 001 "重试策略")
 HUB_RETRY_FIRST_DELAY = env.int("HUB_RETRY_FIRST_DELAY", 60, validate=Range(min=1))
