@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
 
 from hub.delivery.openclaw import BODY_LIMIT, OpenClawTransport, hooks_url, session_key
 from hub.delivery.routing import attempt
@@ -157,3 +158,21 @@ def test_a_channel_without_a_hook_token_is_refused():
 def test_the_session_key_is_per_sender_and_thread():
     assert session_key(Message(sender_id="a", thread_id="")) == "hook:linghub:a:direct"
     assert session_key(Message(sender_id="a", thread_id="t")) == "hook:linghub:a:t"
+
+
+def test_the_member_command_reads_the_token_from_a_file_and_never_prints_it(gateway, tmp_path, capsys):
+    token_file = tmp_path / "hook-token"
+    token_file.write_text(TOKEN + "\n")
+    call_command("member", "add", "claw", "--name", "Claw", "--openclaw", gateway.hooks_url, "--openclaw-token-file",
+                 str(token_file), "--openclaw-agent", "main")  # fmt: skip
+    call_command("member", "set", "claw", "--openclaw", gateway.base_url, "--openclaw-token-file", str(token_file))
+    call_command("member", "list")
+    out = capsys.readouterr().out
+    channel = Channel.objects.get(kind="openclaw")
+    assert channel.address == gateway.base_url and channel.endpoint_headers == f"Authorization: Bearer {TOKEN}"
+    assert TOKEN not in out and "openclaw=" + gateway.base_url in out and "token: ****" in out
+    with pytest.raises(CommandError, match="both --openclaw URL and --openclaw-token-file"):
+        call_command("member", "add", "claw2", "--name", "Claw", "--openclaw", gateway.hooks_url)
+    with pytest.raises(CommandError, match="query string"):
+        call_command("member", "set", "claw", "--openclaw", gateway.hooks_url + "?token=x", "--openclaw-token-file",
+                     str(token_file))  # fmt: skip
