@@ -156,7 +156,7 @@ def _state(message: Message, attempts: list[DeliveryAttempt]) -> list[TraceEvent
                 message.next_retry_at,
                 channel=message.delivered_via,
                 detail="sent again when no ack comes by then",
-            )  # fmt: skip
+            )
         )
     elif message.next_retry_at:
         events.append(TraceEvent("retry_scheduled", message.next_retry_at, detail=message.last_error))
