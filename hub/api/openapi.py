@@ -126,7 +126,7 @@ SCHEMAS = {
         "properties": {
             "success": {"type": "boolean", "description": "True when a channel took the message."},
             "message_id": STRING,
-            "channel": {"enum": ["lingmessage", "bridge", "feishu", "queue"]},
+            "channel": {"enum": ["lingmessage", "bridge", "feishu", "openclaw", "apprise", "queue"]},
             "response_time_ms": {"type": "number"},
             "status": {"enum": list(Message.Status.values), "description": "The message's status now."},
             "error": {"type": "string", "description": "Why it is queued or failed."},

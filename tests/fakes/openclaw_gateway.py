@@ -17,7 +17,9 @@ says (hooks' HTTP contract):
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,6 +36,7 @@ class HookRequest:
     headers: dict[str, str]
     body: bytes
     status: int
+    received_at: float = 0.0  # time.perf_counter() once the body was read
 
     @property
     def json(self):
@@ -126,12 +129,18 @@ class OpenClawGateway:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body go in two writes: without this, a kept-alive client's delayed ACK holds the body.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                received_at = time.perf_counter()
                 headers = dict(self.headers.items())
                 status, answer, extra = gateway.answer(self.command, self.path, headers, body)
-                gateway.requests.append(HookRequest(self.path, headers, body, status))
+                gateway.requests.append(HookRequest(self.path, headers, body, status, received_at))
                 raw = json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
