@@ -78,7 +78,10 @@ class ChannelInline(admin.StackedInline):
     extra = 0
     fieldsets = [
         (None, {"fields": [("kind", "enabled"), "address", ("app_id", "secret"), "rate_per_minute", "state"]}),
-        ("LingMessage endpoint: how the hub talks to it", {"classes": ["collapse"], "fields": NOTIFY_FIELDS}),
+        (
+            "HTTP endpoint (LingMessage, OpenClaw): how the hub talks to it",
+            {"classes": ["collapse"], "fields": NOTIFY_FIELDS},
+        ),
         ("Health", {"fields": [("last_seen", "last_ok"), "last_error"]}),
     ]
     readonly_fields = ["state", "last_seen", "last_ok", "last_error"]

@@ -148,6 +148,7 @@ def test_the_router_delivers_over_openclaw_and_records_the_attempt(gateway):
 def test_the_hooks_url_takes_the_default_path_and_keeps_a_custom_one():
     assert hooks_url("http://127.0.0.1:18789", "agent") == "http://127.0.0.1:18789/hooks/agent"
     assert hooks_url("http://gw:18789/my-hooks/", "wake") == "http://gw:18789/my-hooks/wake"
+    assert hooks_url("https://gw/hooks/agent", "wake") == "https://gw/hooks/wake"
 
 
 def test_a_channel_without_a_hook_token_is_refused():

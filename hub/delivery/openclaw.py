@@ -46,10 +46,13 @@ REASON_LIMIT = 300
 
 
 def hooks_url(address: str, action: str) -> str:
-    """``<hooks URL>/<action>``; a bare gateway URL (no path) gets the default ``/hooks``."""
+    """``<hooks URL>/<action>``; a bare gateway URL (no path) gets the default ``/hooks``, and one given with an
+    action already (``…/hooks/agent``) has it replaced."""
     url = httpx.URL(address)
-    path = url.path.rstrip("/") or "/hooks"
-    return str(url.copy_with(path=f"{path}/{action}"))
+    path = url.path.rstrip("/")
+    for given in ("/agent", "/wake"):
+        path = path.removesuffix(given)
+    return str(url.copy_with(path=f"{path or '/hooks'}/{action}"))
 
 
 def session_key(message: Message) -> str:
