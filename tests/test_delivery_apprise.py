@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
+from django.urls import reverse
 
 from hub.delivery.apprise_transport import AppriseTransport
 from hub.delivery.routing import attempt
@@ -153,3 +154,13 @@ def test_the_member_command_refuses_a_wrong_url_and_lists_a_good_one_masked(caps
     call_command("member", "list")
     out = capsys.readouterr().out
     assert BOT_TOKEN not in out and "apprise=tgram://" in out and "[5/min]" in out
+
+
+def test_the_dashboards_show_the_url_masked(admin_client):
+    member = _member(TELEGRAM)
+    for page in (reverse("dashboard:online"), reverse("dashboard:member", args=[member.member_id])):
+        html = admin_client.get(page).content.decode()
+        assert "tgram://" in html and BOT_TOKEN not in html, page
+    changelist = admin_client.get(reverse("admin:members_channel_changelist")).content.decode()
+    change = admin_client.get(reverse("admin:members_member_change", args=[member.pk])).content.decode()
+    assert "tgram://" in changelist and BOT_TOKEN not in changelist and BOT_TOKEN not in change
