@@ -114,6 +114,8 @@ def member_create(
         _check_url(feishu_webhook, "Feishu webhook")
     if endpoint_settings and not endpoint:
         raise MemberError("the endpoint options need --endpoint")
+    if channel_rate is not None and openclaw is None and apprise_url is None:
+        raise MemberError("--channel-rate goes with --openclaw or --apprise")
     endpoint_values = endpoint_settings.values() if endpoint_settings else {}
     if backend_id:
         _check_free(Channel.Kind.BRIDGE, "address", backend_id, f"bridge backend {backend_id!r}")

@@ -164,3 +164,8 @@ def test_the_dashboards_show_the_url_masked(admin_client):
     changelist = admin_client.get(reverse("admin:members_channel_changelist")).content.decode()
     change = admin_client.get(reverse("admin:members_member_change", args=[member.pk])).content.decode()
     assert "tgram://" in changelist and BOT_TOKEN not in changelist and BOT_TOKEN not in change
+
+
+def test_a_channel_rate_without_a_channel_to_apply_it_to_is_refused():
+    with pytest.raises(CommandError, match="--channel-rate goes with"):
+        call_command("member", "add", "tg", "--name", "TG", "--channel-rate", "5")
