@@ -177,3 +177,11 @@ def test_the_member_command_reads_the_token_from_a_file_and_never_prints_it(gate
     with pytest.raises(CommandError, match="query string"):
         call_command("member", "set", "claw", "--openclaw", gateway.hooks_url + "?token=x", "--openclaw-token-file",
                      str(token_file))  # fmt: skip
+
+
+def test_a_channel_rate_keeps_further_messages_in_the_queue(gateway):
+    member = _member(gateway.hooks_url)
+    Channel.objects.filter(member=member).update(rate_per_minute=1)
+    assert _outcome(member, _message(member)) == ("delivered", "")
+    result, reason = _outcome(member, _message(member))
+    assert result == "transient" and "rate limit of this channel (1/min)" in reason and len(gateway.requests) == 1

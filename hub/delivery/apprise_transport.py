@@ -27,7 +27,7 @@ import apprise
 from django.conf import settings
 
 from hub.delivery.formats import card_plain_with_links, post_markdown
-from hub.delivery.openclaw import take_channel_slot
+from hub.delivery.rate import channel_over_rate
 from hub.delivery.transports import Delivered, Transport, TransportError
 from members.apprise_urls import apprise_private
 
@@ -76,7 +76,9 @@ class AppriseTransport(Transport):
         service = apprise.Apprise.instantiate(channel.address)
         if service is None:
             raise TransportError(f"Apprise cannot use {apprise_private(channel.address)}", permanent=True)
-        take_channel_slot(channel, channel.rate_per_minute or settings.HUB_APPRISE_RATE_PER_MINUTE)
+        refused = channel_over_rate(channel, channel.rate_per_minute or settings.HUB_APPRISE_RATE_PER_MINUTE)
+        if refused:
+            raise refused
         notifier = apprise.Apprise()
         notifier.add(service)
         title, body, body_format = rendered(message)

@@ -30,7 +30,7 @@ from django.conf import settings
 
 from hub.delivery.formats import card_text, post_text
 from hub.delivery.lingmessage import endpoint_client, transport_error
-from hub.delivery.rate import take_slot
+from hub.delivery.rate import channel_over_rate
 from hub.delivery.retry_after import retry_after_seconds
 from hub.delivery.transports import Delivered, Transport, TransportError
 from members.models import bearer_token
@@ -97,16 +97,6 @@ def _reason(response: httpx.Response) -> str:
     return f"HTTP {response.status_code} {response.reason_phrase}" + (f": {text}" if text else "")
 
 
-def take_channel_slot(channel: Channel, limit: int | None) -> None:
-    """Count one send against the channel's per-minute ``limit`` (shared by every process); raises a transient
-    ``TransportError`` with the seconds to wait when it is used up. None: no limit."""
-    if not limit:
-        return
-    wait = take_slot(f"channel:{channel.pk}", limit)
-    if wait:
-        raise TransportError(f"rate limit of this channel ({limit}/min) reached", retry_after=wait)
-
-
 class OpenClawTransport(Transport):
     kind = "openclaw"
 
@@ -121,7 +111,9 @@ class OpenClawTransport(Transport):
             raise TransportError(
                 f"{len(body)} bytes is over OpenClaw's hook body limit of {BODY_LIMIT}", permanent=True
             )
-        take_channel_slot(channel, channel.rate_per_minute)
+        refused = channel_over_rate(channel, channel.rate_per_minute)
+        if refused:
+            raise refused
         sent = {
             **{name: value for name, value in headers.items() if name.lower() != "authorization"},
             "Authorization": f"Bearer {token}",

@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass
 
 from hub.delivery.counters import counter_take
-from members.models import Member
+from hub.delivery.transports import TransportError
+from members.models import Channel, Member
 
 LEASE_SHARE = 20  # a lease is 1/20 of the rate
 LEASE_MAX = 1000
@@ -87,6 +88,15 @@ def member_take_send_slot(*, member: Member) -> int:
     """Count one send against ``member``'s per-minute rate (``Member.send_rate``): the API and the bridge ``send``
     frame. Returns 0 when allowed, else the seconds until the next window."""
     return take_slot(str(member.pk), member.send_rate)
+
+
+def channel_over_rate(channel: Channel, limit: int | None) -> TransportError | None:
+    """Count one delivery over ``channel`` against its per-minute ``limit`` (``Channel.rate_per_minute``, or an
+    Apprise platform's default), shared by every process. Returns the transient error for the transport to raise
+    when the limit is used up (``retry_after``: the seconds to the next window), None when it may go or there is
+    no limit."""
+    wait = take_slot(f"channel:{channel.pk}", limit) if limit else 0
+    return TransportError(f"rate limit of this channel ({limit}/min) reached", retry_after=wait) if wait else None
 
 
 def member_take_chat_slot(*, member: Member, limit: int) -> int:
