@@ -6,6 +6,9 @@ few microseconds on the event loop, so a process takes its chats' slots in lease
 most 1,000) with one increment of the shared counter, and hands them out locally: the count is shared all the
 same, and a lease's unused slots (fewer than one lease per process and window) count as used, never the other
 way round.
+
+``channel_over_rate`` counts deliveries over one channel the same way (an Apprise URL's platform limit, a channel's
+own *Rate per minute*).
 """
 
 from __future__ import annotations
