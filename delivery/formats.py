@@ -225,3 +225,66 @@ def card_action_text(action: dict) -> str:
     operator = action.get("operator") or {}
     who = operator.get("member_id") or operator.get("open_id") or "someone"
     return f"[card action] {what} by {who} on {action.get('original_message_id', '')}".strip()
+
+
+# --- markdown and links (chat platforms reached through Apprise) ------------------------------------------
+
+
+def post_markdown(content: dict) -> str:
+    """A post as Markdown: the title in bold, each paragraph a line, links as ``[text](href)``, code blocks
+    fenced (the first locale's)."""
+    if "content" not in content:
+        for value in content.values():
+            if isinstance(value, dict) and "content" in value:
+                content = value
+                break
+    lines = [f"**{content['title']}**"] if content.get("title") else []
+    for paragraph in content.get("content") or []:
+        parts = []
+        for element in paragraph if isinstance(paragraph, list) else []:
+            if not isinstance(element, dict):
+                continue
+            tag, text = element.get("tag"), str(element.get("text", ""))
+            if tag == "a" and element.get("href"):
+                parts.append(f"[{text or element['href']}]({element['href']})")
+            elif tag == "code_block":
+                parts.append(f"\n```{element.get('language', '').lower()}\n{text}\n```\n")
+            elif tag in ("text", "md", "a"):
+                parts.append(text)
+            elif tag == "at":
+                parts.append(f"@{element.get('user_name') or element.get('user_id', '')}")
+            elif tag in ("img", "media"):
+                parts.append(f"[{tag}]")
+            elif tag == "hr":
+                parts.append("---")
+        lines.append("".join(parts))
+    return "\n\n".join(line for line in lines if line)
+
+
+def card_links(card: dict) -> list[str]:
+    """The web addresses a card opens, depth first without repeats: its ``card_link`` and every element's ``url``
+    (or ``multi_url.url``)."""
+    found: list[str] = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, list):
+            for child in node:
+                visit(child)
+        elif isinstance(node, dict):
+            for key in ("url", "default_url"):
+                value = node.get(key)
+                if isinstance(value, str) and value.startswith(("http://", "https://")) and value not in found:
+                    found.append(value)
+            for value in node.values():
+                if isinstance(value, dict | list):
+                    visit(value)
+
+    visit(card)
+    return found
+
+
+def card_plain_with_links(card: dict) -> str:
+    """A card as text for a platform without cards: its texts, then the addresses it links to."""
+    text = card_text(card) or "[card]"
+    links = card_links(card)
+    return text + ("\n" + "\n".join(links) if links else "")

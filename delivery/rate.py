@@ -6,6 +6,9 @@ few microseconds on the event loop, so a process takes its chats' slots in lease
 most 1,000) with one increment of the shared counter, and hands them out locally: the count is shared all the
 same, and a lease's unused slots (fewer than one lease per process and window) count as used, never the other
 way round.
+
+``channel_over_rate`` counts deliveries over one channel the same way (an Apprise URL's platform limit, a channel's
+own *Rate per minute*).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import time
 from dataclasses import dataclass
 
 from delivery.counters import counter_take
-from members.models import Member
+from delivery.transports import TransportError
+from members.models import Channel, Member
 
 LEASE_SHARE = 20  # a lease is 1/20 of the rate
 LEASE_MAX = 1000
@@ -87,6 +91,15 @@ def member_take_send_slot(*, member: Member) -> int:
     """Count one send against ``member``'s per-minute rate (``Member.send_rate``): the API and the bridge ``send``
     frame. Returns 0 when allowed, else the seconds until the next window."""
     return take_slot(str(member.pk), member.send_rate)
+
+
+def channel_over_rate(channel: Channel, limit: int | None) -> TransportError | None:
+    """Count one delivery over ``channel`` against its per-minute ``limit`` (``Channel.rate_per_minute``, or an
+    Apprise platform's default), shared by every process. Returns the transient error for the transport to raise
+    when the limit is used up (``retry_after``: the seconds to the next window), None when it may go or there is
+    no limit."""
+    wait = take_slot(f"channel:{channel.pk}", limit) if limit else 0
+    return TransportError(f"rate limit of this channel ({limit}/min) reached", retry_after=wait) if wait else None
 
 
 def member_take_chat_slot(*, member: Member, limit: int) -> int:

@@ -323,6 +323,28 @@ SECTIONS: dict[str, tuple[Variable, ...]] = {
             "Connections of the one outbound HTTP client (notify endpoints, Feishu, webhooks).",
             minimum=1,
         ),
+        V(
+            "HUB_OPENCLAW_SESSION_KEYS",
+            "bool",
+            True,
+            "Send OpenClaw gateways a `sessionKey` per conversation (the gateway must allow it).",
+        ),
+        V(
+            "HUB_OPENCLAW_WAKE_PRIORITY",
+            "int",
+            1,
+            "A notification of this priority or lower goes to an OpenClaw gateway's `/hooks/wake` (0: never).",
+            minimum=0,
+            maximum=5,
+        ),
+        V(
+            "HUB_APPRISE_RATE_PER_MINUTE",
+            "int",
+            20,
+            "Messages per minute per Apprise channel without a rate of its own.",
+            minimum=1,
+        ),
+        V("HUB_APPRISE_TIMEOUT", "float", 10.0, "Seconds one Apprise send may take in all.", minimum=0.5),
     ),
     "Offline queue and retries": (
         V("HUB_RETRY_FIRST_DELAY", "int", 60, "Seconds before the first retry (doubling after).", minimum=1),

@@ -15,9 +15,11 @@ class HubConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from delivery import alert_member, audit, router, transports  # noqa: F401  (alert_member: its receiver)
+        from delivery.apprise_transport import AppriseTransport
         from delivery.formats import FORMATS
         from delivery.lingmessage import LingMessageTransport
         from delivery.models import ChannelKindSwitch, RouteRule, config_forget
+        from delivery.openclaw import OpenClawTransport
         from foundation import bus
         from hub.api import frames as api_frames  # noqa: F401  (registers the bridge `send` frame)
         from hub.bridge import (  # noqa: F401  (register the core bridge frames)
@@ -37,6 +39,8 @@ class HubConfig(AppConfig):
         policy.declare(message_types=list(Message.Type.values), formats=list(FORMATS))
         transports.register(LingMessageTransport())
         transports.register(BridgeTransport())
+        transports.register(OpenClawTransport())
+        transports.register(AppriseTransport())
         delivery_hook.connect(delivery_hook.Router(attempt=router.attempt, deliver_many=router.deliver_many))
         bus.subscribe_all(audit.audit_log)
         bus.subscribe_all(audit.delivery_metrics)

@@ -8,6 +8,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from members import policy
+from members.apprise_urls import apprise_private
 from members.models import Channel, Member, masked_headers, unmask_headers
 from members.services import member_rotate_token, member_set_enabled
 
@@ -40,11 +41,12 @@ class MemberForm(forms.ModelForm):
 
 
 class ChannelForm(forms.ModelForm):
-    """A channel's form: the extra headers are shown masked, and a value left masked keeps the stored secret."""
+    """A channel's form: the extra headers and an Apprise URL are shown masked, and a value left masked keeps the
+    stored secret."""
 
     class Meta:
         model = Channel
-        fields = ["member", "kind", "address", "app_id", "secret", "enabled", *NOTIFY_FIELDS]
+        fields = ["member", "kind", "address", "app_id", "secret", "enabled", "rate_per_minute", *NOTIFY_FIELDS]
         widgets = {
             "endpoint_headers": forms.Textarea(attrs={"rows": 2, "cols": 60}),
             "endpoint_ca": forms.Textarea(attrs={"rows": 2, "cols": 60}),
@@ -54,6 +56,16 @@ class ChannelForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk and self.instance.endpoint_headers and "endpoint_headers" in self.fields:
             self.initial["endpoint_headers"] = masked_headers(self.instance.endpoint_headers)
+        if self.instance.pk and self.instance.kind == Channel.Kind.APPRISE and "address" in self.fields:
+            self.initial["address"] = self.instance.shown_address
+
+    def clean_address(self) -> str:
+        """The submitted address; an Apprise URL left as shown (masked) keeps the stored one."""
+        submitted = self.cleaned_data.get("address", "")
+        stored = Channel.objects.filter(pk=self.instance.pk).values_list("kind", "address").first()
+        if stored and stored[0] == Channel.Kind.APPRISE and stored[1] and submitted == apprise_private(stored[1]):
+            return stored[1]
+        return submitted
 
     def clean_endpoint_headers(self) -> str:
         stored = Channel.objects.filter(pk=self.instance.pk).values_list("endpoint_headers", flat=True).first() or ""
@@ -65,8 +77,11 @@ class ChannelInline(admin.StackedInline):
     form = ChannelForm
     extra = 0
     fieldsets = [
-        (None, {"fields": [("kind", "enabled"), "address", ("app_id", "secret"), "state"]}),
-        ("LingMessage endpoint: how the hub talks to it", {"classes": ["collapse"], "fields": NOTIFY_FIELDS}),
+        (None, {"fields": [("kind", "enabled"), "address", ("app_id", "secret"), "rate_per_minute", "state"]}),
+        (
+            "HTTP endpoint (LingMessage, OpenClaw): how the hub talks to it",
+            {"classes": ["collapse"], "fields": NOTIFY_FIELDS},
+        ),
         ("Health", {"fields": [("last_seen", "last_ok"), "last_error"]}),
     ]
     readonly_fields = ["state", "last_seen", "last_ok", "last_error"]
@@ -169,12 +184,16 @@ class MemberAdmin(admin.ModelAdmin):
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
     form = ChannelForm
-    list_display = ["member", "kind", "address", "enabled", "headers", "last_seen", "last_ok", "last_error_at"]
+    list_display = ["member", "kind", "shown_address", "enabled", "headers", "last_seen", "last_ok", "last_error_at"]
     list_filter = ["kind", "enabled"]
     search_fields = ["member__member_id", "address", "app_id"]
     list_select_related = ["member"]
     readonly_fields = ["live_connection", "last_seen", "last_ok", "last_error", "last_error_at", "created_at"]
     actions = ["enable_channels", "disable_channels"]
+
+    @admin.display(description="address", ordering="address")
+    def shown_address(self, channel: Channel) -> str:
+        return channel.shown_address
 
     @admin.display(description="extra headers")
     def headers(self, channel: Channel) -> str:

@@ -6,6 +6,7 @@ import hashlib
 import re
 import secrets
 from datetime import datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -14,6 +15,7 @@ from django.db import models
 from django.utils import timezone
 
 from foundation.hot_settings import HOT
+from members.apprise_urls import apprise_private, apprise_problem
 
 TOKEN_PREFIX = "lh_"
 
@@ -79,6 +81,31 @@ def unmask_headers(submitted: str, stored: str) -> str:
         return submitted
     kept = [(n, old[n] if n in old and v == mask_secret(old[n]) else v) for n, v in lines]
     return "\n".join(f"{name}: {value}" for name, value in kept)
+
+
+def bearer_token(headers: dict[str, str]) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header among ``headers`` (any case), or ``""``."""
+    for name, value in headers.items():
+        if name.lower() == "authorization":
+            scheme, _, token = value.partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else ""
+    return ""
+
+
+def openclaw_problems(address: str, headers: dict[str, str]) -> dict[str, str]:
+    """What is wrong with an OpenClaw channel, by field: the hooks URL must be http(s) and carry no ``token``
+    query parameter (OpenClaw answers 400 to one), and the hook token must be an ``Authorization: Bearer``
+    header."""
+    errors = {}
+    if address:
+        parts = urlsplit(address)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            errors["address"] = "the OpenClaw gateway's hooks URL, e.g. http://127.0.0.1:18789/hooks"
+        elif "token" in parse_qs(parts.query, keep_blank_values=True):
+            errors["address"] = "OpenClaw refuses a token in the query string: give it as the hook token instead"
+    if not bearer_token(headers):
+        errors["endpoint_headers"] = "an OpenClaw channel needs its hook token: 'Authorization: Bearer <token>'"
+    return errors
 
 
 class Member(models.Model):
@@ -185,6 +212,8 @@ class Channel(models.Model):
         BRIDGE = "bridge", "Bridge backend"
         FEISHU_WEBHOOK = "feishu_webhook", "Feishu webhook"
         FEISHU_BOT = "feishu_bot", "Feishu bot"
+        OPENCLAW = "openclaw", "OpenClaw gateway hooks"
+        APPRISE = "apprise", "Apprise URL (Telegram, Slack, Discord, email, …)"
 
     class SignatureStyle(models.TextChoices):
         SHA256 = "sha256", "sha256=<hex> (Ling Hub)"
@@ -200,9 +229,12 @@ class Channel(models.Model):
         max_length=500,
         blank=True,
         help_text="LingMessage: notify URL. Bridge: backend_id. Feishu webhook: hook URL. "
-        "Feishu bot: open_id (may stay empty when the app_id is set).",
+        "Feishu bot: open_id (may stay empty when the app_id is set). OpenClaw: the gateway's hooks URL "
+        "(http://host:18789/hooks). Apprise: the Apprise URL (tgram://…, slack://…; kept secret, shown masked).",
     )
-    app_id = models.CharField(max_length=100, blank=True, help_text="Feishu bot: the app_id (cli_…).")
+    app_id = models.CharField(
+        max_length=100, blank=True, help_text="Feishu bot: the app_id (cli_…). OpenClaw: the agentId (optional)."
+    )
     secret = models.CharField(max_length=200, blank=True, help_text="Feishu webhook: the signing secret.")
     enabled = models.BooleanField(default=True)
     # LingMessage endpoints: how the hub talks to the receiver (docs/routing.md, "LingMessage notifications").
@@ -216,7 +248,15 @@ class Channel(models.Model):
     )
     endpoint_headers = models.TextField(
         blank=True,
-        help_text="Extra request headers, one 'Name: value' a line (e.g. 'X-API-Key: …'); kept secret, shown masked.",
+        help_text="Extra request headers, one 'Name: value' a line (e.g. 'X-API-Key: …'); kept secret, shown masked. "
+        "OpenClaw: 'Authorization: Bearer <hook token>'.",
+    )
+    rate_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Messages per minute the hub sends over this channel; empty: HUB_APPRISE_RATE_PER_MINUTE for an "
+        "Apprise URL, no limit otherwise. Over it, messages wait in the queue.",
     )
     signature_style = models.CharField(
         max_length=8,
@@ -269,10 +309,17 @@ class Channel(models.Model):
         indexes = [models.Index(fields=["kind", "address"])]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.address or self.app_id}"
+        return f"{self.get_kind_display()} {self.shown_address or self.app_id}"
+
+    @property
+    def shown_address(self) -> str:
+        """The address as lists, dashboards and the admin show it: an Apprise URL with its secrets masked."""
+        return apprise_private(self.address) if self.kind == self.Kind.APPRISE and self.address else self.address
 
     def clean(self) -> None:
-        """Every kind needs its address, except a Feishu bot known by its app_id; extra headers must parse."""
+        """Every kind needs its address, except a Feishu bot known by its app_id; extra headers must parse; an
+        OpenClaw channel needs an http(s) hooks URL without a token in it and its Bearer hook token; an Apprise
+        channel needs a URL Apprise can send to."""
         errors = {}
         if self.kind == self.Kind.FEISHU_BOT:
             if not self.address and not self.app_id:
@@ -280,9 +327,16 @@ class Channel(models.Model):
         elif not self.address:
             errors["address"] = "This field is required."
         try:
-            parse_headers(self.endpoint_headers)
+            headers = dict(parse_headers(self.endpoint_headers))
         except ValueError as exc:
             errors["endpoint_headers"] = str(exc)
+            headers = {}
+        if self.kind == self.Kind.OPENCLAW:
+            errors.update(openclaw_problems(self.address, headers))
+        elif self.kind == self.Kind.APPRISE and self.address:
+            problem = apprise_problem(self.address)
+            if problem:
+                errors["address"] = problem
         if errors:
             raise ValidationError(errors)
 

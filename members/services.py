@@ -99,8 +99,13 @@ def member_create(
     trust_loopback: bool = False,
     endpoint_settings: EndpointSettings | None = None,
     notify_secret: str | None = None,
+    openclaw: OpenClawSettings | None = None,
+    apprise_url: str | None = None,
+    channel_rate: int | None = None,
 ) -> NewMember:
-    """Register a member and its channels; returns the member and its token in clear."""
+    """Register a member and its channels; returns the member and its token in clear. ``openclaw``: an OpenClaw
+    gateway's hooks URL, token and agent; ``apprise_url``: an Apprise URL; ``channel_rate``: the messages per
+    minute either of those two channels takes."""
     if Member.objects.filter(member_id=member_id).exists():
         raise MemberError(f"member {member_id!r} already exists")
     if endpoint:
@@ -109,6 +114,8 @@ def member_create(
         _check_url(feishu_webhook, "Feishu webhook")
     if endpoint_settings and not endpoint:
         raise MemberError("the endpoint options need --endpoint")
+    if channel_rate is not None and openclaw is None and apprise_url is None:
+        raise MemberError("--channel-rate goes with --openclaw or --apprise")
     endpoint_values = endpoint_settings.values() if endpoint_settings else {}
     if backend_id:
         _check_free(Channel.Kind.BRIDGE, "address", backend_id, f"bridge backend {backend_id!r}")
@@ -151,12 +158,65 @@ def member_create(
                 secret=feishu_webhook_secret or "",
             )
         )
+    if openclaw is not None:
+        channels.append(openclaw.channel(member, rate_per_minute=channel_rate))
+    if apprise_url is not None:
+        channels.append(_checked(Channel(member=member, kind=Channel.Kind.APPRISE, address=apprise_url.strip())))
+        channels[-1].rate_per_minute = channel_rate
     try:
         with transaction.atomic():
             Channel.objects.bulk_create(channels)
     except IntegrityError:  # registered by someone else since the checks above
         raise MemberError("a bridge backend or Feishu bot of this member already belongs to another member") from None
     return NewMember(member=member, token=token)
+
+
+@dataclass(frozen=True)
+class OpenClawSettings:
+    """An OpenClaw gateway as a member's channel: its hooks URL, its hook token (kept as the channel's secret
+    ``Authorization: Bearer`` header) and the agentId to run (empty: the gateway's default agent)."""
+
+    url: str
+    token: str
+    agent_id: str = ""
+
+    def channel(self, member: Member, *, rate_per_minute: int | None = None) -> Channel:
+        """The unsaved channel, checked (``Channel.clean``); MemberError saying what is wrong."""
+        token = self.token.strip()
+        if not token or any(c in token for c in "\r\n "):
+            raise MemberError("the OpenClaw hook token must be one word (read from --openclaw-token-file)")
+        channel = Channel(
+            member=member,
+            kind=Channel.Kind.OPENCLAW,
+            address=self.url.strip(),
+            app_id=self.agent_id.strip(),
+            endpoint_headers=f"Authorization: Bearer {token}",
+            rate_per_minute=rate_per_minute,
+        )
+        return _checked(channel)
+
+
+def _checked(channel: Channel) -> Channel:
+    """``channel`` once ``Channel.clean`` finds nothing wrong; MemberError naming the problems (secrets masked:
+    the messages never quote a token)."""
+    try:
+        channel.clean()
+    except ValidationError as exc:
+        raise MemberError(
+            f"{channel.kind}: " + "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items())
+        ) from None
+    return channel
+
+
+@transaction.atomic
+def member_set_channel(*, member: Member, channel: Channel) -> Channel:
+    """Give ``member`` the OpenClaw or Apprise ``channel`` (unsaved, checked), replacing the one of that kind it
+    had; returns the saved channel."""
+    _checked(channel)
+    member.channels.filter(kind=channel.kind).delete()
+    channel.member = member
+    channel.save()
+    return channel
 
 
 def _check_free(kind: str, field: str, value: str, what: str) -> None:

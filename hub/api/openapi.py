@@ -126,7 +126,7 @@ SCHEMAS = {
         "properties": {
             "success": {"type": "boolean", "description": "True when a channel took the message."},
             "message_id": STRING,
-            "channel": {"enum": ["lingmessage", "bridge", "feishu", "queue"]},
+            "channel": {"enum": ["lingmessage", "bridge", "feishu", "openclaw", "apprise", "queue"]},
             "response_time_ms": {"type": "number"},
             "status": {"enum": list(Message.Status.values), "description": "The message's status now."},
             "error": {"type": "string", "description": "Why it is queued or failed."},
@@ -148,7 +148,7 @@ SCHEMAS = {
             },
             "reason": {"type": "string", "description": "How a refusing endpoint refused, e.g. 'HTTP 401'."},
             "last_seen": {**NULLABLE_STRING, "format": "date-time"},
-            "channel": {"enum": ["lingmessage", "bridge", "feishu", "none"]},
+            "channel": {"enum": ["lingmessage", "bridge", "feishu", "openclaw", "apprise", "none"]},
         },
     },
     "OnlineStatus": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/MemberStatus"}},
@@ -170,6 +170,61 @@ SCHEMAS = {
             "last_error": STRING,
             "format": {"enum": list(Message.Format.values)},
             "priority": {"type": "integer"},
+        },
+    },
+    "TraceEvent": {
+        "type": "object",
+        "required": ["event", "at", "channel", "outcome", "detail", "latency_ms", "message_id"],
+        "properties": {
+            "event": {
+                "enum": [
+                    "accepted",
+                    "rerouted",
+                    "copy_of",
+                    "attempt",
+                    "copy",
+                    "acknowledged",
+                    "delivered",
+                    "waiting_for_ack",
+                    "retry_scheduled",
+                    "expires",
+                    "expired",
+                    "failed",
+                ],
+                "description": "attempt: one transport call (channel, outcome, error in detail, latency_ms); copy: "
+                "a copy a route rule made (message_id, its status as outcome); copy_of: this message is such a "
+                "copy of message_id; acknowledged: delivered by the recipient's ack of an attempt that waited for "
+                "it; retry_scheduled, waiting_for_ack and expires are still to come.",
+            },
+            "at": {**NULLABLE_STRING, "format": "date-time"},
+            "channel": STRING,
+            "outcome": STRING,
+            "detail": STRING,
+            "latency_ms": {"type": ["number", "null"]},
+            "message_id": STRING,
+        },
+    },
+    "Trace": {
+        "type": "object",
+        "required": ["success", "message_id", "sender_id", "recipient_id", "status", "events"],
+        "properties": {
+            "success": {"const": True},
+            "message_id": STRING,
+            "sender_id": STRING,
+            "recipient_id": STRING,
+            "message_type": {"enum": list(Message.Type.values)},
+            "topic": STRING,
+            "status": {"enum": list(Message.Status.values)},
+            "delivered_via": STRING,
+            "retry_count": {"type": "integer"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "delivered_at": {**NULLABLE_STRING, "format": "date-time"},
+            "expires_at": {**NULLABLE_STRING, "format": "date-time"},
+            "next_retry_at": {**NULLABLE_STRING, "format": "date-time"},
+            "last_error": STRING,
+            "original_id": NULLABLE_STRING,
+            "copies": {"type": "array", "items": STRING, "description": "Shown to the sender only."},
+            "events": {"type": "array", "items": {"$ref": "#/components/schemas/TraceEvent"}},
         },
     },
     "Queue": {
@@ -269,6 +324,18 @@ PATHS = {
                 "400": _error("Bad limit."),
                 **AUTH_ERRORS,
                 "404": _error("Unknown recipient."),
+            },
+        }
+    },
+    "/api/unified/messages/{message_id}/trace": {
+        "get": {
+            "summary": "A message's whole path: accepted, every attempt, route-rule copies, ack, expiry",
+            "operationId": "trace",
+            "parameters": [{"name": "message_id", "in": "path", "required": True, "schema": STRING}],
+            "responses": {
+                "200": _ok("The message's steps in time order.", "Trace"),
+                **AUTH_ERRORS,
+                "404": _error("No such message, or the token's member is neither its sender nor its recipient."),
             },
         }
     },

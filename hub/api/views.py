@@ -15,6 +15,7 @@ from foundation.jsonapi import BadJson, json_body, json_error, json_response
 from hub.api.openapi import document
 from members.auth import member_required
 from members.selectors import member_get
+from offline_queue.trace import message_trace
 
 QUEUE_LIMIT_MAX = 1000
 
@@ -109,6 +110,17 @@ def queue(request: HttpRequest, recipient_id: str) -> JsonResponse:
             "messages": [selectors.message_summary(m) for m in messages[:limit]],
         }
     )
+
+
+@require_GET
+@member_required
+def trace(request: HttpRequest, message_id: str) -> JsonResponse:
+    """A message's whole path, for its sender or its recipient; 404 for anyone else, as for an unknown id."""
+    found = message_trace(message_id)
+    member = request.member
+    if found is None or member.member_id not in (found.message.sender_id, found.message.recipient.member_id):
+        return json_error(404, f"no message {message_id!r} sent by or to {member.member_id!r}")
+    return json_response({"success": True, **found.as_json(with_copies=found.message.sender_id == member.member_id)})
 
 
 @require_GET

@@ -23,6 +23,7 @@ from hub.dashboard.selectors import member as member_selectors
 from hub.dashboard.selectors import online as online_selectors
 from hub.dashboard.selectors import queues as queue_selectors
 from hub.dashboard.selectors import timeline as timeline_selectors
+from hub.dashboard.selectors import trace as trace_selectors
 from members.auth import request_token
 from offline_queue import actions
 
@@ -87,7 +88,7 @@ def queue(request: HttpRequest) -> HttpResponse:
 
 
 def _back_to(request: HttpRequest) -> HttpResponseRedirect:
-    target = request.POST.get("next") or ""
+    target = request.POST.get("next") or request.GET.get("next") or ""
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         target = reverse("dashboard:queue")
     return HttpResponseRedirect(target)
@@ -142,7 +143,28 @@ def deliveries(request: HttpRequest) -> HttpResponse:
         else None,
         lanes=lanes,
         outcome_colors=charts.OUTCOME_COLORS,
+        recent=trace_selectors.recent_attempts(),
     )
+
+
+@staff
+@require_GET
+def message_trace(request: HttpRequest, message_id: str) -> HttpResponse:
+    found = trace_selectors.trace(message_id)
+    if found is None:
+        raise Http404("no such message")
+    return _page(request, "dashboard/trace.html", "queue", trace=found, message=found.message)
+
+
+@staff
+@require_GET
+def trace_lookup(request: HttpRequest) -> HttpResponse:
+    """The "trace a message" form of the queue and deliveries pages: to the message's trace page."""
+    message_id = (request.GET.get("message_id") or "").strip()
+    if not message_id or trace_selectors.trace(message_id) is None:
+        messages.error(request, f"No message {message_id!r}." if message_id else "Give a message id to trace.")
+        return _back_to(request)
+    return HttpResponseRedirect(reverse("dashboard:message-trace", args=[message_id]))
 
 
 @require_GET

@@ -71,7 +71,7 @@ def channel_state(channel: Channel, now: datetime) -> ChannelState:
         id=channel.pk,
         kind=channel.kind,
         kind_label=channel.get_kind_display(),
-        address=channel.address,
+        address=channel.shown_address,
         state=state,
         last_seen=channel.last_seen or channel.last_ok,
         last_ok=channel.last_ok,

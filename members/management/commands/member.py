@@ -15,10 +15,12 @@ from members.services import (
     EndpointSettings,
     MemberError,
     NewMember,
+    OpenClawSettings,
     member_create,
     member_policy_text,
     member_remove,
     member_rotate_token,
+    member_set_channel,
     member_set_enabled,
     member_set_policy,
     member_update,
@@ -78,6 +80,39 @@ def add_endpoint_options(parser: CommandParser) -> None:
     )
 
 
+def add_channel_options(parser: CommandParser) -> None:
+    """The options that give a member an OpenClaw gateway or an Apprise URL as a channel (``add`` and ``set``)."""
+    parser.add_argument(
+        "--openclaw", metavar="URL", help="an OpenClaw gateway's hooks URL, e.g. http://host:18789/hooks"
+    )
+    parser.add_argument(
+        "--openclaw-token-file", metavar="FILE", help="the file holding the gateway's hook token (kept secret)"
+    )
+    parser.add_argument("--openclaw-agent", metavar="ID", help="the OpenClaw agentId to run (default: its default)")
+    parser.add_argument(
+        "--apprise", metavar="URL", help="an Apprise URL (tgram://…, slack://…, discord://…, mailto://…; kept secret)"
+    )
+    parser.add_argument(
+        "--channel-rate", type=int, metavar="N", help="messages per minute the OpenClaw or Apprise channel takes"
+    )
+
+
+def openclaw_settings(options: dict) -> OpenClawSettings | None:
+    """The OpenClaw channel the options ask for (None: none); MemberError when one of URL and token is missing."""
+    url, token_file = options.get("openclaw"), options.get("openclaw_token_file")
+    if url is None and token_file is None:
+        if options.get("openclaw_agent") is not None:
+            raise MemberError("--openclaw-agent needs --openclaw and --openclaw-token-file")
+        return None
+    if url is None or token_file is None:
+        raise MemberError("an OpenClaw channel needs both --openclaw URL and --openclaw-token-file FILE")
+    try:
+        token = Path(token_file).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MemberError(f"--openclaw-token-file {token_file}: {exc}") from None
+    return OpenClawSettings(url=url, token=token, agent_id=options.get("openclaw_agent") or "")
+
+
 def read_ca(path: str | None) -> str | None:
     """The PEM text of the CA bundle file ``path`` (stored as text, so the hub's processes need no access to it)."""
     if path is None:
@@ -90,9 +125,14 @@ def read_ca(path: str | None) -> str | None:
 
 def channel_summary(channel: Channel) -> str:
     """One channel in ``member list``: kind=address, and for an endpoint its notify settings (headers masked)."""
-    text = f"{channel.kind}={channel.address or channel.app_id}"
+    text = f"{channel.kind}={channel.shown_address or channel.app_id}"
     if channel.kind == Channel.Kind.FEISHU_BOT and channel.address and channel.app_id:
         text += f" (app {channel.app_id})"
+    if channel.kind == Channel.Kind.OPENCLAW:
+        agent = f"agent {channel.app_id}, " if channel.app_id else ""
+        text += f" [{agent}token: {masked_headers(channel.endpoint_headers).partition('Bearer ')[2] or '****'}]"
+    if channel.rate_per_minute:
+        text += f" [{channel.rate_per_minute}/min]"
     if channel.kind != Channel.Kind.LINGMESSAGE:
         return text
     notes = []
@@ -132,6 +172,7 @@ class Command(BaseCommand):
         )
         add_policy_arguments(add)
         add_endpoint_options(add)
+        add_channel_options(add)
         change = sub.add_parser(
             "set",
             help="Change a member's LingMessage endpoint and how the hub talks to it, its notify secret or trust.",
@@ -143,6 +184,7 @@ class Command(BaseCommand):
         change.add_argument("--endpoint-verify", action="store_true", help="verify the certificate again (no own CA)")
         change.add_argument("--no-endpoint-headers", action="store_true", help="drop the extra headers")
         change.add_argument("--trust-loopback", action=argparse.BooleanOptionalAction, default=None)
+        add_channel_options(change)
         sub.add_parser("list", help="List members and their channels.", called_from_command_line=True)
         policy = sub.add_parser("policy", help="Show or change a member's send policy.", called_from_command_line=True)
         policy.add_argument("member_id")
@@ -189,6 +231,9 @@ class Command(BaseCommand):
             trust_loopback=options["trust_loopback"],
             endpoint_settings=self.endpoint_settings(options),
             notify_secret=options["notify_secret"],
+            openclaw=openclaw_settings(options),
+            apprise_url=options["apprise"],
+            channel_rate=self.channel_rate(options),
         )
         if changes:
             member_set_policy(member=created.member, **changes)
@@ -211,6 +256,16 @@ class Command(BaseCommand):
             settings = replace(settings, ca="", insecure=False)
         if options["no_endpoint_headers"]:
             settings = replace(settings, headers=[])
+        new_channels = self.new_channels(member, options)
+        if new_channels and not (settings or options["endpoint"] or options["notify_secret"]):
+            if options["trust_loopback"] is not None:
+                member_update(member=member, trust_loopback=options["trust_loopback"])
+            for channel in new_channels:
+                channel = member_set_channel(member=member, channel=channel)
+                self.stdout.write(f"updated {member}: {channel_summary(channel)}")
+            return
+        if new_channels:
+            raise MemberError("give --openclaw/--apprise in a `member set` of their own")
         if not (settings or options["endpoint"] or options["notify_secret"] or options["trust_loopback"] is not None):
             raise MemberError("nothing to change: give at least one option (see `member set --help`)")
         member_update(
@@ -222,6 +277,28 @@ class Command(BaseCommand):
         )
         channel = member.channels.filter(kind=Channel.Kind.LINGMESSAGE).first()
         self.stdout.write(f"updated {member}" + (f": {channel_summary(channel)}" if channel else ""))
+
+    @staticmethod
+    def channel_rate(options: dict) -> int | None:
+        rate = options.get("channel_rate")
+        if rate is not None and rate < 1:
+            raise MemberError("--channel-rate must be at least 1 message per minute")
+        return rate
+
+    def new_channels(self, member, options: dict) -> list[Channel]:
+        """The OpenClaw and Apprise channels ``member set`` gives the member (unsaved)."""
+        channels = []
+        rate = self.channel_rate(options)
+        openclaw = openclaw_settings(options)
+        if openclaw is not None:
+            channels.append(openclaw.channel(member, rate_per_minute=rate))
+        if options.get("apprise") is not None:
+            channel = Channel(member=member, kind=Channel.Kind.APPRISE, address=options["apprise"].strip())
+            channel.rate_per_minute = rate
+            channels.append(channel)
+        if rate is not None and not channels:
+            raise MemberError("--channel-rate goes with --openclaw or --apprise")
+        return channels
 
     @staticmethod
     def endpoint_settings(options: dict) -> EndpointSettings:
