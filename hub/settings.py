@@ -15,6 +15,8 @@ from pathlib import Path
 from environs import Env, EnvError
 from marshmallow.validate import OneOf, Range
 
+from hub.private_files import create_private_once, private_directory
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = Env()
@@ -31,17 +33,15 @@ def secret(name: str, default: str | None = None) -> str | None:
     return default
 
 
-DATA_DIR = env.path("HUB_DATA_DIR", BASE_DIR / "var")
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+# The data directory (database, secret key, the running hub's Redis credentials, metrics files): 0700, its files
+# 0600 (hub.private_files).
+DATA_DIR = private_directory(env.path("HUB_DATA_DIR", BASE_DIR / "var"))
 
 
 def _persistent_secret_key() -> str:
-    """A random key kept in the data directory, so sessions survive restarts of the embedded default."""
-    path = DATA_DIR / "secret_key"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(50), encoding="utf-8")
-        path.chmod(0o600)
-    return path.read_text(encoding="utf-8").strip()
+    """A random key kept in the data directory (0600 from its creation), so sessions survive restarts of the
+    embedded default."""
+    return create_private_once(DATA_DIR / "secret_key", secrets.token_urlsafe(50)).strip()
 
 
 SECRET_KEY = secret("HUB_SECRET_KEY") or _persistent_secret_key()
@@ -156,6 +156,8 @@ if REDIS_URL:
             "BACKEND": "hub.cache.PooledRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": REDIS_PREFIX,
+            # Values stored as JSON, never pickled: what a cache key holds is never run as code when read.
+            "OPTIONS": {"serializer": "hub.cache.JSONSerializer"},
         }
     }
 else:
