@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hub.private_files import PRIVATE_UMASK, private_directory, write_private
+from hub.private_files import PRIVATE_UMASK, narrow_files, private_directory, write_private
 
 USER = "hub"
 # A unix socket's path must fit in sockaddr_un (108 bytes on Linux, 104 on macOS), with room to spare.
@@ -74,8 +74,8 @@ class EmbeddedValkey:
         return f"unix://{self.socket_path}" if self.socket_path is not None else f"redis://127.0.0.1:{self.port}"
 
     def prepare(self) -> None:
-        """Create its directory (0700) and write its users (0600)."""
-        private_directory(self.directory)
+        """Create its directory (0700; the files an older version left there narrowed) and write its users (0600)."""
+        narrow_files(private_directory(self.directory))
         digest = hashlib.sha256(self.password.encode()).hexdigest()
         write_private(
             self.acl_path,
