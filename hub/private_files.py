@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 from pathlib import Path
 
 # New files 0600 and directories 0700, whoever creates them.
@@ -19,18 +20,31 @@ PRIVATE_UMASK = 0o077
 
 
 def private_directory(path: Path) -> Path:
-    """``path`` created (with its parents) if missing, and readable by this user only (an existing one is narrowed
-    to 0700 when this user owns it). Returns ``path``."""
+    """``path`` created (with its parents) if missing, and readable by this user only: an existing one is narrowed
+    to 0700 when this user owns it, unless it is a shared directory by nature (sticky, as ``/tmp``) or the home
+    directory. Returns ``path``."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = path.stat()
-    if info.st_mode & 0o077 and info.st_uid == os.getuid():
+    if info.st_mode & 0o077 and info.st_uid == os.getuid() and not _shared(path):
         path.chmod(0o700)
     return path
 
 
+def _shared(directory: Path) -> bool:
+    """Whether ``directory`` is shared by nature (sticky, as ``/tmp``, or the home directory): left as it is."""
+    if directory.stat().st_mode & stat.S_ISVTX:
+        return True
+    try:
+        return directory.resolve() == Path.home().resolve()
+    except (RuntimeError, KeyError):  # no home directory known
+        return False
+
+
 def narrow_files(directory: Path) -> None:
     """Take group and other access away from the regular files directly in ``directory`` that this user owns
-    (what an older version left readable to everyone)."""
+    (what an older version left readable to everyone); nothing in a directory shared by nature."""
+    if _shared(directory):
+        return
     for entry in os.scandir(directory):
         with contextlib.suppress(OSError):
             info = entry.stat(follow_symlinks=False)
