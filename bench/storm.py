@@ -250,7 +250,8 @@ def main() -> None:
         with running_hub(data_dir=data_dir, runhub=True, server=args.server, extra_env=env) as hub:
             log = hub.log()
             pid = pid_of(log, args.server)
-            redis_url = re.findall(r"embedded Redis-compatible server at (\S+)", log)[-1]
+            # The embedded Redis's address and password, as runhub gives them to the commands run beside it.
+            redis_url = json.loads((data_dir / "runhub.json").read_text())["redis_url"]
 
             async def run() -> list[tuple[str, dict[str, float]]]:
                 stop = asyncio.Event()

@@ -10,14 +10,21 @@ Django's client also builds a ``redis.Redis`` object for every command (its resp
 time: a twentieth of a routed send's CPU); ``PooledRedisCacheClient`` keeps one per pool, as thread-safe as the
 pool. Its ``incr`` (and so ``cache.incr``/``cache.decr``) is one atomic round trip instead of Django's ``EXISTS``
 then ``INCRBY``, with the same answer: ``ValueError`` for a missing key, which stays missing.
+
+Values are stored as JSON (``JSONSerializer``), not pickled as by Django's default: reading a key never runs
+code that somebody wrote into it.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from django.utils.functional import cached_property
+
+logger = logging.getLogger(__name__)
 
 _clients: dict[tuple, RedisCacheClient] = {}
 _lock = threading.Lock()
@@ -29,6 +36,29 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 return false
 """
+
+
+class JSONSerializer:
+    """The cache's values as JSON text (the ``serializer`` option of Django's Redis cache). Integers stay plain
+    Redis integers, as with Django's own serializer, so ``incr``/``decr`` and the counters' ``INCRBY`` work on them.
+    What the hub caches is JSON already: booleans, integers, strings, a backend's registration (a JSON object);
+    a tuple comes back as a list. A value that is not JSON (one pickled by an older version) reads as missing."""
+
+    def dumps(self, value) -> bytes | int:
+        if type(value) is int:
+            return value
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+    def loads(self, data: bytes):
+        try:
+            return int(data)
+        except ValueError:
+            pass
+        try:
+            return json.loads(data)
+        except ValueError:  # UnicodeDecodeError too
+            logger.warning("cache: a value that is not JSON was read as missing (%d bytes)", len(data))
+            return None
 
 
 class PooledRedisCacheClient(RedisCacheClient):

@@ -127,7 +127,7 @@ SECTIONS: dict[str, tuple[Variable, ...]] = {
             "HUB_DATA_DIR",
             "path",
             BASE_DIR / "var",
-            "Where the embedded default keeps its database, secret key, static files and run state.",
+            "Where the embedded default keeps its database, secret key, metrics, run state and Valkey socket (0700).",
             shown_default="`var/` in the project",
         ),
         V(
@@ -188,7 +188,7 @@ SECTIONS: dict[str, tuple[Variable, ...]] = {
             "REDIS_URL",
             "str",
             "",
-            "Redis for the channel layer, the cache and the task broker; `runhub` sets it to its embedded server.",
+            "Redis for the channel layer, cache and task broker (credentials in the URL); `runhub` sets its own.",
             shown_default="unset (in-process layer; `runhub` starts an embedded server)",
             clean=_redis_url,
         ),

@@ -1,22 +1,65 @@
-"""What a running ``runhub`` tells the other commands run on its data directory: where its channel layer is.
+"""What a running ``runhub`` tells the other commands run on its data directory: that it runs, and where its
+channel layer is.
 
-``runhub`` starts an embedded Redis on a free port and gives its address only to its own children. A command run
-in another terminal beside it (``manage.py member disable …``) must still reach the hub's sockets (to close those
-of a disabled member), so ``runhub`` writes the address into ``<HUB_DATA_DIR>/runhub.json`` (mode 0600, with its
-pid) while it runs and removes it when it stops; ``runhub_redis()`` reads it, ignoring a file left by a ``runhub``
-that is no longer running.
+One ``runhub`` per data directory: it holds an exclusive lock on ``<HUB_DATA_DIR>/runhub.lock`` (``flock``) for its
+whole life, and a second one finds it taken and refuses to start before it touches anything (``RunhubLock``). The
+kernel drops the lock with the process, however it ends.
+
+``runhub`` starts an embedded Redis with a generated password and gives its address and credentials only to its
+own children (in their environment). A command run in another terminal beside it (``manage.py member disable …``)
+must still reach the hub's sockets (to close those of a disabled member), so ``runhub`` writes them into
+``<HUB_DATA_DIR>/runhub.json`` (created 0600, with its pid) while it runs and removes it when it stops;
+``runhub_redis()`` reads it, ignoring a file left by a ``runhub`` that is no longer running.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 from pathlib import Path
 
 from django.conf import settings
 
+from foundation.private_files import write_private
+
 STATE_FILE = "runhub.json"
+LOCK_FILE = "runhub.lock"
+
+
+class RunhubRunning(Exception):
+    """Another ``runhub`` holds the data directory's lock (``pid``: its pid, when it wrote it)."""
+
+    def __init__(self, pid: int | None) -> None:
+        super().__init__(pid)
+        self.pid = pid
+
+
+class RunhubLock:
+    """The data directory's ``runhub`` lock: ``acquire()`` takes it or raises ``RunhubRunning``; it is held until
+    ``release()`` or the process's end. The file holds the holder's pid, for the refusal's message."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = Path(data_dir) / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise RunhubRunning(int(holder) if holder.isdigit() else None) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the only descriptor of the open file drops the lock
+            self._fd = None
 
 
 def state_path() -> Path:
@@ -24,12 +67,10 @@ def state_path() -> Path:
 
 
 def runhub_state_write(*, redis_url: str, redis_prefix: str) -> Path:
-    """Say where this ``runhub``'s channel layer is; returns the file written."""
+    """Say where this ``runhub``'s channel layer is (``redis_url`` with its credentials); returns the file written
+    (0600 from its creation)."""
     path = state_path()
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"pid": os.getpid(), "redis_url": redis_url, "redis_prefix": redis_prefix}))
-    temporary.chmod(0o600)
-    temporary.replace(path)
+    write_private(path, json.dumps({"pid": os.getpid(), "redis_url": redis_url, "redis_prefix": redis_prefix}))
     return path
 
 

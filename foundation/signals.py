@@ -30,5 +30,7 @@ member_removing = Signal()
 
 # ``member_revoked``: a member's access ended (``member_id``, ``reason``: "disabled", "token rotated", "removed"). Sent
 # by ``members`` once the change is committed (``members.revocation``); the bridge closes every open socket of the
-# member, in every process, with 4001 (``hub.bridge.revocation``).
+# member, in every process, with 4001 (``hub.bridge.revocation``). A receiver returns False when it reached no
+# running hub (the sockets stay open), True or None otherwise; ``members.revocation.revocations_reported`` collects
+# that for the code that made the change.
 member_revoked = Signal()

@@ -16,6 +16,7 @@ import dj_database_url
 from environs import EnvError
 
 from foundation import environment
+from foundation.private_files import create_private_once, private_directory
 
 BASE_DIR = environment.BASE_DIR
 
@@ -24,17 +25,15 @@ BASE_DIR = environment.BASE_DIR
 _env = environment.read()
 globals().update(_env)
 
-DATA_DIR = _env.HUB_DATA_DIR
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+# The data directory (database, secret key, the running hub's Redis credentials, metrics files): 0700, its files
+# 0600 (foundation.private_files).
+DATA_DIR = private_directory(_env.HUB_DATA_DIR)
 
 
 def _persistent_secret_key() -> str:
-    """A random key kept in the data directory, so sessions survive restarts of the embedded default."""
-    path = DATA_DIR / "secret_key"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(50), encoding="utf-8")
-        path.chmod(0o600)
-    return path.read_text(encoding="utf-8").strip()
+    """A random key kept in the data directory (0600 from its creation), so sessions survive restarts of the
+    embedded default."""
+    return create_private_once(DATA_DIR / "secret_key", secrets.token_urlsafe(50)).strip()
 
 
 SECRET_KEY = _env.HUB_SECRET_KEY or _persistent_secret_key()
@@ -145,6 +144,8 @@ if REDIS_URL:
             "BACKEND": "foundation.cache.PooledRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": REDIS_PREFIX,
+            # Values stored as JSON, never pickled: what a cache key holds is never run as code when read.
+            "OPTIONS": {"serializer": "foundation.cache.JSONSerializer"},
         }
     }
 else:

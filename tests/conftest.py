@@ -212,6 +212,7 @@ def redis_cache(settings, redis_url):
             "BACKEND": "foundation.cache.PooledRedisCache",
             "LOCATION": redis_url,
             "KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}",
+            "OPTIONS": {"serializer": "foundation.cache.JSONSerializer"},
         }
     }
     return caches["default"]

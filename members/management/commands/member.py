@@ -6,10 +6,12 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from members.models import Channel, Member, masked_headers
+from members.revocation import Revocation, revocations_reported
 from members.selectors import member_get, members_with_channels
 from members.services import (
     EndpointSettings,
@@ -25,6 +27,10 @@ from members.services import (
     member_set_policy,
     member_update,
 )
+
+# The exit status of a command whose change was saved but whose revocation reached no running hub (the member's
+# open bridge connections stay open until the hub restarts).
+NOT_REACHED = 3
 
 
 def _names(value: str) -> list[str]:
@@ -149,6 +155,16 @@ def channel_summary(channel: Channel) -> str:
     return text + (f" [{', '.join(notes)}]" if notes else "")
 
 
+def not_reached_text(missed: list[Revocation]) -> str:
+    """Why a command that saved its change still fails: the open connections of ``missed`` were not reached."""
+    members = ", ".join(sorted({revocation.member_id for revocation in missed}))
+    return (
+        f"the change is saved, but no running hub was reached: open bridge connections of {members} stay open "
+        f"until the hub restarts. No runhub runs on the data directory {settings.DATA_DIR} (or its Redis did not "
+        "answer); run this command beside the running hub (the same HUB_DATA_DIR, or its REDIS_URL)."
+    )
+
+
 class Command(BaseCommand):
     help = "Manage hub members: add, set, policy, list, disable, enable, token, remove."
 
@@ -206,9 +222,13 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         try:
-            getattr(self, f"handle_{options['action']}")(options)
+            with revocations_reported() as self.revocations:
+                getattr(self, f"handle_{options['action']}")(options)
         except MemberError as exc:
             raise CommandError(str(exc)) from None
+        missed = [revocation for revocation in self.revocations if not revocation.reached]
+        if missed:
+            raise CommandError(not_reached_text(missed), returncode=NOT_REACHED)
 
     def handle_add(self, options: dict) -> None:
         changes = self.policy_changes(options)
@@ -337,7 +357,9 @@ class Command(BaseCommand):
         if member is None:
             raise MemberError(f"unknown member {member_id!r}")
         member_set_enabled(member=member, enabled=enabled)
-        done = "enabled" if enabled else "disabled; its open bridge connections are told to close"
+        done = "enabled" if enabled else "disabled"
+        if not enabled and all(revocation.reached for revocation in self.revocations):
+            done += "; its open bridge connections are told to close"
         self.stdout.write(f"{member_id} {done}")
 
     def handle_token(self, options: dict) -> None:

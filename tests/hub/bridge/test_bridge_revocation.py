@@ -77,7 +77,8 @@ def test_enabling_a_member_closes_nothing():
     async_to_sync(scenario)()
 
 
-def test_the_member_command_disables_and_enables(capsys):
+def test_the_member_command_disables_and_enables(capsys, redis_layer):
+    """With a shared channel layer (the hub's Redis) the command reaches the hub's sockets and says so."""
     from django.core.management import call_command
 
     add_backend("lingyi")
@@ -86,6 +87,23 @@ def test_the_member_command_disables_and_enables(capsys):
     call_command("member", "enable", "lingyi")
     assert Member.objects.get(member_id="lingyi").enabled
     assert "lingyi disabled; its open bridge connections are told to close" in capsys.readouterr().out
+
+
+def test_the_member_command_fails_when_its_revocation_reaches_no_running_hub(capsys, settings, tmp_path):
+    """No shared channel layer and no runhub on the data directory: the change is saved, but the command says that
+    the member's open connections were not reached and exits with 3 (never a success)."""
+    from django.core.management import CommandError, call_command
+
+    from members.management.commands.member import NOT_REACHED
+
+    settings.DATA_DIR = tmp_path  # no runhub.json here
+    add_backend("lingyi")
+    with pytest.raises(CommandError, match="no running hub was reached: open bridge connections of lingyi") as error:
+        call_command("member", "disable", "lingyi")
+    assert error.value.returncode == NOT_REACHED
+    assert not Member.objects.get(member_id="lingyi").enabled  # saved all the same
+    assert "told to close" not in capsys.readouterr().out
+    call_command("member", "enable", "lingyi")  # nothing to reach: a success
 
 
 def test_a_runhub_state_file_is_read_only_while_its_runhub_runs(settings, tmp_path):

@@ -43,7 +43,11 @@ def hub(tmp_path_factory):
         seed = f"from tests.dashboard_seed import seed; seed(password={PASSWORD!r}, backend_id={backend_id!r})"
         out = manage(data_dir, "shell", "-c", seed, env=env)
         assert "seeded" in out.stdout, out.stderr
-        token = manage(data_dir, "member", "token", backend_id, "--rotate", env=env).stdout.strip().splitlines()[-1]
+        # The bare server's channel layer is its own (in memory): the command reaches no running hub, says so and
+        # exits with 3, having rotated the token all the same.
+        rotated = manage(data_dir, "member", "token", backend_id, "--rotate", env=env, check=False)
+        assert rotated.returncode in (0, 3), rotated.stderr
+        token = rotated.stdout.strip().splitlines()[-1]
         process.backend_id = backend_id
         process.backend_token = token.split()[-1]
         yield process
