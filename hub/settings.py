@@ -292,6 +292,9 @@ HUB_NOTIFY_TIMEOUT = env.float("HUB_NOTIFY_TIMEOUT", 3.0, validate=Range(min=0.1
 HUB_PROBE_CACHE_SECONDS = env.int("HUB_PROBE_CACHE_SECONDS", 60, validate=Range(min=0))
 HUB_SEND_RATE_PER_MINUTE = env.int("HUB_SEND_RATE_PER_MINUTE", 100, validate=Range(min=1))
 HUB_HTTP_MAX_CONNECTIONS = env.int("HUB_HTTP_MAX_CONNECTIONS", 100, validate=Range(min=1))
+# The most of an outbound HTTP answer's body the hub reads (Feishu's API and webhooks, probes); more is an error
+# and is not read. Default 8 MiB.
+HUB_HTTP_MAX_RESPONSE_BYTES = env.int("HUB_HTTP_MAX_RESPONSE_BYTES", 8 * 1024 * 1024, validate=Range(min=1024))
 
 # Offline queue and retries (seed 001 "重试策略")
 HUB_RETRY_FIRST_DELAY = env.int("HUB_RETRY_FIRST_DELAY", 60, validate=Range(min=1))
