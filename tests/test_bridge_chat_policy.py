@@ -90,7 +90,9 @@ def test_an_instead_rule_takes_the_chat_to_its_target_and_the_asked_backend_neve
     _, yi = add_backend("lingyi")
     zhi, _ = add_backend("lingzhi")
     _, wang_token = add_backend("wang", backend_id="wang-desk")
-    RouteRule.objects.create(name="chats to lingzhi", recipient="lingyi", message_type="chat", target=zhi, mode="instead")
+    RouteRule.objects.create(
+        name="chats to lingzhi", recipient="lingyi", message_type="chat", target=zhi, mode="instead"
+    )
 
     async def scenario():
         backend = await Client().connect()
