@@ -361,6 +361,9 @@ HUB_BRIDGE_LIVE_WINDOW = env.float("HUB_BRIDGE_LIVE_WINDOW", 15.0, validate=Rang
 HUB_BRIDGE_PING_DEADLINE = env.float("HUB_BRIDGE_PING_DEADLINE", 2.0, validate=Range(min=0.1, max=30))
 # The shared LingMessage mailbox directory (deployed as /home/ai/.lingmessage); unset: mailbox interop is off.
 HUB_LINGMESSAGE_DIR = env.path("HUB_LINGMESSAGE_DIR", None)
+# The member whose posts the mailbox pickup delivers, under its send policy (the member whose identity the processes
+# writing the mailbox hold); posts as anyone else are skipped. Unset (default): nothing posted is delivered.
+HUB_LINGMESSAGE_WRITER = env.str("HUB_LINGMESSAGE_WRITER", "")
 HUB_LINGMESSAGE_POLL_INTERVAL = env.float("HUB_LINGMESSAGE_POLL_INTERVAL", 2.0, validate=Range(min=0.1))
 # Also deliver what members post in LingYi's discussions/ format (LingYi's own senders already notify for those).
 HUB_LINGMESSAGE_PICKUP_DISCUSSIONS = env.bool("HUB_LINGMESSAGE_PICKUP_DISCUSSIONS", False)
