@@ -19,7 +19,7 @@ from hub.delivery import routes
 from hub.delivery.answers import SendResult
 from hub.delivery.policy import Claim, Refusal, policy_accepted, policy_release, policy_take
 from hub.delivery.services import message_send
-from hub.models import RouteRule, config_cached, config_peek
+from hub.models import config_cached, config_peek
 from hub.sockets import FrameError
 from members import policy as member_policy
 from members.models import Member
@@ -50,49 +50,46 @@ class ChatCheck:
             policy_release(self.claim)
 
 
-async def _kept(name: str, load):
-    """``config_cached(name, load)`` without a thread hop while the value is kept."""
-    found, value = config_peek(name)
-    if found:
-        return value
+async def _load(name: str, load):
+    """``config_cached(name, load)`` in a thread (it may query the database)."""
     return await database_sync_to_async(config_cached)(name, load)
+
+
+def _policy_key(member: Member) -> str:
+    return f"bridge.chat_policy:{member.pk}"
 
 
 async def member_policy_now(member: Member) -> Member | None:
     """``member``'s send policy as it is now (at most ``CONFIG_SECONDS`` old), or None when the member is gone."""
     pk = member.pk
-    return await _kept(f"bridge.chat_policy:{pk}", lambda: Member.objects.filter(pk=pk).only(*POLICY_FIELDS).first())
+    return await _load(_policy_key(member), lambda: Member.objects.filter(pk=pk).only(*POLICY_FIELDS).first())
 
 
-async def chat_checked(consumer, target: str, text: str) -> ChatCheck:
+async def chat_checked(consumer, target: str, text: str) -> ChatCheck | None:
     """Apply the policy and the route rules to a chat of ``consumer`` to the backend ``target``. Returns the
-    ``ChatCheck`` to go on with; raises ``FrameError`` (an ``error`` frame naming the rule, the socket stays
-    usable) when the sender's policy refuses it."""
+    ``ChatCheck`` to go on with, or None when the chat took nothing and no rule matched (the usual case: it goes to
+    ``target`` as asked); raises ``FrameError`` (an ``error`` frame naming the rule, the socket stays usable) when
+    the sender's policy refuses it."""
     member = consumer.member
-    check = ChatCheck(sender_id=member.member_id if member is not None else f"bridge:{consumer.connection_id}")
+    claim = None
+    priority = DEFAULT_PRIORITY
     if member is not None:
-        current = await member_policy_now(member)
+        # What is kept is read without a coroutine or a thread hop: this runs for every chat.
+        found, current = config_peek(_policy_key(member))
+        if not found:
+            current = await member_policy_now(member)
         if current is None or not current.enabled:
             raise FrameError(f"chat: member {member.member_id!r} is disabled")
-        check.priority = current.priority
-        message = {
-            "message_type": Message.Type.CHAT.value,
-            "format": Message.Format.TEXT.value,
-            "priority": current.priority,
-            "topic": "",
-            "content": text,
-            "body": {},
-        }
-        # Only a daily cap or a dedupe window count in the shared cache; without them nothing waits on I/O.
-        take = database_sync_to_async(policy_take) if current.daily_cap or current.dedupe_seconds else _now
-        taken = await take(current, recipient_id=target, message=message)
-        if isinstance(taken, Refusal):
-            fields = {"reason": f"policy_{taken.rule}", "code": taken.status}
-            if taken.retry_after is not None:
-                fields["retry_after"] = taken.retry_after
-            raise FrameError(f"chat: {taken.error}", **fields)
-        check.claim = taken
-    rules: tuple[RouteRule, ...] = await _kept("route_rules", routes.enabled_rules)
+        priority = current.priority  # a chat asks for no priority: the member's own, which its policy allows
+        if current.allowed_message_types or current.allowed_formats or current.daily_cap or current.dedupe_seconds:
+            claim = await _claim(current, target, text)
+    found, rules = config_peek("route_rules")
+    if not found:
+        rules = await _load("route_rules", routes.enabled_rules)
+    if not rules and claim is None:
+        return None
+    sender_id = member.member_id if member is not None else f"bridge:{consumer.connection_id}"
+    check = ChatCheck(sender_id=sender_id, priority=priority, claim=claim)
     if not rules:
         return check
     try:
@@ -114,6 +111,27 @@ async def chat_checked(consumer, target: str, text: str) -> ChatCheck:
     if plan.rerouted or plan.copies:
         check.plan = plan
     return check
+
+
+async def _claim(member: Member, target: str, text: str) -> Claim:
+    """``policy_take`` for a chat of ``member``; raises ``FrameError`` naming the rule when it refuses."""
+    message = {
+        "message_type": Message.Type.CHAT.value,
+        "format": Message.Format.TEXT.value,
+        "priority": member.priority,
+        "topic": "",
+        "content": text,
+        "body": {},
+    }
+    # Only a daily cap or a dedupe window count in the shared cache; without them nothing waits on I/O.
+    take = database_sync_to_async(policy_take) if member.daily_cap or member.dedupe_seconds else _now
+    taken = await take(member, recipient_id=target, message=message)
+    if isinstance(taken, Refusal):
+        fields = {"reason": f"policy_{taken.rule}", "code": taken.status}
+        if taken.retry_after is not None:
+            fields["retry_after"] = taken.retry_after
+        raise FrameError(f"chat: {taken.error}", **fields)
+    return taken
 
 
 async def _now(member: Member, **kwargs) -> Refusal | Claim:

@@ -73,6 +73,9 @@ async def chat(consumer, data: dict) -> None:
         raise FrameError("chat: missing field 'target' (or choose a backend with switch_backend first)")
     limits.chat_admitted(consumer)
     check = await chat_policy.chat_checked(consumer, target, text)  # the sender's policy and the route rules
+    if check is None:  # nothing taken, no rule: the usual case
+        limits.chat_forwarded(consumer, await relay.chat(consumer, target, text, audio))
+        return
     if check.plan is not None and check.plan.rerouted:
         await chat_policy.chat_routed(consumer, check, target, text, audio)
         return
