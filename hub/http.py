@@ -32,6 +32,7 @@ import os
 import ssl
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -118,8 +119,25 @@ class DeadlineBackend(httpcore.NetworkBackend):
         self._backend.sleep(seconds)
 
 
-class ResponseTooLarge(httpx.TransportError):
-    """An answer's body over the cap: the rest was not read (the connection is dropped, not reused)."""
+class AnswerRefused(httpx.TransportError):
+    """An answer the hub does not read on: the rest is not read (the connection is dropped, not reused)."""
+
+
+class ResponseTooLarge(AnswerRefused):
+    """An answer's body (decoded) over the cap."""
+
+
+def _decoder(encoding: str):
+    """A zlib decompressor for the answer's ``Content-Encoding`` (None: not encoded). Raises ``AnswerRefused`` for
+    another encoding: the clients ask for none, and only these can be decoded a bounded piece at a time."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if encoding == "deflate":
+        return zlib.decompressobj()
+    raise AnswerRefused(f"the answer is encoded as {encoding!r}, which the hub did not ask for")
 
 
 # httpcore's errors as httpx's (the most specific first), so callers of the clients catch httpx's as before.
@@ -222,16 +240,26 @@ def request(
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > cap:
             raise ResponseTooLarge(f"the answer's body is {int(declared)} bytes, over the cap of {cap} bytes")
+        decoder = _decoder(response.headers.get("content-encoding", ""))
         chunks = []
         size = 0
-        for chunk in response.iter_raw():
+        # Decoded bytes are counted, decoded at most one byte past the cap at a time: the clients ask for no
+        # compression, but a server may compress all the same, and a small answer may decode to gigabytes.
+        for raw in response.iter_raw():
+            try:
+                chunk = raw if decoder is None else decoder.decompress(raw, cap + 1 - size)
+            except zlib.error as exc:
+                raise AnswerRefused(f"the answer's body does not decode: {exc}") from None
             size += len(chunk)
             if size > cap:
                 raise ResponseTooLarge(f"the answer's body is over the cap of {cap} bytes; the rest was not read")
             chunks.append(chunk)
+    headers = response.headers.copy()
+    for decoded in ("content-encoding", "content-length"):
+        headers.pop(decoded, None)
     return httpx.Response(
         status_code=response.status_code,
-        headers=response.headers,
+        headers=headers,
         content=b"".join(chunks),
         request=response.request,
         extensions=response.extensions,
@@ -312,7 +340,8 @@ def client(tls: Tls | None = None) -> httpx.Client:
         lambda: httpx.Client(
             timeout=httpx.Timeout(settings.HUB_NOTIFY_TIMEOUT),
             transport=DeadlineTransport(_new_pool(context)),
-            headers={"User-Agent": USER_AGENT},
+            # Uncompressed answers: what is read is what is capped (a small compressed answer may decode to gigabytes).
+            headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
             follow_redirects=False,
             trust_env=False,
         ),

@@ -4,6 +4,7 @@ answer a byte at a time or send a huge one."""
 
 from __future__ import annotations
 
+import gzip
 import socket
 import threading
 import time
@@ -176,3 +177,27 @@ def test_an_answer_within_the_cap_and_deadline_is_read_whole(huge, settings):
     response = http.request("GET", huge.url, timeout=30)
     assert response.status_code == 200 and len(response.content) == HUGE
     assert isinstance(response, httpx.Response) and response.reason_phrase == "OK"
+
+
+def test_a_compressed_answer_is_capped_as_it_decodes_not_after(settings):
+    settings.HUB_HTTP_MAX_RESPONSE_BYTES = CAP
+    bomb = gzip.compress(b"\0" * HUGE)  # 50 MiB of zeros in about 50 KiB
+
+    def compressed(peer: RawPeer, connection: socket.socket) -> None:
+        head = f"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {len(bomb)}\r\n\r\n"
+        connection.sendall(head.encode() + bomb)
+
+    peer = RawPeer(compressed)
+    tracemalloc.start()
+    try:
+        with pytest.raises(http.ResponseTooLarge, match=f"over the cap of {CAP} bytes"):
+            http.request("GET", peer.url, timeout=5)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        peer.close()
+    assert peak < 4 * CAP, peak
+
+
+def test_the_shared_clients_ask_for_answers_uncompressed():
+    assert http.client().headers["Accept-Encoding"] == "identity"
