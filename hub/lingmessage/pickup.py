@@ -3,8 +3,9 @@
 In today's family nobody rings the doorbell for a message posted with LingMessage's own tools (its poller only
 reminds; the notify module its ``Mailbox.post`` imports does not exist). The hub does that job reliably: each pass
 reads the messages that appeared in ``threads/`` since the durable cursor (``MailboxCursor``, in the database, so a
-restart resumes where the last pass stopped) and sends each to its recipients with ``message_send``: the hub's
-routing, retries and offline queue, and the notify names the mailbox thread.
+restart resumes where the last pass stopped) and sends each to its recipients with ``policy_send`` (``message_send``
+under the writer's send policy): the hub's routing, retries and offline queue, and the notify names the mailbox
+thread.
 
 - Who may post: only the mailbox's writer, the member ``HUB_LINGMESSAGE_WRITER`` names (the member whose identity
   the processes writing the mailbox hold; anyone who can write the directory can write any ``sender`` into a
