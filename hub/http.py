@@ -16,11 +16,11 @@ follows no redirect and reads no proxy settings, as the clients.
 write, not the call: an endpoint that drips a byte within each read timeout holds the caller for as long as it
 likes. Every client and pool here connects through ``DeadlineBackend``, whose sockets bound each operation by the
 deadline of the call under way (``deadline(seconds)``, a block in the calling thread: no timer, no thread per
-call); past it the next read or write raises the library's ``ReadTimeout``/``WriteTimeout``, so the whole request,
-status line, headers and body included, ends by then (plus one read timeout at most for a read already waiting:
-each is bounded by what was left when it started). ``request()`` is the call most code wants: the configured
-timeout as the total deadline, and the answer's body streamed and refused past ``HUB_HTTP_MAX_RESPONSE_BYTES``
-(``ResponseTooLarge``, an ``httpx.TransportError`` naming the cap) without reading more of it.
+call); each read or write waits at most what is left of it and past it raises the library's
+``ReadTimeout``/``WriteTimeout``, so the whole request, status line, headers and body included, ends by then.
+``request()`` is the call most code wants: the configured timeout as the total deadline, and the answer's body
+streamed and refused past ``HUB_HTTP_MAX_RESPONSE_BYTES`` (``ResponseTooLarge``, an ``httpx.TransportError``
+naming the cap) without reading more of it. The clients ask for uncompressed answers.
 
 Tests point members' endpoints and the Feishu base URL at real local servers; nothing else needs patching.
 """
