@@ -202,7 +202,10 @@ class LingMessageTransport(Transport):
         deadline = started + timeout
         limits = {"timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}}
         try:
-            with pool.stream("POST", url, headers=sent, content=body, extensions=limits) as response:
+            with (
+                http.deadline(timeout),
+                pool.stream("POST", url, headers=sent, content=body, extensions=limits) as response,
+            ):
                 latency_ms = (time.perf_counter() - started) * 1000
                 status = response.status
                 # The status decides; the body is read (so the connection can be reused) only until the deadline.

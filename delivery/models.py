@@ -33,6 +33,15 @@ def config_cached(name: str, load: Callable[[], T]) -> T:
     return value
 
 
+def config_peek(name: str) -> tuple[bool, object]:
+    """``(True, value)`` when ``config_cached(name, …)`` would answer without loading, else ``(False, None)``: async
+    code reads what is kept without a thread hop and loads in a thread only when nothing is."""
+    kept = _config.get(name)
+    if kept is not None and kept[0] > time.monotonic():
+        return True, kept[1]
+    return False, None
+
+
 def config_forget(**kwargs) -> None:
     """Forget the kept configuration (a receiver of ``post_save``/``post_delete``)."""
     _config.clear()

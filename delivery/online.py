@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from delivery.lingmessage import endpoint_client, extra_headers, transport_error
 from delivery.transports import TransportError
+from foundation import http
 from foundation.signals import member_online
 from members.models import Channel, Member
 
@@ -108,7 +109,9 @@ def _probe_request(channel: Channel) -> tuple[bool, str]:
     refusal's reason is ``HTTP 401`` (403, 404)."""
     try:
         client = endpoint_client(channel)
-        response = client.head(channel.address, headers=extra_headers(channel), timeout=probe_timeout())
+        response = http.request(
+            "HEAD", channel.address, headers=extra_headers(channel), timeout=probe_timeout(), http_client=client
+        )
     except TransportError as exc:
         return False, f"probe failed: {exc.reason}"
     except httpx.TimeoutException:

@@ -89,6 +89,31 @@ def member_send(
     return result
 
 
+def policy_send(*, member: Member, recipient_id: str, **fields) -> SendResult:
+    """``message_send`` from ``member`` to ``recipient_id`` under the member's send policy, for a member's message that
+    comes in other than through the API (the mailbox pickup): the same rules as ``member_send`` (types, formats,
+    priority, daily cap, dedupe; the route rules apply in ``message_send``), the member's priority when ``fields``
+    name none. A refusal is a result with the rule's status and reason, and nothing is stored."""
+    fields.setdefault("priority", member.priority)
+    view = {
+        "message_type": str(fields.get("message_type", Message.Type.DISCUSSION)),
+        "format": str(fields.get("message_format", Message.Format.TEXT)),
+        "priority": fields["priority"],
+        "topic": fields.get("topic", ""),
+        "content": fields.get("content", ""),
+        "body": fields.get("body") or {},
+    }
+    claim = policy_take(member, recipient_id=recipient_id, message=view)
+    if isinstance(claim, Refusal):
+        return SendResult(success=False, error=claim.error, status=claim.status, retry_after=claim.retry_after)
+    result = message_send(sender_id=member.member_id, recipient_id=recipient_id, **fields)
+    if result.message_id:
+        policy_accepted(claim, result.message_id)
+    else:
+        policy_release(claim)
+    return result
+
+
 def _policy_view(fields: dict) -> dict:
     """The parts of a send the member's policy looks at."""
     return {

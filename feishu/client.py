@@ -120,7 +120,6 @@ class FeishuClient:
         auth: bool,
         attempts: int | None = None,
     ) -> dict:
-        client = self._http or http.client()
         max_attempts = attempts or self.max_attempts
         attempt = 0
         refreshed = False
@@ -128,8 +127,14 @@ class FeishuClient:
             attempt += 1
             headers = {"Authorization": f"Bearer {self.token()}"} if auth else {}
             try:
-                response = client.request(
-                    method, self.base_url + path, params=params, json=json_body, headers=headers, timeout=self.timeout
+                response = http.request(
+                    method,
+                    self.base_url + path,
+                    params=params,
+                    json=json_body,
+                    headers=headers,
+                    timeout=self.timeout,
+                    http_client=self._http,
                 )
             except httpx.TransportError as exc:  # timeouts, refused and reset connections
                 FEISHU_API_CALLS.labels(endpoint, "error").inc()

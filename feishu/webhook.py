@@ -191,9 +191,10 @@ def _send_once(
     if secret:
         timestamp = int(time.time())
         payload.update(timestamp=str(timestamp), sign=sign(timestamp, secret))
-    client = http_client or http.client()
     try:
-        response = client.post(url, json=payload, timeout=timeout or settings.FEISHU_HTTP_TIMEOUT)
+        response = http.request(
+            "POST", url, json=payload, timeout=timeout or settings.FEISHU_HTTP_TIMEOUT, http_client=http_client
+        )
     except httpx.TransportError as exc:
         FEISHU_API_CALLS.labels("hook", "error").inc()
         return WebhookResult(ok=False, msg=f"{type(exc).__name__}: {exc}", attempts=attempt)

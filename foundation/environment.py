@@ -324,6 +324,13 @@ SECTIONS: dict[str, tuple[Variable, ...]] = {
             minimum=1,
         ),
         V(
+            "HUB_HTTP_MAX_RESPONSE_BYTES",
+            "int",
+            8 * 1024 * 1024,
+            "The most of an outbound HTTP answer's body the hub reads; more is an error and is not read.",
+            minimum=1024,
+        ),
+        V(
             "HUB_OPENCLAW_SESSION_KEYS",
             "bool",
             True,
@@ -481,6 +488,13 @@ SECTIONS: dict[str, tuple[Variable, ...]] = {
             "bool",
             False,
             "Also deliver posts in LingYi's `discussions/` format.",
+        ),
+        V(
+            "HUB_LINGMESSAGE_WRITER",
+            "str",
+            "",
+            "The member whose mailbox posts are delivered, under its send policy; others' posts are skipped.",
+            shown_default="unset (nothing posted is delivered)",
         ),
     ),
 }

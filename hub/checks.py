@@ -13,6 +13,7 @@ runner).
 | ``hub.W005`` | ``REDIS_URL`` without ``PROMETHEUS_MULTIPROC_DIR``: ``/metrics`` shows one process's counters |
 | ``hub.W006`` | ``HUB_NOTIFY_CA_FILE`` holds no usable certificate: every notify over HTTPS fails |
 | ``hub.W007`` | ``HUB_LINGMESSAGE_DIR`` is not a directory the hub can write: discussions miss the mailbox |
+| ``hub.W008`` | ``HUB_LINGMESSAGE_DIR`` without ``HUB_LINGMESSAGE_WRITER``: no post in the mailbox is delivered |
 """
 
 from __future__ import annotations
@@ -173,5 +174,19 @@ def check_mailbox_dir(app_configs=None, **kwargs) -> list[CheckMessage]:
             "notified id) and posts are not picked up. Run the hub as the user that owns the mailbox "
             "(LingMessage writes it 0700).",
             id="hub.W007",
+        )
+    ]
+
+
+@register(TAG)
+def check_mailbox_writer(app_configs=None, **kwargs) -> list[CheckMessage]:
+    if not settings.HUB_LINGMESSAGE_DIR or settings.HUB_LINGMESSAGE_WRITER:
+        return []
+    return [
+        CheckWarning(
+            "HUB_LINGMESSAGE_DIR is set without HUB_LINGMESSAGE_WRITER: nothing posted into the mailbox is delivered.",
+            hint="Set HUB_LINGMESSAGE_WRITER to the member whose tools post into the mailbox; the pickup delivers "
+            "its posts, under its send policy, and skips posts as anyone else.",
+            id="hub.W008",
         )
     ]

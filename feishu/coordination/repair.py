@@ -86,8 +86,12 @@ def repair_line_generate(*, me: str, other: str, previous: str | None = None) ->
         "temperature": 0.9,
     }
     try:
-        response = http.client().post(
-            completions_url(settings.COLLISION_REPAIR_LLM_URL), json=body, headers=headers, timeout=REPAIR_TIMEOUT
+        response = http.request(
+            "POST",
+            completions_url(settings.COLLISION_REPAIR_LLM_URL),
+            json=body,
+            headers=headers,
+            timeout=REPAIR_TIMEOUT,
         )
         response.raise_for_status()
         text = response.json()["choices"][0]["message"]["content"]

@@ -6,7 +6,7 @@ from channels.db import database_sync_to_async
 from django.core.cache import cache
 
 from foundation.sockets import FrameError, frame
-from hub.bridge import auth, backend_presence, limits, relay, selectors, takeover
+from hub.bridge import auth, backend_presence, chat_policy, limits, relay, selectors, takeover
 from hub.bridge.registry import LOCAL
 
 _MISSING = object()
@@ -72,7 +72,22 @@ async def chat(consumer, data: dict) -> None:
     if not target:
         raise FrameError("chat: missing field 'target' (or choose a backend with switch_backend first)")
     limits.chat_admitted(consumer)
-    limits.chat_forwarded(consumer, await relay.chat(consumer, target, text, audio))
+    check = await chat_policy.chat_checked(consumer, target, text)  # the sender's policy and the route rules
+    if check is None:  # nothing taken, no rule: the usual case
+        limits.chat_forwarded(consumer, await relay.chat(consumer, target, text, audio))
+        return
+    if check.plan is not None and check.plan.rerouted:
+        await chat_policy.chat_routed(consumer, check, target, text, audio)
+        return
+    try:
+        request_id = await relay.chat(consumer, target, text, audio)
+    except BaseException:
+        check.release()
+        raise
+    check.accepted(request_id or "a queued chat")
+    limits.chat_forwarded(consumer, request_id)
+    if check.plan is not None:
+        await chat_policy.chat_copies(check, text, audio, request_id or relay.new_request_id())
 
 
 @frame("reply")

@@ -21,6 +21,7 @@ each other's messages and readers never see half a file written by the hub.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from collections.abc import Mapping
@@ -29,10 +30,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from hub.lingmessage.files import FileLock, ensure_root, read_json, write_json
+from hub.lingmessage.files import FileLock, UnsafeFile, ensure_root, read_json, real_directory, write_json
 from hub.lingmessage.ids import parse_timestamp
 from hub.lingmessage.index import find_entry, update_index
 from hub.lingmessage.scan import DEFAULT_OVERLAP, Cursor
+
+logger = logging.getLogger(__name__)
 
 # LingYi's PROJECTS table: the names it shows and stores as ``from_name`` and in ``participants``.
 DISPLAY_NAMES = {
@@ -153,7 +156,9 @@ class Discussions:
         Returns True when the message was added, False when one with the same id was already there.
         """
         ensure_root(self.root)
-        self.directory.mkdir(exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            self.directory.mkdir()
+        real_directory(self.directory)  # never written through a link out of the mailbox
         path = self.path(discussion_id)
         entry = message.to_dict()
         with FileLock(path):
@@ -204,11 +209,17 @@ class Discussions:
             files = []
         for file in files:
             with contextlib.suppress(OSError):
-                if since is not None and file.stat().st_mtime < since:
+                if since is not None and file.stat(follow_symlinks=False).st_mtime < since:
                     continue
             discussion_id = file.name[: -len(".json")]
-            discussion = self.read(discussion_id)
-            if discussion is None or not isinstance(discussion.get("messages"), list):
+            try:
+                discussion = read_json(Path(file.path))
+            except UnsafeFile as exc:  # a link, FIFO, device or oversized file: never read, not tried again
+                logger.warning("mailbox: skipped %s", exc)
+                continue
+            except (OSError, ValueError):
+                discussion = None
+            if not isinstance(discussion, dict) or not isinstance(discussion.get("messages"), list):
                 unreadable.append(Path(file.path))
                 continue
             for position, raw in enumerate(discussion["messages"]):

@@ -9,9 +9,11 @@ sees half a file and a LingMessage writer and a hub writer never update ``index.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -25,8 +27,45 @@ FILE_MODE = 0o600  # every mailbox file LingMessage writes
 DIR_MODE = 0o700  # the mailbox root
 
 
+# How the hub opens a file of the mailbox: never through a symbolic link (anyone who can write the mailbox could
+# point one anywhere), never waiting on a FIFO or a device (O_NONBLOCK: such an open returns at once, and the file's
+# type is then checked on the descriptor).
+OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
 class LockTimeout(TimeoutError):
     """The lock stayed taken for the whole timeout."""
+
+
+class UnsafeFile(ValueError):
+    """A mailbox file the hub does not read or write: a symbolic link, a FIFO, a device, a directory, or over
+    ``MAX_JSON_SIZE``. The message says which and where."""
+
+
+def open_regular(path: Path, flags: int, mode: int = FILE_MODE) -> int:
+    """A descriptor of the regular file ``path`` opened with ``flags`` (plus ``OPEN_FLAGS``), never through a
+    symbolic link. Raises ``UnsafeFile`` for a link or a file that is not a regular one, OSError otherwise."""
+    try:
+        fd = os.open(path, flags | OPEN_FLAGS, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeFile(f"{path} is a symbolic link") from None
+        if exc.errno == errno.ENXIO:  # a FIFO without a reader, opened for writing
+            raise UnsafeFile(f"{path} is not a regular file") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnsafeFile(f"{path} is not a regular file")
+    return fd
+
+
+def real_directory(path: Path) -> Path:
+    """``path`` when it is a directory itself, not a symbolic link to one; raises ``UnsafeFile`` otherwise (the hub
+    never writes through a link out of the mailbox)."""
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafeFile(f"{path} is not a directory of the mailbox (a symbolic link?)")
+    return path
 
 
 class FileLock:
@@ -67,14 +106,14 @@ class FileLock:
 
     def _remove_stale(self) -> None:
         with contextlib.suppress(OSError):
-            if time.time() - self.lock_path.stat().st_mtime > STALE_LOCK_AGE:
+            if time.time() - os.lstat(self.lock_path).st_mtime > STALE_LOCK_AGE:
                 self.lock_path.unlink(missing_ok=True)
 
     def _try_lock(self) -> int | None:
         """The locked descriptor, or None when the lock is busy (or changed hands while we took it)."""
         try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError:  # busy, or a symbolic link planted there (removed once stale, by its own age)
             return None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -135,13 +174,18 @@ def _write(path: Path, data: Any, *, exclusive: bool) -> bool:
 
 
 def read_json(path: Path) -> Any:
-    """The parsed content of ``path``. Raises OSError when unreadable, ValueError when too large, nested too
-    deep to decode, or not JSON."""
-    size = path.stat().st_size
-    if size > MAX_JSON_SIZE:
-        raise ValueError(f"{path} is larger than {MAX_JSON_SIZE} bytes")
+    """The parsed content of ``path``. Raises OSError when unreadable, ``UnsafeFile`` (a ValueError) for a
+    symbolic link, a FIFO, a device or a file over ``MAX_JSON_SIZE`` (nothing of it read), ValueError when nested
+    too deep to decode or not JSON."""
+    fd = open_regular(path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as handle:
+        if os.fstat(fd).st_size > MAX_JSON_SIZE:
+            raise UnsafeFile(f"{path} is larger than {MAX_JSON_SIZE} bytes")
+        data = handle.read(MAX_JSON_SIZE + 1)
+    if len(data) > MAX_JSON_SIZE:  # grew while read
+        raise UnsafeFile(f"{path} is larger than {MAX_JSON_SIZE} bytes")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(data.decode("utf-8"))
     except RecursionError:
         raise ValueError(f"{path} is nested too deep to decode") from None
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hub.lingmessage.files import FILE_MODE, FileLock, ensure_root, read_json, write_json
+from hub.lingmessage.files import FILE_MODE, FileLock, ensure_root, open_regular, read_json, write_json
 from hub.lingmessage.ids import now_iso
 from hub.lingmessage.records import MailboxMessage
 
@@ -75,10 +75,11 @@ def audit_append(root: Path, operation: str, message: MailboxMessage, details: s
         previous = _last_chain_hash(path)
         chained = previous + json.dumps(entry, sort_keys=True, separators=(",", ":"))
         entry["_chain_hash"] = hmac.new(AUDIT_CHAIN_KEY, chained.encode("utf-8"), hashlib.sha256).hexdigest()
-        with path.open("a", encoding="utf-8") as log:
+        fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # never through a link, a FIFO
+        with os.fdopen(fd, "a", encoding="utf-8") as log:
             log.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        with contextlib.suppress(OSError):
-            os.chmod(path, FILE_MODE)
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, FILE_MODE)
 
 
 # -- reading ---------------------------------------------------------------------------------------------
@@ -87,7 +88,7 @@ def audit_append(root: Path, operation: str, message: MailboxMessage, details: s
 def _last_chain_hash(path: Path) -> str:
     """The ``_chain_hash`` of the log's last line ("" for an empty or missing log, or an unreadable last line)."""
     try:
-        with path.open("rb") as log:
+        with os.fdopen(open_regular(path, os.O_RDONLY), "rb") as log:
             size = log.seek(0, os.SEEK_END)
             chunk = 65536
             while True:

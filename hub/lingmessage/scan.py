@@ -7,12 +7,15 @@ overlap window past the previous scan, and what the cursor has already seen insi
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from hub.lingmessage.records import MailboxMessage
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_OVERLAP = 60.0  # seconds a scan looks back past the previous one (late renames, clock steps)
 
@@ -55,6 +58,9 @@ class Scan:
 
 def changed_message_files(threads_dir: Path, since: float | None) -> list[tuple[Path, float]]:
     """Message files under ``threads_dir`` (with their mtimes) changed at or after ``since`` (all for None)."""
+    if threads_dir.is_symlink():
+        logger.warning("mailbox: skipped %s: a symbolic link (nothing is read through one)", threads_dir)
+        return []
     try:
         directories = list(os.scandir(threads_dir))
     except FileNotFoundError:
@@ -62,8 +68,13 @@ def changed_message_files(threads_dir: Path, since: float | None) -> list[tuple[
     changed = []
     for directory in directories:
         try:
-            if not directory.is_dir() or (since is not None and directory.stat().st_mtime < since):
-                # A new or replaced file changes its directory's mtime: an older directory has nothing new.
+            # Not followed: a new or replaced file changes its directory's mtime, a link's own mtime is its making.
+            if since is not None and directory.stat(follow_symlinks=False).st_mtime < since:
+                continue  # an older directory has nothing new
+            if directory.is_symlink():
+                logger.warning("mailbox: skipped %s: a symbolic link (nothing is read through one)", directory.path)
+                continue
+            if not directory.is_dir(follow_symlinks=False):
                 continue
             entries = list(os.scandir(directory.path))
         except OSError:
@@ -72,7 +83,7 @@ def changed_message_files(threads_dir: Path, since: float | None) -> list[tuple[
             if not (entry.name.startswith("msg_") and entry.name.endswith(".json")):
                 continue
             try:
-                mtime = entry.stat().st_mtime
+                mtime = entry.stat(follow_symlinks=False).st_mtime  # a link is reported, and refused when read
             except OSError:
                 continue
             if since is None or mtime >= since:

@@ -17,13 +17,14 @@ index and the audit log), ``scan`` (finding new messages with a durable cursor);
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from hub.lingmessage.files import create_json, ensure_root, read_json
+from hub.lingmessage.files import UnsafeFile, create_json, ensure_root, read_json, real_directory
 from hub.lingmessage.ids import (  # noqa: F401  (re-exported)
     CHANNELS,
     DELIVERY_STATUSES,
@@ -41,6 +42,8 @@ from hub.lingmessage.ids import (  # noqa: F401  (re-exported)
 from hub.lingmessage.index import AUDIT_CHAIN_KEY, audit_append, find_entry, load_index, update_index  # noqa: F401
 from hub.lingmessage.records import MailboxMessage, ThreadHeader
 from hub.lingmessage.scan import DEFAULT_OVERLAP, Cursor, Scan, changed_message_files, order
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -133,10 +136,16 @@ class Mailbox:
         return self._post(message, header=None)
 
     def _make_thread_dir(self, thread_id: str) -> Path:
+        """The thread's directory, made if missing. Raises ``UnsafeFile`` when it or ``threads/`` is a symbolic
+        link (or not a directory): nothing is written through a link out of the mailbox."""
         ensure_root(self.root)
         directory = self.thread_path(thread_id)
-        directory.mkdir(parents=True, exist_ok=True)
-        return directory
+        with contextlib.suppress(FileExistsError):
+            self.threads_dir.mkdir()
+        real_directory(self.threads_dir)
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir()
+        return real_directory(directory)
 
     def _post(self, message: MailboxMessage, *, header: ThreadHeader | None) -> bool:
         if not create_json(self.message_path(message.thread_id, message.message_id), message.to_dict()):
@@ -219,13 +228,26 @@ class Mailbox:
         unreadable: list[Path] = []
         seen: set[str] = set()
         for path, mtime in changed_message_files(self.threads_dir, since):
-            key = f"{path.parent.name}/{path.name[len('msg_') : -len('.json')]}"
+            thread_id, message_id = path.parent.name, path.name[len("msg_") : -len(".json")]
+            key = f"{thread_id}/{message_id}"
             if key not in cursor.seen:
                 try:
-                    found.append(MailboxMessage.from_dict(read_json(path)))
+                    message = MailboxMessage.from_dict(read_json(path))
+                except UnsafeFile as exc:  # a link, FIFO, device or oversized file: never read, not tried again
+                    logger.warning("mailbox: skipped %s", exc)
+                    message = None
                 except (OSError, ValueError, KeyError, TypeError, AttributeError):
                     unreadable.append(path)
                     continue
+                if message is not None and (message.thread_id, message.message_id) != (thread_id, message_id):
+                    # Its ids name where receivers look it up: they must be the ones its place in the mailbox says.
+                    logger.warning(
+                        "mailbox: skipped %s: it names thread %r and message %r", path, message.thread_id,
+                        message.message_id,
+                    )  # fmt: skip
+                    message = None
+                if message is not None:
+                    found.append(message)
             if mtime >= keep_after:
                 seen.add(key)
         cursor = Cursor(scanned_at=started, seen=frozenset(seen))

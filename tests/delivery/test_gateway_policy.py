@@ -188,3 +188,40 @@ def test_the_admin_edits_the_policy_with_tick_boxes(admin_client, lingyi):
     lingyi.refresh_from_db()
     assert lingyi.allowed_message_types == ["alert", "report"] and lingyi.allowed_formats == ["text"]
     assert (lingyi.priority, lingyi.dedupe_seconds) == (4, 300)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_policy_for_every_way_in_the_api_and_bridge_chats_share_the_daily_cap_and_the_type_rule(client):
+    from asgiref.sync import async_to_sync
+
+    from tests.bridge_support import Client, add_backend, reset_bridge_state
+
+    reset_bridge_state()
+    add_backend("lingflow")  # offline: a chat to it is queued
+    wang, token = add_backend("wang", backend_id="wang-desk")
+    policy(wang, daily_cap=2)
+    wang.token = token
+    assert post(client, wang, {"recipient_id": "lingflow", "content": "by the API"}).status_code in (200, 202)
+
+    async def chats():
+        user = await Client(token=token).connect()
+        answers = [await user.ask({"type": "chat", "target": "lingflow", "text": f"chat {n}"}) for n in range(2)]
+        await user.close()
+        return answers
+
+    queued, refused = async_to_sync(chats)()
+    assert queued["type"] == "queued"
+    assert refused["type"] == "error" and refused["reason"] == "policy_daily_cap"
+    over = post(client, wang, {"recipient_id": "lingflow", "content": "by the API again"})
+    assert over.status_code == 429 and "daily_cap" in over.json()["error"]
+    policy(wang, daily_cap=None, allowed_message_types=["report"])
+    Member.objects.get(pk=wang.pk).save()  # as the admin saves it: this process forgets what it kept at once
+
+    async def chat_again():
+        user = await Client(token=token).connect()
+        answer = await user.ask({"type": "chat", "target": "lingflow", "text": "a chat"})
+        await user.close()
+        return answer
+
+    assert async_to_sync(chat_again)()["reason"] == "policy_message_types"
+    reset_bridge_state()

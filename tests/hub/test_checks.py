@@ -147,3 +147,15 @@ def test_a_mailbox_dir_the_hub_cannot_create_is_reported(settings, tmp_path):
     (tmp_path / "file").write_text("")
     settings.HUB_LINGMESSAGE_DIR = tmp_path / "file" / "lingmessage"
     assert [m.id for m in check_mailbox_dir()] == ["hub.W007"]
+
+
+def test_a_mailbox_without_a_writer_is_reported(settings, tmp_path):
+    from hub.checks import check_mailbox_writer
+
+    settings.HUB_LINGMESSAGE_DIR = tmp_path / "lingmessage"
+    settings.HUB_LINGMESSAGE_WRITER = ""
+    assert [m.id for m in check_mailbox_writer()] == ["hub.W008"]
+    settings.HUB_LINGMESSAGE_WRITER = "lingflow"
+    assert check_mailbox_writer() == []
+    settings.HUB_LINGMESSAGE_DIR, settings.HUB_LINGMESSAGE_WRITER = None, ""
+    assert check_mailbox_writer() == []

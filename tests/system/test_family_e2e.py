@@ -124,7 +124,12 @@ def family() -> Iterator[Family]:
         # The holder of a twin backend counts as "heard from" for 4 s instead of 15, so the ten seconds the twins
         # run cover the other evidence too (a ping LingYi ignores, then its open connection).
         # LingYi's user client connects without a token from this machine: the operator lets such clients in.
-        env = {"HUB_LINGMESSAGE_DIR": str(mailbox), "HUB_BRIDGE_LIVE_WINDOW": "4", "HUB_BRIDGE_LOOPBACK_USERS": "true"}
+        env = {
+            "HUB_LINGMESSAGE_DIR": str(mailbox),
+            "HUB_LINGMESSAGE_WRITER": "lingflow",
+            "HUB_BRIDGE_LIVE_WINDOW": "4",
+            "HUB_BRIDGE_LOOPBACK_USERS": "true",
+        }
         manage(data_dir, "migrate", "--noinput", env=hub_env(data_dir, **env))
         tokens = register(
             data_dir,

@@ -24,6 +24,8 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def mailbox(tmp_path, settings):
     settings.HUB_LINGMESSAGE_DIR = tmp_path / "lingmessage"
+    settings.HUB_LINGMESSAGE_WRITER = "lingflow"  # the member whose posts the pickup delivers
+    make_member("lingflow")
     return tmp_path / "lingmessage"
 
 
@@ -150,10 +152,10 @@ def test_a_message_to_all_goes_to_the_threads_participants_but_the_sender(mailbo
     make_member("lingyi")
     make_member("lingclaude")
     mailbox_pickup(root=mailbox)
-    opening = post(mailbox, sender="lingyi", recipient="lingzhi")
-    post(mailbox, sender="lingyi", recipient="all", thread_id=opening.thread_id)
+    opening = post(mailbox, sender="lingflow", recipient="lingzhi")
+    post(mailbox, sender="lingflow", recipient="all", thread_id=opening.thread_id)
     mailbox_pickup(root=mailbox)
-    # participants = ["lingzhi", "lingyi"]: the reply to "all" reaches lingzhi only (lingclaude is not in it).
+    # participants = ["lingzhi", "lingflow"]: the reply to "all" reaches lingzhi only (lingclaude is not in it).
     assert sorted(m.recipient.member_id for m in Message.objects.all()) == ["lingzhi", "lingzhi"]
 
 
@@ -162,7 +164,7 @@ def test_lingyis_format_is_picked_up_only_when_asked(mailbox, lingzhi, settings)
     Discussions(mailbox).append(
         discussion_id="disc_20261103161530",
         topic="t",
-        message=DiscussionMessage(id="m1", from_id="lingyi", topic="t", content="c"),
+        message=DiscussionMessage(id="m1", from_id="lingflow", topic="t", content="c"),
     )
     assert mailbox_pickup(root=mailbox).found == 0
     settings.HUB_LINGMESSAGE_PICKUP_DISCUSSIONS = True
@@ -170,7 +172,7 @@ def test_lingyis_format_is_picked_up_only_when_asked(mailbox, lingzhi, settings)
     Discussions(mailbox).append(
         discussion_id="disc_20261103161530",
         topic="t",
-        message=DiscussionMessage(id="m2", from_id="lingyi", topic="t", content="d"),
+        message=DiscussionMessage(id="m2", from_id="lingflow", topic="t", content="d"),
     )
     assert mailbox_pickup(root=mailbox).sent == 1
     assert lingzhi.acted_on()[0].json["discussion_id"] == "disc_20261103161530"
