@@ -21,6 +21,7 @@ class HubConfig(AppConfig):
         from hub.delivery import alerts, audit, routing, transports  # noqa: F401  (alerts: the alert member receiver)
         from hub.delivery.formats import FORMATS
         from hub.delivery.lingmessage import LingMessageTransport
+        from hub.delivery.pull_inbox import PullInboxTransport
         from hub.models import ChannelKindSwitch, RouteRule, config_forget
         from members import policy
         from members.models import Member
@@ -33,6 +34,7 @@ class HubConfig(AppConfig):
         policy.declare(message_types=list(Message.Type.values), formats=list(FORMATS))
         transports.register(LingMessageTransport())
         transports.register(BridgeTransport())
+        transports.register(PullInboxTransport())
         router.connect(router.Router(attempt=routing.attempt, deliver_many=routing.deliver_many))
         bus.subscribe_all(audit.audit_log)
         bus.subscribe_all(audit.delivery_metrics)

@@ -290,6 +290,12 @@ HUB_BRIDGE_SEND_STALL = env.float("HUB_BRIDGE_SEND_STALL", 10.0, validate=Range(
 # Routing, LingMessage delivery, online detection
 HUB_NOTIFY_TIMEOUT = env.float("HUB_NOTIFY_TIMEOUT", 3.0, validate=Range(min=0.1))
 HUB_PROBE_CACHE_SECONDS = env.int("HUB_PROBE_CACHE_SECONDS", 60, validate=Range(min=0))
+# Pull inbox (GET /api/unified/inbox, docs/routing.md "Pull inbox"): seconds a message read and not acknowledged
+# stays hidden before it comes back (60); the longest long-poll a read may ask for (60); a member that read its
+# inbox within this many seconds counts as online (90).
+HUB_INBOX_VISIBILITY_SECONDS = env.int("HUB_INBOX_VISIBILITY_SECONDS", 60, validate=Range(min=1))
+HUB_INBOX_MAX_WAIT = env.int("HUB_INBOX_MAX_WAIT", 60, validate=Range(min=0, max=600))
+HUB_INBOX_ONLINE_SECONDS = env.int("HUB_INBOX_ONLINE_SECONDS", 90, validate=Range(min=1))
 HUB_SEND_RATE_PER_MINUTE = env.int("HUB_SEND_RATE_PER_MINUTE", 100, validate=Range(min=1))
 HUB_HTTP_MAX_CONNECTIONS = env.int("HUB_HTTP_MAX_CONNECTIONS", 100, validate=Range(min=1))
 

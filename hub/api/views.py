@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from hub.api.openapi import document
-from hub.delivery import selectors
+from hub.delivery import pull_inbox, selectors
 from hub.delivery.answers import SendResult
 from hub.delivery.formats import FormatError
 from hub.delivery.routes import route_dry_run
 from hub.delivery.services import member_send
 from hub.jsonapi import BadJson, json_body, json_error, json_response
-from members.auth import member_required
+from members.auth import UNAUTHORIZED, member_required, request_member
 from members.selectors import member_get
+from offline_queue.acks import messages_acknowledge
 
 QUEUE_LIMIT_MAX = 1000
+ACK_IDS_MAX = 1000
 
 
 def send_over_http(request: HttpRequest, member, body: dict) -> SendResult | JsonResponse:
@@ -108,6 +112,70 @@ def queue(request: HttpRequest, recipient_id: str) -> JsonResponse:
             "queued_messages": messages.count(),
             "messages": [selectors.message_summary(m) for m in messages[:limit]],
         }
+    )
+
+
+def _number(request: HttpRequest, name: str, default: float, low: float, high: float) -> float:
+    """The query parameter ``name`` as a number within [low, high]; ValueError naming it otherwise."""
+    raw = request.GET.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low:g} and {high:g}")
+    return value
+
+
+@require_GET
+async def inbox(request: HttpRequest) -> JsonResponse:
+    """The member takes its waiting messages (``hub.delivery.pull_inbox``): ``wait`` seconds of long-poll at most
+    (0-``HUB_INBOX_MAX_WAIT``, default 0), ``limit`` messages (1-100, default 10); no thread and no database
+    connection is held while it waits."""
+    member = await sync_to_async(request_member)(request)
+    if member is None:
+        return json_error(401, UNAUTHORIZED, WWW_Authenticate="Bearer")
+    try:
+        wait = _number(request, "wait", 0, 0, settings.HUB_INBOX_MAX_WAIT)
+        limit = _number(request, "limit", 10, 1, pull_inbox.LIMIT_MAX)
+    except ValueError as exc:
+        return json_error(400, str(exc))
+    if limit != int(limit):
+        return json_error(400, "limit must be an integer")
+    try:
+        taken = await pull_inbox.inbox_wait(member=member, limit=int(limit), wait=wait)
+    except pull_inbox.InboxClosed as exc:
+        return json_error(403, str(exc))
+    return json_response(
+        {
+            "success": True,
+            "member_id": member.member_id,
+            "visibility_seconds": settings.HUB_INBOX_VISIBILITY_SECONDS,
+            "messages": [pull_inbox.inbox_item(m) for m in taken],
+        }
+    )
+
+
+@csrf_exempt
+@require_POST
+@member_required
+def inbox_ack(request: HttpRequest) -> JsonResponse:
+    """``{"message_ids": [...]}`` (or ``"message_id"``): the member has these messages; repeated acks are harmless,
+    ids that are not messages to the member come back in ``unknown``."""
+    try:
+        body = json_body(request)
+    except BadJson as exc:
+        return json_error(400, str(exc))
+    ids = body.get("message_ids", [body["message_id"]] if "message_id" in body else None)
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+        return json_error(400, "message_ids must be a non-empty list of message ids")
+    if len(ids) > ACK_IDS_MAX:
+        return json_error(400, f"at most {ACK_IDS_MAX} message_ids at once")
+    result = messages_acknowledge(member_id=request.member.member_id, message_ids=ids)
+    return json_response(
+        {"success": True, "acknowledged": result.acknowledged, "already": result.already, "unknown": result.unknown}
     )
 
 
