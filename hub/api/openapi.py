@@ -218,6 +218,41 @@ SCHEMAS = {
             "messages": {"type": "array", "items": {"$ref": "#/components/schemas/InboxMessage"}},
         },
     },
+    "MessageState": {
+        "type": "object",
+        "required": ["message_id", "sender_id", "recipient_id", "status", "channel", "attempts"],
+        "properties": {
+            "message_id": STRING,
+            "sender_id": STRING,
+            "recipient_id": STRING,
+            "topic": STRING,
+            "message_type": {"enum": list(Message.Type.values)},
+            "status": {"enum": list(Message.Status.values)},
+            "channel": {
+                "type": "string",
+                "description": "The channel it was delivered (or handed) over; empty before.",
+            },
+            "timestamp": NULLABLE_STRING,
+            "delivered_at": NULLABLE_STRING,
+            "expires_at": NULLABLE_STRING,
+            "retry_count": {"type": "integer"},
+            "next_retry_at": NULLABLE_STRING,
+            "last_error": STRING,
+            "attempts": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "channel": STRING,
+                        "outcome": STRING,
+                        "at": NULLABLE_STRING,
+                        "latency_ms": {"type": "number"},
+                        "error": STRING,
+                    },
+                },
+            },
+        },
+    },
     "AckRequest": {
         "type": "object",
         "properties": {"message_ids": {"type": "array", "items": STRING}, "message_id": STRING},
@@ -320,6 +355,18 @@ PATHS = {
                 "400": _error("Bad limit."),
                 **AUTH_ERRORS,
                 "404": _error("Unknown recipient."),
+            },
+        }
+    },
+    "/api/unified/messages/{message_id}": {
+        "get": {
+            "summary": "Where a message stands (for its sender and its recipient)",
+            "operationId": "message",
+            "parameters": [{"name": "message_id", "in": "path", "required": True, "schema": STRING}],
+            "responses": {
+                "200": _ok("Its status, channel, retries and delivery attempts (newest first).", "MessageState"),
+                **AUTH_ERRORS,
+                "404": _error("No such message sent by or to this member."),
             },
         }
     },

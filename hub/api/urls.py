@@ -9,6 +9,7 @@ urlpatterns = [
     path("api/unified/route", views.route, name="unified-route"),
     path("api/unified/online", views.online, name="unified-online"),
     path("api/unified/queue/<str:recipient_id>", views.queue, name="unified-queue"),
+    path("api/unified/messages/<str:message_id>", views.message, name="unified-message"),
     path("api/unified/inbox", views.inbox, name="unified-inbox"),
     path("api/unified/inbox/ack", views.inbox_ack, name="unified-inbox-ack"),
     path("api/openapi.json", views.openapi, name="openapi"),

@@ -115,6 +115,16 @@ def queue(request: HttpRequest, recipient_id: str) -> JsonResponse:
     )
 
 
+@require_GET
+@member_required
+def message(request: HttpRequest, message_id: str) -> JsonResponse:
+    """Where a message stands; its sender and its recipient may look, to anyone else it does not exist."""
+    state = selectors.message_state(message_id=message_id, member=request.member)
+    if state is None:
+        return json_error(404, f"no message {message_id!r} sent by or to {request.member.member_id!r}")
+    return json_response(state)
+
+
 def _number(request: HttpRequest, name: str, default: float, low: float, high: float) -> float:
     """The query parameter ``name`` as a number within [low, high]; ValueError naming it otherwise."""
     raw = request.GET.get(name)

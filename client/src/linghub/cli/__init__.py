@@ -1,4 +1,4 @@
-"""The ``linghub`` command: send, online, queue, tail, members — the library, from a shell.
+"""The ``linghub`` command: send, online, queue, inbox, ack, tail, members, mcp — the library, from a shell.
 
 The hub URL and the member token come from ``--url`` / ``--token`` or ``LINGHUB_URL`` / ``LINGHUB_TOKEN``
 (``--member`` / ``LINGHUB_MEMBER`` names the member where a command needs it). Output is for people;
