@@ -43,9 +43,11 @@ def hub(tmp_path_factory):
 @asynccontextmanager
 async def over_http(hub: RestartableHub, member_id: str):
     headers = {"Authorization": f"Bearer {hub.tokens[member_id]}"}
-    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=120)) as http:
-        async with Client(streamable_http_client(f"{hub.http_url}/mcp", http_client=http)) as mcp:
-            yield mcp
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=120)) as http,
+        Client(streamable_http_client(f"{hub.http_url}/mcp", http_client=http)) as mcp,
+    ):
+        yield mcp
 
 
 @asynccontextmanager
