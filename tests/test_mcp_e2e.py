@@ -195,3 +195,23 @@ def test_an_unacknowledged_message_comes_back_to_the_mcp_agent(hub):
             await claude.call_tool("ack", {"message_ids": [sent.message_id]})
 
     run(scenario(), timeout=60)
+
+
+def test_the_linghub_inbox_and_ack_commands(hub):
+    import subprocess
+
+    def linghub(*args: str, member: str = "claude") -> subprocess.CompletedProcess:
+        env = {**os.environ, "LINGHUB_URL": hub.http_url, "LINGHUB_TOKEN": hub.tokens[member]}
+        return subprocess.run(
+            [sys.executable, "-m", "linghub", *args], env=env, capture_output=True, text=True, timeout=60
+        )
+
+    linghub("inbox", "--ack", "--limit", "100")  # drain
+    sent = json.loads(linghub("send", "claude", "from the shell", "--json", member="lingyi").stdout)
+    shown = linghub("inbox", "--wait", "5")
+    assert shown.returncode == 0 and sent["message_id"] in shown.stdout and "from the shell" in shown.stdout
+    assert "linghub ack" in shown.stderr  # says how to acknowledge
+    acked = linghub("ack", sent["message_id"], "msg_nobody")
+    assert acked.returncode == 1 and "1 acknowledged" in acked.stdout and "msg_nobody" in acked.stdout
+    assert json.loads(linghub("inbox", "--json").stdout)["messages"] == []
+    assert linghub("inbox", "--limit", "0").returncode == 2

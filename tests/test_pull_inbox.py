@@ -241,3 +241,39 @@ def test_a_long_poll_with_nothing_arriving_answers_empty_after_wait(async_client
     response, took = asyncio.run(scenario())
     assert response.status_code == 200 and response.json()["messages"] == []
     assert 0.6 <= took < 3
+
+
+def test_a_messages_state_is_shown_to_its_sender_and_recipient_only(client):
+    sender = make_member("lingyi")
+    agent = with_inbox("claude")
+    other = make_member("lingzhi")
+    result = send("lingyi", "claude", "x")
+
+    def state(member):
+        return client.get(f"/api/unified/messages/{result.message_id}", HTTP_AUTHORIZATION=f"Bearer {member.token}")
+
+    seen = state(sender).json()
+    assert (seen["status"], seen["channel"], seen["recipient_id"]) == ("delivering", "inbox", "claude")
+    assert [a["channel"] for a in seen["attempts"]] == ["inbox"]
+    assert state(agent).status_code == 200
+    assert state(other).status_code == 404
+
+
+def test_the_inbox_answers_match_the_openapi_document(client):
+    from tests.test_api_openapi import check
+
+    doc = client.get("/api/openapi.json").json()
+    make_member("lingyi")
+    agent = with_inbox("claude")
+    result = send("lingyi", "claude", "x", metadata={"k": "v"})
+
+    def valid(response, path, method):
+        schema = doc["paths"][path][method]["responses"][str(response.status_code)]
+        check(response.json(), schema["content"]["application/json"]["schema"], doc)
+
+    valid(read(client, agent), "/api/unified/inbox", "get")
+    valid(read(client, agent, limit="x"), "/api/unified/inbox", "get")
+    valid(ack(client, agent, [result.message_id]), "/api/unified/inbox/ack", "post")
+    valid(ack(client, agent, []), "/api/unified/inbox/ack", "post")
+    response = client.get(f"/api/unified/messages/{result.message_id}", HTTP_AUTHORIZATION=f"Bearer {agent.token}")
+    valid(response, "/api/unified/messages/{message_id}", "get")
