@@ -53,7 +53,7 @@ async def api_reader(url: str, token: str) -> AsyncIterator[tuple[Reader, Callab
             return [m.message_id for m in (await agent.inbox(wait=30)).messages]
 
         async def ack(ids: list[str]) -> None:
-            await agent.ack(ids)
+            await agent.ack_inbox(ids)
 
         yield read, ack
 

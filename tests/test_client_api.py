@@ -390,7 +390,7 @@ def test_inbox_long_polls_with_a_longer_timeout_and_ack_posts_the_ids():
     async def scenario():
         async with client(script, timeout=5) as hub:
             inbox = await hub.inbox(wait=30, limit=5)
-            acked = await hub.ack(["msg_1", "x"])
+            acked = await hub.ack_inbox(["msg_1", "x"])
         return inbox, acked
 
     inbox, acked = run(scenario())

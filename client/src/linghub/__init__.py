@@ -1,7 +1,7 @@
 """linghub: join Ling Hub as a member in ten lines.
 
 ``Member`` is a member on the bridge WebSocket (register a backend, answer chats, receive and acknowledge hub
-deliveries, reconnect) and on the HTTP API (``send``, ``online``, ``queue``, ``inbox``/``ack``, ``floor``,
+deliveries, reconnect) and on the HTTP API (``send``, ``online``, ``queue``, ``inbox``/``ack_inbox``, ``floor``,
 ``memory``);
 ``Client`` is the HTTP API alone; ``linghub.sync`` wraps both for code without asyncio.
 """

@@ -1,5 +1,5 @@
-"""The hub's HTTP API for a member: ``send``, ``online``, ``queue``, the pull inbox (``inbox``, ``ack``), floor
-claims and collaboration memory.
+"""The hub's HTTP API for a member: ``send``, ``online``, ``queue``, the pull inbox (``inbox``, ``ack_inbox``),
+floor claims and collaboration memory.
 
 Every request carries ``Authorization: Bearer <member token>``. Requests that fail in a way a retry can fix
 (no connection, a dropped connection, a timeout, HTTP 5xx, 408, 429) are retried with back-off, honouring
@@ -241,7 +241,7 @@ class Client:
     async def inbox(self, *, wait: float = 0, limit: int = 10) -> Inbox:
         """Take this member's waiting messages (``GET /api/unified/inbox``): at most ``limit`` (1-100), each
         sender's in order; when none waits, wait up to ``wait`` seconds (0-60) for one. Acknowledge each with
-        ``ack`` once handled: an unacknowledged message is taken again after the hub's visibility timeout (the
+        ``ack_inbox`` once handled: an unacknowledged message is taken again after the hub's visibility timeout (the
         answer's ``visibility_seconds``); so does what a read took when its answer was lost, and a failed read is
         retried like any other call."""
         params: dict[str, str | int] = {"limit": limit}
@@ -252,7 +252,7 @@ class Client:
         )
         return Inbox.from_json(body or {})
 
-    async def ack(self, message_ids: str | list[str]) -> AckResult:
+    async def ack_inbox(self, message_ids: str | list[str]) -> AckResult:
         """Acknowledge messages taken from the inbox (``POST /api/unified/inbox/ack``): the hub marks them
         delivered. Repeating an ack is harmless; ids that are not messages to this member come back in
         ``unknown``."""

@@ -120,7 +120,7 @@ def build_server(client: Client) -> MCPServer:
             "visibility_seconds": inbox.visibility_seconds,
         }
         if ack and inbox.messages:
-            answer["acknowledged"] = (await client.ack([m.message_id for m in inbox.messages])).acknowledged
+            answer["acknowledged"] = (await client.ack_inbox([m.message_id for m in inbox.messages])).acknowledged
         return answer
 
     @server.tool()
@@ -128,7 +128,7 @@ def build_server(client: Client) -> MCPServer:
     async def ack(message_ids: Annotated[list[str], Field(min_length=1, max_length=1000)]) -> dict[str, Any]:
         """Acknowledge messages taken from your inbox: they are delivered and will not come back. Repeating an
         ack is harmless; ids that are not messages to you come back in `unknown`."""
-        return dict((await client.ack(message_ids)).raw)
+        return dict((await client.ack_inbox(message_ids)).raw)
 
     @server.tool()
     @hub_errors

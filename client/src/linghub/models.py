@@ -243,7 +243,7 @@ class Queue(FromJson):
 
 @dataclass(frozen=True)
 class InboxMessage(Message):
-    """A message taken from this member's pull inbox (``Client.inbox``): acknowledge it (``Client.ack``) once
+    """A message taken from this member's pull inbox (``Client.inbox``): acknowledge it (``Client.ack_inbox``) once
     handled, or it is taken again after ``visible_again_at``. ``retry_count``: how often it was taken before
     without an ack; ``sequence``: the sender's sequence number."""
 

@@ -86,7 +86,7 @@ class SyncClient:
     queue = _blocking(Client.queue)
     message = _blocking(Client.message)
     inbox = _blocking(Client.inbox)
-    ack = _blocking(Client.ack)
+    ack_inbox = _blocking(Client.ack_inbox)
     claim = _blocking(Client.claim)
     release = _blocking(Client.release)
     memory = _blocking(Client.memory)

@@ -138,7 +138,7 @@ async def cmd_inbox(args: argparse.Namespace, out: Output) -> int:
         raise Failure("inbox: --wait must be between 0 and 60 seconds", EXIT_USAGE)
     async with client_for(args) as hub:
         inbox = await hub.inbox(wait=args.wait, limit=args.limit)
-        acked = await hub.ack([m.message_id for m in inbox.messages]) if args.ack and inbox.messages else None
+        acked = await hub.ack_inbox([m.message_id for m in inbox.messages]) if args.ack and inbox.messages else None
     if out.as_json:
         out.json(inbox.raw if acked is None else {**inbox.raw, "ack": acked.raw})
         return EXIT_OK
@@ -156,7 +156,7 @@ async def cmd_inbox(args: argparse.Namespace, out: Output) -> int:
 
 async def cmd_ack(args: argparse.Namespace, out: Output) -> int:
     async with client_for(args) as hub:
-        result = await hub.ack(args.message_ids)
+        result = await hub.ack_inbox(args.message_ids)
     if out.as_json:
         out.json(result.raw)
     else:
