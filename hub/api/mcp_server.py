@@ -24,12 +24,11 @@ from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import Field
 
 from feishu.coordination import claims
+from hub.api.inbox_endpoint import member_of_token
 from hub.delivery import pull_inbox, selectors
 from hub.delivery.services import member_send
 from members.auth import UNAUTHORIZED, bearer_token
 from members.models import Member
-from members.selectors import member_by_token
-from members.token_cache import member_by_token as cached_member_by_token
 from offline_queue.acks import messages_acknowledge
 
 logger = logging.getLogger(__name__)
@@ -48,13 +47,6 @@ Priority = Annotated[int, Field(ge=1, le=5, description="1 (low) to 5 (urgent); 
 Wait = Annotated[float, Field(ge=0, le=60, description="seconds to wait for a message when none waits (0-60)")]
 Limit = Annotated[int, Field(ge=1, le=100, description="messages to take at most (1-100)")]
 Jitter = Annotated[float, Field(ge=0, le=5, description="wait a random 0..jitter s first, so bots do not collide")]
-
-
-def _token_member(token: str | None) -> Member | None:
-    return cached_member_by_token(token, member_by_token)
-
-
-member_of_token = database_sync_to_async(_token_member)
 
 
 async def _caller(ctx: Context) -> Member:
@@ -129,7 +121,7 @@ def build_server() -> MCPServer:
 
         member = await _caller(ctx)
         try:
-            taken = await pull_inbox.inbox_wait(member=member, limit=limit, wait=wait)
+            taken = await pull_inbox.inbox_wait(member=member, limit=limit, wait=wait, any_thread=True)
         except pull_inbox.InboxClosed as exc:
             raise ToolError(str(exc)) from None
         answer: dict[str, Any] = {

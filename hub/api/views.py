@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from hub.api.inbox_endpoint import inbox_take
 from hub.api.openapi import document
-from hub.delivery import pull_inbox, selectors
+from hub.delivery import selectors
 from hub.delivery.answers import SendResult
 from hub.delivery.formats import FormatError
 from hub.delivery.routes import route_dry_run
@@ -125,47 +125,16 @@ def message(request: HttpRequest, message_id: str) -> JsonResponse:
     return json_response(state)
 
 
-def _number(request: HttpRequest, name: str, default: float, low: float, high: float) -> float:
-    """The query parameter ``name`` as a number within [low, high]; ValueError naming it otherwise."""
-    raw = request.GET.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number") from None
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low:g} and {high:g}")
-    return value
-
-
+@csrf_exempt
 @require_GET
 async def inbox(request: HttpRequest) -> JsonResponse:
-    """The member takes its waiting messages (``hub.delivery.pull_inbox``): ``wait`` seconds of long-poll at most
-    (0-``HUB_INBOX_MAX_WAIT``, default 0), ``limit`` messages (1-100, default 10); no thread and no database
-    connection is held while it waits."""
+    """The member takes its waiting messages (``hub.api.inbox_endpoint``, which ``hub.asgi`` serves this URL with
+    under the ASGI servers, so that a long-poll holds no thread)."""
     member = await sync_to_async(request_member)(request)
     if member is None:
         return json_error(401, UNAUTHORIZED, WWW_Authenticate="Bearer")
-    try:
-        wait = _number(request, "wait", 0, 0, settings.HUB_INBOX_MAX_WAIT)
-        limit = _number(request, "limit", 10, 1, pull_inbox.LIMIT_MAX)
-    except ValueError as exc:
-        return json_error(400, str(exc))
-    if limit != int(limit):
-        return json_error(400, "limit must be an integer")
-    try:
-        taken = await pull_inbox.inbox_wait(member=member, limit=int(limit), wait=wait)
-    except pull_inbox.InboxClosed as exc:
-        return json_error(403, str(exc))
-    return json_response(
-        {
-            "success": True,
-            "member_id": member.member_id,
-            "visibility_seconds": settings.HUB_INBOX_VISIBILITY_SECONDS,
-            "messages": [pull_inbox.inbox_item(m) for m in taken],
-        }
-    )
+    status, body = await inbox_take(member, request.GET)
+    return json_response(body, status=status)
 
 
 @csrf_exempt

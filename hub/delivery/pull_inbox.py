@@ -19,12 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.utils import timezone
 
 from hub import metrics
@@ -140,7 +140,10 @@ def inbox_read(*, member: Member, limit: int, visibility: float | None = None) -
 
 
 def _seen(member: Member, channel: Channel, now: datetime) -> None:
-    """The member reads its inbox: online by it until ``HUB_INBOX_ONLINE_SECONDS`` from now."""
+    """The member reads its inbox: online by it until ``HUB_INBOX_ONLINE_SECONDS`` from now (written at most once a
+    second: a long-poll reads again several times)."""
+    if channel.last_seen and timedelta(0) <= now - channel.last_seen < timedelta(seconds=1):
+        return
     channel.last_seen = now
     Channel.objects.filter(pk=channel.pk).update(last_seen=now)
     Member.objects.filter(pk=member.pk).update(last_online=now)
@@ -151,14 +154,18 @@ def _read_and_let_go(member: Member, limit: int, visibility: float | None) -> li
     try:
         return inbox_read(member=member, limit=limit, visibility=visibility)
     finally:
-        if not connection.in_atomic_block:
-            close_old_connections()
+        if not connection.in_atomic_block:  # (a test's transaction keeps its connection)
+            connection.close()
 
 
-async def inbox_wait(*, member: Member, limit: int, wait: float, visibility: float | None = None) -> list[Message]:
+async def inbox_wait(
+    *, member: Member, limit: int, wait: float, visibility: float | None = None, any_thread: bool = False
+) -> list[Message]:
     """``inbox_read`` now, and while it takes nothing, again when woken (``inbox_wake``) until ``wait`` seconds
-    have passed. Returns what was taken (empty when nothing came in time). Raises ``InboxClosed``."""
-    read = sync_to_async(_read_and_let_go)
+    have passed. Returns what was taken (empty when nothing came in time). Raises ``InboxClosed``. ``any_thread``:
+    each read runs in a worker thread of the event loop's pool, not in the caller's sync thread (outside Django's
+    request handling, which keeps one per request)."""
+    read = sync_to_async(_read_and_let_go, thread_sensitive=not any_thread)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(0.0, wait)
     layer = get_channel_layer() if wait > 0 else None
