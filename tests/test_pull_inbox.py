@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from hub.delivery.services import message_send
 from hub.models import ChannelKindSwitch
-from members.models import Channel
+from members.models import Channel, Member
 from offline_queue.models import DeliveryAttempt, Message
 from tests.http_peer import HttpPeer
 from tests.routing_support import connect_bridge, isolated_hub, make_member  # noqa: F401
@@ -277,3 +277,29 @@ def test_the_inbox_answers_match_the_openapi_document(client):
     valid(ack(client, agent, []), "/api/unified/inbox/ack", "post")
     response = client.get(f"/api/unified/messages/{result.message_id}", HTTP_AUTHORIZATION=f"Bearer {agent.token}")
     valid(response, "/api/unified/messages/{message_id}", "get")
+
+
+def test_an_inbox_channel_needs_no_address():
+    agent = make_member("claude")
+    Channel(member=agent, kind=Channel.Kind.INBOX).full_clean()
+
+
+def test_the_inbox_comes_after_every_push_kind_even_one_the_router_does_not_list():
+    from hub.delivery.routing import candidates
+    from hub.delivery.transports import Delivered, Transport, register
+
+    class Pigeon(Transport):
+        kind = "pigeon"
+
+        def deliver(self, message, channel):
+            return Delivered()
+
+    register(Pigeon())
+    agent = make_member("claude", endpoint="http://127.0.0.1:9/notify")
+    Channel.objects.create(member=agent, kind=Channel.Kind.INBOX)  # before the other: the pk does not decide
+    Channel.objects.create(member=agent, kind="pigeon", address="loft")
+    message = Message(sender_id="lingyi", recipient=agent, message_type="chat")
+    kinds = [c.kind for c in candidates(message, Member.objects.prefetch_related("channels").get(pk=agent.pk))]
+    assert kinds == ["lingmessage", "pigeon", "inbox"]
+    message.channel_kind = "inbox"  # a route rule may pin a message to the inbox
+    assert [c.kind for c in candidates(message, agent)] == ["inbox"]

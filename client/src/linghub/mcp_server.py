@@ -77,10 +77,12 @@ def build_server(client: Client) -> MCPServer:
         card: dict[str, Any] | None = None,
         thread_id: str | None = None,
         reply_to: str | None = None,
+        message_id: str | None = None,
     ) -> dict[str, Any]:
         """Send a message to a member. format "post" (Feishu rich text) needs `post`, "card" needs `card`; the
-        hub renders `content` from them when it is empty. Returns the message_id and what became of it (delivered,
-        handed to a socket, or queued until the recipient is reachable)."""
+        hub renders `content` from them when it is empty. Choose a `message_id` (letters, digits, '_.:-') to make
+        a repeated call send once. Returns the message_id and what became of it (delivered, handed to a socket, or
+        queued until the recipient is reachable)."""
         if (format == "post" and post is None) or (format == "card" and card is None):
             raise ToolError(f"format {format!r} needs the {format!r} argument")
         result = await client.send(
@@ -93,6 +95,7 @@ def build_server(client: Client) -> MCPServer:
             card=card if format == "card" else None,
             thread_id=thread_id,
             reply_to=reply_to,
+            message_id=message_id,
         )
         return dict(result.raw)
 
