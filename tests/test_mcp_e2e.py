@@ -126,8 +126,11 @@ async def tool_errors(hub: RestartableHub, connect) -> None:
         assert error_text(await claude.call_tool("ack", {"message_ids": []}))
         assert error_text(await claude.call_tool("message_status", {"message_id": "msg_unknown"}))
         assert error_text(await claude.call_tool("no_such_tool", {}))
-        # and the server still answers
+        # and the server still answers; a repeated send with the same message_id sends once
         assert data(await claude.call_tool("list_members", {}))["members"]
+        once = {"recipient_id": "lingyi", "content": "once", "message_id": f"mcp-once-{connect.__name__}"}
+        first, again = [data(await claude.call_tool("send", once)) for _ in range(2)]
+        assert first["message_id"] == again["message_id"] == once["message_id"]
 
 
 async def floor(hub: RestartableHub, connect) -> None:

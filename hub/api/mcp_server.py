@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import random
 from typing import Annotated, Any, Literal
 
@@ -30,8 +29,6 @@ from hub.delivery.services import member_send
 from members.auth import UNAUTHORIZED, bearer_token
 from members.models import Member
 from offline_queue.acks import messages_acknowledge
-
-logger = logging.getLogger(__name__)
 
 PATH = "/mcp"
 INSTRUCTIONS = (
