@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from django.db.models import Q
-from django.utils import timezone
 
 from members.models import Channel, Member
 from offline_queue.models import Message
@@ -125,14 +124,3 @@ def messages_count_retry(ids: Iterable[int]) -> None:
     ids = list(ids)
     if ids:
         Message.objects.filter(pk__in=ids).update(retry_count=F("retry_count") + 1)
-
-
-def inbox_waiting(*, recipient: Member, now: datetime | None = None) -> int:
-    """How many of ``recipient``'s messages wait in its pull inbox unread (or read and back)."""
-    now = now or timezone.now()
-    free = Q(lease_owner="") | Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True)
-    return (
-        Message.objects.filter(recipient=recipient, status=Message.Status.DELIVERING, delivered_via=Channel.Kind.INBOX)
-        .filter(free)
-        .count()
-    )
