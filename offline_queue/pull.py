@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
-from django.db.models import Q
+from django.db.models import F, Q
 
 from members.models import Channel, Member
 from offline_queue.models import Message
@@ -119,8 +119,6 @@ def was_read(message: Message) -> bool:
 def messages_count_retry(ids: Iterable[int]) -> None:
     """Count one retry for each of ``ids`` (taken again after a read that did not acknowledge them, or taken by a
     read after a push attempt that failed)."""
-    from django.db.models import F
-
     ids = list(ids)
     if ids:
         Message.objects.filter(pk__in=ids).update(retry_count=F("retry_count") + 1)
