@@ -32,6 +32,7 @@ bench: setup
 	$(BIN)/python bench/dashboard.py --requests 20
 	$(BIN)/python bench/poller.py --seconds 15
 	$(BIN)/python bench/processes.py --servers uvicorn --runs 1
+	$(BIN)/python bench/inbox.py --rounds 10
 
 # lint-imports checks the client library of this checkout too (client/src first on the path); the typecheck step
 # is mypy, strict, on the client library (its settings: [tool.mypy] in client/pyproject.toml).

@@ -86,8 +86,9 @@ def remember(channel: Channel, *, ok: bool, error: str = "", now: datetime | Non
         # Up and said so a moment ago: nothing changes but a timestamp, so a busy channel's row (and the cache)
         # is written at most once per refresh period rather than on every delivery.
         return False
-    if ok and channel.kind == Channel.Kind.BRIDGE:
-        # A bridge socket's last_seen is its heartbeat, kept by the bridge; a send proves nothing more.
+    if ok and channel.kind in (Channel.Kind.BRIDGE, Channel.Kind.INBOX):
+        # A bridge socket's last_seen is its heartbeat, kept by the bridge, a pull inbox's its member's last read;
+        # a send proves nothing more.
         channel.last_ok = now
         Channel.objects.filter(pk=channel.pk).update(last_ok=now)
     elif ok:

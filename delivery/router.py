@@ -42,6 +42,8 @@ PREFERRED_KINDS: dict[str, tuple[str, ...]] = {
     Member.PreferredChannel.FEISHU: ("feishu_webhook", "feishu_bot"),
 }
 OFFLINE = "recipient offline"
+# Kinds the member pulls from (the pull inbox): tried after every push channel, whatever the order above says.
+PULL_KINDS: tuple[str, ...] = ("inbox",)
 
 
 def kind_order(message_type: str, preferred_channel: str) -> list[str]:
@@ -73,7 +75,14 @@ def candidates(message: Message, member: Member) -> list[Channel]:
         usable = [c for c in usable if c.kind == message.channel_kind]
     if (message.metadata or {}).get(BRIDGE_CHAT):
         usable = [c for c in usable if c.kind == Channel.Kind.BRIDGE]
-    return sorted(usable, key=lambda c: (order.index(c.kind) if c.kind in order else len(order), c.pk))
+    return sorted(
+        usable,
+        key=lambda c: (
+            c.kind in PULL_KINDS and not message.channel_kind,
+            order.index(c.kind) if c.kind in order else len(order),
+            c.pk,
+        ),
+    )
 
 
 def attempt(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db import models
 from django.db.models import QuerySet
 
 from delivery import online
@@ -32,4 +33,48 @@ def message_summary(message: Message) -> dict:
         "retry_count": message.retry_count,
         "next_retry_at": message.next_retry_at.isoformat() if message.next_retry_at else None,
         "last_error": message.last_error,
+    }
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value else None
+
+
+def message_state(*, message_id: str, member: Member) -> dict | None:
+    """Where the message ``message_id`` stands, for its sender or its recipient (None for anyone else, and for an
+    unknown id): status, the channel it went over, retries, the last error, and its delivery attempts (newest first,
+    at most 20)."""
+    message = (
+        Message.objects.select_related("recipient")
+        .filter(message_id=message_id)
+        .filter(models.Q(sender_id=member.member_id) | models.Q(recipient=member))
+        .first()
+    )
+    if message is None:
+        return None
+    attempts = message.attempts.order_by("-started_at", "-pk")[:20]
+    return {
+        "message_id": message.message_id,
+        "sender_id": message.sender_id,
+        "recipient_id": message.recipient.member_id,
+        "topic": message.topic,
+        "message_type": message.message_type,
+        "status": message.status,
+        "channel": message.delivered_via,
+        "timestamp": _iso(message.created_at),
+        "delivered_at": _iso(message.delivered_at),
+        "expires_at": _iso(message.expires_at),
+        "retry_count": message.retry_count,
+        "next_retry_at": _iso(message.next_retry_at),
+        "last_error": message.last_error,
+        "attempts": [
+            {
+                "channel": a.channel,
+                "outcome": a.outcome,
+                "at": _iso(a.started_at),
+                "latency_ms": round(a.latency_ms, 1),
+                "error": a.error,
+            }
+            for a in attempts
+        ],
     }

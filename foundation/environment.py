@@ -310,6 +310,21 @@ SECTIONS: dict[str, tuple[Variable, ...]] = {
         V("SSL_CERT_DIR", "path", None, "A directory of CAs trusted for outbound HTTPS, as OpenSSL reads it."),
         V("HUB_PROBE_CACHE_SECONDS", "int", 60, "Seconds an endpoint's online probe is cached.", minimum=0),
         V(
+            "HUB_INBOX_VISIBILITY_SECONDS",
+            "int",
+            60,
+            "Seconds a message read from the pull inbox and not acknowledged stays hidden before it comes back.",
+            minimum=1,
+        ),
+        V("HUB_INBOX_MAX_WAIT", "int", 60, "Longest long-poll a pull-inbox read may ask for.", minimum=0, maximum=600),
+        V(
+            "HUB_INBOX_ONLINE_SECONDS",
+            "int",
+            90,
+            "A member that read its pull inbox within this many seconds counts as online.",
+            minimum=1,
+        ),
+        V(
             "HUB_SEND_RATE_PER_MINUTE",
             "int",
             100,

@@ -20,6 +20,7 @@ class HubConfig(AppConfig):
         from delivery.lingmessage import LingMessageTransport
         from delivery.models import ChannelKindSwitch, RouteRule, config_forget
         from delivery.openclaw import OpenClawTransport
+        from delivery.pull_inbox import PullInboxTransport
         from foundation import bus
         from hub.api import frames as api_frames  # noqa: F401  (registers the bridge `send` frame)
         from hub.bridge import (  # noqa: F401  (register the core bridge frames)
@@ -41,6 +42,7 @@ class HubConfig(AppConfig):
         transports.register(BridgeTransport())
         transports.register(OpenClawTransport())
         transports.register(AppriseTransport())
+        transports.register(PullInboxTransport())
         delivery_hook.connect(delivery_hook.Router(attempt=router.attempt, deliver_many=router.deliver_many))
         bus.subscribe_all(audit.audit_log)
         bus.subscribe_all(audit.delivery_metrics)

@@ -214,6 +214,8 @@ class Channel(models.Model):
         FEISHU_BOT = "feishu_bot", "Feishu bot"
         OPENCLAW = "openclaw", "OpenClaw gateway hooks"
         APPRISE = "apprise", "Apprise URL (Telegram, Slack, Discord, email, …)"
+        # The member takes its messages itself (GET /api/unified/inbox) instead of having them pushed.
+        INBOX = "inbox", "Pull inbox"
 
     class SignatureStyle(models.TextChoices):
         SHA256 = "sha256", "sha256=<hex> (Ling Hub)"
@@ -324,7 +326,7 @@ class Channel(models.Model):
         if self.kind == self.Kind.FEISHU_BOT:
             if not self.address and not self.app_id:
                 errors["app_id"] = "A Feishu bot needs its app_id, its open_id (address) or both."
-        elif not self.address:
+        elif not self.address and self.kind != self.Kind.INBOX:
             errors["address"] = "This field is required."
         try:
             headers = dict(parse_headers(self.endpoint_headers))
@@ -348,9 +350,13 @@ class Channel(models.Model):
             return {}
 
     def is_live(self, now: datetime | None = None) -> bool:
-        """Bridge: a registered socket with a heartbeat within the timeout. HTTP channels: the last
-        probe or delivery succeeded, after the last error, within the probe cache period."""
+        """Bridge: a registered socket with a heartbeat within the timeout. Pull inbox: the member read it within
+        ``HUB_INBOX_ONLINE_SECONDS``. HTTP channels: the last probe or delivery succeeded, after the last error,
+        within the probe cache period."""
         now = now or timezone.now()
+        if self.kind == self.Kind.INBOX:
+            online = timedelta(seconds=settings.HUB_INBOX_ONLINE_SECONDS)
+            return self.last_seen is not None and now - self.last_seen <= online
         if self.kind == self.Kind.BRIDGE:
             timeout = timedelta(seconds=settings.HUB_BRIDGE_HEARTBEAT_TIMEOUT)
             return bool(self.live_connection) and self.last_seen is not None and now - self.last_seen <= timeout

@@ -236,6 +236,92 @@ SCHEMAS = {
             "messages": {"type": "array", "items": {"$ref": "#/components/schemas/QueuedMessage"}},
         },
     },
+    "InboxMessage": {
+        "type": "object",
+        "required": ["message_id", "sender_id", "content", "message_type", "timestamp", "visible_again_at"],
+        "properties": {
+            "message_id": STRING,
+            "sender_id": STRING,
+            "topic": STRING,
+            "content": STRING,
+            "message_type": {"enum": list(Message.Type.values)},
+            "thread_id": STRING,
+            "reply_to": STRING,
+            "format": {"enum": list(Message.Format.values)},
+            "priority": {"type": "integer"},
+            "post": {"type": "object"},
+            "card": {"type": "object"},
+            "card_action": {"type": "object"},
+            "timestamp": NULLABLE_STRING,
+            "source": STRING,
+            "metadata": {"type": "object"},
+            "sequence": {"type": "integer", "description": "The sender's sequence number."},
+            "retry_count": {"type": "integer", "description": "Times it was delivered before without an ack."},
+            "visible_again_at": {
+                "type": ["string", "null"],
+                "description": "Unless acknowledged by then, the message is taken again after this time.",
+            },
+        },
+    },
+    "Inbox": {
+        "type": "object",
+        "required": ["success", "member_id", "messages"],
+        "properties": {
+            "success": {"const": True},
+            "member_id": STRING,
+            "visibility_seconds": {"type": "integer"},
+            "messages": {"type": "array", "items": {"$ref": "#/components/schemas/InboxMessage"}},
+        },
+    },
+    "MessageState": {
+        "type": "object",
+        "required": ["message_id", "sender_id", "recipient_id", "status", "channel", "attempts"],
+        "properties": {
+            "message_id": STRING,
+            "sender_id": STRING,
+            "recipient_id": STRING,
+            "topic": STRING,
+            "message_type": {"enum": list(Message.Type.values)},
+            "status": {"enum": list(Message.Status.values)},
+            "channel": {
+                "type": "string",
+                "description": "The channel it was delivered (or handed) over; empty before.",
+            },
+            "timestamp": NULLABLE_STRING,
+            "delivered_at": NULLABLE_STRING,
+            "expires_at": NULLABLE_STRING,
+            "retry_count": {"type": "integer"},
+            "next_retry_at": NULLABLE_STRING,
+            "last_error": STRING,
+            "attempts": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "channel": STRING,
+                        "outcome": STRING,
+                        "at": NULLABLE_STRING,
+                        "latency_ms": {"type": "number"},
+                        "error": STRING,
+                    },
+                },
+            },
+        },
+    },
+    "AckRequest": {
+        "type": "object",
+        "properties": {"message_ids": {"type": "array", "items": STRING}, "message_id": STRING},
+    },
+    "AckResult": {
+        "type": "object",
+        "required": ["success", "acknowledged", "already", "unknown"],
+        "properties": {
+            "success": {"const": True},
+            "acknowledged": {"type": "array", "items": STRING},
+            "already": {"type": "array", "items": STRING},
+            "unknown": {"type": "array", "items": STRING},
+        },
+    },
 }
 
 PATHS = {
@@ -336,6 +422,63 @@ PATHS = {
                 "200": _ok("The message's steps in time order.", "Trace"),
                 **AUTH_ERRORS,
                 "404": _error("No such message, or the token's member is neither its sender nor its recipient."),
+            },
+        }
+    },
+    "/api/unified/messages/{message_id}": {
+        "get": {
+            "summary": "Where a message stands (for its sender and its recipient)",
+            "operationId": "message",
+            "parameters": [{"name": "message_id", "in": "path", "required": True, "schema": STRING}],
+            "responses": {
+                "200": _ok("Its status, channel, retries and delivery attempts (newest first).", "MessageState"),
+                **AUTH_ERRORS,
+                "404": _error("No such message sent by or to this member."),
+            },
+        }
+    },
+    "/api/unified/inbox": {
+        "get": {
+            "summary": "Take this member's waiting messages (the pull inbox), each sender's in order; long-poll",
+            "operationId": "inbox",
+            "parameters": [
+                {
+                    "name": "wait",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "number", "minimum": 0, "maximum": 60, "default": 0},
+                    "description": "Seconds to wait for a message when none waits (at most HUB_INBOX_MAX_WAIT).",
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
+                },
+            ],
+            "responses": {
+                "200": _ok(
+                    "The messages taken (maybe none); each comes back after visibility_seconds unless acknowledged.",
+                    "Inbox",
+                ),
+                "400": _error("Bad wait or limit."),
+                **AUTH_ERRORS,
+                "403": _error("The member's inbox channel, or the inbox channel kind, is switched off."),
+            },
+        }
+    },
+    "/api/unified/inbox/ack": {
+        "post": {
+            "summary": "Acknowledge messages taken from the inbox: they are delivered",
+            "operationId": "inbox_ack",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AckRequest"}}},
+            },
+            "responses": {
+                "200": _ok("Which ids were acknowledged now, before, or are not messages to this member.", "AckResult"),
+                "400": _error("No message ids, or not a list of strings."),
+                **AUTH_ERRORS,
             },
         }
     },

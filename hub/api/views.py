@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from asgiref.sync import sync_to_async
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
@@ -12,12 +13,15 @@ from delivery.formats import FormatError
 from delivery.routes import route_dry_run
 from delivery.services import member_send
 from foundation.jsonapi import BadJson, json_body, json_error, json_response
+from hub.api.inbox_endpoint import inbox_take
 from hub.api.openapi import document
-from members.auth import member_required
+from members.auth import UNAUTHORIZED, member_required, request_member
 from members.selectors import member_get
+from offline_queue.acks import messages_acknowledge
 from offline_queue.trace import message_trace
 
 QUEUE_LIMIT_MAX = 1000
+ACK_IDS_MAX = 1000
 
 
 def send_over_http(request: HttpRequest, member, body: dict) -> SendResult | JsonResponse:
@@ -121,6 +125,49 @@ def trace(request: HttpRequest, message_id: str) -> JsonResponse:
     if found is None or member.member_id not in (found.message.sender_id, found.message.recipient.member_id):
         return json_error(404, f"no message {message_id!r} sent by or to {member.member_id!r}")
     return json_response({"success": True, **found.as_json(with_copies=found.message.sender_id == member.member_id)})
+
+
+@require_GET
+@member_required
+def message(request: HttpRequest, message_id: str) -> JsonResponse:
+    """Where a message stands; its sender and its recipient may look, to anyone else it does not exist."""
+    state = selectors.message_state(message_id=message_id, member=request.member)
+    if state is None:
+        return json_error(404, f"no message {message_id!r} sent by or to {request.member.member_id!r}")
+    return json_response(state)
+
+
+@csrf_exempt
+@require_GET
+async def inbox(request: HttpRequest) -> JsonResponse:
+    """The member takes its waiting messages (``hub.api.inbox_endpoint``, which ``hub.asgi`` serves this URL with
+    under the ASGI servers, so that a long-poll holds no thread)."""
+    member = await sync_to_async(request_member)(request)
+    if member is None:
+        return json_error(401, UNAUTHORIZED, WWW_Authenticate="Bearer")
+    status, body = await inbox_take(member, request.GET)
+    return json_response(body, status=status)
+
+
+@csrf_exempt
+@require_POST
+@member_required
+def inbox_ack(request: HttpRequest) -> JsonResponse:
+    """``{"message_ids": [...]}`` (or ``"message_id"``): the member has these messages; repeated acks are harmless,
+    ids that are not messages to the member come back in ``unknown``."""
+    try:
+        body = json_body(request)
+    except BadJson as exc:
+        return json_error(400, str(exc))
+    ids = body.get("message_ids", [body["message_id"]] if "message_id" in body else None)
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+        return json_error(400, "message_ids must be a non-empty list of message ids")
+    if len(ids) > ACK_IDS_MAX:
+        return json_error(400, f"at most {ACK_IDS_MAX} message_ids at once")
+    result = messages_acknowledge(member_id=request.member.member_id, message_ids=ids)
+    return json_response(
+        {"success": True, "acknowledged": result.acknowledged, "already": result.already, "unknown": result.unknown}
+    )
 
 
 @require_GET

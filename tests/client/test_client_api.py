@@ -417,3 +417,66 @@ def test_an_answer_larger_than_the_limit_is_not_read_further(declared):
 
 def test_answers_are_bounded_by_default():
     assert Client("http://hub.test", "t").max_response_bytes == 16 * 1024 * 1024
+
+
+def test_inbox_long_polls_with_a_longer_timeout_and_ack_posts_the_ids():
+    body = {
+        "success": True,
+        "member_id": "claude",
+        "visibility_seconds": 60,
+        "messages": [
+            {
+                "message_id": "msg_1",
+                "sender_id": "lingyi",
+                "content": "hi",
+                "sequence": 7,
+                "retry_count": 1,
+                "visible_again_at": "2026-04-08T15:48:53+00:00",
+            }
+        ],
+    }
+    script = Script(
+        httpx.Response(200, json=body),
+        httpx.Response(200, json={"success": True, "acknowledged": ["msg_1"], "already": [], "unknown": ["x"]}),
+    )
+
+    async def scenario():
+        async with client(script, timeout=5) as hub:
+            inbox = await hub.inbox(wait=30, limit=5)
+            acked = await hub.ack_inbox(["msg_1", "x"])
+        return inbox, acked
+
+    inbox, acked = run(scenario())
+    read, ack = script.requests
+    assert read.url.path == "/api/unified/inbox" and dict(read.url.params) == {"wait": "30", "limit": "5"}
+    assert read.extensions["timeout"]["read"] == 35  # the client's timeout on top of the wait
+    [message] = inbox.messages
+    assert (message.message_id, message.sequence, message.retry_count) == ("msg_1", 7, 1)
+    assert message.visible_again_at.isoformat() == "2026-04-08T15:48:53+00:00" and inbox.visibility_seconds == 60
+    assert json.loads(ack.content) == {"message_ids": ["msg_1", "x"]}
+    assert acked.acknowledged == ["msg_1"] and acked.unknown == ["x"]
+
+
+def test_message_reads_a_messages_state():
+    script = Script(
+        httpx.Response(
+            200,
+            json={
+                "message_id": "msg_1",
+                "sender_id": "a",
+                "recipient_id": "b",
+                "status": "delivered",
+                "channel": "inbox",
+                "retry_count": 0,
+                "attempts": [],
+            },
+        )
+    )
+
+    async def scenario():
+        async with client(script) as hub:
+            return await hub.message("msg_1")
+
+    state = run(scenario())
+    assert script.requests[0].url.path == "/api/unified/messages/msg_1"
+    assert (state.status, state.channel, state.recipient_id) == ("delivered", "inbox", "b")

@@ -1,7 +1,8 @@
 """linghub: join Ling Hub as a member in ten lines.
 
 ``Member`` is a member on the bridge WebSocket (register a backend, answer chats, receive and acknowledge hub
-deliveries, reconnect) and on the HTTP API (``send``, ``online``, ``queue``, ``floor``, ``memory``);
+deliveries, reconnect) and on the HTTP API (``send``, ``online``, ``queue``, ``inbox``/``ack_inbox``, ``floor``,
+``memory``);
 ``Client`` is the HTTP API alone; ``linghub.sync`` wraps both for code without asyncio.
 """
 
@@ -23,12 +24,16 @@ from linghub.errors import (
 from linghub.floor import Floor
 from linghub.member import Member
 from linghub.models import (
+    AckResult,
     Chat,
     ClaimResult,
     Collision,
     Envelope,
+    Inbox,
+    InboxMessage,
     MemoryEntry,
     Message,
+    MessageState,
     MessageType,
     OnlineStatus,
     Push,
@@ -41,6 +46,7 @@ from linghub.stats import Stats
 from linghub.version import __version__
 
 __all__ = [
+    "AckResult",
     "ApiError",
     "AuthError",
     "Backoff",
@@ -54,10 +60,13 @@ __all__ = [
     "Floor",
     "HandshakeError",
     "HubUnavailable",
+    "Inbox",
+    "InboxMessage",
     "LingHubError",
     "Member",
     "MemoryEntry",
     "Message",
+    "MessageState",
     "MessageType",
     "NotConnected",
     "OnlineStatus",

@@ -1,4 +1,5 @@
-"""The hub's HTTP API for a member: ``send``, ``online``, ``queue``, floor claims and collaboration memory.
+"""The hub's HTTP API for a member: ``send``, ``online``, ``queue``, the pull inbox (``inbox``, ``ack_inbox``),
+floor claims and collaboration memory.
 
 Every request carries ``Authorization: Bearer <member token>``. Requests that fail in a way a retry can fix
 (no connection, a dropped connection, a timeout, HTTP 5xx, 408, 429) are retried with back-off, honouring
@@ -21,7 +22,18 @@ from linghub.backoff import Backoff
 from linghub.endpoints import DEFAULT_URL, Verify, hub_urls, ssl_context
 from linghub.errors import ApiError
 from linghub.floor import Floor
-from linghub.models import ClaimResult, Json, MemoryEntry, MessageType, OnlineStatus, Queue, SendResult
+from linghub.models import (
+    AckResult,
+    ClaimResult,
+    Inbox,
+    Json,
+    MemoryEntry,
+    MessageState,
+    MessageType,
+    OnlineStatus,
+    Queue,
+    SendResult,
+)
 from linghub.responses import MAX_RESPONSE_BYTES, send_bounded
 from linghub.retry import with_retries
 from linghub.version import __version__
@@ -122,13 +134,22 @@ class Client:
         headers: Mapping[str, str] | None = None,
         final: Callable[[int, Json | None], bool] | None = None,
         idempotency_key: str | None = None,
+        timeout: float | None = None,
     ) -> tuple[httpx.Response, Json | None, int]:
         """Make one API call, retrying what a retry can fix (``linghub.retry``). Returns ``(response, json body
         or None, attempts)`` for 2xx answers and for the answers ``final(status, body)`` accepts. Raises
-        ``AuthError`` on 401, ``ApiError`` on other final answers, ``HubUnavailable`` when every attempt failed."""
+        ``AuthError`` on 401, ``ApiError`` on other final answers, ``HubUnavailable`` when every attempt failed.
+        ``timeout``: seconds for this call (default: the client's)."""
 
         def attempt_once() -> Awaitable[httpx.Response]:
-            request = self.http.build_request(method, path, json=json, params=params, headers=self._headers(headers))
+            request = self.http.build_request(
+                method,
+                path,
+                json=json,
+                params=params,
+                headers=self._headers(headers),
+                timeout=self.timeout if timeout is None else timeout,
+            )
             return send_bounded(self.http, request, self.max_response_bytes)
 
         return await with_retries(
@@ -216,6 +237,34 @@ class Client:
             "GET", f"/api/unified/queue/{quote(recipient, safe='')}", params={"limit": limit}
         )
         return Queue.from_json(body or {})
+
+    async def message(self, message_id: str) -> MessageState:
+        """Where a message this member sent or received stands (``GET /api/unified/messages/<id>``); ``ApiError``
+        404 for any other id."""
+        _, body, _ = await self.request("GET", f"/api/unified/messages/{quote(message_id, safe='')}")
+        return MessageState.from_json(body or {})
+
+    async def inbox(self, *, wait: float = 0, limit: int = 10) -> Inbox:
+        """Take this member's waiting messages (``GET /api/unified/inbox``): at most ``limit`` (1-100), each
+        sender's in order; when none waits, wait up to ``wait`` seconds (0-60) for one. Acknowledge each with
+        ``ack_inbox`` once handled: an unacknowledged message is taken again after the hub's visibility timeout (the
+        answer's ``visibility_seconds``); so does what a read took when its answer was lost, and a failed read is
+        retried like any other call."""
+        params: dict[str, str | int] = {"limit": limit}
+        if wait:
+            params["wait"] = f"{wait:g}"
+        _, body, _ = await self.request(
+            "GET", "/api/unified/inbox", params=params, timeout=self.timeout + max(0.0, wait)
+        )
+        return Inbox.from_json(body or {})
+
+    async def ack_inbox(self, message_ids: str | list[str]) -> AckResult:
+        """Acknowledge messages taken from the inbox (``POST /api/unified/inbox/ack``): the hub marks them
+        delivered. Repeating an ack is harmless; ids that are not messages to this member come back in
+        ``unknown``."""
+        ids = [message_ids] if isinstance(message_ids, str) else list(message_ids)
+        _, body, _ = await self.request("POST", "/api/unified/inbox/ack", json={"message_ids": ids})
+        return AckResult.from_json(body or {})
 
     async def claim(self, chat_id: str, message_id: str) -> ClaimResult:
         """Ask for the floor on ``message_id`` in group chat ``chat_id`` (``POST /api/coord/claim``); the

@@ -242,6 +242,65 @@ class Queue(FromJson):
 
 
 @dataclass(frozen=True)
+class InboxMessage(Message):
+    """A message taken from this member's pull inbox (``Client.inbox``): acknowledge it (``Client.ack_inbox``) once
+    handled, or it is taken again after ``visible_again_at``. ``retry_count``: how often it was taken before
+    without an ack; ``sequence``: the sender's sequence number."""
+
+    sequence: int = 0
+    retry_count: int = 0
+    visible_again_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Inbox(FromJson):
+    """``GET /api/unified/inbox``: the messages this read took (maybe none), each sender's in order."""
+
+    member_id: str
+    messages: list[InboxMessage]
+    visibility_seconds: int = 0
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Json) -> Inbox:
+        items = data.get("messages")
+        messages = [InboxMessage.from_json(m) for m in items if isinstance(m, dict)] if isinstance(items, list) else []
+        return build(cls, data, messages=messages)
+
+
+@dataclass(frozen=True)
+class AckResult(FromJson):
+    """``POST /api/unified/inbox/ack``: the ids acknowledged now, those acknowledged before (a repeat is harmless)
+    and those that are not messages to this member."""
+
+    acknowledged: list[str]
+    already: list[str]
+    unknown: list[str]
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class MessageState(FromJson):
+    """``GET /api/unified/messages/<id>``: where a message this member sent or received stands — ``status``
+    (queued, delivering, delivered, expired, failed), the ``channel`` it went over, retries, the last error; the
+    delivery attempts are in ``raw["attempts"]``."""
+
+    message_id: str
+    sender_id: str
+    recipient_id: str
+    status: str
+    channel: str = ""
+    topic: str = ""
+    retry_count: int = 0
+    last_error: str = ""
+    timestamp: datetime | None = None
+    delivered_at: datetime | None = None
+    next_retry_at: datetime | None = None
+    expires_at: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
 class ClaimResult(FromJson):
     """The hub's answer to a floor claim (``claim_result``): ``granted`` or not, who ``holder`` is (a member id,
     or a Feishu app_id for a bot that is not on the hub), how long the claim still runs (``expires_in``, s),

@@ -1,4 +1,4 @@
-"""The ``linghub`` command: send, online, queue, tail, members — the library, from a shell.
+"""The ``linghub`` command: send, online, queue, inbox, ack, tail, members, mcp — the library, from a shell.
 
 The hub URL and the member token come from ``--url`` / ``--token-file`` or ``LINGHUB_URL`` / ``LINGHUB_TOKEN``
 (``--token`` still works, with a warning: a token on the command line is visible in ``ps``). ``--member`` /

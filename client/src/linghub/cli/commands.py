@@ -1,4 +1,5 @@
-"""The ``linghub`` commands: ``send``, ``online``, ``members``, ``queue``, ``tail``. Each takes the parsed
+"""The ``linghub`` commands: ``send``, ``online``, ``members``, ``queue``, ``inbox``, ``ack``, ``tail`` (``mcp`` is
+in ``linghub.mcp``). Each takes the parsed
 arguments and an ``Output`` and returns the exit status (or raises ``Failure`` or a library error, which
 ``main`` turns into one)."""
 
@@ -13,7 +14,17 @@ import sys
 
 from linghub.api import Client
 from linghub.cli.exits import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, Failure
-from linghub.cli.output import Output, describe_send, message_line, note, push_line, short, status_line, when
+from linghub.cli.output import (
+    Output,
+    describe_send,
+    inbox_line,
+    message_line,
+    note,
+    push_line,
+    short,
+    status_line,
+    when,
+)
 from linghub.errors import ConflictError
 from linghub.member import Member
 from linghub.models import Chat, Json, Message, Push
@@ -130,6 +141,54 @@ def held_elsewhere(backend_id: str, error: ConflictError) -> Failure:
         "--backend: it prints what the hub delivers to the member and leaves the acknowledgements to the agent.",
         EXIT_REFUSED,
     )
+
+
+async def cmd_inbox(args: argparse.Namespace, out: Output) -> int:
+    if not 1 <= args.limit <= 100:
+        raise Failure("inbox: --limit must be between 1 and 100", EXIT_USAGE)
+    if not 0 <= args.wait <= 60:
+        raise Failure("inbox: --wait must be between 0 and 60 seconds", EXIT_USAGE)
+    async with client_for(args) as hub:
+        inbox = await hub.inbox(wait=args.wait, limit=args.limit)
+        acked = await hub.ack_inbox([m.message_id for m in inbox.messages]) if args.ack and inbox.messages else None
+    if out.as_json:
+        out.json(inbox.raw if acked is None else {**inbox.raw, "ack": acked.raw})
+        return EXIT_OK
+    if not inbox.messages:
+        out.line("nothing waits")
+    for message in inbox.messages:
+        out.line(inbox_line(message))
+    if inbox.messages and acked is None:
+        note(
+            f"linghub inbox: acknowledge with 'linghub ack ID…' (or read with --ack); unacknowledged messages come "
+            f"back after {inbox.visibility_seconds} s"
+        )
+    return EXIT_OK
+
+
+async def cmd_ack(args: argparse.Namespace, out: Output) -> int:
+    async with client_for(args) as hub:
+        result = await hub.ack_inbox(args.message_ids)
+    if out.as_json:
+        out.json(result.raw)
+    else:
+        done = len(result.acknowledged) + len(result.already)
+        out.line(
+            f"{done} acknowledged" + (f"; not messages to you: {', '.join(result.unknown)}" if result.unknown else "")
+        )
+    return EXIT_REFUSED if result.unknown else EXIT_OK
+
+
+async def cmd_mcp(args: argparse.Namespace, out: Output) -> int:
+    try:
+        from linghub.mcp_server import serve_stdio
+    except ImportError as exc:
+        raise Failure(f"mcp: the MCP SDK is missing ({exc}); pip install 'linghub[mcp]'", EXIT_USAGE) from None
+    async with client_for(args) as hub:
+        if not hub.token:
+            raise Failure("mcp: no token: set LINGHUB_TOKEN (or --token) to the member's token", EXIT_USAGE)
+        await serve_stdio(hub)
+    return EXIT_OK
 
 
 async def cmd_tail(args: argparse.Namespace, out: Output) -> int:

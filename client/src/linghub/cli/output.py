@@ -8,7 +8,7 @@ from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from typing import Any, TextIO
 
-from linghub.models import Message, OnlineStatus, Push, SendResult
+from linghub.models import InboxMessage, Message, OnlineStatus, Push, SendResult
 
 
 def jsonable(value: Any) -> Any:
@@ -80,6 +80,12 @@ def message_line(message: Message) -> str:
         f"{when(message.timestamp)}  {message.sender_id} → {topic}{message.content}"
         f"  ({message.message_type}{source}, {message.message_id})"
     )
+
+
+def inbox_line(message: InboxMessage) -> str:
+    """One line for a message ``inbox`` took: its id first, to acknowledge it with."""
+    again = f", taken {message.retry_count + 1} times" if message.retry_count else ""
+    return f"{message.message_id}  {message_line(message)}".replace(f", {message.message_id})", f"{again})")
 
 
 def push_line(push: Push) -> str:

@@ -1,4 +1,4 @@
-"""The ``linghub`` command: send, online, queue, tail, members — the library, from a shell.
+"""The ``linghub`` command: send, online, queue, inbox, ack, tail, members, mcp — the library, from a shell.
 
 The hub URL and the member token come from ``--url`` / ``--token-file`` or ``LINGHUB_URL`` / ``LINGHUB_TOKEN``
 (``--member`` / ``LINGHUB_MEMBER`` names the member where a command needs it). Output is for people;
@@ -17,7 +17,16 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import get_args
 
-from linghub.cli.commands import cmd_members, cmd_online, cmd_queue, cmd_send, cmd_tail
+from linghub.cli.commands import (
+    cmd_ack,
+    cmd_inbox,
+    cmd_mcp,
+    cmd_members,
+    cmd_online,
+    cmd_queue,
+    cmd_send,
+    cmd_tail,
+)
 from linghub.cli.credentials import command_line_token
 from linghub.cli.exits import EXIT_AUTH, EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, Failure
 from linghub.cli.output import Output, note
@@ -91,6 +100,24 @@ def build_parser() -> argparse.ArgumentParser:
     queue.add_argument("recipient", nargs="?", help="member id (default: --member / $LINGHUB_MEMBER)")
     queue.add_argument("--limit", type=int, default=20, help="messages to list (1-1000, default 20)")
     queue.set_defaults(handler=cmd_queue)
+
+    inbox = commands.add_parser("inbox", help="take this member's waiting messages (the pull inbox)")
+    _common(inbox, top=False)
+    inbox.add_argument("--wait", type=float, default=0.0, help="seconds to wait for a message when none waits (0-60)")
+    inbox.add_argument("--limit", type=int, default=10, help="messages to take (1-100, default 10)")
+    inbox.add_argument("--ack", action="store_true", help="acknowledge what was taken at once")
+    inbox.set_defaults(handler=cmd_inbox)
+
+    ack = commands.add_parser("ack", help="acknowledge messages taken from the inbox (exit 1 if an id is unknown)")
+    _common(ack, top=False)
+    ack.add_argument("message_ids", nargs="+", metavar="MESSAGE_ID", help="ids of messages taken from the inbox")
+    ack.set_defaults(handler=cmd_ack)
+
+    mcp = commands.add_parser(
+        "mcp", help="serve the hub as MCP tools over stdio, for an agent's MCP configuration (docs/mcp.md)"
+    )
+    _common(mcp, top=False)
+    mcp.set_defaults(handler=cmd_mcp)
 
     tail = commands.add_parser("tail", help="connect and print deliveries as they arrive, acknowledging them")
     _common(tail, top=False)
