@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -97,11 +96,10 @@ def main() -> None:
     parser.add_argument("--print-log", action="store_true", help="print runhub's output (start-up and idle) too")
     args = parser.parse_args()
     print(f"command: {' '.join(sys.argv)}\nmachine: {machine()}")
-    with tempfile.TemporaryDirectory(prefix="bench-footprint-") as tmp:
-        with running_hub(data_dir=Path(tmp), runhub=True, server=args.server, extra_env={"REDIS_URL": ""}) as hub:
-            time.sleep(args.idle)
-            by_role = measure(hub.process.pid)
-            log = hub.log()
+    with running_hub(runhub=True, server=args.server, extra_env={"REDIS_URL": ""}) as hub:
+        time.sleep(args.idle)
+        by_role = measure(hub.process.pid)
+        log = hub.log()
     total = [pair for pairs in by_role.values() for pair in pairs]
     print(f"\nidle {args.idle:.0f} s, {args.server}")
     for name, pairs in sorted(by_role.items()):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -50,7 +51,10 @@ ALLOWED_HOSTS = env.list("HUB_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"
 CSRF_TRUSTED_ORIGINS = env.list("HUB_CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "daphne",
+    # daphne's app gives `manage.py runserver` its WebSocket support, and importing it loads Twisted and installs
+    # its reactor (about 20 MiB in every process of the hub), so only runserver loads it; runhub starts daphne
+    # (`--server daphne`) through daphne's own command line, which needs no app.
+    *(["daphne"] if sys.argv[1:2] == ["runserver"] else []),
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -164,7 +168,14 @@ else:
 
 Q_CLUSTER = {
     "name": REDIS_PREFIX,
-    "workers": env.int("HUB_Q_WORKERS", 2, validate=Range(min=1, max=64)),
+    # Worker processes. One is enough for the cluster's work (schedules every 30 s, flushes on reconnects,
+    # follow-ups after acks, alerts: short tasks; the deliveries run on retry_queue's threads) and keeps an idle
+    # hub small (docs/performance.md, "Footprint"); the sentinel replaces a dead one.
+    "workers": env.int("HUB_Q_WORKERS", 1, validate=Range(min=1, max=64)),
+    # A worker is replaced by a fresh one after that many tasks, or once it holds more than max_rss KiB, so a
+    # long-running hub does not grow.
+    "recycle": 500,
+    "max_rss": 256 * 1024,
     # A task may run at most `timeout` seconds and is handed out again after `retry` seconds:
     # retry > timeout so a slow task is never run twice at once.
     "timeout": 60,
@@ -234,6 +245,8 @@ TIME_ZONE = env.str("HUB_TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 
+# Log level of the hub's processes (DEBUG, INFO, WARNING, ERROR; default INFO).
+LOG_LEVEL = env.str("HUB_LOG_LEVEL", "INFO", validate=OneOf(["DEBUG", "INFO", "WARNING", "ERROR"]))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -241,7 +254,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {
         "handlers": ["console"],
-        "level": env.str("HUB_LOG_LEVEL", "INFO", validate=OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])),
+        "level": LOG_LEVEL,
     },
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
@@ -250,6 +263,9 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
         # django-axes: its banner on every command and a line per login are noise; lockouts are WARNINGs.
         "axes": {"level": "WARNING"},
+        # django-q2 says at INFO every task it enqueues and runs, schedules every 30 s included: shown only with
+        # HUB_LOG_LEVEL=DEBUG; a failed task is an ERROR and always shown.
+        "django-q": {"level": "INFO" if LOG_LEVEL == "DEBUG" else "WARNING"},
     },
 }
 

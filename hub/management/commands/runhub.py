@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -115,6 +116,30 @@ def valkey_child(port: int, data_dir: Path) -> Child:
     return Child("valkey", argv, stage=1, stop_timeout=2.0, first_backoff=0.0, ready=lambda: _pong(port))
 
 
+def admin_created_note(password: str | None) -> str:
+    """What the first start says about the admin account it created (``password``: the generated one, or
+    ``None`` when it came from ``HUB_ADMIN_PASSWORD``)."""
+    shown = f"{password}   (shown only this once)" if password else "the one in HUB_ADMIN_PASSWORD"
+    return (
+        "\nFirst start: an admin account was created.\n"
+        "  user      admin\n"
+        f"  password  {shown}\n"
+        "Change it in the admin; forgot it? .venv/bin/python manage.py changepassword admin\n"
+    )
+
+
+def _wait_listening(host: str, port: int, timeout: float = 30.0) -> None:
+    """Wait (at most ``timeout`` seconds) until something accepts connections on ``host:port``."""
+    address = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((address, port), timeout=1.0).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+
+
 def _pong(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
@@ -172,7 +197,7 @@ class Command(BaseCommand):
         self.check()
 
         call_command("migrate", interactive=False, verbosity=0)
-        self.ensure_admin()
+        admin_note = self.ensure_admin()
 
         children += self.children(host, port, options["no_workers"], server=server, ssl_cert=ssl_cert, ssl_key=ssl_key)
         supervisor = Supervisor(children, report=self.report)
@@ -195,6 +220,11 @@ class Command(BaseCommand):
                 f"  {loopback_users_line()}\n"
                 f"Press Ctrl-C to stop.\n",
             )
+            if admin_note:
+                # Last, once the server answers, so the children's start-up lines do not bury it.
+                _wait_listening(host, port)
+                self.stdout.write(self.style.WARNING(admin_note))
+                self.stdout.flush()
             supervisor.run()
         finally:
             self.report("stopping…")
@@ -227,17 +257,14 @@ class Command(BaseCommand):
             children.append(Child("runmailbox", [*manage, "runmailbox"]))
         return children
 
-    def ensure_admin(self) -> None:
-        """Create the first admin account; print how to log in."""
+    def ensure_admin(self) -> str | None:
+        """Create the first admin account; returns how to log in (``None`` when an admin exists already)."""
         User = get_user_model()
         if User.objects.filter(is_superuser=True).exists():
-            return
+            return None
         password = settings.HUB_ADMIN_PASSWORD or secrets.token_urlsafe(12)
         User.objects.create_superuser("admin", "", password)
-        shown = "the password in HUB_ADMIN_PASSWORD" if settings.HUB_ADMIN_PASSWORD else f"password {password}"
-        self.stdout.write(
-            self.style.WARNING(f"Created the admin account: log in as 'admin' with {shown} (change it in the admin).")
-        )
+        return admin_created_note(None if settings.HUB_ADMIN_PASSWORD else password)
 
     def report(self, line: str) -> None:
         self.stdout.write(f"[runhub] {line}")
