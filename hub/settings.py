@@ -199,6 +199,9 @@ STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else 
 # WhiteNoise serves the admin's and dashboards' static files from daphne itself, straight from the apps
 # (no collectstatic step for the embedded default).
 WHITENOISE_USE_FINDERS = True
+# Files WhiteNoise serves at the site's root rather than under STATIC_URL: /favicon.ico, which browsers ask for
+# on every page (the admin's too).
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 LOGIN_URL = "admin:login"
 # Messages live in the session (server side): the admin shows a new member token once as a message, and the
 # default cookie storage would send that token back and forth in a cookie.
