@@ -33,7 +33,7 @@ def stamp(value: datetime) -> str:
 
 def when(value: datetime | None, now: datetime) -> SafeString | str:
     """A ``<time>`` element: the age as text, the local date and time as its title, ISO 8601 as its datetime;
-    ``""`` for no moment (the template says "never" or "–")."""
+    ``""`` for no moment (the template says "never" or a dash)."""
     if value is None:
         return ""
     return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(), stamp(value), age(value, now))
