@@ -79,13 +79,16 @@ def descendants(root: int) -> dict[int, str]:
     return commands
 
 
-def measure(root: int) -> dict[str, list[tuple[int, int]]]:
+def measure(root: int, per_process: bool = False) -> dict[str, list[tuple[int, int]]]:
     by_role: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    for pid, command in descendants(root).items():
+    for pid, command in sorted(descendants(root).items()):
         try:
-            by_role[role(command)].append(memory(pid))
+            rss, pss = memory(pid)
         except OSError:  # gone meanwhile
             continue
+        by_role[role(command)].append((rss, pss))
+        if per_process:
+            print(f"  pid {pid:7} {role(command):12} RSS {rss / MIB:6.1f} MiB  PSS {pss / MIB:6.1f} MiB")
     return by_role
 
 
@@ -93,12 +96,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--idle", type=float, default=60.0, help="seconds to idle before measuring")
     parser.add_argument("--server", default="uvicorn")
+    parser.add_argument("--per-process", action="store_true", help="a line per process too")
     parser.add_argument("--print-log", action="store_true", help="print runhub's output (start-up and idle) too")
     args = parser.parse_args()
     print(f"command: {' '.join(sys.argv)}\nmachine: {machine()}")
     with running_hub(runhub=True, server=args.server, extra_env={"REDIS_URL": ""}) as hub:
         time.sleep(args.idle)
-        by_role = measure(hub.process.pid)
+        by_role = measure(hub.process.pid, args.per_process)
         log = hub.log()
     total = [pair for pairs in by_role.values() for pair in pairs]
     print(f"\nidle {args.idle:.0f} s, {args.server}")
