@@ -6,7 +6,10 @@ BIN := $(VENV)/bin
 # the hub (`make run`), and on top of it the tests and tools (`make test`, `make lint`).
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
-PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+# A lock is the whole closure, hashes included: pip takes it as it is (--no-deps: no resolving, a third less time),
+# refuses any file whose hash is not locked, and `pip check` confirms every dependency is there.
+PIP_INSTALL := $(PIP) install --quiet --require-hashes --no-deps
 PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url \
 	--no-emit-find-links
 
@@ -15,14 +18,16 @@ PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --g
 $(RUN_STAMP): requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Ling Hub needs Python 3.11 or newer")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP_INSTALL) --require-hashes -r requirements.txt
+	$(PIP_INSTALL) -r requirements.txt
+	$(PIP) check
 	touch $(RUN_STAMP)
 
 # The member client library (client/) is installed editable, without its dependencies (they are in the runtime
 # lock): an editable install carries no hash.
 $(DEV_STAMP): $(RUN_STAMP) requirements-dev.txt client/pyproject.toml
-	$(PIP_INSTALL) --require-hashes -r requirements.txt -r requirements-dev.txt
-	$(PIP_INSTALL) --no-deps -e ./client
+	$(PIP_INSTALL) -r requirements.txt -r requirements-dev.txt
+	$(PIP) install --quiet --no-deps -e ./client
+	$(PIP) check
 	touch $(DEV_STAMP)
 
 setup-run: $(RUN_STAMP)

@@ -1,27 +1,6 @@
 from __future__ import annotations
 
-import gc
-import importlib
-import sys
-
 from django.apps import AppConfig
-
-# The modules of the functions the django-q2 cluster runs (schedules and async tasks).
-TASK_MODULES = ("offline_queue.tasks", "hub.delivery.tasks", "hub.dashboard.tasks", "hub.bridge.replies")
-
-
-def share_with_cluster_forks() -> None:
-    """In ``manage.py qcluster`` only: the cluster's parent forks its sentinel, workers, monitor and pusher, which
-    share every page the parent has loaded until one of them writes to it. Load the task modules here, once,
-    instead of in each worker, and move everything loaded so far out of the garbage collector's reach
-    (``gc.freeze``) so its passes in the children do not write to, and so copy, the shared pages
-    (docs/performance.md, "Footprint")."""
-    if sys.argv[1:2] != ["qcluster"]:
-        return
-    for name in TASK_MODULES:
-        importlib.import_module(name)
-    gc.collect()
-    gc.freeze()
 
 
 class HubConfig(AppConfig):
@@ -57,4 +36,3 @@ class HubConfig(AppConfig):
         router.connect(router.Router(attempt=routing.attempt, deliver_many=routing.deliver_many))
         bus.subscribe_all(audit.audit_log)
         bus.subscribe_all(audit.delivery_metrics)
-        share_with_cluster_forks()

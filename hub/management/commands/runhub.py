@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
@@ -27,6 +28,9 @@ PING_INTERVAL = 20
 PING_TIMEOUT = 30
 # Seconds the server gives open requests and sockets to finish when it is stopped.
 GRACEFUL_SHUTDOWN = 5
+# Seconds after the server answers before the first start prints the admin password, so the other children's
+# start-up lines come before it.
+SETTLE_SECONDS = 2.0
 
 
 def websocket_limit() -> int:
@@ -128,16 +132,20 @@ def admin_created_note(password: str | None) -> str:
     )
 
 
-def _wait_listening(host: str, port: int, timeout: float = 30.0) -> None:
-    """Wait (at most ``timeout`` seconds) until something accepts connections on ``host:port``."""
+def _wait_started(host: str, port: int, stopping: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Wait until something accepts connections on ``host:port`` and the other children, started with it, have
+    had ``SETTLE_SECONDS`` to print their start-up lines (at most ``timeout`` seconds; no wait once stopping)."""
     address = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stopping():
         try:
             socket.create_connection((address, port), timeout=1.0).close()
-            return
+            break
         except OSError:
             time.sleep(0.1)
+    settled = min(deadline, time.monotonic() + SETTLE_SECONDS)
+    while time.monotonic() < settled and not stopping():
+        time.sleep(0.1)
 
 
 def _pong(port: int) -> bool:
@@ -222,7 +230,7 @@ class Command(BaseCommand):
             )
             if admin_note:
                 # Last, once the server answers, so the children's start-up lines do not bury it.
-                _wait_listening(host, port)
+                _wait_started(host, port, lambda: supervisor.stopping)
                 self.stdout.write(self.style.WARNING(admin_note))
                 self.stdout.flush()
             supervisor.run()
