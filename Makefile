@@ -42,10 +42,11 @@ test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Regenerate the lock files from requirements.in and requirements-dev.in (the direct dependencies, each with why
-# it is there); the dev lock is constrained by the runtime one, so both agree on every shared package.
+# it is there); the dev lock is constrained by the runtime one, so both agree on every shared package. Pins already
+# locked are kept; LOCK_ARGS=--upgrade moves every package to its newest version, LOCK_ARGS='--upgrade-package X' one.
 lock: setup
-	$(PIP_COMPILE) --output-file requirements.txt requirements.in
-	$(PIP_COMPILE) --output-file requirements-dev.txt requirements-dev.in
+	$(PIP_COMPILE) $(LOCK_ARGS) --output-file requirements.txt requirements.in
+	$(PIP_COMPILE) $(LOCK_ARGS) --output-file requirements-dev.txt requirements-dev.in
 
 # Every benchmark with quick settings (a few minutes in all); each prints its command, the machine and its figures
 # against a baseline measured in the same run. BENCH_DRAIN_ENV: e.g. `DATABASE_URL=postgres://… REDIS_URL=redis://…`
