@@ -52,7 +52,7 @@ CSRF_TRUSTED_ORIGINS = env.list("HUB_CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
     # daphne's app gives `manage.py runserver` its WebSocket support, and importing it loads Twisted and installs
-    # its reactor (about 20 MiB in every process of the hub), so only runserver loads it; runhub starts daphne
+    # its reactor (about 15 MiB in every process of the hub), so only runserver loads it; runhub starts daphne
     # (`--server daphne`) through daphne's own command line, which needs no app.
     *(["daphne"] if sys.argv[1:2] == ["runserver"] else []),
     "django.contrib.admin",
