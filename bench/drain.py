@@ -219,7 +219,7 @@ def main() -> None:
         manage(data_dir, "migrate", "--noinput", env=env)
         manage(data_dir, "member", "remove", MEMBER, env=env, check=False)
         added = manage(data_dir, "member", "add", MEMBER, "--name", "Drainer", "--backend", MEMBER, env=env)
-        token = added.stdout.strip().splitlines()[-1].split("token: ", 1)[1]
+        token = added.stdout.strip().splitlines()[-1]
         setup_django(env)
         from django.conf import settings
 

@@ -12,6 +12,10 @@ from django.utils.safestring import SafeString, mark_safe
 
 WIDTH = 720
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 44, 10, 10, 24
+# The widest a character of a tick label (10 px, static/dashboard/dashboard.css) can be, and the gap between the
+# y-axis labels and the plot: the plot starts right of the widest label ("1000/min") so none is clipped.
+TICK_CHAR_WIDTH = 6.5
+TICK_GAP = 4
 
 OUTCOME_COLORS = {
     "delivered": "#2e9d5b",
@@ -40,14 +44,27 @@ def _fmt(value: float) -> str:
     return f"{value:g}" if value < 10000 else f"{value:.3g}"
 
 
-def _frame(height: int, y_max: float, x_labels: Sequence[tuple[float, str]], y_unit: str = "") -> list[str]:
+def y_label(y_max: float, unit: str = "") -> str:
+    """The label at the top of the y axis: ``1000/min``."""
+    return _fmt(y_max) + unit
+
+
+def left_pad(*labels: str) -> float:
+    """Where the plot starts: right of the widest y-axis label, at least ``PAD_LEFT``."""
+    widest = max((len(label) for label in labels), default=0)
+    return max(PAD_LEFT, math.ceil(widest * TICK_CHAR_WIDTH + 2 * TICK_GAP))
+
+
+def _frame(
+    height: int, y_max: float, x_labels: Sequence[tuple[float, str]], y_unit: str = "", left: float = PAD_LEFT
+) -> list[str]:
     base = height - PAD_BOTTOM
-    top = _fmt(y_max) + y_unit
+    top = y_label(y_max, y_unit)
     parts = [
-        f'<line class="axis" x1="{PAD_LEFT}" y1="{base}" x2="{WIDTH - PAD_RIGHT}" y2="{base}"/>',
-        f'<line class="grid" x1="{PAD_LEFT}" y1="{PAD_TOP}" x2="{WIDTH - PAD_RIGHT}" y2="{PAD_TOP}"/>',
-        f'<text class="tick" x="{PAD_LEFT - 4}" y="{PAD_TOP + 4}" text-anchor="end">{escape(top)}</text>',
-        f'<text class="tick" x="{PAD_LEFT - 4}" y="{base}" text-anchor="end">0</text>',
+        f'<line class="axis" x1="{left}" y1="{base}" x2="{WIDTH - PAD_RIGHT}" y2="{base}"/>',
+        f'<line class="grid" x1="{left}" y1="{PAD_TOP}" x2="{WIDTH - PAD_RIGHT}" y2="{PAD_TOP}"/>',
+        f'<text class="tick" x="{left - TICK_GAP}" y="{PAD_TOP + 4}" text-anchor="end">{escape(top)}</text>',
+        f'<text class="tick" x="{left - TICK_GAP}" y="{base}" text-anchor="end">0</text>',
     ]
     for x, label in x_labels:
         parts.append(f'<text class="tick" x="{x:.1f}" y="{height - 6}" text-anchor="middle">{escape(label)}</text>')
@@ -81,15 +98,16 @@ def stacked_bars(
     """One bar per slot (a minute, an hour), stacked by key (outcome, kind), with a tooltip per segment."""
     colors = colors or OUTCOME_COLORS
     n = max(1, len(slots))
-    plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
-    plot_h = height - PAD_TOP - PAD_BOTTOM
     y_max = nice_max(max((sum(s.values()) for s in stacks), default=0))
+    left = left_pad(y_label(y_max, unit))
+    plot_w = WIDTH - left - PAD_RIGHT
+    plot_h = height - PAD_TOP - PAD_BOTTOM
     slot_w = plot_w / n
 
     def x_of(i: int) -> float:
-        return PAD_LEFT + i * slot_w
+        return left + i * slot_w
 
-    parts = _frame(height, y_max, _minute_labels(slots, x_of), unit)
+    parts = _frame(height, y_max, _minute_labels(slots, x_of), unit, left)
     order = [k for k in colors if any(k in s for s in stacks)] + sorted({k for s in stacks for k in s} - set(colors))
     for i, stack in enumerate(stacks):
         y = PAD_TOP + plot_h
@@ -111,17 +129,18 @@ def stacked_bars(
 def area(title: str, points: Sequence[tuple[datetime, float]], color: str = "#3b6fb6", height: int = 130) -> SafeString:
     """A step area of a value over time (e.g. queue depth per minute)."""
     n = max(1, len(points))
-    plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
-    plot_h = height - PAD_TOP - PAD_BOTTOM
     y_max = nice_max(max((v for _, v in points), default=0))
+    left = left_pad(y_label(y_max))
+    plot_w = WIDTH - left - PAD_RIGHT
+    plot_h = height - PAD_TOP - PAD_BOTTOM
     slot_w = plot_w / n
     base = PAD_TOP + plot_h
 
     def x_of(i: int) -> float:
-        return PAD_LEFT + i * slot_w
+        return left + i * slot_w
 
-    parts = _frame(height, y_max, _minute_labels([t for t, _ in points], x_of))
-    path = [f"M{PAD_LEFT:.1f},{base:.1f}"]
+    parts = _frame(height, y_max, _minute_labels([t for t, _ in points], x_of), left=left)
+    path = [f"M{left:.1f},{base:.1f}"]
     for i, (_, value) in enumerate(points):
         y = base - value / y_max * plot_h
         path.append(f"L{x_of(i):.1f},{y:.1f}L{x_of(i + 1):.1f},{y:.1f}")

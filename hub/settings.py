@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -42,7 +43,10 @@ ALLOWED_HOSTS = _env.HUB_ALLOWED_HOSTS
 CSRF_TRUSTED_ORIGINS = _env.HUB_CSRF_TRUSTED_ORIGINS
 
 INSTALLED_APPS = [
-    "daphne",
+    # daphne's app gives `manage.py runserver` its WebSocket support, and importing it loads Twisted and installs
+    # its reactor (about 15 MiB in every process of the hub), so only runserver loads it; runhub starts daphne
+    # (`--server daphne`) through daphne's own command line, which needs no app.
+    *(["daphne"] if sys.argv[1:2] == ["runserver"] else []),
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -154,7 +158,14 @@ else:
 
 Q_CLUSTER = {
     "name": REDIS_PREFIX,
+    # Worker processes. One is enough for the cluster's work (schedules every 30 s, flushes on reconnects,
+    # follow-ups after acks, alerts: short tasks; the deliveries run on retry_queue's threads) and keeps an idle
+    # hub small (docs/performance.md, "Footprint"); the sentinel replaces a dead one.
     "workers": _env.HUB_Q_WORKERS,
+    # A worker is replaced by a fresh one after that many tasks, or once it holds more than max_rss KiB, so a
+    # long-running hub does not grow.
+    "recycle": 500,
+    "max_rss": 256 * 1024,
     # A task may run at most `timeout` seconds and is handed out again after `retry` seconds:
     # retry > timeout so a slow task is never run twice at once.
     "timeout": 60,
@@ -178,6 +189,9 @@ STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else 
 # WhiteNoise serves the admin's and dashboards' static files from daphne itself, straight from the apps
 # (no collectstatic step for the embedded default).
 WHITENOISE_USE_FINDERS = True
+# Files WhiteNoise serves at the site's root rather than under STATIC_URL: /favicon.ico, which browsers ask for
+# on every page (the admin's too).
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 LOGIN_URL = "admin:login"
 # Messages live in the session (server side): the admin shows a new member token once as a message, and the
 # default cookie storage would send that token back and forth in a cookie.
@@ -223,6 +237,7 @@ TIME_ZONE = _env.HUB_TIME_ZONE
 USE_I18N = True
 USE_TZ = True
 
+LOG_LEVEL = _env.HUB_LOG_LEVEL
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -230,7 +245,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {
         "handlers": ["console"],
-        "level": _env.HUB_LOG_LEVEL,
+        "level": LOG_LEVEL,
     },
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
@@ -239,6 +254,9 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
         # django-axes: its banner on every command and a line per login are noise; lockouts are WARNINGs.
         "axes": {"level": "WARNING"},
+        # django-q2 says at INFO every task it enqueues and runs, schedules every 30 s included: shown only with
+        # HUB_LOG_LEVEL=DEBUG; a failed task is an ERROR and always shown.
+        "django-q": {"level": "INFO" if LOG_LEVEL == "DEBUG" else "WARNING"},
     },
 }
 

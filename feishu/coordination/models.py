@@ -70,6 +70,8 @@ class BotReply(models.Model):
     class Meta:
         ordering = ["-sent_at"]
         indexes = [models.Index(fields=["chat_id", "target_id", "sent_at"])]
+        verbose_name = "bot reply"
+        verbose_name_plural = "bot replies"
 
     def __str__(self) -> str:
         return f"{self.sender}: {self.message_id}"

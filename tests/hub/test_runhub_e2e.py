@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 import websockets
+from django.conf import settings
 from linghub import Chat, Member
 from linghub.sync import SyncClient
 
@@ -69,7 +70,7 @@ async def chat_round_trip(url: str, token: str, backend_id: str = "echo") -> dic
 
 
 def token_of(output: str) -> str:
-    return output.strip().splitlines()[-1].split("token: ", 1)[1]
+    return output.strip().splitlines()[-1]
 
 
 def pid_of(log: str, name: str) -> int:
@@ -144,6 +145,9 @@ def test_runhub_serves_admin_and_bridge_and_stops_every_child_on_ctrl_c(tmp_path
 
         log = hub.log()
         assert f"running ({server})" in log
+        # The admin note comes after the banner, once the server answers; the password came from the environment.
+        assert log.index("First start: an admin account was created") > log.index(f"running ({server})"), log
+        assert "the one in HUB_ADMIN_PASSWORD" in log and "manage.py changepassword admin" in log, log
         pids = [int(p) for p in re.findall(r"started \S+ \(pid (\d+)\)", log)]
         assert len(pids) >= 3, log
         if not os.environ.get("REDIS_URL"):
@@ -266,7 +270,8 @@ def wait_for_cluster(hub, timeout: float = 30) -> list[int]:
     wait_for_log(hub, "started qcluster", timeout)
     parent = pid_of(hub.log(), "qcluster")
     deadline = time.monotonic() + timeout
-    while len(group := processes_in_group(parent)) < 4 + int(hub.env.get("HUB_Q_WORKERS", "2")):
+    workers = int(hub.env.get("HUB_Q_WORKERS", settings.Q_CLUSTER["workers"]))
+    while len(group := processes_in_group(parent)) < 4 + workers:
         assert time.monotonic() < deadline, group
         time.sleep(0.1)
     time.sleep(0.3)  # the pusher's first pop
@@ -276,7 +281,7 @@ def wait_for_cluster(hub, timeout: float = 30) -> list[int]:
 def test_member_command_exits_non_zero_on_errors(tmp_path):
     manage(tmp_path, "migrate", "--noinput")
     ok = manage(tmp_path, "member", "add", "lingyi", "--name", "灵依")
-    assert ok.stdout.strip().splitlines()[-1].startswith("token: lh_")
+    assert ok.stdout.strip().splitlines()[-1].startswith("lh_")
     duplicate = manage(tmp_path, "member", "add", "lingyi", "--name", "again", check=False)
     assert duplicate.returncode != 0
     assert "already exists" in duplicate.stderr

@@ -17,9 +17,17 @@ def run(*args: str) -> str:
 
 
 def last_token(output: str) -> str:
+    """The last line printed: the token alone (scripts take it with ``tail -n 1``)."""
     last = output.strip().splitlines()[-1]
-    assert last.startswith("token: ")
-    return last.removeprefix("token: ")
+    assert last.startswith("lh_") and " " not in last, last
+    return last
+
+
+def test_add_without_a_name_names_the_member_after_its_id():
+    token = last_token(run("add", "lingmao"))
+    member = Member.objects.get(member_id="lingmao")
+    assert member.name == "lingmao"
+    assert member.check_token(token)
 
 
 def test_it_adds_a_member_with_channels_and_prints_the_token_last():

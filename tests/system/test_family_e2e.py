@@ -99,7 +99,7 @@ tokens = {}
 for member_id, args in json.loads(SPEC):
     out = io.StringIO()
     call_command("member", "add", member_id, "--name", member_id, *args, stdout=out)
-    tokens[member_id] = out.getvalue().strip().splitlines()[-1].removeprefix("token: ")
+    tokens[member_id] = out.getvalue().strip().splitlines()[-1]
 print(json.dumps(tokens))
 """
 

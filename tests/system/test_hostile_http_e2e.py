@@ -18,7 +18,7 @@ FEISHU = {"FEISHU_VERIFICATION_TOKEN": "vt-e2e", "FEISHU_ENCRYPT_KEY": "ek-e2e"}
 
 
 def token_of(output: str) -> str:
-    return output.strip().splitlines()[-1].split("token: ", 1)[1]
+    return output.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ FAST = {
 
 
 def token_of(output: str) -> str:
-    return output.strip().splitlines()[-1].split("token: ", 1)[1]
+    return output.strip().splitlines()[-1]
 
 
 def current_pid(log: str, name: str) -> int | None:

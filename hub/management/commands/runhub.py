@@ -8,6 +8,8 @@ import shutil
 import signal
 import socket
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
@@ -28,6 +30,9 @@ PING_INTERVAL = 20
 PING_TIMEOUT = 30
 # Seconds the server gives open requests and sockets to finish when it is stopped.
 GRACEFUL_SHUTDOWN = 5
+# Seconds after the server answers before the first start prints the admin password, so the other children's
+# start-up lines come before it.
+SETTLE_SECONDS = 2.0
 
 
 def websocket_limit() -> int:
@@ -126,6 +131,34 @@ def port_taken(host: str, port: int) -> OSError | None:
     return None
 
 
+def admin_created_note(password: str | None) -> str:
+    """What the first start says about the admin account it created (``password``: the generated one, or
+    ``None`` when it came from ``HUB_ADMIN_PASSWORD``)."""
+    shown = f"{password}   (shown only this once)" if password else "the one in HUB_ADMIN_PASSWORD"
+    return (
+        "\nFirst start: an admin account was created.\n"
+        "  user      admin\n"
+        f"  password  {shown}\n"
+        "Change it in the admin; forgot it? .venv/bin/python manage.py changepassword admin\n"
+    )
+
+
+def _wait_started(host: str, port: int, stopping: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Wait until something accepts connections on ``host:port`` and the other children, started with it, have
+    had ``SETTLE_SECONDS`` to print their start-up lines (at most ``timeout`` seconds; no wait once stopping)."""
+    address = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not stopping():
+        try:
+            socket.create_connection((address, port), timeout=1.0).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    settled = min(deadline, time.monotonic() + SETTLE_SECONDS)
+    while time.monotonic() < settled and not stopping():
+        time.sleep(0.1)
+
+
 def _escape(path: Path | str) -> str:
     """A path or address (``::1``) inside a Twisted endpoint string, where ``:`` separates fields."""
     return str(path).replace("\\", "\\\\").replace(":", "\\:")
@@ -202,7 +235,7 @@ class Command(BaseCommand):
         self.check()
 
         call_command("migrate", interactive=False, verbosity=0)
-        self.ensure_admin()
+        admin_note = self.ensure_admin()
 
         children += self.children(host, port, no_workers, server=server, ssl_cert=ssl_cert, ssl_key=ssl_key)
         supervisor = Supervisor(children, report=self.report)
@@ -225,6 +258,11 @@ class Command(BaseCommand):
                 f"  {loopback_users_line()}\n"
                 f"Press Ctrl-C to stop.\n",
             )
+            if admin_note:
+                # Last, once the server answers, so the children's start-up lines do not bury it.
+                _wait_started(host, port, lambda: supervisor.stopping)
+                self.stdout.write(self.style.WARNING(admin_note))
+                self.stdout.flush()
             supervisor.run()
         finally:
             self.report("stopping…")
@@ -257,17 +295,14 @@ class Command(BaseCommand):
             children.append(Child("runmailbox", [*manage, "runmailbox"]))
         return children
 
-    def ensure_admin(self) -> None:
-        """Create the first admin account; print how to log in."""
+    def ensure_admin(self) -> str | None:
+        """Create the first admin account; returns how to log in (``None`` when an admin exists already)."""
         User = get_user_model()
         if User.objects.filter(is_superuser=True).exists():
-            return
+            return None
         password = settings.HUB_ADMIN_PASSWORD or secrets.token_urlsafe(12)
         User.objects.create_superuser("admin", "", password)
-        shown = "the password in HUB_ADMIN_PASSWORD" if settings.HUB_ADMIN_PASSWORD else f"password {password}"
-        self.stdout.write(
-            self.style.WARNING(f"Created the admin account: log in as 'admin' with {shown} (change it in the admin).")
-        )
+        return admin_created_note(None if settings.HUB_ADMIN_PASSWORD else password)
 
     def report(self, line: str) -> None:
         self.stdout.write(f"[runhub] {line}")

@@ -172,7 +172,7 @@ class Command(BaseCommand):
         sub = parser.add_subparsers(dest="action", required=True, parser_class=type(parser))
         add = sub.add_parser("add", help="Register a member; prints its token last.", called_from_command_line=True)
         add.add_argument("member_id")
-        add.add_argument("--name", required=True)
+        add.add_argument("--name", help="display name (default: the member id)")
         add.add_argument("--kind", choices=Member.Kind.values, default=Member.Kind.AGENT)
         add.add_argument("--endpoint", help="LingMessage notify URL")
         add.add_argument("--backend", help="bridge backend_id")
@@ -239,7 +239,7 @@ class Command(BaseCommand):
     def create(self, options: dict, changes: dict) -> NewMember:
         created = member_create(
             member_id=options["member_id"],
-            name=options["name"],
+            name=options["name"] or options["member_id"],
             kind=options["kind"],
             endpoint=options["endpoint"],
             backend_id=options["backend"],
@@ -264,8 +264,8 @@ class Command(BaseCommand):
         self.stdout.write(f"added {created.member} with {channels}")
         if changes:
             self.stdout.write(f"policy: {member_policy_text(created.member)}")
-        self.stdout.write("The token is shown only now; keep it safe.")
-        self.stdout.write(f"token: {created.token}")
+        self.stdout.write("Its token, shown only now (keep it safe), is the next line:")
+        self.stdout.write(created.token)
 
     def handle_set(self, options: dict) -> None:
         member = member_get(options["member_id"])
@@ -367,8 +367,8 @@ class Command(BaseCommand):
         if member is None:
             raise MemberError(f"unknown member {options['member_id']!r}")
         token = member_rotate_token(member=member)
-        self.stdout.write(f"rotated the token of {member}; the old one no longer works")
-        self.stdout.write(f"token: {token}")
+        self.stdout.write(f"rotated the token of {member}; the old one no longer works. The new one is the next line:")
+        self.stdout.write(token)
 
     def handle_policy(self, options: dict) -> None:
         member = member_get(options["member_id"])

@@ -139,7 +139,7 @@ def test_subscriptions_return_to_baseline_after_a_churn_storm_with_dropped_redis
     tokens = {}
     for name in BACKENDS:
         out = manage(tmp_path, "member", "add", name, "--name", name, "--backend", name, env=env).stdout
-        tokens[name] = out.strip().splitlines()[-1].split("token: ", 1)[1]
+        tokens[name] = out.strip().splitlines()[-1]
     client = redis.Redis.from_url(redis_url)
     redis_port = client.connection_pool.connection_kwargs["port"]
     prefix = env["HUB_REDIS_PREFIX"]
