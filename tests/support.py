@@ -275,3 +275,8 @@ def lint_imports(where: Path) -> str:
         cwd=where, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     return done.stdout + done.stderr
+
+
+def token_of(output: str) -> str:
+    """The member token ``manage.py member add`` (or ``member token --rotate``) printed: its last line."""
+    return output.strip().splitlines()[-1]

@@ -22,7 +22,7 @@ from linghub import Chat, Member
 from linghub.sync import SyncClient
 
 from tests.client_support import eventually, listening
-from tests.support import alive, manage, processes_in_group, processes_with_env, running_hub, wait_gone
+from tests.support import alive, manage, processes_in_group, processes_with_env, running_hub, token_of, wait_gone
 
 pytestmark = pytest.mark.e2e
 
@@ -67,10 +67,6 @@ async def chat_round_trip(url: str, token: str, backend_id: str = "echo") -> dic
     async with echo, connect(f"{url}/ws/bridge/") as user:
         await user.send(json.dumps({"type": "chat", "target": backend_id, "text": "你好"}))
         return await next_frame(user, "reply")
-
-
-def token_of(output: str) -> str:
-    return output.strip().splitlines()[-1]
 
 
 def pid_of(log: str, name: str) -> int:
@@ -143,9 +139,12 @@ def test_runhub_serves_admin_and_bridge_and_stops_every_child_on_ctrl_c(tmp_path
             assert response.status_code == 200
             assert "Members, messages and channels" in response.text
 
+        # The admin note comes after the banner, once the server answers and the children had a moment to print
+        # their start-up lines; the password came from the environment.
+        note = "First start: an admin account was created"
+        asyncio.run(eventually(lambda: note in hub.log(), timeout=20, what="the admin note"))
         log = hub.log()
         assert f"running ({server})" in log
-        # The admin note comes after the banner, once the server answers; the password came from the environment.
         assert log.index("First start: an admin account was created") > log.index(f"running ({server})"), log
         assert "the one in HUB_ADMIN_PASSWORD" in log and "manage.py changepassword admin" in log, log
         pids = [int(p) for p in re.findall(r"started \S+ \(pid (\d+)\)", log)]

@@ -54,7 +54,7 @@ def test_runhub_keeps_its_files_and_its_valkey_to_the_hubs_user(tmp_path):
     old_umask = os.umask(0o022)  # what a login shell usually has: the hub must not depend on it
     try:
         manage(data_dir, "migrate", "--noinput")
-        token = manage(data_dir, "member", "add", "lingyi", "--name", "灵依").stdout.strip().splitlines()[-1][7:]
+        token = manage(data_dir, "member", "add", "lingyi", "--name", "灵依").stdout.strip().splitlines()[-1]
         with running_hub(data_dir=data_dir, runhub=True) as hub:
             state = json.loads((data_dir / "runhub.json").read_text())
             url = urlparse(state["redis_url"])

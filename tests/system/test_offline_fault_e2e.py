@@ -19,7 +19,7 @@ import pytest
 import websockets
 from django.conf import settings
 
-from tests.support import manage, running_hub
+from tests.support import manage, running_hub, token_of
 
 pytestmark = pytest.mark.e2e
 
@@ -38,10 +38,6 @@ FAST = {
     "HUB_LOG_LEVEL": "WARNING",
     "HUB_SEND_RATE_PER_MINUTE": "100000",
 }
-
-
-def token_of(output: str) -> str:
-    return output.strip().splitlines()[-1]
 
 
 def current_pid(log: str, name: str) -> int | None:
