@@ -112,7 +112,7 @@ def test_publishers_waiting_on_a_cancelled_sender_are_not_left_hanging(redis_url
 def test_sockets_share_one_subscription_per_process(redis_url):
     """A socket's channel costs no Redis subscription of its own: one per process, one per group."""
     layer = layer_for(redis_url)
-    prefix = layer._kwargs["prefix"]
+    prefix = layer.prefix
     client = redis.Redis.from_url(redis_url)
 
     async def scenario():
@@ -199,7 +199,7 @@ def test_a_group_released_while_the_reconnect_subscribes_to_it_is_not_left_subsc
             if shard._subscriber is not None and not shard._subscriber.closed:
                 break
         reconnected = not armed
-        left = await group_still_subscribed(redis.Redis.from_url(redis_url), layer._kwargs["prefix"])
+        left = await group_still_subscribed(redis.Redis.from_url(redis_url), layer.prefix)
         await layer.flush()
         return reconnected, left
 
@@ -216,7 +216,7 @@ def test_a_group_add_cancelled_after_its_subscribe_went_out_leaves_no_subscripti
         armed.append(adding)
         with contextlib.suppress(asyncio.CancelledError):
             await adding
-        left = await group_still_subscribed(redis.Redis.from_url(redis_url), layer._kwargs["prefix"])
+        left = await group_still_subscribed(redis.Redis.from_url(redis_url), layer.prefix)
         await layer.flush()
         return adding.cancelled(), left
 
@@ -238,7 +238,7 @@ def test_a_group_discard_cancelled_while_it_waits_its_turn_still_unsubscribes(re
         with contextlib.suppress(asyncio.CancelledError):
             await leaving
         shard._lock.release()
-        left = await group_still_subscribed(redis.Redis.from_url(redis_url), layer._kwargs["prefix"])
+        left = await group_still_subscribed(redis.Redis.from_url(redis_url), layer.prefix)
         await layer.flush()
         return leaving.cancelled(), left
 
