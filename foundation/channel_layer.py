@@ -8,9 +8,10 @@ The cross-process bridge round trip is two publishes and two received messages (
 "Bridge"); what this module changes, each measured with ``bench/bridge.py``:
 
 - **The Redis client** is ``foundation.redis_wire``: commands written straight to an asyncio transport, replies
-  parsed by hiredis, pub/sub messages handed over from ``data_received`` — instead of redis-py's asyncio
-  client (a connection pool, a retry wrapper, a ``StreamWriter`` and a ``get_message`` poll with a timeout per
-  message).
+  parsed by hiredis, pub/sub messages handed over from ``data_received`` — instead of redis-py's public asyncio
+  client (a connection pool, a retry wrapper, a ``StreamWriter`` and a ``get_message`` call per message), which
+  cost the two-process bridge far more than 10 % when measured in its place (docs/dependencies.md, "Kept for
+  speed").
 - **Publishes in batches, without replies.** Connected, a publish joins what this turn of the event loop
   publishes, written in one write at the end of the turn, and the publisher goes on at once. Not connected
   (the first publish, or Redis away), publishes join a queue that one task per shard sends once connected,
@@ -34,8 +35,10 @@ a channel released while those subscribes are on their way is unsubscribed as so
 back, and a subscribe cancelled after its SUBSCRIBE went out is followed by an UNSUBSCRIBE. Messages
 published while it was away are lost to this process, as with any pub/sub.
 
-Hosts are ``redis://``, ``rediss://`` or ``unix://`` URLs (or ``{"host", "port"}``), as ``REDIS_URL`` gives
-them; channels_redis's Sentinel hosts are not supported.
+One layer per running event loop (``ProcessLoopLayer``: its connections belong to that loop), closed with the
+loop; see ``BatchingPubSubChannelLayer``. Hosts are ``redis://``, ``rediss://`` or ``unix://`` URLs (or
+``{"host", "port"}`` dicts, ``(host, port)`` pairs), as ``REDIS_URL`` gives them, read here
+(``redis_addresses``); Sentinel hosts are not supported.
 """
 
 from __future__ import annotations
