@@ -513,10 +513,9 @@ class BatchingPubSubChannelLayer(BaseChannelLayer):
     async def close(self) -> None:
         """Close the running loop's layer: its connections closed, the layer forgotten."""
         layer = self._layers.get(asyncio.get_running_loop())
-        if layer is not None:
+        if layer is not None and layer.closer is not None:
             layer.closer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await layer.closer
+            await asyncio.wait([layer.closer])  # its own cancel is not raised here; the caller's would be
 
     async def release(self, name: str) -> None:
         """Forget the process-local channel ``name`` (a closed socket's): no inbox, no Redis subscription."""
