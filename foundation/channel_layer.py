@@ -1,13 +1,17 @@
-"""The Redis pub/sub channel layer: channels_redis's ``RedisPubSubChannelLayer`` on a lighter Redis client,
-with publishes sent in batches and one subscription per process instead of one per socket.
+"""The Redis pub/sub channel layer: channels' channel layer interface (``channels.layers.BaseChannelLayer``:
+send, receive, new_channel, the groups and flush extensions, close) over Redis pub/sub, as channels_redis's
+``RedisPubSubChannelLayer`` does it, with publishes sent in batches and one subscription per process instead of
+one per socket. It uses public APIs only: channels' interface, asyncio's, msgpack's (messages are encoded as
+channels_redis encodes them by default) and the Redis client's below.
 
 The cross-process bridge round trip is two publishes and two received messages (docs/performance.md,
 "Bridge"); what this module changes, each measured with ``bench/bridge.py``:
 
 - **The Redis client** is ``foundation.redis_wire``: commands written straight to an asyncio transport, replies
-  parsed by hiredis, pub/sub messages handed over from ``data_received`` — instead of redis-py's asyncio
-  client (a connection pool, a retry wrapper, a ``StreamWriter`` and a ``get_message`` poll with a timeout per
-  message).
+  parsed by hiredis, pub/sub messages handed over from ``data_received`` — instead of redis-py's public asyncio
+  client (a connection pool, a retry wrapper, a ``StreamWriter`` and a ``get_message`` call per message), which
+  cost the two-process bridge far more than 10 % when measured in its place (docs/dependencies.md, "Kept for
+  speed").
 - **Publishes in batches, without replies.** Connected, a publish joins what this turn of the event loop
   publishes, written in one write at the end of the turn, and the publisher goes on at once. Not connected
   (the first publish, or Redis away), publishes join a queue that one task per shard sends once connected,
@@ -31,21 +35,24 @@ a channel released while those subscribes are on their way is unsubscribed as so
 back, and a subscribe cancelled after its SUBSCRIBE went out is followed by an UNSUBSCRIBE. Messages
 published while it was away are lost to this process, as with any pub/sub.
 
-Hosts are ``redis://``, ``rediss://`` or ``unix://`` URLs (or ``{"host", "port"}``), as ``REDIS_URL`` gives
-them; channels_redis's Sentinel hosts are not supported.
+One layer per running event loop (``ProcessLoopLayer``: its connections belong to that loop), closed with the
+loop; see ``BatchingPubSubChannelLayer``. Hosts are ``redis://``, ``rediss://`` or ``unix://`` URLs (or
+``{"host", "port"}`` dicts, ``(host, port)`` pairs), as ``REDIS_URL`` gives them, read here
+(``redis_addresses``); Sentinel hosts are not supported.
 """
 
 from __future__ import annotations
 
 import asyncio
+import binascii
 import contextlib
 import logging
 import threading
 import uuid
+from urllib.parse import urlsplit
 
+import msgpack
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer
-from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer
-from channels_redis.utils import _wrap_close, decode_hosts
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from foundation.redis_wire import Wire, command, connect
@@ -59,8 +66,8 @@ RECONNECT_EVERY = 1.0
 class PubSubShard:
     """One Redis server: a publisher connection (batched publishes) and a subscriber connection."""
 
-    def __init__(self, host: dict, channel_layer: ProcessLoopLayer) -> None:
-        self.address = host.get("address") or f"redis://{host.get('host', 'localhost')}:{host.get('port', 6379)}"
+    def __init__(self, address: str, channel_layer: ProcessLoopLayer) -> None:
+        self.address = address
         self.channel_layer = channel_layer
         self._subscribed_to: set[str] = set()
         self._lock = asyncio.Lock()  # subscribe and unsubscribe one at a time
@@ -290,15 +297,28 @@ def _ignore_outcome(reply: asyncio.Future) -> None:
         reply.exception()
 
 
-class ProcessLoopLayer(RedisPubSubLoopLayer):
-    """The layer of one event loop: its sockets' channels are process-local (see the module docstring)."""
+class ProcessLoopLayer:
+    """The layer of one event loop: its shards' connections, its sockets' inboxes and its groups. Its sockets'
+    channels are process-local (see the module docstring)."""
 
-    def __init__(self, hosts=None, *args, **kwargs) -> None:
-        super().__init__(hosts, *args, **kwargs)
+    def __init__(self, channel_layer: BatchingPubSubChannelLayer) -> None:
+        self.channel_layer = channel_layer
+        self.prefix = channel_layer.prefix
         self.loop = asyncio.get_running_loop()  # the loop it serves (made by ``_get_layer`` in that loop)
-        self._shards = [PubSubShard(host, self) for host in decode_hosts(hosts)]
+        self.channels: dict[str, Inbox] = {}  # channel name -> its inbox
+        self.groups: dict[str, set[str]] = {}  # a group's Redis channel -> the names of its channels here
+        self._shards = [PubSubShard(address, self) for address in channel_layer.addresses]
         self.process_channel = f"{self.prefix}specific.{uuid.uuid4().hex}"
         self._local_names = 0
+        self.closer: asyncio.Task | None = None  # closes this layer when its loop shuts down (see _get_layer)
+
+    def _get_shard(self, name: str) -> PubSubShard:
+        """The shard of the channel or group ``name``: the same in every process with the same hosts."""
+        shards = self._shards
+        return shards[0] if len(shards) == 1 else shards[shard_index(name, len(shards))]
+
+    def group_channel(self, group: str) -> str:
+        return f"{self.prefix}__group__{group}"
 
     async def new_channel(self, prefix: str = "specific.") -> str:
         await self._get_shard(self.process_channel).subscribe(self.process_channel)
@@ -327,7 +347,7 @@ class ProcessLoopLayer(RedisPubSubLoopLayer):
         try:
             data = await inbox.get()
         except (TimeoutError, asyncio.CancelledError, GeneratorExit):
-            # As channels_redis: a receive cancelled is the consumer leaving; its channel goes.
+            # A receive cancelled is the consumer leaving: its channel goes.
             if self.channels.get(channel) is inbox:
                 await self.release(channel)
             raise
@@ -341,12 +361,104 @@ class ProcessLoopLayer(RedisPubSubLoopLayer):
         with contextlib.suppress(Exception):
             await self._get_shard(name).unsubscribe(name)
 
+    async def group_add(self, group: str, channel: str) -> None:
+        if channel not in self.channels:
+            raise RuntimeError(
+                f"group_add({group!r}, {channel!r}): only a channel of this process (from new_channel) can join a group"
+            )
+        group_channel = self.group_channel(group)
+        self.groups.setdefault(group_channel, set()).add(channel)
+        await self._get_shard(group_channel).subscribe(group_channel)
 
-class BatchingPubSubChannelLayer(RedisPubSubChannelLayer):
-    """``RedisPubSubChannelLayer`` on ``foundation.redis_wire`` with batched publishes and one subscription per
-    process (see the module docstring)."""
+    async def group_discard(self, group: str, channel: str) -> None:
+        group_channel = self.group_channel(group)
+        members = self.groups.get(group_channel)
+        if members is None or channel not in members:
+            return
+        members.discard(channel)
+        if not members:
+            del self.groups[group_channel]
+            await self._get_shard(group_channel).unsubscribe(group_channel)
 
-    _last: tuple[int, ProcessLoopLayer] | None = None
+    async def group_send(self, group: str, message: dict) -> None:
+        group_channel = self.group_channel(group)
+        await self._get_shard(group_channel).publish(group_channel, self.channel_layer.serialize(message))
+
+    async def flush(self) -> None:
+        """Like new: no channel, no group, every connection closed (opened again when next needed)."""
+        self.channels = {}
+        self.groups = {}
+        for shard in self._shards:
+            await shard.flush()
+
+
+def shard_index(name: str, count: int) -> int:
+    """Which of ``count`` shards serves ``name``: CRC32 of the name onto a ring of 4096 slots."""
+    return int((binascii.crc32(name.encode()) & 0xFFF) / (4096 / count))
+
+
+def redis_addresses(hosts: list | tuple | None) -> list[str]:
+    """The Redis URL of each entry of the layer's ``hosts``: a ``redis://``, ``rediss://`` or ``unix://`` URL
+    (as ``REDIS_URL`` gives it), a ``{"host", "port"}`` (or ``{"address": URL}``) dict, or a ``(host, port)``
+    pair. None or empty: ``redis://localhost:6379``. Anything else is refused with the entry named."""
+    if not hosts:
+        return ["redis://localhost:6379"]
+    if isinstance(hosts, (str, bytes)):
+        raise ValueError(f"channel layer hosts must be a list of Redis hosts, even of one: got {hosts!r}")
+    addresses = []
+    for entry in hosts:
+        if isinstance(entry, dict) and "address" in entry:
+            address = entry["address"]
+        elif isinstance(entry, dict) and "host" in entry and not (entry.keys() - {"host", "port"}):
+            address = f"redis://{entry['host']}:{entry.get('port', 6379)}"
+        elif isinstance(entry, (tuple, list)) and len(entry) == 2:
+            address = f"redis://{entry[0]}:{entry[1]}"
+        elif isinstance(entry, str):
+            address = entry
+        else:
+            raise ValueError(
+                f"channel layer host {entry!r}: expected a redis://, rediss:// or unix:// URL, a "
+                '{"host", "port"} dict or a (host, port) pair (Sentinel hosts are not supported)'
+            )
+        if not isinstance(address, str) or urlsplit(address).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"channel layer host {entry!r}: the URL must start with redis://, rediss:// or unix://")
+        addresses.append(address)
+    return addresses
+
+
+class BatchingPubSubChannelLayer(BaseChannelLayer):
+    """The Redis pub/sub channel layer with batched publishes and one subscription per process (see the module
+    docstring), on channels' channel layer interface. ``hosts`` and ``prefix`` as channels_redis's; messages
+    are msgpack, as channels_redis's default.
+
+    One ``ProcessLoopLayer`` per running event loop (its connections belong to that loop), made on first use in
+    that loop, and closed: when that loop shuts down (``asyncio.run`` and asgiref's ``async_to_sync`` cancel the
+    loop's remaining tasks before closing it: a task of the layer's waits for that cancel and closes the
+    connections while the loop still runs, so no ``loop.close`` is patched), when ``close()`` is awaited in
+    that loop, or, for a loop closed without that, forgotten once another loop makes a layer. ``flush()``
+    empties the running loop's layer and closes its connections; it is used again afterwards."""
+
+    extensions = ["groups", "flush"]
+
+    def __init__(
+        self,
+        hosts: list | None = None,
+        prefix: str = "asgi",
+        expiry: int = 60,
+        capacity: int = 100,
+        channel_capacity=None,
+    ) -> None:
+        super().__init__(expiry=expiry, capacity=capacity, channel_capacity=channel_capacity)
+        self.prefix = prefix
+        self.addresses = redis_addresses(hosts)
+        self._layers: dict[asyncio.AbstractEventLoop, ProcessLoopLayer] = {}
+        self._last: tuple[int, ProcessLoopLayer] | None = None
+
+    def serialize(self, message: dict) -> bytes:
+        return msgpack.packb(message)
+
+    def deserialize(self, data: bytes) -> dict:
+        return msgpack.unpackb(data)
 
     def _get_layer(self) -> ProcessLoopLayer:
         """The layer of the running event loop. The last one found is used again while its loop runs in this
@@ -358,20 +470,56 @@ class BatchingPubSubChannelLayer(RedisPubSubChannelLayer):
         loop = asyncio.get_running_loop()
         layer = self._layers.get(loop)
         if layer is None:
-            layer = self._layers[loop] = ProcessLoopLayer(*self._args, **self._kwargs, channel_layer=self)
-            _wrap_close(self, loop)
+            for closed in [other for other in self._layers if other.is_closed()]:
+                del self._layers[closed]
+            layer = self._layers[loop] = ProcessLoopLayer(self)
+            layer.closer = loop.create_task(self._close_with_loop(loop, layer))
         self._last = (threading.get_ident(), layer)
         return layer
 
-    # The hot calls, without channels_redis's per-call ``functools.partial`` through ``__getattr__``.
+    async def _close_with_loop(self, loop: asyncio.AbstractEventLoop, layer: ProcessLoopLayer) -> None:
+        """Wait until cancelled (the loop shutting down, or ``close()``), then close ``layer``'s connections."""
+        try:
+            await loop.create_future()
+        finally:
+            if self._layers.get(loop) is layer:
+                del self._layers[loop]
+            if self._last is not None and self._last[1] is layer:
+                self._last = None
+            await layer.flush()
+
+    # The channel layer interface, each on the running loop's layer.
     async def send(self, channel: str, message: dict) -> None:
         await self._get_layer().send(channel, message)
 
     async def receive(self, channel: str) -> dict:
         return await self._get_layer().receive(channel)
 
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        return await self._get_layer().new_channel(prefix)
+
+    async def group_add(self, group: str, channel: str) -> None:
+        await self._get_layer().group_add(group, channel)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        await self._get_layer().group_discard(group, channel)
+
     async def group_send(self, group: str, message: dict) -> None:
         await self._get_layer().group_send(group, message)
+
+    async def flush(self) -> None:
+        await self._get_layer().flush()
+
+    async def close(self) -> None:
+        """Close the running loop's layer: its connections closed, the layer forgotten."""
+        layer = self._layers.get(asyncio.get_running_loop())
+        if layer is not None and layer.closer is not None:
+            layer.closer.cancel()
+            await asyncio.wait([layer.closer])  # its own cancel is not raised here; the caller's would be
+
+    async def release(self, name: str) -> None:
+        """Forget the process-local channel ``name`` (a closed socket's): no inbox, no Redis subscription."""
+        await self._get_layer().release(name)
 
 
 async def release_channel(layer: BaseChannelLayer | None, name: str) -> None:
@@ -383,4 +531,4 @@ async def release_channel(layer: BaseChannelLayer | None, name: str) -> None:
         layer.channels.pop(name, None)
         return
     if isinstance(layer, BatchingPubSubChannelLayer):
-        await layer._get_layer().release(name)
+        await layer.release(name)

@@ -135,9 +135,10 @@ REDIS_PREFIX = _env.HUB_REDIS_PREFIX
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            # channels_redis's pub/sub layer (about 2x cheaper than the list-based one for this traffic),
-            # with publishes sent in batches (foundation/channel_layer.py; see docs/performance.md). Delivery that
-            # must not be lost is backed by database rows and acks.
+            # A Redis pub/sub layer (as channels_redis's pub/sub layer, about 2x cheaper than its list-based one
+            # for this traffic) on channels' public layer interface, with publishes sent in batches
+            # (foundation/channel_layer.py; see docs/performance.md). Delivery that must not be lost is backed by
+            # database rows and acks.
             "BACKEND": "foundation.channel_layer.BatchingPubSubChannelLayer",
             "CONFIG": {"hosts": [REDIS_URL], "prefix": REDIS_PREFIX},
         }

@@ -112,7 +112,7 @@ def test_publishers_waiting_on_a_cancelled_sender_are_not_left_hanging(redis_url
 def test_sockets_share_one_subscription_per_process(redis_url):
     """A socket's channel costs no Redis subscription of its own: one per process, one per group."""
     layer = layer_for(redis_url)
-    prefix = layer._kwargs["prefix"]
+    prefix = layer.prefix
     client = redis.Redis.from_url(redis_url)
 
     async def scenario():
@@ -199,7 +199,7 @@ def test_a_group_released_while_the_reconnect_subscribes_to_it_is_not_left_subsc
             if shard._subscriber is not None and not shard._subscriber.closed:
                 break
         reconnected = not armed
-        left = await group_still_subscribed(redis.Redis.from_url(redis_url), layer._kwargs["prefix"])
+        left = await group_still_subscribed(redis.Redis.from_url(redis_url), layer.prefix)
         await layer.flush()
         return reconnected, left
 
@@ -216,7 +216,7 @@ def test_a_group_add_cancelled_after_its_subscribe_went_out_leaves_no_subscripti
         armed.append(adding)
         with contextlib.suppress(asyncio.CancelledError):
             await adding
-        left = await group_still_subscribed(redis.Redis.from_url(redis_url), layer._kwargs["prefix"])
+        left = await group_still_subscribed(redis.Redis.from_url(redis_url), layer.prefix)
         await layer.flush()
         return adding.cancelled(), left
 
@@ -238,7 +238,7 @@ def test_a_group_discard_cancelled_while_it_waits_its_turn_still_unsubscribes(re
         with contextlib.suppress(asyncio.CancelledError):
             await leaving
         shard._lock.release()
-        left = await group_still_subscribed(redis.Redis.from_url(redis_url), layer._kwargs["prefix"])
+        left = await group_still_subscribed(redis.Redis.from_url(redis_url), layer.prefix)
         await layer.flush()
         return leaving.cancelled(), left
 
@@ -306,3 +306,76 @@ def test_each_running_loop_gets_its_own_layer_in_turn_and_in_threads():
     for thread in threads:
         thread.join()
     assert len({id(layer_) for layer_, _ in results}) == 3 and all(right for _, right in results)
+
+
+def test_a_loops_layer_is_closed_when_the_loop_shuts_down_and_on_close(redis_url):
+    """asyncio.run cancels what is left before closing the loop: the loop's layer closes its connections then,
+    and is forgotten; ``close()`` does the same at once."""
+    layer = layer_for(redis_url)
+
+    async def used() -> list:
+        name = await layer.new_channel()
+        await layer.send(name, {"type": "t.n"})
+        await asyncio.wait_for(layer.receive(name), 5)
+        shard = layer._get_layer()._shards[0]
+        return [shard._publisher, shard._subscriber]
+
+    wires = asyncio.run(used())
+    assert all(wire.closed for wire in wires) and not layer._layers
+
+    async def closed() -> tuple:
+        wires = await used()
+        await layer.close()
+        return all(wire.closed for wire in wires), dict(layer._layers), layer._last
+
+    assert asyncio.run(closed()) == (True, {}, None)
+
+
+@pytest.mark.parametrize(
+    ("hosts", "addresses"),
+    [
+        (None, ["redis://localhost:6379"]),
+        (["redis://:pw@10.0.0.1:6380/2"], ["redis://:pw@10.0.0.1:6380/2"]),
+        (
+            ["rediss://cache.example:6380", "unix:///run/redis.sock"],
+            ["rediss://cache.example:6380", "unix:///run/redis.sock"],
+        ),
+        ([{"host": "10.0.0.2", "port": 6381}, ("10.0.0.3", 6382)], ["redis://10.0.0.2:6381", "redis://10.0.0.3:6382"]),
+        ([{"address": "redis://10.0.0.4:6379"}], ["redis://10.0.0.4:6379"]),
+    ],
+)
+def test_hosts_are_read_as_redis_urls(hosts, addresses):
+    assert BatchingPubSubChannelLayer(hosts=hosts).addresses == addresses
+
+
+@pytest.mark.parametrize(
+    ("hosts", "message"),
+    [
+        ("redis://localhost:6379", "must be a list"),
+        (["http://localhost:6379"], "redis://, rediss:// or unix://"),
+        ([{"master_name": "m", "sentinels": [("s", 26379)]}], "Sentinel hosts are not supported"),
+    ],
+)
+def test_hosts_that_are_not_redis_urls_are_refused_with_the_entry_named(hosts, message):
+    with pytest.raises(ValueError, match=message):
+        BatchingPubSubChannelLayer(hosts=hosts)
+
+
+def test_guard_channels_in_memory_layer_keeps_its_queues_in_channels():
+    """``release_channel`` drops a closed socket's queue from channels' ``InMemoryChannelLayer.channels`` (no public
+    call does it; the layer itself drops a queue only once it is empty). This fails when channels changes that."""
+    import channels
+    from channels.layers import InMemoryChannelLayer
+
+    async def scenario() -> bool:
+        layer = InMemoryChannelLayer()
+        name = await layer.new_channel()
+        await layer.send(name, {"type": "t.n"})
+        kept = name in getattr(layer, "channels", {})
+        await release_channel(layer, name)
+        return kept and name not in layer.channels
+
+    assert asyncio.run(scenario()), (
+        f"channels {channels.__version__}: InMemoryChannelLayer no longer keeps a channel's queue in its "
+        "`channels` dict; foundation.channel_layer.release_channel must change with it"
+    )
