@@ -21,4 +21,4 @@ from foundation.socket_inbox import Inbox
 class BridgeWebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.queue = Inbox()  # type: ignore[assignment]  # uvicorn's asyncio.Queue, at a tenth of its size
+        self.queue = Inbox()  # type: ignore[assignment]  # in place of uvicorn's asyncio.Queue

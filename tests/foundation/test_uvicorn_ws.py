@@ -51,9 +51,15 @@ def test_uvicorn_sets_its_queue_in_the_constructor_as_an_asyncio_queue():
 
 
 def test_uvicorn_uses_its_queue_only_through_what_the_inbox_has():
-    used = set(re.findall(r"self\.queue\.(\w+)", inspect.getsource(WebSocketsSansIOProtocol)))
+    source = inspect.getsource(WebSocketsSansIOProtocol)
+    used = set(re.findall(r"self\.queue\.(\w+)\(", source))
     assert used and used <= QUEUE_METHODS, needs_porting(
         f"how WebSocketsSansIOProtocol uses its queue ({', '.join(sorted(used - QUEUE_METHODS)) or 'not at all'})"
+    )
+    # Every other mention is the constructor's ``self.queue ... = asyncio.Queue()`` (nothing passes it on).
+    others = re.findall(r"self\.queue\b(?!\.(?:put_nowait|get|empty)\()[^\n]*", source)
+    assert len(others) == 1 and re.fullmatch(r"self\.queue(: [^=]+)? = asyncio\.Queue\(\)", others[0]), needs_porting(
+        f"where WebSocketsSansIOProtocol sets or hands on its queue ({others})"
     )
     assert all(callable(getattr(Inbox, name, None)) for name in QUEUE_METHODS)
 
