@@ -25,6 +25,8 @@ relay-2proc in the run, the 2proc cases are also given as ratios to it (what the
                                      [--only relay,embedded,2proc] [--servers uvicorn] [--redis-url URL]
                                      [--repeat 1] [--idle 0]
 
+--servers uvicorn:WS runs uvicorn with another ``--ws`` protocol (``uvicorn:websockets-sansio``, uvicorn's stock
+one, or ``module:Class``) through ``bench/runhub_ws.py``, to compare protocols in one run (``bench/idle.py`` too).
 Without --redis-url, 2proc/1proc/relay-2proc get a throwaway Valkey (the binary ``runhub`` embeds) on a free port.
 --idle N also measures N idle sockets on every case; the 10,000-idle-sockets figure is ``bench/idle.py``.
 """
@@ -88,7 +90,11 @@ def main() -> None:
     parser.add_argument("--users", default="16,64")
     parser.add_argument("--backends", type=int, default=4)
     parser.add_argument("--only", default="relay,embedded,2proc")
-    parser.add_argument("--servers", default="uvicorn", help="ASGI servers to run each hub case under")
+    parser.add_argument(
+        "--servers",
+        default="uvicorn",
+        help="ASGI servers to run each hub case under; uvicorn:WS with another --ws protocol (websockets-sansio)",
+    )
     parser.add_argument("--redis-url", help="the Redis 2proc/1proc share (default: a throwaway Valkey)")
     parser.add_argument("--repeat", type=int, default=1, help="rounds over every case; medians are reported")
     parser.add_argument("--idle", type=int, default=0, help="also measure this many idle sockets on each case")

@@ -201,12 +201,15 @@ def relay_processes_hub(redis_url: str, backends: int) -> Hub:
 
 def embedded_hub(data_dir: Path, server: str, backends: int, users: int) -> Hub:
     """``manage.py runhub`` as ``make run`` starts it (embedded Valkey, the ASGI server, django-q2,
-    retry_queue) on a fresh SQLite data directory, with token-holding members."""
+    retry_queue) on a fresh SQLite data directory, with token-holding members. ``server`` may name uvicorn's
+    WebSocket protocol too: ``uvicorn:websockets-sansio`` (``bench/runhub_ws.py``)."""
     env = hub_env(data_dir, HUB_LOG_LEVEL="WARNING", REDIS_URL="", **UNLIMITED)
     manage(data_dir, "migrate", "--noinput", env=env)
     backend_tokens, user_tokens = make_members(data_dir, env, backends, users)
     port = free_port()
-    argv = [sys.executable, str(ROOT / "manage.py"), "runhub", "--port", str(port), "--server", server]
+    server, _, ws = server.partition(":")  # ``uvicorn:websockets-sansio``: uvicorn with that ``--ws``
+    start = [str(ROOT / "bench" / "runhub_ws.py"), ws] if ws else [str(ROOT / "manage.py")]
+    argv = [sys.executable, *start, "runhub", "--port", str(port), "--server", server]
     hub = HubProcess(argv, env, port, data_dir / "hub.log")
     wait_for_http(f"{hub.http_url}/healthz", timeout=60, process=hub.process)
     pid = int(re.findall(rf"started {server} \(pid (\d+)", hub.log())[-1])
@@ -221,12 +224,16 @@ def processes_hub(data_dir: Path, server: str, redis_url: str, count: int, backe
     )
     manage(data_dir, "migrate", "--noinput", env=env)
     backend_tokens, user_tokens = make_members(data_dir, env, backends, users)
-    from hub.management.commands.runhub import server_argv
+    from hub.management.commands import runhub
 
+    server, _, ws = server.partition(":")  # as in ``embedded_hub``
     processes, urls = [], []
     for _ in range(count):
         port = free_port()
-        process = subprocess.Popen(server_argv(server, "127.0.0.1", port), cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+        argv = runhub.server_argv(server, "127.0.0.1", port)
+        if ws:
+            argv[argv.index("--ws") + 1] = ws
+        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
         processes.append(process)
         wait_for_http(f"http://127.0.0.1:{port}/healthz", process=process)
         urls.append(f"ws://127.0.0.1:{port}")

@@ -66,7 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sockets", type=int, default=10_000)
     parser.add_argument("--members", type=int, default=100, help="user members the sockets authenticate as")
-    parser.add_argument("--servers", default="uvicorn")
+    parser.add_argument("--servers", default="uvicorn", help="uvicorn:WS runs uvicorn with that --ws protocol")
     parser.add_argument("--no-relay", action="store_true")
     args = parser.parse_args()
     limit = raise_file_limit(args.sockets + 2048)

@@ -33,6 +33,8 @@ GRACEFUL_SHUTDOWN = 5
 # Seconds after the server answers before the first start prints the admin password, so the other children's
 # start-up lines come before it.
 SETTLE_SECONDS = 2.0
+# uvicorn's ``--ws``: its sans-I/O protocol with a lighter inbox per socket (``foundation/uvicorn_ws.py``).
+UVICORN_WS = "foundation.uvicorn_ws:BridgeWebSocketProtocol"
 
 
 def websocket_limit() -> int:
@@ -67,7 +69,7 @@ def daphne_argv(host: str, port: int, *, ssl_cert: Path | None = None, ssl_key: 
 
 
 def uvicorn_argv(host: str, port: int, *, ssl_cert: Path | None = None, ssl_key: Path | None = None) -> list[str]:
-    """uvicorn (uvloop, httptools, the sans-I/O ``websockets`` protocol with less kept per socket:
+    """uvicorn (uvloop, httptools, its sans-I/O ``websockets`` protocol with a lighter inbox per socket:
     ``foundation.uvicorn_ws``) with the same WebSocket settings as ``daphne_argv``: no compression (daphne offers none
     either; it costs memory per socket), no lifespan (the hub's application has none), proxy headers and access
     log off."""
@@ -75,7 +77,7 @@ def uvicorn_argv(host: str, port: int, *, ssl_cert: Path | None = None, ssl_key:
     return [
         sys.executable, "-m", "uvicorn", "hub.asgi:application",
         "--host", host, "--port", str(port), *tls,
-        "--loop", "uvloop", "--http", "httptools", "--ws", "foundation.uvicorn_ws:BridgeWebSocketProtocol",
+        "--loop", "uvloop", "--http", "httptools", "--ws", UVICORN_WS,
         "--ws-ping-interval", str(PING_INTERVAL),
         "--ws-ping-timeout", str(PING_TIMEOUT),
         "--ws-max-size", str(websocket_limit()),
