@@ -153,9 +153,10 @@ if REDIS_URL:
     CACHES = {
         "default": {
             # Django's Redis cache with one connection pool per process, not per request (hub/cache.py).
-            "BACKEND": "hub.cache.PooledRedisCache",
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": REDIS_PREFIX,
+            "OPTIONS": {"pool_class": "hub.cache.SharedConnectionPool"},
         }
     }
 else:

@@ -203,15 +203,16 @@ def _fresh_rate_windows():
 
 @pytest.fixture
 def redis_cache(settings, redis_url):
-    """Django's cache as ``runhub`` configures it (``hub.cache.PooledRedisCache``) on ``redis_url``, under a key
-    prefix of this test's own."""
+    """Django's cache as ``runhub`` configures it (Django's Redis backend on ``hub.cache.SharedConnectionPool``) on
+    ``redis_url``, under a key prefix of this test's own."""
     from django.core.cache import caches
 
     settings.CACHES = {
         "default": {
-            "BACKEND": "hub.cache.PooledRedisCache",
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": redis_url,
             "KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}",
+            "OPTIONS": {"pool_class": "hub.cache.SharedConnectionPool"},
         }
     }
     return caches["default"]
