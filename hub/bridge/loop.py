@@ -14,10 +14,12 @@ the socket (1011), so the client reconnects instead of staying connected and dea
 is already gone (a takeover racing a disconnect) does nothing.
 
 An ASGI application of its own on channels' public channel-layer API (``get_channel_layer``, ``new_channel``,
-``receive``) rather than a subclass of channels' consumer: the consumer's loop (``await_many_dispatch``) and its
-``dispatch`` cost the bridge half or more of its round trips (docs/performance.md, "Bridge"), and replacing them in
-a subclass would rely on how channels' consumer sends (its ``base_send``). ``accept``/``close`` send the ASGI
-messages the WebSocket spec names; ``as_asgi()`` is the application, as for channels' consumers.
+``receive``) rather than a subclass of channels' consumer: the consumer's loop (``await_many_dispatch``) cost the
+bridge about two fifths of its round trips per CPU-second, three quarters with its ``dispatch``
+(docs/performance.md, "Public APIs only"), it cannot hand a waiting handler its answer (``unlocked_events``), and
+replacing the loop in a subclass would rely on how channels' consumer sends (its ``base_send``).
+``accept``/``close`` send the ASGI messages the WebSocket spec names; ``as_asgi()`` is the application, as for
+channels' consumers.
 """
 
 from __future__ import annotations
