@@ -5,7 +5,7 @@ process that only writes one row. Both run in the same run, so the ratio is what
 
 With ``--floors`` each round also measures, in the same server (``bench/route_urls.py``): the one-row view plus
 the hub's signed notify POST (what the call to the endpoint adds), and the least a routed send can do with the
-hub's cheapest parts (the kept token, the compiled recipient read, the POST, the message and attempt rows),
+hub's cheapest parts (the kept token, the recipient read, the POST, the message and attempt rows),
 its message stored before the POST and after it: the floor under the send path's ratio on this machine.
 
     .venv/bin/python bench/route.py [--seconds 4] [--concurrency 8] [--server uvicorn|daphne] [--rounds 1]

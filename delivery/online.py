@@ -162,16 +162,6 @@ def probe_channels(channels: list[Channel], *, force: bool = False) -> int:
     return sum(_apply(channel, up, reason) for channel, (up, reason) in zip(todo, results, strict=True))
 
 
-def probe_endpoint(channel: Channel, *, force: bool = False) -> bool:
-    """Whether the endpoint is up: the cached result when there is one (unless ``force``), else a probe."""
-    if not force:
-        cached = cache.get(_cache_key(channel))
-        if cached is not None:
-            return bool(cached)
-    probe_channels([channel], force=True)
-    return channel_state(channel) == UP
-
-
 def probe_all_endpoints(*, force: bool = False) -> dict[str, int]:
     """The periodic task: probe every enabled member's enabled endpoint whose state is stale."""
     channels = list(

@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from delivery.counters import counter_take
 from foundation import metrics
+from foundation.cache import incr_existing
 from members.models import Member
 
 RULES = ("message_types", "formats", "priority", "daily_cap", "dedupe")
@@ -106,7 +107,7 @@ def policy_release(claim: Claim) -> None:
     """Give back what a send took when it was refused later (bad input, unknown recipient…)."""
     if claim.daily_key in claim.taken:
         with contextlib.suppress(ValueError):  # expired meanwhile: nothing to give back
-            cache.decr(claim.daily_key)
+            incr_existing(claim.daily_key, -1)
     if claim.dedupe_key in claim.taken:
         cache.delete(claim.dedupe_key)
     claim.taken.clear()

@@ -257,11 +257,6 @@ class FeishuClient:
         return self.request("POST", "/open-apis/im/v1/messages", "messages.create", params=params,
                             json_body=body, attempts=attempts)["data"]  # fmt: skip
 
-    def reply_message(self, message_id: str, msg_type: str, content: dict | str, *, uuid: str | None = None) -> dict:
-        body = {"msg_type": msg_type, "content": _content(content), "uuid": uuid or uuid_module.uuid4().hex}
-        path = f"/open-apis/im/v1/messages/{message_id}/reply"
-        return self.request("POST", path, "messages.reply", json_body=body)["data"]
-
     def add_reaction(self, message_id: str, emoji_type: str = "OnIt") -> dict:
         """Returns the reaction: ``reaction_id``, ``operator``, ``action_time``, ``reaction_type``."""
         path = f"/open-apis/im/v1/messages/{message_id}/reactions"
@@ -280,20 +275,15 @@ class FeishuClient:
         path = f"/open-apis/im/v1/messages/{message_id}/reactions/{reaction_id}"
         return self.request("DELETE", path, "reactions.delete").get("data") or {}
 
-    def bot_info(self, *, refresh: bool = False) -> dict:
+    def bot_info(self) -> dict:
         """The app's bot (``open_id``, ``app_name``, …); cached after the first call."""
-        if self._bot is None or refresh:
+        if self._bot is None:
             self._bot = self.request("GET", "/open-apis/bot/v3/info", "bot.info").get("bot") or {}
         return self._bot
 
     def chat_info(self, chat_id: str) -> dict:
         """The chat's details (``name``, ``description``, ``chat_mode``, …); the bot must be in the chat."""
         return self.request("GET", f"/open-apis/im/v1/chats/{chat_id}", "chat.get").get("data") or {}
-
-    def chat_members(self, chat_id: str, *, page_size: int = 100) -> Iterator[dict]:
-        """The chat's people (Feishu leaves bots out), following ``page_token``."""
-        params = {"member_id_type": "open_id", "page_size": page_size}
-        yield from self._pages(f"/open-apis/im/v1/chats/{chat_id}/members", "chat.members", params)
 
     def _pages(self, path: str, endpoint: str, params: dict[str, Any]) -> Iterator[dict]:
         """Every item of a paginated GET, page after page while Feishu says ``has_more``."""

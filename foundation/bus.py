@@ -81,12 +81,6 @@ class MessageBus:
             handlers = [*self._handlers.get(message.topic, ()), *self._global]
         return sum(0 if self._safe_call(handler, message) else 1 for handler in handlers)
 
-    def handler_count(self, topic: str | None = None) -> int:
-        with self._lock:
-            if topic is not None:
-                return len(self._handlers.get(topic, ()))
-            return sum(len(h) for h in self._handlers.values()) + len(self._global)
-
     @staticmethod
     def _safe_call(handler: Handler, message: ChannelMessage) -> bool:
         """The bulkhead: a failing handler is logged, never re-raised. Returns whether it succeeded."""

@@ -1,36 +1,80 @@
-"""The shared cache on Redis (``REDIS_URL``) with one connection pool and one client per process.
+"""The shared cache on Redis (``REDIS_URL``): one connection pool per process, and the Redis client of its counters.
 
 Django builds a cache backend object per thread and async context, and under ASGI every request runs its sync code
-in a thread of its own; its Redis backend keeps the connection pool on that object, so each request opened a new
-Redis connection (connect + handshake: half the time of a routed send in ``bench/route.py``). This backend keeps
-one client, and so one pool, per server list and options for the whole process. redis-py's pool is thread-safe
-and starts afresh in a forked child.
+in a thread of its own; Django's Redis backend keeps its connection pool on that object, so each request opened a new
+Redis connection (connect + handshake: half the time of a routed send in ``bench/route.py``).
+``SharedConnectionPool``, given to Django's Redis backend as its ``pool_class`` (a documented cache option), hands
+every backend object of the process the same redis-py pool for the same URL and options. redis-py's pool is
+thread-safe and starts afresh in a forked child.
 
-Django's client also builds a ``redis.Redis`` object for every command (its response callbacks and options each
-time: a twentieth of a routed send's CPU); ``PooledRedisCacheClient`` keeps one per pool, as thread-safe as the
-pool. Its ``incr`` (and so ``cache.incr``/``cache.decr``) is one atomic round trip instead of Django's ``EXISTS``
-then ``INCRBY``, with the same answer: ``ValueError`` for a missing key, which stays missing.
+``redis_client()`` is a redis-py client on such a pool for what Django's cache API has no call for: a counter
+created and increased in one round trip, the queue room's check-and-take script, an increment that leaves a missing
+key missing in one round trip (``incr_existing``). Keys go through the cache's own ``make_and_validate_key``, and
+Django's Redis serializer stores integers as plain Redis integers, so ``cache.get``/``cache.incr`` and these read and
+change the same values.
 
-Values are stored as JSON (``JSONSerializer``), not pickled as by Django's default: reading a key never runs
-code that somebody wrote into it.
+Values are stored as JSON (``JSONSerializer``, the ``serializer`` cache option), not pickled as by Django's
+default: reading a key never runs code that somebody wrote into it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import re
 import threading
+from typing import Any, ClassVar
 
-from django.core.cache.backends.redis import RedisCache, RedisCacheClient
-from django.utils.functional import cached_property
+import redis
+from django.conf import settings
+from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
+from django.core.cache.backends.redis import RedisCache
+
+
+class SharedConnectionPool(redis.ConnectionPool):
+    """A redis-py connection pool kept per process: ``from_url`` gives the same pool for the same URL and options."""
+
+    _pools: ClassVar[dict[tuple, redis.ConnectionPool]] = {}
+    _pools_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> redis.ConnectionPool:
+        key = (cls, url, repr(sorted(kwargs.items())))
+        with cls._pools_lock:
+            pool = cls._pools.get(key)
+            if pool is None:
+                pool = cls._pools[key] = super().from_url(url, **kwargs)
+        return pool
+
+
+def on_redis() -> bool:
+    """Whether the shared cache is on Redis."""
+    return isinstance(caches[DEFAULT_CACHE_ALIAS], RedisCache)
+
+
+def redis_client() -> redis.Redis:
+    """The redis-py client of the shared cache's (first, written-to) Redis server: one per process and server.
+    Only when ``on_redis()``."""
+    location = settings.CACHES[DEFAULT_CACHE_ALIAS]["LOCATION"]
+    servers = re.split("[;,]", location) if isinstance(location, str) else list(location)
+    return _client(servers[0])
+
+
+@functools.lru_cache(maxsize=8)
+def _client(url: str) -> redis.Redis:
+    return redis.Redis(connection_pool=SharedConnectionPool.from_url(url))
+
+
+def cache_key(key: str) -> str:
+    """The Redis key the shared cache stores ``key`` under (its prefix and version)."""
+    return caches[DEFAULT_CACHE_ALIAS].make_and_validate_key(key)
+
 
 logger = logging.getLogger(__name__)
 
-_clients: dict[tuple, RedisCacheClient] = {}
-_lock = threading.Lock()
-
 # INCRBY on a key that exists; nil (and nothing created) on one that does not.
-INCR_IF_PRESENT = """
+_INCR_IF_PRESENT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
     return redis.call('INCRBY', KEYS[1], ARGV[1])
 end
@@ -61,43 +105,18 @@ class JSONSerializer:
             return None
 
 
-class PooledRedisCacheClient(RedisCacheClient):
-    """Django's Redis cache client with one ``redis.Redis`` per connection pool and a one-round-trip ``incr``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._redis: dict[int, object] = {}
-        self._redis_lock = threading.Lock()
-
-    def get_client(self, key=None, *, write=False):
-        pool = self._get_connection_pool(write)
-        found = self._redis.get(id(pool))
-        if found is None:
-            with self._redis_lock:
-                found = self._redis.setdefault(id(pool), self._client(connection_pool=pool))
-        return found
-
-    @cached_property
-    def _incr_script(self):
-        return self.get_client(write=True).register_script(INCR_IF_PRESENT)
-
-    def incr(self, key, delta):
-        value = self._incr_script(keys=[key], args=[delta], client=self.get_client(key, write=True))
-        if value is None:
-            raise ValueError(f"Key '{key}' not found.")
-        return value
+@functools.lru_cache(maxsize=8)  # one per client
+def _incr_script(client: redis.Redis):
+    return client.register_script(_INCR_IF_PRESENT)
 
 
-class PooledRedisCache(RedisCache):
-    def __init__(self, server, params) -> None:
-        super().__init__(server, params)
-        self._class = PooledRedisCacheClient
-
-    @cached_property
-    def _cache(self) -> RedisCacheClient:
-        key = (tuple(self._servers), repr(sorted(self._options.items())))
-        with _lock:
-            client = _clients.get(key)
-            if client is None:
-                client = _clients[key] = self._class(self._servers, **self._options)
-        return client
+def incr_existing(key: str, delta: int = 1) -> int:
+    """``cache.incr(key, delta)``: the new value, ``ValueError`` for a missing key (which stays missing). On Redis in
+    one atomic round trip (Django's ``incr`` asks ``EXISTS`` first, then ``INCRBY``)."""
+    if not on_redis():
+        return cache.incr(key, delta)
+    client = redis_client()
+    value = _incr_script(client)(keys=[cache_key(key)], args=[delta], client=client)
+    if value is None:
+        raise ValueError(f"Key '{key}' not found.")
+    return value

@@ -146,11 +146,15 @@ if REDIS_URL:
     CACHES = {
         "default": {
             # Django's Redis cache with one connection pool per process, not per request (foundation/cache.py).
-            "BACKEND": "foundation.cache.PooledRedisCache",
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": REDIS_PREFIX,
-            # Values stored as JSON, never pickled: what a cache key holds is never run as code when read.
-            "OPTIONS": {"serializer": "foundation.cache.JSONSerializer"},
+            # Values stored as JSON, never pickled: what a cache key holds is never run as code when read; one
+            # connection pool per process (foundation.cache).
+            "OPTIONS": {
+                "serializer": "foundation.cache.JSONSerializer",
+                "pool_class": "foundation.cache.SharedConnectionPool",
+            },
         }
     }
 else:

@@ -25,6 +25,7 @@ from django.core.cache.backends.redis import RedisCache
 from django.db import transaction
 from redis.exceptions import RedisError
 
+from foundation.cache import incr_existing
 from members.models import Member, hash_token
 
 GENERATION_KEY = "hub:members:generation"
@@ -84,7 +85,7 @@ def _bump() -> None:
     forget()
     if shared():
         with contextlib.suppress(ValueError):  # no counter: nothing can match it, the next request starts one
-            cache.incr(GENERATION_KEY)
+            incr_existing(GENERATION_KEY)
 
 
 def forget() -> None:

@@ -13,11 +13,11 @@ import contextlib
 import functools
 
 from django.conf import settings
-from django.core.cache import cache, caches
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache import cache
 from django.db.models import Func, IntegerField, Sum, TextField
 from django.db.models.functions import Cast, Coalesce
 
+from foundation.cache import cache_key, incr_existing, on_redis, redis_client
 from foundation.jsonapi import compact_json
 from offline_queue.models import Message
 
@@ -89,7 +89,7 @@ return {1, redis.call('INCRBY', KEYS[1], ARGV[1])}
 """
 
 
-@functools.lru_cache(maxsize=8)  # one per Redis client; the hub keeps one per pool (foundation.cache)
+@functools.lru_cache(maxsize=8)  # one per Redis client (foundation.cache keeps one per process)
 def _take_script(client):
     return client.register_script(_TAKE)
 
@@ -100,10 +100,9 @@ def recipient_room_take(*, recipient_pk: int, recipient_id: str, adding: int) ->
     last room). Raise ``QueueFull`` (nothing counted) when they do not fit. A message that is not stored after all
     gives them back with ``recipient_room_release``."""
     limit = settings.HUB_QUEUE_MAX_BYTES_PER_RECIPIENT
-    backend = caches["default"]
-    if isinstance(backend, RedisCache):
-        full = backend.make_and_validate_key(_key(recipient_pk))
-        client = backend._cache.get_client(full, write=True)
+    if on_redis():
+        full = cache_key(_key(recipient_pk))
+        client = redis_client()
         answer = _take_script(client)(keys=[full], args=[adding, limit], client=client)
         if answer is not None:
             if not answer[0]:
@@ -121,4 +120,4 @@ def recipient_room_release(*, recipient_pk: int, adding: int) -> None:
 def recipient_queued(*, recipient_pk: int, adding: int) -> None:
     """A message of ``adding`` bytes was stored for the recipient: count it until the next recount."""
     with contextlib.suppress(ValueError):  # not cached: the next check counts in the database
-        cache.incr(_key(recipient_pk), adding)
+        incr_existing(_key(recipient_pk), adding)

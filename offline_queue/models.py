@@ -144,10 +144,6 @@ class Message(models.Model):
         return f"{self.message_id} {self.sender_id}→{self.recipient_id} [{self.status}]"
 
     @property
-    def is_undelivered(self) -> bool:
-        return self.status in self.UNDELIVERED
-
-    @property
     def is_discarded(self) -> bool:
         """True when an operator took the message out of the queue (failed, ``last_error`` says by whom)."""
         return self.status == self.Status.FAILED and self.last_error.startswith(self.DISCARDED_PREFIX)

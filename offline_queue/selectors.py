@@ -7,7 +7,6 @@ from datetime import datetime
 
 from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Q, QuerySet, Sum
 
-from foundation.prepared import prepared
 from members.models import Member
 from offline_queue.models import Message
 
@@ -95,11 +94,6 @@ def member_queue(member_id: str) -> QuerySet[Message]:
 
 def sender_has_undelivered(*, sender_id: str, recipient_pk: int) -> bool:
     """Whether an earlier message of ``sender_id`` to the recipient is still undelivered (a new one queues behind
-    it, keeping the order). Asked by every send, so its SQL is compiled once per process."""
-    return bool(_undelivered_one(sender_id, recipient_pk))
-
-
-@prepared(str, int)
-def _undelivered_one(sender_id: str, recipient_pk: int) -> QuerySet[Message]:
+    it, keeping the order)."""
     rows = Message.objects.filter(sender_id=sender_id, recipient_id=recipient_pk, status__in=Message.UNDELIVERED)
-    return rows.only("pk").order_by()[:1]
+    return rows.exists()

@@ -9,6 +9,11 @@ ever read a task again, and the cluster stops running tasks without a word until
 the queue that never waits inside the lock: it takes a task only when one is there (a non-blocking ``get``,
 the lock held for the microseconds of one read) and otherwise sleeps ``POLL_SECONDS``. A worker picks a task
 up at most that much later; a killed one leaves the queue readable.
+
+django-q2 has no setting or hook for this (its issue #23, open since 2022), so ``install()`` replaces
+``Sentinel.spawn_worker`` as written in django-q2 1.11.1: the one place the hub depends on django-q2's internals
+(docs/dependencies.md). ``tests/offline_queue/test_taskqueue.py`` fails, naming the installed version, when
+django-q2 changes what it replaces.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import time
 from queue import Empty
 
 POLL_SECONDS = 0.05
+# django-q2's own ``Sentinel.spawn_worker``, once ``install()`` has replaced it (for the guard test).
+REPLACED = None
 
 
 class PollingTaskQueue:
@@ -41,8 +48,10 @@ def install() -> None:
     from django_q import cluster
     from django_q.worker import worker
 
+    global REPLACED
     if getattr(cluster.Sentinel.spawn_worker, "polls", False):
         return
+    REPLACED = cluster.Sentinel.spawn_worker
 
     def spawn_worker(self) -> None:
         self.spawn_process(

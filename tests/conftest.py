@@ -203,16 +203,19 @@ def _fresh_rate_windows():
 
 @pytest.fixture
 def redis_cache(settings, redis_url):
-    """Django's cache as ``runhub`` configures it (``foundation.cache.PooledRedisCache``) on ``redis_url``, under a key
-    prefix of this test's own."""
+    """Django's cache as ``runhub`` configures it (Django's Redis backend on
+    ``foundation.cache.SharedConnectionPool``) on ``redis_url``, under a key prefix of this test's own."""
     from django.core.cache import caches
 
     settings.CACHES = {
         "default": {
-            "BACKEND": "foundation.cache.PooledRedisCache",
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": redis_url,
             "KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}",
-            "OPTIONS": {"serializer": "foundation.cache.JSONSerializer"},
+            "OPTIONS": {
+                "serializer": "foundation.cache.JSONSerializer",
+                "pool_class": "foundation.cache.SharedConnectionPool",
+            },
         }
     }
     return caches["default"]

@@ -12,17 +12,25 @@ fails, the server cancels the consumer — ``socket_closed()`` runs once and the
 released from the layer (no Redis subscription outlives it). A channel layer whose ``receive`` fails closes
 the socket (1011), so the client reconnects instead of staying connected and deaf. Writing to a socket that
 is already gone (a takeover racing a disconnect) does nothing.
+
+An ASGI application of its own on channels' public channel-layer API (``get_channel_layer``, ``new_channel``,
+``receive``) rather than a subclass of channels' consumer: the consumer's loop (``await_many_dispatch``) cost the
+bridge about two fifths of its round trips per CPU-second, three quarters with its ``dispatch``
+(docs/performance.md, "Public APIs only"), it cannot hand a waiting handler its answer (``unlocked_events``), and
+replacing the loop in a subclass would rely on how channels' consumer sends (its ``base_send``).
+``accept``/``close`` send the ASGI messages the WebSocket spec names; ``as_asgi()`` is the application, as for
+channels' consumers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 
 from channels.exceptions import StopConsumer
-from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.layers import get_channel_layer
+from channels.layers import DEFAULT_CHANNEL_LAYER, get_channel_layer
 
 from foundation.channel_layer import release_channel
 from hub.bridge.inflow import inflow
@@ -50,14 +58,42 @@ SOCKET_GONE = _socket_gone_errors()
 _RELEASING: set[asyncio.Future] = set()
 
 
-class OneAtATimeConsumer(AsyncWebsocketConsumer):
+class OneAtATimeConsumer:
     """A WebSocket consumer that handles its socket's messages and its channel-layer events one at a time,
-    in a plain loop (subclasses implement ``websocket_receive`` and the event handlers). Events whose type is in
-    ``unlocked_events`` are handled at once, without waiting their turn: answers a handler is waiting for."""
+    in a plain loop (subclasses implement ``websocket_connect``, ``websocket_receive``, ``websocket_disconnect``
+    and the event handlers). Events whose type is in ``unlocked_events`` are handled at once, without waiting
+    their turn: answers a handler is waiting for."""
 
+    channel_layer_alias = DEFAULT_CHANNEL_LAYER
     unlocked_events: frozenset[str] = frozenset()
     closed = False  # closed by us, or its transport found gone: nothing more is written to it
     outflow: Outflow | None = None  # what is written to the socket, under the outbound cap
+
+    @classmethod
+    def as_asgi(cls, **initkwargs):
+        """The ASGI application: a new consumer for every connection."""
+
+        async def app(scope, receive, send) -> None:
+            await cls(**initkwargs)(scope, receive, send)
+
+        functools.update_wrapper(app, cls, updated=())
+        return app
+
+    async def accept(self, subprotocol: str | None = None, headers=None) -> None:
+        """Accept the handshake (``websocket.accept``)."""
+        message: dict = {"type": "websocket.accept", "subprotocol": subprotocol}
+        if headers:
+            message["headers"] = list(headers)
+        await self.base_send(message)
+
+    async def close(self, code: int | None = None, reason: str | None = None) -> None:
+        """Close the socket with ``code`` (before the handshake is accepted: refuse it, HTTP 403)."""
+        message: dict = {"type": "websocket.close"}
+        if code is not None:
+            message["code"] = code
+        if reason:
+            message["reason"] = reason
+        await self.base_send(message)
 
     async def send_text(self, text: str) -> None:
         """Write the text frame ``text`` to the socket: at once when the server allows it (``Outflow.write_now``),
@@ -155,8 +191,8 @@ class OneAtATimeConsumer(AsyncWebsocketConsumer):
                 logger.exception("bridge: channel-layer event %r failed", event.get("type"))
 
     async def dispatch(self, message: dict) -> None:
-        # channels' AsyncConsumer.dispatch runs aclose_old_connections() (a thread hop) before every
-        # message; see the module docstring for why the bridge does without.
+        """Hand ``message`` to the method named after its type (``hub.frame`` → ``hub_frame``). Unlike channels'
+        consumer, no ``aclose_old_connections()`` (a thread hop) before each: see the module docstring."""
         if message["type"] == "websocket.receive":
             await self.websocket_receive(message)
             return

@@ -61,10 +61,6 @@ class Mailbox:
     def index_path(self) -> Path:
         return self.root / "index.json"
 
-    @property
-    def audit_path(self) -> Path:
-        return self.root / "audit.log"
-
     def thread_path(self, thread_id: str) -> Path:
         """The thread's directory. Raises ValueError for a name that is not a plain file name."""
         if not safe_name(thread_id):

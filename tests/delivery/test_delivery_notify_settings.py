@@ -156,13 +156,19 @@ def test_a_ca_bundle_that_cannot_be_loaded_is_a_reason_not_a_crash(peer):
 # --- probes: presence that predicts delivery ---------------------------------------------------------------
 
 
+def probed_up(channel) -> bool:
+    """Probe ``channel``'s endpoint now: whether it is up."""
+    online.probe_channels([channel], force=True)
+    return online.channel_state(channel) == online.UP
+
+
 @pytest.mark.parametrize("status", [401, 403, 404])
 def test_a_probe_answered_401_403_or_404_is_reachable_but_refusing(peer, status):
     peer.answer(status)
     channel = endpoint(peer.url)
     member = channel.member
 
-    assert not online.probe_endpoint(channel, force=True)
+    assert not probed_up(channel)
     assert online.channel_state(channel) == online.REFUSING
     status_now = online.member_status(member)
     assert status_now["online"] is False
@@ -172,7 +178,7 @@ def test_a_probe_answered_401_403_or_404_is_reachable_but_refusing(peer, status)
 def test_a_probe_answered_405_is_up_as_the_familys_fastapi_apps_answer_head(tmp_path):
     with LingClaudeReceiver() as lingclaude:
         channel = endpoint(lingclaude.url)
-        assert online.probe_endpoint(channel, force=True)
+        assert probed_up(channel)
     assert online.member_status(channel.member)["state"] == "online"
 
 
@@ -181,7 +187,7 @@ def test_a_notify_refused_for_its_missing_key_turns_a_probed_up_endpoint_refusin
     with LingClaudeReceiver(api_keys=("k",)) as lingclaude:
         channel = endpoint(lingclaude.url)
         member = channel.member
-        assert online.probe_endpoint(channel, force=True)
+        assert probed_up(channel)
         message = Message.objects.create(recipient=member, sender_id="lingyi", topic="t")
         with pytest.raises(TransportError) as caught:
             LingMessageTransport().deliver(message, channel)
@@ -193,11 +199,11 @@ def test_a_notify_refused_for_its_missing_key_turns_a_probed_up_endpoint_refusin
 def test_probes_use_the_channels_tls_trust_and_headers(tmp_path):
     with LingYiWebApp(tmp_path) as lingyi:
         channel = endpoint(lingyi.url)
-        assert not online.probe_endpoint(channel, force=True)
+        assert not probed_up(channel)
         assert online.channel_state(channel) == online.DOWN and "CERTIFICATE_VERIFY_FAILED" in channel.last_error
         channel.endpoint_ca = lingyi_cert().path.read_text()
         channel.endpoint_headers = "X-API-Key: k"
         channel.save()
-        assert online.probe_endpoint(channel, force=True)
+        assert probed_up(channel)
         [head] = [a for a in lingyi.arrivals if a.method == "HEAD"]
     assert head.header("X-API-Key") == "k"

@@ -39,8 +39,9 @@ def came_online():
 def test_it_counts_an_endpoint_that_answers_below_500_as_up_and_caches_the_probe(peer):
     member = make_member("lingyi", endpoint=peer.url)
     channel = member.channels.get()
-    assert online.probe_endpoint(channel) is True
-    assert online.probe_endpoint(channel) is True
+    online.probe_channels([channel])
+    online.probe_channels([channel])
+    assert online.channel_state(channel) == online.UP
     assert [r.method for r in peer.requests] == ["HEAD"]
     assert online.member_status(member_get("lingyi"))["online"] is True
 
@@ -53,7 +54,9 @@ def test_it_counts_5xx_and_refused_endpoints_as_down(peer, trouble):
     else:
         url = f"http://127.0.0.1:{free_port()}/notify"
     member = make_member("lingyi", endpoint=url)
-    assert online.probe_endpoint(member.channels.get()) is False
+    channel = member.channels.get()
+    online.probe_channels([channel], force=True)
+    assert online.channel_state(channel) != online.UP
     status = online.member_status(member_get("lingyi"))
     assert status == {"online": False, "state": "offline", "last_seen": None, "channel": "none"}
     assert member.channels.get().last_error

@@ -7,10 +7,9 @@ It serves the endpoints the hub uses, with Feishu's shapes and error codes:
   ``page_size`` ≤ 50, ``page_token``; send with ``uuid`` dedupe within 1 h; 5 messages/s per chat → 230020;
   ``receive_id_type`` chat_id, or open_id/user_id/union_id/email for a person (a p2p chat with the app's bot;
   an unknown person → 230001 "invalid receive_id"))
-- ``POST /open-apis/im/v1/messages/:id/reply``
-- ``POST/GET /open-apis/im/v1/messages/:id/reactions``, ``DELETE …/reactions/:reaction_id``
-- ``GET /open-apis/bot/v3/info``, ``GET /open-apis/im/v1/chats/:id`` (name, …),
-  ``GET /open-apis/im/v1/chats/:id/members`` (paginated, bots left out)
+- ``POST/GET /open-apis/im/v1/messages/:id/reactions`` (list: ``page_size`` ≤ 50, ``page_token``),
+  ``DELETE …/reactions/:reaction_id``
+- ``GET /open-apis/bot/v3/info``, ``GET /open-apis/im/v1/chats/:id`` (name, …)
 - ``POST /open-apis/bot/v2/hook/:token`` (custom bots: signature check 19021, 5/s and 100/min → 11232)
 
 Messages carry string millisecond ``create_time``; a bot sender is identified by its app_id with
@@ -722,12 +721,6 @@ class FakeFeishu:
             self.p2p[(app.app_id, person)] = chat_id
         return self._send(app, chat_id, body)
 
-    def api_reply(self, app: App, message_id: str, body: dict) -> dict:
-        parent = self.by_id.get(message_id)
-        if parent is None:
-            raise ApiError(400, 230001, "invalid message_id")
-        return self._send(app, parent["chat_id"], body, parent_id=message_id)
-
     def api_add_reaction(self, app: App, message_id: str, body: dict) -> dict:
         message = self.by_id.get(message_id)
         if message is None:
@@ -746,7 +739,18 @@ class FakeFeishu:
         items = self.reactions[message_id]
         if query.get("reaction_type"):
             items = [r for r in items if r["reaction_type"]["emoji_type"] == query["reaction_type"]]
-        return {"code": 0, "msg": "success", "data": {"items": [dict(r) for r in items], "has_more": False}}
+        try:
+            page_size = int(query.get("page_size", "20"))
+            offset = int(base64.urlsafe_b64decode(query["page_token"]).decode()) if query.get("page_token") else 0
+        except ValueError:
+            raise ApiError(400, 99992402, "field validation failed") from None
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ApiError(400, 99992402, "field validation failed: page_size must be between 1 and 50")
+        has_more = offset + page_size < len(items)
+        data: dict[str, Any] = {"has_more": has_more, "items": [dict(r) for r in items[offset : offset + page_size]]}
+        if has_more:
+            data["page_token"] = base64.urlsafe_b64encode(str(offset + page_size).encode()).decode()
+        return {"code": 0, "msg": "success", "data": data}
 
     def api_delete_reaction(self, app: App, message_id: str, reaction_id: str) -> dict:
         for reaction in self.reactions.get(message_id, []):
@@ -775,29 +779,6 @@ class FakeFeishu:
         data = {"name": chat.name, "description": "", "chat_mode": "group", "chat_type": "private",
                 "owner_id_type": "open_id", "owner_id": chat.users[0] if chat.users else "",
                 "user_count": str(len(chat.users)), "bot_count": str(len(chat.bots))}  # fmt: skip
-        return {"code": 0, "msg": "success", "data": data}
-
-    def api_chat_members(self, app: App, chat_id: str, query: dict[str, str]) -> dict:
-        chat = self.chats.get(chat_id)
-        if chat is None:
-            raise ApiError(400, 232010, "chat not found")
-        if app.app_id not in chat.bots:
-            raise ApiError(400, 232011, "Operator can NOT be out of the chat.")
-        try:
-            page_size = int(query.get("page_size", "20"))
-            offset = int(base64.urlsafe_b64decode(query["page_token"]).decode()) if query.get("page_token") else 0
-        except (ValueError, KeyError):
-            raise ApiError(400, 99992402, "field validation failed") from None
-        if not 1 <= page_size <= 100:
-            raise ApiError(400, 99992402, "field validation failed: page_size must be between 1 and 100")
-        page = chat.users[offset : offset + page_size]
-        has_more = offset + page_size < len(chat.users)
-        items = [
-            {"member_id_type": "open_id", "member_id": u, "name": self.users.get(u, u), "tenant_key": "tenant_fake"}
-            for u in page
-        ]
-        data: dict[str, Any] = {"items": items, "has_more": has_more, "member_total": len(chat.users)}
-        data["page_token"] = base64.urlsafe_b64encode(str(offset + page_size).encode()).decode() if has_more else ""
         return {"code": 0, "msg": "success", "data": data}
 
     def api_hook(self, token: str, raw: bytes) -> dict:
@@ -844,13 +825,11 @@ _ROUTES: list[tuple[str, tuple[str, ...], str]] = [
     ("POST", ("auth", "v3", "tenant_access_token", "internal"), "tenant_access_token"),
     ("GET", ("im", "v1", "messages"), "messages.list"),
     ("POST", ("im", "v1", "messages"), "messages.create"),
-    ("POST", ("im", "v1", "messages", ":id", "reply"), "messages.reply"),
     ("POST", ("im", "v1", "messages", ":id", "reactions"), "reactions.create"),
     ("GET", ("im", "v1", "messages", ":id", "reactions"), "reactions.list"),
     ("DELETE", ("im", "v1", "messages", ":id", "reactions", ":rid"), "reactions.delete"),
     ("GET", ("bot", "v3", "info"), "bot.info"),
     ("GET", ("im", "v1", "chats", ":id"), "chat.get"),
-    ("GET", ("im", "v1", "chats", ":id", "members"), "chat.members"),
     ("POST", ("bot", "v2", "hook", ":id"), "hook"),
 ]
 
@@ -949,8 +928,6 @@ class _Handler(BaseHTTPRequestHandler):
             return fake.api_list_messages(app, query)
         if endpoint == "messages.create":
             return fake.api_send(app, query, body)
-        if endpoint == "messages.reply":
-            return fake.api_reply(app, args[0], body)
         if endpoint == "reactions.create":
             return fake.api_add_reaction(app, args[0], body)
         if endpoint == "reactions.list":
@@ -961,8 +938,6 @@ class _Handler(BaseHTTPRequestHandler):
             return fake.api_bot_info(app)
         if endpoint == "chat.get":
             return fake.api_chat_get(app, args[0])
-        if endpoint == "chat.members":
-            return fake.api_chat_members(app, args[0], query)
         raise ApiError(404, 404, "not found")
 
     def _apply_fault(self, fault: Fault) -> None:

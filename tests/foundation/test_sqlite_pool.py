@@ -1,11 +1,14 @@
 """The SQLite backend's pool (``foundation.sqlite``): a closed connection goes back open and out of any transaction, the
 next one opened in any thread takes it, and what is never shared (in-memory databases, a connection closed inside
-a transaction) is closed for real."""
+a transaction) is closed for real. And a guard: Django still closes through the hook the pool overrides (no public
+pool for SQLite), the failure naming the installed version."""
 
 from __future__ import annotations
 
+import inspect
 import threading
 
+import django
 import pytest
 from django.db.utils import ConnectionHandler
 
@@ -93,3 +96,18 @@ def test_an_in_memory_database_is_never_pooled(connections):
     with pytest.raises(Exception, match="closed"):
         raw.execute("SELECT 1")
     db.connection = None
+
+
+def test_django_still_closes_and_configures_sqlite_connections_through_what_the_pool_overrides():
+    from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.db.backends.sqlite3.base import DatabaseWrapper
+
+    version = django.get_version()
+    assert "self._close()" in inspect.getsource(BaseDatabaseWrapper.close), (
+        f"Django {version}: DatabaseWrapper.close() no longer closes through _close(), which foundation/sqlite/base.py "
+        "overrides to give the connection back to the pool"
+    )
+    assert "self.init_commands" in inspect.getsource(DatabaseWrapper.get_connection_params), (
+        f"Django {version}: the SQLite backend no longer keeps its init_commands, part of "
+        "foundation/sqlite/base.py's pool key"
+    )

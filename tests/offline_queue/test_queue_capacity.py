@@ -8,6 +8,7 @@ from django.core.cache import cache
 from django.db import IntegrityError
 
 from delivery.services import message_send
+from foundation.cache import redis_client
 from offline_queue import capacity
 from offline_queue.models import Message
 from tests.routing_support import make_member
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.django_db
 
 def _counted(redis_cache):
     """The commands sent to Redis from now on (names)."""
-    client = redis_cache._cache.get_client(write=True)
+    client = redis_client()
     calls: list[str] = []
     original = client.execute_command
 

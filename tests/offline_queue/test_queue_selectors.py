@@ -1,4 +1,4 @@
-"""Retry statistics and queue depth, read by /metrics and the dashboards."""
+"""Retry statistics and queue depth, read by /metrics and the dashboards; the send path's order check."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from offline_queue.expiry import messages_expire
 from offline_queue.models import Message
 from offline_queue.scheduling import queue_sweep
 from tests.queue_support import Recipient, accept, member
+from tests.routing_support import make_member
 
 pytestmark = pytest.mark.django_db
 
@@ -52,3 +53,19 @@ def test_it_reports_the_queue_depth_of_every_member(time_machine):
     assert selectors.queue_depth_by_member() == {"lingflow": 3, "lingzhi": 0}
     assert selectors.queue_totals()["queued"] == 3
     assert [m.content for m in selectors.member_queue("lingflow")] == ["#0", "#1", "#2"]
+
+
+def test_the_order_check_sees_only_the_senders_undelivered_messages(peer):
+    lingflow = make_member("lingflow", endpoint=peer.url)
+    other = make_member("other")
+    check = selectors.sender_has_undelivered
+    assert not check(sender_id="lingyi", recipient_pk=lingflow.pk)
+    message = Message.objects.create(sender_id="lingyi", recipient=lingflow, content="x", status="queued")
+    assert check(sender_id="lingyi", recipient_pk=lingflow.pk)
+    assert not check(sender_id="lingyi", recipient_pk=other.pk)
+    assert not check(sender_id="someone", recipient_pk=lingflow.pk)
+    Message.objects.filter(pk=message.pk).update(status="delivering")
+    assert check(sender_id="lingyi", recipient_pk=lingflow.pk)
+    for closed in ("delivered", "failed", "expired"):
+        Message.objects.filter(pk=message.pk).update(status=closed)
+        assert not check(sender_id="lingyi", recipient_pk=lingflow.pk), closed

@@ -1,12 +1,16 @@
 """hub.bridge.outflow.Outflow.write_now: a frame that fits is written at once through the server protocol's
 ``write_text`` (no ASGI ``send`` coroutine); one that would pass the outbound cap, a protocol that cannot
-write now, or a server without ``write_text`` leaves it to ``send``."""
+write now, or a server without ``write_text`` leaves it to ``send``. And guards: daphne and Twisted still keep
+what ``hub.bridge.outflow`` and ``hub.bridge.inflow`` read under daphne (no ASGI server offers it publicly),
+each failure naming the installed version."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
+import inspect
 
-from hub.bridge.outflow import Outflow
+from hub.bridge.outflow import Outflow, buffer_reader
 
 
 class Transport:
@@ -72,3 +76,48 @@ def test_a_server_without_write_text_uses_send():
     assert not outflow.write_now("x")
     asyncio.run(outflow({"type": "websocket.send", "text": "x"}))
     assert sent == [{"type": "websocket.send", "text": "x"}]
+
+
+def test_twisted_still_keeps_the_unsent_bytes_where_the_outbound_cap_reads_them():
+    from twisted.internet import abstract
+
+    version = importlib.metadata.version("twisted")
+
+    class Reactor:
+        def addWriter(self, writer) -> None:
+            pass
+
+        def removeWriter(self, writer) -> None:
+            pass
+
+    transport = abstract.FileDescriptor(reactor=Reactor())
+    transport.connected = True
+    read = buffer_reader(transport)
+    assert read is not None, (
+        f"Twisted {version}: a TCP transport no longer has dataBuffer/_tempDataLen, which hub/bridge/outflow.py "
+        "reads for the outbound cap under daphne"
+    )
+    transport.write(b"x" * 10)
+    transport.write(b"y" * 100_000)
+    assert read() == 100_010, (
+        f"Twisted {version}: dataBuffer/offset/_tempDataLen no longer add up to the bytes written and not sent "
+        "(hub/bridge/outflow.py, buffer_reader)"
+    )
+
+
+def test_daphne_still_hands_the_application_its_protocol_and_queue_as_the_bridge_finds_them():
+    from daphne import server, ws_protocol
+
+    version = importlib.metadata.version("daphne")
+    create = inspect.getsource(server.Server.create_application)
+    assert "send=partial(self.handle_reply, protocol)" in create, (
+        f"daphne {version}: the ASGI send is no longer partial(server.handle_reply, protocol), through which "
+        "hub/bridge/outflow.py (transport_of) finds the socket's transport"
+    )
+    assert "receive=input_queue.get" in create and "input_queue = asyncio.Queue()" in create, (
+        f"daphne {version}: the ASGI receive is no longer an asyncio.Queue's get, which hub/bridge/inflow.py watches"
+    )
+    assert "self.application_queue.put_nowait(" in inspect.getsource(ws_protocol.WebSocketProtocol), (
+        f"daphne {version}: the WebSocket protocol no longer queues frames with put_nowait, which "
+        "hub/bridge/inflow.py wraps to stop reading a socket whose frames pile up"
+    )
