@@ -1,9 +1,8 @@
 """What a bridge socket may have sent and the hub not yet handled: under daphne, at most ``HIGH`` frames.
 
-uvicorn, with the hub's protocol (``foundation.uvicorn_ws``), stops reading a socket while 16 of its frames wait for the
-application. daphne reads every frame as it comes and queues it for the application without bound: a client that
-floods, or keeps sending while the hub waits on it (``hub.bridge.outflow``), would grow the hub's memory with its
-frames. So ``Inflow`` stops the Twisted transport reading (``pauseProducing``) once ``HIGH`` frames wait in
+uvicorn stops reading a socket while one of its frames waits for the application. daphne reads every frame as it
+comes and queues it for the application without bound: a client that floods, or keeps sending while the hub waits
+on it (``hub.bridge.outflow``), would grow the hub's memory with its frames. So ``Inflow`` stops the Twisted transport reading (``pauseProducing``) once ``HIGH`` frames wait in
 daphne's queue for the socket's application, and lets it read again (``resumeProducing``) when the application
 has taken them down to ``LOW``; the client's writes then wait in its own buffers, as under uvicorn.
 

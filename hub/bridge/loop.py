@@ -96,12 +96,8 @@ class OneAtATimeConsumer:
         await self.base_send(message)
 
     async def send_text(self, text: str) -> None:
-        """Write the text frame ``text`` to the socket: at once when the server allows it (``Outflow.write_now``),
-        else through the ASGI ``send``."""
-        if self.closed:
-            return
-        outflow = self.outflow
-        if outflow is None or not outflow.write_now(text):
+        """Write the text frame ``text`` to the socket."""
+        if not self.closed:
             await self.base_send({"type": "websocket.send", "text": text})
 
     async def __call__(self, scope, receive, send) -> None:

@@ -18,10 +18,6 @@ keep its buffer forever). The frame is not written: a hub delivery stays unackno
 again (to the member's next socket, or after the ack timeout), as for any socket that went away.
 
 Under another server (or a test communicator) no transport is found and frames are written as before.
-
-``write_now`` is the fast way for a frame that fits: under the hub's uvicorn protocol (``foundation.uvicorn_ws``) it
-writes the frame at once, without the ASGI ``send`` coroutine; the caller falls back to ``send`` when it
-returns False (another server, a socket closing, a frame that must wait for room).
 """
 
 from __future__ import annotations
@@ -94,18 +90,6 @@ class Outflow:
         self._limits_raised = False
         self.overflowed = False
         self._limit = settings.HUB_BRIDGE_MAX_OUTBOUND_BYTES
-        owner = getattr(send, "__self__", None)
-        self._write_text = getattr(owner, "write_text", None) if self._buffered is not None else None
-
-    def write_now(self, text: str) -> bool:
-        """Write the text frame ``text`` at once when the server allows it and it fits under the cap; False
-        when it must go through ``__call__`` (which waits for room, or closes a socket that does not read)."""
-        write = self._write_text
-        if write is None or self.overflowed or self._buffered() + len(text) > self._limit:
-            return False
-        if not self._limits_raised:
-            self._raise_high_water(self._limit)
-        return write(text)
 
     async def __call__(self, message: dict) -> None:
         buffered = self._buffered

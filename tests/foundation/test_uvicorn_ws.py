@@ -66,3 +66,13 @@ def test_uvicorn_uses_its_queue_only_through_what_the_inbox_has():
 
 def test_the_bridge_protocol_keeps_an_inbox_in_its_place():
     assert isinstance(built(BridgeWebSocketProtocol).queue, Inbox)
+
+
+def test_uvicorn_hands_the_app_its_protocols_send_and_keeps_the_transport_there():
+    """hub.bridge.outflow finds the socket's asyncio transport as ``send.__self__.transport`` to read its write
+    buffer (the outbound cap); this holds while uvicorn passes its bound ``send`` and keeps the transport it got."""
+    source = inspect.getsource(WebSocketsSansIOProtocol)
+    assert "await self.app(self.scope, self.receive, self.send)" in source, needs_porting("what it passes as send")
+    assert re.search(
+        r"def connection_made\(self, transport[^)]*\)[^\n]*\n(?:.*\n){0,12}?\s+self\.transport = transport", source
+    ), needs_porting("where WebSocketsSansIOProtocol keeps its transport (hub/bridge/outflow.py reads it)")

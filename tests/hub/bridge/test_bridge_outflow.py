@@ -1,7 +1,6 @@
-"""hub.bridge.outflow.Outflow.write_now: a frame that fits is written at once through the server protocol's
-``write_text`` (no ASGI ``send`` coroutine); one that would pass the outbound cap, a protocol that cannot
-write now, or a server without ``write_text`` leaves it to ``send``. And guards: daphne and Twisted still keep
-what ``hub.bridge.outflow`` and ``hub.bridge.inflow`` read under daphne (no ASGI server offers it publicly),
+"""hub.bridge.outflow.Outflow: a frame that fits goes through ``send`` with uvicorn's flow control raised above the
+outbound cap; a server whose transport cannot be read gets every frame as before. And guards: daphne and Twisted
+still keep what ``hub.bridge.outflow`` and ``hub.bridge.inflow`` read under daphne (no ASGI server offers it publicly),
 each failure naming the installed version."""
 
 from __future__ import annotations
@@ -26,55 +25,31 @@ class Transport:
 
 
 class Protocol:
-    """What ``Outflow`` sees of ``foundation.uvicorn_ws.BridgeWebSocketProtocol``."""
+    """What ``Outflow`` sees of uvicorn's WebSocket protocol: a bound ``send`` and its asyncio transport."""
 
-    def __init__(self, can_write: bool = True) -> None:
+    def __init__(self) -> None:
         self.transport = Transport()
-        self.can_write = can_write
-        self.written: list[str] = []
         self.sent: list[dict] = []
 
     async def send(self, message: dict) -> None:
         self.sent.append(message)
 
-    def write_text(self, text: str) -> bool:
-        if self.can_write:
-            self.written.append(text)
-        return self.can_write
 
-
-def test_a_frame_that_fits_is_written_at_once(settings):
+def test_a_frame_that_fits_goes_through_send_with_uvicorns_flow_control_raised_above_the_cap(settings):
     settings.HUB_BRIDGE_MAX_OUTBOUND_BYTES = 1000
     protocol = Protocol()
-    outflow = Outflow(protocol.send)
-    assert outflow.write_now('{"type":"pong"}')
-    assert protocol.written == ['{"type":"pong"}'] and protocol.sent == []
-    assert protocol.transport.limits is not None  # uvicorn's own flow control raised above the cap
+    asyncio.run(Outflow(protocol.send)({"type": "websocket.send", "text": '{"type":"pong"}'}))
+    assert protocol.sent == [{"type": "websocket.send", "text": '{"type":"pong"}'}]
+    assert protocol.transport.limits is not None and protocol.transport.limits[0] > 1000
 
 
-def test_a_frame_over_the_cap_is_left_to_send(settings):
-    settings.HUB_BRIDGE_MAX_OUTBOUND_BYTES = 1000
-    protocol = Protocol()
-    outflow = Outflow(protocol.send)
-    protocol.transport.waiting = 990
-    assert not outflow.write_now("x" * 20)
-    assert protocol.written == []
-
-
-def test_a_protocol_that_cannot_write_now_leaves_it_to_send(settings):
-    protocol = Protocol(can_write=False)
-    assert not Outflow(protocol.send).write_now("x")
-
-
-def test_a_server_without_write_text_uses_send():
+def test_a_server_without_a_transport_to_read_gets_every_frame_as_before():
     sent = []
 
-    async def send(message):  # a plain ASGI send (daphne, a test communicator)
+    async def send(message):  # a plain ASGI send (a test communicator, another server)
         sent.append(message)
 
-    outflow = Outflow(send)
-    assert not outflow.write_now("x")
-    asyncio.run(outflow({"type": "websocket.send", "text": "x"}))
+    asyncio.run(Outflow(send)({"type": "websocket.send", "text": "x"}))
     assert sent == [{"type": "websocket.send", "text": "x"}]
 
 
