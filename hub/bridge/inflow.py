@@ -2,8 +2,9 @@
 
 uvicorn stops reading a socket while one of its frames waits for the application. daphne reads every frame as it
 comes and queues it for the application without bound: a client that floods, or keeps sending while the hub waits
-on it (``hub.bridge.outflow``), would grow the hub's memory with its frames. So ``Inflow`` stops the Twisted transport reading (``pauseProducing``) once ``HIGH`` frames wait in
-daphne's queue for the socket's application, and lets it read again (``resumeProducing``) when the application
+on it (``hub.bridge.outflow``), would grow the hub's memory with its frames. So ``Inflow`` stops the Twisted
+transport reading (``pauseProducing``) once ``HIGH`` frames wait in daphne's queue for the socket's application,
+and lets it read again (``resumeProducing``) when the application
 has taken them down to ``LOW``; the client's writes then wait in its own buffers, as under uvicorn.
 
 It finds daphne's queue as the owner of ``receive`` (``asyncio.Queue.get``) and the transport through ``send``
