@@ -39,6 +39,10 @@ One layer per running event loop (``ProcessLoopLayer``: its connections belong t
 loop; see ``BatchingPubSubChannelLayer``. Hosts are ``redis://``, ``rediss://`` or ``unix://`` URLs (or
 ``{"host", "port"}`` dicts, ``(host, port)`` pairs), as ``REDIS_URL`` gives them, read here
 (``redis_addresses``); Sentinel hosts are not supported.
+
+A loop's layer closes its connections when that loop ends (``async_to_sync`` in sync code ends one after every
+call), but only once what was published on it has left the process (``FLUSH_WAIT``): a large batch may still wait
+in the connection's buffer when its publisher goes on.
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ from foundation.socket_inbox import Inbox
 logger = logging.getLogger(__name__)
 
 RECONNECT_EVERY = 1.0
+# How long closing a layer waits for what was published to reach Redis.
+FLUSH_WAIT = 5.0
 
 
 class PubSubShard:
@@ -278,6 +284,13 @@ class PubSubShard:
     async def flush(self) -> None:
         self._closed = True
         self._write_turn()  # what was published before the flush goes out first
+        # ... and reaches Redis before the connections close: a publisher's await ended when its batch was written
+        # to the connection, which may still hold it (a large batch, a slow socket). A sync caller's event loop
+        # (async_to_sync) flushes this layer as it ends, right after the publish.
+        if self._sender is not None and not self._sender.done():
+            await asyncio.wait([self._sender], timeout=FLUSH_WAIT)
+        if self._publisher is not None:
+            await self._publisher.written(FLUSH_WAIT)
         for task in (self._sender, self._connecting, self._reconnector):
             if task is not None and not task.done():
                 task.cancel()

@@ -112,6 +112,14 @@ class Wire(asyncio.Protocol):
     async def call(self, *parts: bytes | str):
         return await self.send([command(*parts)])[0]
 
+    async def written(self, timeout: float) -> None:
+        """Wait, at most ``timeout`` seconds, until what was written has left this process: a write the socket could
+        not take at once waits in the transport's buffer, and is lost if the event loop stops before it goes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.closed and self._transport.get_write_buffer_size() and loop.time() < deadline:
+            await asyncio.sleep(0.005)
+
     def close(self) -> None:
         if self._transport is not None and not self.closed:
             self._transport.close()

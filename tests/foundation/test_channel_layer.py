@@ -379,3 +379,24 @@ def test_guard_channels_in_memory_layer_keeps_its_queues_in_channels():
         f"channels {channels.__version__}: InMemoryChannelLayer no longer keeps a channel's queue in its "
         "`channels` dict; foundation.channel_layer.release_channel must change with it"
     )
+
+
+def test_a_publish_from_an_event_loop_that_ends_at_once_still_reaches_the_subscriber(redis_url):
+    """Sync code (a django-q2 task delivering a batch) publishes through ``async_to_sync``: a loop that ends right
+    after the publish. What the connection still held then (a batch larger than the socket takes at once) must
+    reach Redis before the loop's layer closes its connections."""
+    receiver = layer_for(redis_url)
+    sender = BatchingPubSubChannelLayer(hosts=[redis_url], prefix=receiver.prefix)
+    text = "x" * (24 * 1024 * 1024)
+
+    async def scenario():
+        channel = await receiver.new_channel()
+        await receiver.group_add("large", channel)
+        await asyncio.to_thread(lambda: asyncio.run(sender.group_send("large", {"type": "large", "text": text})))
+        try:
+            return await asyncio.wait_for(receiver.receive(channel), 20)
+        finally:
+            await receiver.flush()
+
+    message = asyncio.run(scenario())
+    assert message["type"] == "large" and len(message["text"]) == len(text)
