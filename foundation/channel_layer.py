@@ -501,6 +501,16 @@ class BatchingPubSubChannelLayer(BaseChannelLayer):
                 self._last = None
             await layer.flush()
 
+    # The running loop's process-local channels (name → inbox) and groups (group channel → member channels), as
+    # channels' in-memory layer has them: what a released socket must no longer be found in.
+    @property
+    def channels(self) -> dict:
+        return self._get_layer().channels
+
+    @property
+    def groups(self) -> dict:
+        return self._get_layer().groups
+
     # The channel layer interface, each on the running loop's layer.
     async def send(self, channel: str, message: dict) -> None:
         await self._get_layer().send(channel, message)
