@@ -100,16 +100,17 @@ def test_a_second_runhub_refuses_to_start_and_the_first_hub_keeps_working(tmp_pa
 
 
 def test_a_revocation_that_reaches_no_running_hub_says_so_and_fails(tmp_path):
-    manage(tmp_path, "migrate", "--noinput")
-    manage(tmp_path, "member", "add", "mallory", "--name", "M")
+    alone = {name: value for name, value in hub_env(tmp_path).items() if name != "REDIS_URL"}  # no shared Redis
+    manage(tmp_path, "migrate", "--noinput", env=alone)
+    manage(tmp_path, "member", "add", "mallory", "--name", "M", env=alone)
     assert not (tmp_path / "runhub.json").exists()  # no runhub runs here (or its file is gone)
 
-    disabled = manage(tmp_path, "member", "disable", "mallory", check=False)
+    disabled = manage(tmp_path, "member", "disable", "mallory", env=alone, check=False)
     assert disabled.returncode == NOT_REACHED, disabled.stdout + disabled.stderr
     assert "no running hub was reached: open bridge connections of mallory stay open" in disabled.stderr
     assert "told to close" not in disabled.stdout
-    rotated = manage(tmp_path, "member", "token", "mallory", "--rotate", check=False)
+    rotated = manage(tmp_path, "member", "token", "mallory", "--rotate", env=alone, check=False)
     assert rotated.returncode == NOT_REACHED
     assert rotated.stdout.strip().splitlines()[-1].startswith("lh_")  # the new token is still shown
-    enabled = manage(tmp_path, "member", "enable", "mallory")  # nothing to reach: a success
+    enabled = manage(tmp_path, "member", "enable", "mallory", env=alone)  # nothing to reach: a success
     assert enabled.returncode == 0 and "mallory enabled" in enabled.stdout

@@ -97,6 +97,7 @@ def test_the_member_command_fails_when_its_revocation_reaches_no_running_hub(cap
     from members.management.commands.member import NOT_REACHED
 
     settings.DATA_DIR = tmp_path  # no runhub.json here
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}  # nor a shared one
     add_backend("lingyi")
     with pytest.raises(CommandError, match="no running hub was reached: open bridge connections of lingyi") as error:
         call_command("member", "disable", "lingyi")
