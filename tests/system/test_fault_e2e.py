@@ -262,9 +262,11 @@ class Controller:
         self.faults: list[Fault] = []
 
     def shell_env(self) -> dict:
-        """The environment for ``manage.py`` next to this runhub: its embedded Valkey (broker, cluster status)."""
-        found = re.findall(r"embedded Redis-compatible server at (\S+)", self.hub.log())
-        return {**self.env, "REDIS_URL": found[-1]} if found else self.env
+        """The environment for ``manage.py`` next to this runhub: its embedded Valkey (broker, cluster status),
+        with the credentials runhub keeps in ``runhub.json`` (the log names the server, never its password)."""
+        with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+            return {**self.env, "REDIS_URL": json.loads((self.data_dir / "runhub.json").read_text())["redis_url"]}
+        return self.env
 
     def supervised_valkey(self) -> bool:
         return "started valkey" in self.hub.log()
