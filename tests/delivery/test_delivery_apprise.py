@@ -1,5 +1,5 @@
-"""The Apprise transport: generic json:// and form:// targets against real local HTTP servers, Telegram URLs
-checked and masked, failures mapped, formats rendered, the channel's rate respected."""
+"""The Apprise transport: generic json:// and form:// targets and an ntfy server against real local HTTP servers,
+Telegram URLs checked and masked, failures mapped, formats rendered, the channel's rate respected."""
 
 from __future__ import annotations
 
@@ -82,6 +82,21 @@ def test_failures_are_transient_or_permanent_by_the_platforms_status(peer, statu
         _deliver(member, _message(member))
     assert caught.value.permanent is permanent and f"error={status}" in caught.value.reason
     assert "hunter2secret" not in caught.value.reason
+
+
+def test_an_ntfy_server_gets_the_message_as_its_publish_api_takes_it_and_its_429_is_transient(peer):
+    """One platform end to end: a local stand-in for an ntfy server (its publish-as-JSON API, ``POST /`` with the
+    topic, title and message) reached through an ``ntfy://host:port/topic`` URL."""
+    member = _member(f"ntfy://127.0.0.1:{peer.port}/linghub-alerts")
+    done = _deliver(member, _message(member))
+    request = peer.requests[0]
+    assert request.method == "POST" and request.path == "/"
+    assert request.json == {"topic": "linghub-alerts", "title": "audit", "message": "please review v0.16"}
+    assert done.latency_ms > 0
+    peer.answer(429, '{"code":42901,"http":429,"error":"limit reached: too many requests"}')
+    with pytest.raises(TransportError) as caught:
+        _deliver(member, _message(member))
+    assert not caught.value.permanent and "error=429" in caught.value.reason
 
 
 def test_a_target_that_is_down_is_transient(peer):
