@@ -35,12 +35,12 @@ from django.conf import settings
 from feishu.events import (
     EventRejected,
     check_timestamp,
-    decrypt,
     feishu_id,
     json_object,
+    legacy_signature,
     open_event,
+    open_signed,
     part,
-    signature,
     text,
 )
 
@@ -181,12 +181,6 @@ def _is_legacy(payload: dict) -> bool:
     return "schema" not in payload and "encrypt" not in payload and isinstance(payload.get("action"), dict)
 
 
-def legacy_signature(timestamp: str, nonce: str, token: str, body: bytes) -> str:
-    """The older card request URL's ``X-Lark-Signature``: hex SHA-1 of timestamp + nonce + verification token +
-    raw body (the body as sent: encrypted, when it is)."""
-    return hashlib.sha1((timestamp + nonce + token).encode() + body).hexdigest()
-
-
 def _token_matches(sent: str, expected: str) -> bool:
     return hmac.compare_digest(sent.encode(), expected.encode())
 
@@ -215,7 +209,7 @@ def open_callback(body: bytes, headers: Mapping[str, str]) -> dict:
         )
     if not isinstance(payload["encrypt"], str):
         raise EventRejected("'encrypt' must be a string")
-    payload = _open_encrypted(body, headers, encrypt_key, token, payload["encrypt"])
+    payload = open_signed(body, headers, encrypt_key, payload["encrypt"], legacy_token=token)
     if token and not _is_legacy(payload):  # an older-format click's "token" is its card's update token
         sent = text(payload, "token") or text(part(payload, "header"), "token")
         if not _token_matches(sent, token):
@@ -228,29 +222,6 @@ def _check_legacy_signature(body: bytes, headers: Mapping[str, str], token: str)
     expected = legacy_signature(stamp, headers.get("X-Lark-Request-Nonce", ""), token, body)
     if not _token_matches(headers.get("X-Lark-Signature", ""), expected):
         raise EventRejected("the request signature does not match", status=401)
-
-
-def _open_encrypted(
-    body: bytes, headers: Mapping[str, str], encrypt_key: str, token: str | None, encrypted: str
-) -> dict:
-    """The decrypted payload of an encrypted callback: signed by the encrypt key (schema 2.0) or, as the older
-    card request URL signs, by the verification token; only the challenge may come unsigned."""
-    sent = headers.get("X-Lark-Signature", "")
-    if not sent:
-        # As feishu.events: any unsigned request but the challenge gets the same answer, decryptable or not.
-        try:
-            payload = decrypt(encrypt_key, encrypted)
-        except EventRejected:
-            payload = {}
-        if payload.get("type") != "url_verification":
-            raise EventRejected("FEISHU_ENCRYPT_KEY is set: the request must carry X-Lark-Signature", status=401)
-        return payload
-    stamp = check_timestamp(headers)
-    nonce = headers.get("X-Lark-Request-Nonce", "")
-    by_key = _token_matches(sent, signature(stamp, nonce, encrypt_key, body))
-    if not by_key and not (token and _token_matches(sent, legacy_signature(stamp, nonce, token, body))):
-        raise EventRejected("the request signature does not match", status=401)
-    return decrypt(encrypt_key, encrypted)
 
 
 _ACTION_FIELDS = ("tag", "option", "options", "name", "form_value", "input_value", "checked", "timezone")

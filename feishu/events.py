@@ -142,7 +142,7 @@ def open_event(body: bytes, headers: Mapping[str, str]) -> dict:
     if encrypt_key:
         if not isinstance(payload.get("encrypt"), str):
             raise EventRejected("FEISHU_ENCRYPT_KEY is set: expected an encrypted event")
-        payload = _open_signed(body, headers, encrypt_key, payload["encrypt"])
+        payload = open_signed(body, headers, encrypt_key, payload["encrypt"])
     elif "encrypt" in payload:
         raise EventRejected("the event is encrypted but FEISHU_ENCRYPT_KEY is not set")
     expected_token = settings.FEISHU_VERIFICATION_TOKEN
@@ -153,8 +153,17 @@ def open_event(body: bytes, headers: Mapping[str, str]) -> dict:
     return payload
 
 
-def _open_signed(body: bytes, headers: Mapping[str, str], encrypt_key: str, encrypted: str) -> dict:
-    """The decrypted payload of a request that must be signed with ``encrypt_key`` (see the module docstring)."""
+def legacy_signature(timestamp: str, nonce: str, token: str, body: bytes) -> str:
+    """The older card request URL's ``X-Lark-Signature``: hex SHA-1 of timestamp + nonce + verification token +
+    raw body (the body as sent: encrypted, when it is)."""
+    return hashlib.sha1((timestamp + nonce + token).encode() + body).hexdigest()
+
+
+def open_signed(
+    body: bytes, headers: Mapping[str, str], encrypt_key: str, encrypted: str, *, legacy_token: str | None = None
+) -> dict:
+    """The decrypted payload of a request that must be signed with ``encrypt_key`` (see the module docstring) or,
+    given ``legacy_token``, as the older card request URL signs, with the verification token."""
     sent = headers.get("X-Lark-Signature", "")
     if not sent:
         # Only the challenge may come unsigned. Any other outcome, including a body that does not decrypt, gets
@@ -167,8 +176,11 @@ def _open_signed(body: bytes, headers: Mapping[str, str], encrypt_key: str, encr
             raise EventRejected("FEISHU_ENCRYPT_KEY is set: the request must carry X-Lark-Signature", status=401)
         return payload
     stamp = check_timestamp(headers)
-    expected = signature(stamp, headers.get("X-Lark-Request-Nonce", ""), encrypt_key, body)
-    if not hmac.compare_digest(sent.encode(), expected.encode()):
+    nonce = headers.get("X-Lark-Request-Nonce", "")
+    signers = [signature(stamp, nonce, encrypt_key, body)]
+    if legacy_token:
+        signers.append(legacy_signature(stamp, nonce, legacy_token, body))
+    if not any(hmac.compare_digest(sent.encode(), expected.encode()) for expected in signers):
         raise EventRejected("the request signature does not match", status=401)
     return decrypt(encrypt_key, encrypted)
 
