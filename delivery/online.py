@@ -44,7 +44,7 @@ PROBE_WORKERS = 8
 
 
 def public_channel(kind: str) -> str:
-    """The channel name the API reports: ``lingmessage``, ``bridge`` or ``feishu``."""
+    """The channel name the API reports for a channel kind: the kind itself, the Feishu kinds as ``feishu``."""
     return "feishu" if kind.startswith("feishu") else kind
 
 

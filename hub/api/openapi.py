@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from delivery.formats import FORMATS
+from delivery.online import public_channel
+from members.models import Channel
 from offline_queue.models import Message
+
+# The channel names the API reports, one per channel kind (the Feishu kinds as one).
+CHANNELS = list(dict.fromkeys(public_channel(kind) for kind in Channel.Kind.values))
 
 STRING = {"type": "string"}
 NULLABLE_STRING = {"type": ["string", "null"]}
@@ -126,7 +131,7 @@ SCHEMAS = {
         "properties": {
             "success": {"type": "boolean", "description": "True when a channel took the message."},
             "message_id": STRING,
-            "channel": {"enum": ["lingmessage", "bridge", "feishu", "openclaw", "apprise", "queue"]},
+            "channel": {"enum": [*CHANNELS, "queue"]},
             "response_time_ms": {"type": "number"},
             "status": {"enum": list(Message.Status.values), "description": "The message's status now."},
             "error": {"type": "string", "description": "Why it is queued or failed."},
@@ -148,7 +153,7 @@ SCHEMAS = {
             },
             "reason": {"type": "string", "description": "How a refusing endpoint refused, e.g. 'HTTP 401'."},
             "last_seen": {**NULLABLE_STRING, "format": "date-time"},
-            "channel": {"enum": ["lingmessage", "bridge", "feishu", "openclaw", "apprise", "none"]},
+            "channel": {"enum": [*CHANNELS, "none"]},
         },
     },
     "OnlineStatus": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/MemberStatus"}},
