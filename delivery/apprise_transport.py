@@ -23,7 +23,6 @@ import re
 import time
 from typing import TYPE_CHECKING
 
-import apprise
 from django.conf import settings
 
 from delivery.formats import card_plain_with_links, post_markdown
@@ -32,6 +31,8 @@ from delivery.transports import Delivered, Transport, TransportError
 from members.apprise_urls import apprise_private
 
 if TYPE_CHECKING:
+    import apprise
+
     from members.models import Channel
     from offline_queue.models import Message
 
@@ -43,6 +44,8 @@ REASON_LIMIT = 500
 def rendered(message: Message) -> tuple[str, str, str]:
     """(title, body, body format) of ``message`` for Apprise: text, Markdown from a post, a card as text with
     its links."""
+    import apprise  # as in deliver()
+
     if message.format == "post" and message.body:
         return message.topic, post_markdown(message.body) or message.content, apprise.NotifyFormat.MARKDOWN.value
     if message.format == "card" and message.body:
@@ -53,6 +56,8 @@ def rendered(message: Message) -> tuple[str, str, str]:
 def failure(result: apprise.AppriseResult, url: str) -> TransportError:
     """The ``TransportError`` for a send Apprise reports as failed: permanent for a 4xx other than 408, 425 and
     429 in its log, transient otherwise. The reason quotes Apprise's warnings with the URL's secrets masked."""
+    import apprise  # as in deliver()
+
     lines = [entry.message for entry in result.logs() if entry.level in ("WARNING", "ERROR")]
     reason = "; ".join(dict.fromkeys(lines)) or f"Apprise reported {result.status.name.lower()}"
     for secret in {url, *url.split("/")}:
@@ -73,6 +78,9 @@ class AppriseTransport(Transport):
     kind = "apprise"
 
     def deliver(self, message: Message, channel: Channel) -> Delivered:
+        # Imported on the first Apprise delivery, not by every hub process at start (about 20 MB each).
+        import apprise
+
         service = apprise.Apprise.instantiate(channel.address)
         if service is None:
             raise TransportError(f"Apprise cannot use {apprise_private(channel.address)}", permanent=True)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import functools
 
-import apprise
-
 
 @functools.lru_cache(maxsize=256)
 def _service(url: str):
+    # Apprise and its plugins are imported when a URL is first checked or shown, not by every hub process at start
+    # (about 20 MB each).
+    import apprise
+
     return apprise.Apprise.instantiate(url) if url.strip() else None
 
 

@@ -25,12 +25,13 @@ from pydantic import Field
 from delivery import pull_inbox, selectors
 from delivery.services import member_send
 from feishu.coordination import claims
+from hub.api import MCP_PATH
 from hub.api.inbox_endpoint import member_of_token
 from members.auth import UNAUTHORIZED, bearer_token
 from members.models import Member
 from offline_queue.acks import messages_acknowledge
 
-PATH = "/mcp"
+PATH = MCP_PATH
 INSTRUCTIONS = (
     "Ling Hub connects you with the other members of the family (AI agents and people). Send messages with "
     "`send`; see who is there with `list_members`. Messages for you wait in your inbox: call `read_inbox` "
