@@ -1,8 +1,8 @@
 """Idle footprint of the embedded default: every process of an empty ``runhub`` hub, its RSS and PSS.
 
 Starts a real ``runhub`` (embedded Valkey, the ASGI server, django-q2, the background loops) on a fresh SQLite
-data directory, lets it idle --idle seconds, then reads /proc/<pid>/smaps_rollup of every process started with
-that data directory (``runhub`` itself and all its descendants). PSS shares each shared page among the processes
+data directory, lets it idle --idle seconds, then reads /proc/<pid>/smaps_rollup of ``runhub`` and every process
+below it, each counted under the child of ``runhub`` it belongs to. PSS shares each shared page among the processes
 that map it, so the PSS total is what the hub costs the machine; RSS counts shared pages once per process.
 
     .venv/bin/python bench/footprint.py [--idle 60] [--server uvicorn]
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from collections import defaultdict
@@ -42,17 +43,8 @@ def memory(pid: int) -> tuple[int, int]:
     return values["Rss:"], values["Pss:"]
 
 
-def role(command: str) -> str:
-    """A short name for a hub process from its command line."""
-    for name in ("runhub", "qcluster", "retry_queue", "runpoller", "runmailbox", "uvicorn", "daphne"):
-        if name in command:
-            return name
-    return "valkey" if "valkey" in command else command.split()[0]
-
-
-def descendants(root: int) -> dict[int, str]:
-    """pid → command line of ``root`` and every live process below it (Valkey rewrites its environment for its
-    process title, so the tree, not the environment, finds every process)."""
+def process_tree(root: int) -> dict[int, int]:
+    """pid → parent pid of ``root`` and every live process below it."""
     parents: dict[int, int] = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
@@ -63,32 +55,41 @@ def descendants(root: int) -> dict[int, str]:
                 continue
             if fields[0] != "Z":
                 parents[int(entry.name)] = int(fields[1])
-    found, frontier = {root}, [root]
+    found, frontier = {root: parents.get(root, 0)}, [root]
     while frontier:
         parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent]
-        found.update(children)
-        frontier.extend(children)
-    commands = {}
-    for pid in found:
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                commands[pid] = cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            continue
-    return commands
+        for pid, ppid in parents.items():
+            if ppid == parent:
+                found[pid] = ppid
+                frontier.append(pid)
+    return found
 
 
-def measure(root: int, per_process: bool = False) -> dict[str, list[tuple[int, int]]]:
+def roles(root: int, log: str) -> dict[int, str]:
+    """pid → the name ``runhub`` started it under (its log's "started X (pid N)" lines), or that of the child it
+    descends from; ``runhub`` for ``root`` itself. runhub forks its children, so their command lines are all its."""
+    named = {int(pid): name for name, pid in re.findall(r"(?:started|restarted) (\S+) \(pid (\d+)", log)}
+    named[root] = "runhub"
+    tree = process_tree(root)
+    found = {}
+    for pid in tree:
+        ancestor = pid
+        while ancestor not in named and ancestor in tree:
+            ancestor = tree[ancestor]
+        found[pid] = named.get(ancestor, "other")
+    return found
+
+
+def measure(root: int, log: str, per_process: bool = False) -> dict[str, list[tuple[int, int]]]:
     by_role: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    for pid, command in sorted(descendants(root).items()):
+    for pid, name in sorted(roles(root, log).items()):
         try:
             rss, pss = memory(pid)
         except OSError:  # gone meanwhile
             continue
-        by_role[role(command)].append((rss, pss))
+        by_role[name].append((rss, pss))
         if per_process:
-            print(f"  pid {pid:7} {role(command):12} RSS {rss / MIB:6.1f} MiB  PSS {pss / MIB:6.1f} MiB")
+            print(f"  pid {pid:7} {name:12} RSS {rss / MIB:6.1f} MiB  PSS {pss / MIB:6.1f} MiB")
     return by_role
 
 
@@ -102,8 +103,8 @@ def main() -> None:
     print(f"command: {' '.join(sys.argv)}\nmachine: {machine()}")
     with running_hub(runhub=True, server=args.server, extra_env={"REDIS_URL": ""}) as hub:
         time.sleep(args.idle)
-        by_role = measure(hub.process.pid, args.per_process)
         log = hub.log()
+        by_role = measure(hub.process.pid, log, args.per_process)
     total = [pair for pairs in by_role.values() for pair in pairs]
     print(f"\nidle {args.idle:.0f} s, {args.server}")
     for name, pairs in sorted(by_role.items()):

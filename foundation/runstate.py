@@ -38,11 +38,14 @@ class RunhubRunning(Exception):
 
 class RunhubLock:
     """The data directory's ``runhub`` lock: ``acquire()`` takes it or raises ``RunhubRunning``; it is held until
-    ``release()`` or the process's end. The file holds the holder's pid, for the refusal's message."""
+    ``release()`` or the process's end. The file holds the holder's pid, for the refusal's message. A process
+    forked from the holder closes its copy of the descriptor at once: the lock stays the holder's alone, and a
+    child that outlives it does not keep the data directory locked."""
 
     def __init__(self, data_dir: Path) -> None:
         self.path = Path(data_dir) / LOCK_FILE
         self._fd: int | None = None
+        os.register_at_fork(after_in_child=self._forget)
 
     def acquire(self) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
@@ -60,6 +63,27 @@ class RunhubLock:
         if self._fd is not None:
             os.close(self._fd)  # closing the only descriptor of the open file drops the lock
             self._fd = None
+
+    def handed_over(self) -> int:
+        """The lock's descriptor, kept open across ``exec`` of this process (``runhub``'s first step hands the lock
+        to its second, the same process, with ``adopt``)."""
+        assert self._fd is not None, "not held"
+        os.set_inheritable(self._fd, True)
+        return self._fd
+
+    @classmethod
+    def adopt(cls, data_dir: Path, fd: int) -> RunhubLock:
+        """The lock this process held before it executed itself again (``handed_over``'s descriptor ``fd``)."""
+        lock = cls(data_dir)
+        if not os.path.samestat(os.fstat(fd), os.stat(lock.path)):
+            raise RuntimeError(f"descriptor {fd} is not the lock {lock.path}")
+        os.set_inheritable(fd, False)
+        lock._fd = fd
+        return lock
+
+    def _forget(self) -> None:
+        """In a forked child: close the inherited descriptor (not ``LOCK_UN``, which would unlock the holder's)."""
+        self.release()
 
 
 def state_path() -> Path:

@@ -12,6 +12,12 @@ How no process is ever left behind:
 - Each child gets SIGTERM from the kernel when the supervisor dies, even by SIGKILL (``PR_SET_PDEATHSIG``).
 - A child that dies is not restarted before what is left of its group is killed: django-q2's workers do not
   notice their cluster's parent dying, and would otherwise keep taking tasks beside the new cluster.
+- A child may be forked from this process instead of started as a new interpreter (``fork=True``): it runs
+  the same command line (``-m module``, ``-c code`` or a script) in a copy of this process, sharing with it and
+  with its siblings the memory of every module already imported here (``runhub`` imports the hub's before it
+  starts its children, then freezes the garbage collector's view of them so that no child copies those pages).
+  What a forked child must not inherit (this process's signal handlers, its stdin) is reset first; the kernel's
+  part (a session of its own, the parent-death signal) is the same for both kinds.
 - Stopping signals each child's own process only (django-q2's parent stops its sentinel, which stops the
   workers: signalled all at once, the sentinel dies in the middle and the parent waits for it for ever),
   gives it its window, then kills what is left of its group. Children stop by ``stage``: the servers and
@@ -23,9 +29,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import multiprocessing
 import os
+import runpy
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +42,7 @@ from dataclasses import dataclass, field
 logger = logging.getLogger("foundation.supervisor")
 
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 # Restart back-off: doubling from a child's first delay up to this, back to the first after a calm minute.
 MAX_BACKOFF = 30.0
 CALM_AFTER = 60.0
@@ -56,29 +66,34 @@ def die_with_parent(parent_pid: int) -> Callable[[], None]:
 class Child:
     """One supervised command. ``stage``: lower stages stop first. ``first_backoff``: seconds before the first
     restart. ``ready``: when given, ``Supervisor.start`` waits until it returns True before starting the next
-    child (the embedded Redis, which the others connect to at start-up)."""
+    child (the embedded Redis, which the others connect to at start-up). ``fork``: run ``argv`` (this
+    interpreter's command line) in a fork of this process rather than in a new interpreter."""
 
     name: str
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
+    fork: bool = False
     stage: int = 0
     stop_timeout: float = 8.0
     first_backoff: float = 1.0
     ready: Callable[[], bool] | None = None
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen | ForkedProcess | None = None
     started_at: float = 0.0
     restarts: int = 0
     backoff: float | None = None
     restart_at: float | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            self.argv,
-            env={**os.environ, **self.env},
-            stdin=subprocess.DEVNULL,
-            # runhub starts its children from its one thread, where a preexec_fn is safe.
-            preexec_fn=die_with_parent(os.getpid()),
-        )
+        if self.fork:
+            self.process = ForkedProcess(self.name, self.argv, self.env)
+        else:
+            self.process = subprocess.Popen(
+                self.argv,
+                env={**os.environ, **self.env},
+                stdin=subprocess.DEVNULL,
+                # runhub starts its children from its one thread, where a preexec_fn is safe.
+                preexec_fn=die_with_parent(os.getpid()),
+            )
         self.started_at = time.monotonic()
         self.restart_at = None
 
@@ -101,6 +116,60 @@ class Child:
         return self.process.wait()
 
 
+class ForkedProcess:
+    """A child forked from this process that runs an interpreter command line (``Child.fork``), through
+    ``multiprocessing`` (its ``fork`` start method): like an interpreter, the child waits for the processes it
+    started itself before it exits (django-q2's cluster returns from its command and leaves the rest to its
+    sentinel). The part of ``subprocess.Popen`` the supervisor uses: ``pid``, ``returncode`` and ``wait``."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        for stream in (sys.stdout, sys.stderr):  # or the child would write what is buffered here a second time
+            stream.flush()
+        self._process = multiprocessing.get_context("fork").Process(
+            target=_run_forked, args=(name, argv, env, os.getpid()), name=name, daemon=False
+        )
+        self._process.start()
+        self.pid: int = self._process.pid
+        # Set by ``wait`` only, as ``Popen.returncode``: the supervisor empties a dead child's process group before
+        # it waits (``multiprocessing`` may reap the child earlier, when it starts another).
+        self.returncode: int | None = None
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            raise subprocess.TimeoutExpired(f"forked pid {self.pid}", timeout)
+        self.returncode = self._process.exitcode
+        return self.returncode
+
+
+def _run_forked(name: str, argv: list[str], env: dict[str, str], parent: int) -> None:
+    """In the forked child: what a new process starts with (a session of its own, the parent-death signal, the
+    default signal handlers, ``env``), then ``argv``'s command (``multiprocessing`` turns its end into the
+    status, as an interpreter would). Its command line stays the parent's; its process name (``top``,
+    ``ps -o comm``, ``pgrep``) becomes ``hub-<name>``."""
+    die_with_parent(parent)()
+    with contextlib.suppress(OSError, AttributeError):  # Linux only
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_NAME, f"hub-{name}".encode()[:15])
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    os.environ.update(env)
+    run_command_line(argv[1:])
+
+
+def run_command_line(args: list[str]) -> None:
+    """Run an interpreter's command line in this process, as ``python <args>`` would: ``-m module …``,
+    ``-c code …`` or ``script …``."""
+    if args[0] == "-m":
+        sys.argv = [args[1], *args[2:]]
+        runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+    elif args[0] == "-c":
+        sys.argv = ["-c", *args[2:]]
+        exec(compile(args[1], "<string>", "exec"), {"__name__": "__main__"})
+    else:
+        sys.argv = list(args)
+        runpy.run_path(args[0], run_name="__main__")
+
+
 class Supervisor:
     """Runs children until ``stop()``; a child that exits is restarted with a doubling back-off
     (from its ``first_backoff`` up to 30 s, reset after a minute of running) and reported through ``report``."""
@@ -111,10 +180,14 @@ class Supervisor:
         self.ready_timeout = ready_timeout
         self.stopping = False
 
-    def start(self) -> None:
-        """Start every child in order, waiting for the ones with a ``ready`` check. Raises ``RuntimeError``
-        when such a child exits or does not get ready in time."""
-        for child in self.children:
+    def start(self, children: list[Child] | None = None) -> None:
+        """Start every child in order (``children``: these, added to the supervised ones), waiting for the ones
+        with a ``ready`` check. Raises ``RuntimeError`` when such a child exits or does not get ready in time."""
+        if children is not None:
+            self.children.extend(children)
+        for child in children if children is not None else self.children:
+            if self.stopping:
+                return
             child.start()
             self.report(f"started {child.name} (pid {child.process.pid})")
             if child.ready is not None:

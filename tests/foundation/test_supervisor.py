@@ -3,6 +3,7 @@ parent-death signal."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -52,9 +53,14 @@ def with_grandchild(pid_file: Path, grandchild_on_term: str = "") -> list[str]:
     """)
 
 
-def test_it_restarts_a_child_that_exits_with_a_doubling_back_off():
+# Each kind of child: a new interpreter, and a fork of this process running the same command line.
+both_kinds = pytest.mark.parametrize("fork", [False, True], ids=["exec", "fork"])
+
+
+@both_kinds
+def test_it_restarts_a_child_that_exits_with_a_doubling_back_off(fork):
     reports: list[str] = []
-    child = Child("flaky", script("raise SystemExit(3)"))
+    child = Child("flaky", script("raise SystemExit(3)"), fork=fork)
     supervisor = Supervisor([child], report=reports.append)
     supervisor.start()
     child.process.wait(timeout=10)
@@ -88,14 +94,15 @@ def test_a_child_with_no_first_back_off_is_restarted_at_once_then_backs_off():
     supervisor.stop()
 
 
-def test_what_a_dead_child_left_in_its_group_is_killed_before_it_restarts(tmp_path):
+@both_kinds
+def test_what_a_dead_child_left_in_its_group_is_killed_before_it_restarts(tmp_path, fork):
     """django-q2's workers outlive a SIGKILLed cluster parent: the supervisor kills them before the restart."""
     pid_file = tmp_path / "grandchild.pid"
-    child = Child("qcluster", with_grandchild(pid_file))
+    child = Child("qcluster", with_grandchild(pid_file), fork=fork)
     supervisor = Supervisor([child], report=lambda line: None)
     supervisor.start()
     grandchild = int(wait_for_file(pid_file))
-    child.process.kill()
+    os.kill(child.process.pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while child.restart_at is None:
         assert time.monotonic() < deadline
@@ -106,12 +113,13 @@ def test_what_a_dead_child_left_in_its_group_is_killed_before_it_restarts(tmp_pa
     supervisor.stop()
 
 
-def test_stop_signals_each_childs_own_process_then_clears_its_group(tmp_path):
+@both_kinds
+def test_stop_signals_each_childs_own_process_then_clears_its_group(tmp_path, fork):
     """Only the child itself gets SIGTERM (django-q2's parent stops its sentinel; signalled together, the
     sentinel dies half way); whatever it leaves in its group is killed after it exits."""
     pid_file = tmp_path / "grandchild.pid"
-    parent = Child("parent", with_grandchild(pid_file))
-    plain = Child("plain", sleeper())
+    parent = Child("parent", with_grandchild(pid_file), fork=fork)
+    plain = Child("plain", sleeper(), fork=fork)
     reports: list[str] = []
     supervisor = Supervisor([parent, plain], report=reports.append)
     supervisor.start()
@@ -162,9 +170,12 @@ def test_stages_stop_in_order_and_each_child_gets_its_window(tmp_path):
     assert [r.split(" in ")[0] for r in reports if r.startswith("stopped")] == ["stopped worker", "stopped redis"]
 
 
-def test_a_child_that_overstays_its_window_is_killed_with_its_group():
+@both_kinds
+def test_a_child_that_overstays_its_window_is_killed_with_its_group(fork):
     stubborn = Child(
-        "stubborn", script("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)")
+        "stubborn",
+        script("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"),
+        fork=fork,
     )
     stubborn.stop_timeout = 0.5
     reports: list[str] = []
@@ -193,14 +204,15 @@ def test_start_waits_for_a_ready_check_and_fails_when_the_child_dies(tmp_path):
         Supervisor([broken], report=lambda line: None).start()
 
 
-def test_children_get_sigterm_when_the_supervisor_is_killed(tmp_path):
+@both_kinds
+def test_children_get_sigterm_when_the_supervisor_is_killed(tmp_path, fork):
     """PR_SET_PDEATHSIG: a supervisor killed with SIGKILL (no shutdown code runs) still takes its children."""
     pid_file = tmp_path / "child.pid"
     runner = script(f"""
         import pathlib, sys, time
         sys.path.insert(0, {str(ROOT)!r})
         from foundation.supervisor import Child, Supervisor
-        child = Child("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"])
+        child = Child("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], fork={fork!r})
         supervisor = Supervisor([child], report=lambda line: None)
         supervisor.start()
         pathlib.Path({str(pid_file)!r}).write_text(str(child.process.pid))
@@ -241,3 +253,63 @@ def test_the_suite_fails_when_it_leaves_a_process_behind(tmp_path):
     assert run.returncode == pytest.ExitCode.TESTS_FAILED, run.stdout + run.stderr
     assert "left 1 process(es) running" in run.stdout
     assert "time.sleep(60)" in run.stdout
+
+
+# Set here before a fork: a forked child sees it, a new interpreter importing this module would not.
+LOADED_HERE: str | None = None
+
+
+def test_a_forked_child_runs_its_command_line_in_a_copy_of_this_process(tmp_path):
+    """It shares what this process imported, runs in a session of its own under its name, gets its
+    environment, and its command line's arguments."""
+    global LOADED_HERE
+    LOADED_HERE = os.urandom(8).hex()
+    out = tmp_path / "out.json"
+    reports = script(f"""
+        import json, os, sys
+        from tests.foundation import test_supervisor
+        json.dump({{"loaded": test_supervisor.LOADED_HERE, "argv": sys.argv, "env": os.environ.get("EXTRA"),
+                   "sid": os.getsid(0), "pid": os.getpid(), "comm": open("/proc/self/comm").read().strip()}},
+                  open({str(out)!r}, "w"))
+    """)
+    child = Child("copy", [*reports, "an-argument"], env={"EXTRA": "given"}, fork=True)
+    supervisor = Supervisor([child], report=lambda line: None)
+    supervisor.start()
+    assert child.process.wait(timeout=10) == 0
+    seen = json.loads(out.read_text())
+    assert seen["loaded"] == LOADED_HERE
+    assert seen["argv"] == ["-c", "an-argument"] and seen["env"] == "given"
+    assert seen["sid"] == seen["pid"] == child.process.pid
+    assert seen["comm"] == "hub-copy"
+    assert "EXTRA" not in os.environ  # the child's environment is its own
+
+
+def test_a_forked_child_exits_only_once_the_processes_it_started_are_done(tmp_path):
+    """As an interpreter does: django-q2's command returns at once and leaves the cluster to its sentinel."""
+    done = tmp_path / "done"
+    child = Child(
+        "cluster",
+        script(f"""
+            import multiprocessing, pathlib, time
+            def sentinel():
+                time.sleep(1.0)
+                pathlib.Path({str(done)!r}).touch()
+            multiprocessing.get_context("fork").Process(target=sentinel).start()
+        """),
+        fork=True,
+    )
+    supervisor = Supervisor([child], report=lambda line: None)
+    supervisor.start()
+    assert child.process.wait(timeout=10) == 0
+    assert done.exists()
+
+
+@pytest.mark.parametrize(
+    ("code", "status"), [("raise SystemExit", 0), ("raise SystemExit('bye')", 1), ("1 / 0", 1), ("pass", 0)]
+)
+def test_a_forked_child_ends_with_the_status_an_interpreter_would(code, status, capfd):
+    child = Child("ends", script(code), fork=True)
+    Supervisor([child], report=lambda line: None).start()
+    assert child.process.wait(timeout=10) == status
+    err = capfd.readouterr().err
+    assert ("bye" in err) == ("bye" in code) and ("ZeroDivisionError" in err) == ("1 / 0" in code)

@@ -147,8 +147,13 @@ def test_runhub_serves_admin_and_bridge_and_stops_every_child_on_ctrl_c(tmp_path
         assert f"running ({server})" in log
         assert log.index("First start: an admin account was created") > log.index(f"running ({server})"), log
         assert "the one in HUB_ADMIN_PASSWORD" in log and "manage.py changepassword admin" in log, log
-        pids = [int(p) for p in re.findall(r"started \S+ \(pid (\d+)\)", log)]
+        started = {int(pid): name for name, pid in re.findall(r"started (\S+) \(pid (\d+)\)", log)}
+        pids = list(started)
         assert len(pids) >= 3, log
+        # Forked from runhub once it imported what they run (their memory shared), each under its own name.
+        for pid, name in started.items():
+            assert Path(f"/proc/{pid}/comm").read_text().strip() == f"hub-{name}"[:15], name
+            assert Path(f"/proc/{pid}/cmdline").read_bytes() == Path(f"/proc/{hub.process.pid}/cmdline").read_bytes()
         if not os.environ.get("REDIS_URL"):
             assert "started valkey" in log
         took = hub.stop(signal.SIGINT)

