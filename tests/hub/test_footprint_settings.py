@@ -4,10 +4,11 @@ and the first start's admin note (docs/performance.md, "Footprint"; docs/reliabi
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
-from hub.management.commands.runhub import admin_created_note
+from hub.management.commands.runhub import PREPARED, Command, admin_created_note
 from tests.support import ROOT
 
 PROBE = (
@@ -58,3 +59,52 @@ def test_the_admin_note_shows_the_generated_password_and_how_to_reset_it():
     assert "manage.py changepassword admin" in note
     from_env = admin_created_note(None)
     assert "HUB_ADMIN_PASSWORD" in from_env and "s3cret" not in from_env
+
+
+FORK_PROBE = """
+import django, gc, json, os, sys
+os.environ['DJANGO_SETTINGS_MODULE'] = 'hub.settings'
+django.setup()
+from django.db import connection
+from hub.management.commands.runhub import Command, prepare_to_fork
+connection.ensure_connection()
+prepare_to_fork(Command().children('127.0.0.1', 8765, False, server=sys.argv[1]))
+watched = ('hub.asgi', 'uvicorn.main', 'django_q.cluster', 'twisted.internet.reactor',
+    'offline_queue.management.commands.retry_queue')
+print(json.dumps({'loaded': sorted(m for m in watched if m in sys.modules),
+    'frozen': gc.get_freeze_count(), 'connected': connection.connection is not None}))
+"""
+
+
+def test_runhub_imports_what_its_children_run_and_freezes_it_before_it_forks_them(tmp_path):
+    def prepared(server: str) -> dict:
+        out = subprocess.run(
+            [sys.executable, "-c", FORK_PROBE, server],
+            cwd=ROOT,
+            env={"PATH": "/usr/bin:/bin", "HUB_DATA_DIR": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    uvicorn = prepared("uvicorn")
+    assert uvicorn["loaded"] == [
+        "django_q.cluster",
+        "hub.asgi",
+        "offline_queue.management.commands.retry_queue",
+        "uvicorn.main",
+    ]
+    assert uvicorn["frozen"] > 10_000 and not uvicorn["connected"]
+    # daphne installs Twisted's reactor, an event loop, when imported: that is left to its child.
+    assert "twisted.internet.reactor" not in prepared("daphne")["loaded"]
+
+
+def test_the_second_step_takes_only_what_the_first_step_of_this_process_left(monkeypatch):
+    for value in ("", "junk", json.dumps({"pid": 1, "lock": 3}), json.dumps([os.getpid()])):
+        monkeypatch.setenv(PREPARED, value)
+        assert Command.prepared() is None
+    ours = {"pid": os.getpid(), "lock": 3, "embedded_redis": True}
+    monkeypatch.setenv(PREPARED, json.dumps(ours))
+    assert Command.prepared() == ours
+    assert PREPARED not in os.environ  # the children do not get it

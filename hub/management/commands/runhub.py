@@ -265,7 +265,10 @@ class Command(BaseCommand):
     def prepared() -> dict | None:
         """What the first step left for the second (``PREPARED``), taken out of the environment; None in the first
         step (a value left by another process does not count)."""
-        state = json.loads(os.environ.pop(PREPARED, None) or "null")
+        try:
+            state = json.loads(os.environ.pop(PREPARED, ""))
+        except ValueError:
+            return None
         return state if isinstance(state, dict) and state.get("pid") == os.getpid() else None
 
     def execute_prepared(self, lock: RunhubLock) -> NoReturn:
