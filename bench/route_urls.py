@@ -50,16 +50,16 @@ _ENDPOINT: list[tuple[Member, Channel]] = []
 @csrf_exempt
 def least_routed_send(request: HttpRequest, stored: str) -> JsonResponse:
     """What every routed send does, with the hub's cheapest parts and nothing else: the sender found by its token
-    (``members.auth.request_member``: kept per process), the recipient read with its channels
-    (``members.selectors.member_with_channels``), the hub's signed notify POST, the message row and an
+    (``members.auth.request_member``: kept per process), the recipient read with its channels in
+    one query (``members.selectors.member_with_channels``), the hub's signed notify POST, the message row and an
     attempt row written. ``stored``: ``first`` — the message committed before the POST, its outcome and the
     attempt in a second transaction (the hub's promise: a message is on disk before anyone is called);
     ``after`` — both rows in one transaction after the POST. No validation, order, sequence, rate, queue room,
     bus or metrics."""
     sender = request_member(request)
     body = json.loads(request.body)
-    recipient = member_with_channels(body["recipient_id"])
-    channel = next(c for c in recipient.channels.all() if c.kind == Channel.Kind.LINGMESSAGE)
+    recipient, channels = member_with_channels(body["recipient_id"])
+    channel = next(c for c in channels if c.kind == Channel.Kind.LINGMESSAGE)
     message = Message(sender_id=sender.member_id, recipient=recipient, content=body["content"], status="queued")
     message.created_at = timezone.now()
     if stored == "first":

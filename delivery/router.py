@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 
 from django.utils import timezone
 
@@ -60,15 +61,16 @@ def kind_order(message_type: str, preferred_channel: str) -> list[str]:
 BRIDGE_CHAT = "bridge_chat"
 
 
-def candidates(message: Message, member: Member) -> list[Channel]:
+def candidates(message: Message, member: Member, channels: Iterable[Channel] | None = None) -> list[Channel]:
     """The recipient's channels this process may use for ``message``, best first (only the kind a route rule
-    pinned the message to, when it did)."""
+    pinned the message to, when it did). ``channels``: the member's channels, read by the caller (else
+    ``member.channels.all()``)."""
     attached = transports.attached()
     switched_off = ChannelKindSwitch.switched_off()
     order = kind_order(message.message_type, member.preferred_channel)
     usable = [
         c
-        for c in member.channels.all()
+        for c in (member.channels.all() if channels is None else channels)
         if c.enabled and c.kind in attached and c.kind not in switched_off and attached[c.kind].reaches(c)
     ]
     if message.channel_kind:
@@ -86,18 +88,23 @@ def candidates(message: Message, member: Member) -> list[Channel]:
 
 
 def attempt(
-    message: Message, *, recipient: Member | None = None, attempts: list[DeliveryAttempt] | None = None
+    message: Message,
+    *,
+    recipient: Member | None = None,
+    channels: list[Channel] | None = None,
+    attempts: list[DeliveryAttempt] | None = None,
 ) -> Outcome:
     """Try to deliver ``message`` once over the best working channel; returns the outcome (never raises
     for delivery failures). The caller applies it with ``offline_queue.outcome.message_record_outcome``.
-    ``recipient``: the recipient with its channels prefetched, read by the caller just now (else read here).
+    ``recipient``: the recipient, read by the caller just now (else read here with its channels); ``channels``:
+    its channels, read with it (``members.selectors.member_with_channels``; else ``recipient.channels.all()``).
     ``attempts``: the ``DeliveryAttempt`` rows of the transport calls are added to it unsaved, for the caller to
     write in the transaction of the outcome (``message_record_outcome(attempts=…)``); else each is written here."""
     member = recipient or Member.objects.prefetch_related("channels").get(pk=message.recipient_id)
     message.recipient = member
     if not member.enabled:
         return _nobody(message, f"{OFFLINE}: member {member.member_id!r} is disabled")
-    channels = candidates(message, member)
+    channels = candidates(message, member, channels)
     now = timezone.now()
     tried: list[Outcome] = []
     skipped: list[str] = []

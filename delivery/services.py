@@ -213,9 +213,10 @@ def message_send(
     # routes over them without reading it again.
     if not sender_checked and Member.objects.filter(member_id=sender_id, enabled=False).exists():
         return rejected(f"sender {sender_id!r} is disabled", 403, started)
-    recipient = member_with_channels(recipient_id)
-    if recipient is None:
+    found = member_with_channels(recipient_id)
+    if found is None:
         return rejected(f"unknown recipient {recipient_id!r}", 404, started)
+    recipient, channels = found
     if not recipient.enabled:
         return rejected(f"recipient {recipient_id!r} is disabled", 404, started)
     plan = None
@@ -224,7 +225,7 @@ def message_send(
             sender_id=sender_id, recipient_id=recipient_id, message_type=message_type, priority=priority, topic=topic
         )
         if plan.rerouted:
-            recipient = Member.objects.prefetch_related("channels").get(member_id=plan.main.member_id)
+            recipient, channels = member_with_channels(plan.main.member_id)
             channel_kind = plan.main.channel_kind
             metadata = {**(metadata or {}), "_route": {"rule": plan.main.rule_id, "requested": recipient_id}}
 
@@ -291,7 +292,7 @@ def message_send(
         result = answer_for(message, None, started)
     else:
         attempts: list[DeliveryAttempt] = []
-        outcome = router.attempt(message, recipient=recipient, attempts=attempts)
+        outcome = router.attempt(message, recipient=recipient, channels=channels, attempts=attempts)
         answered: list[SendResult] = []
 
         def answer_fields() -> dict:

@@ -9,9 +9,9 @@ thread-safe and starts afresh in a forked child.
 
 ``redis_client()`` is a redis-py client on such a pool for what Django's cache API has no call for: a counter
 created and increased in one round trip, the queue room's check-and-take script, an increment that leaves a missing
-key missing in one round trip (``incr_existing``). Keys go through the cache's own ``make_and_validate_key``, and
-Django's Redis serializer stores integers as plain Redis integers, so ``cache.get``/``cache.incr`` and these read and
-change the same values.
+key missing in one round trip (``incr_existing``), a key read on every request without a ``redis.Redis`` built for
+it (``cached_value``). Keys go through the cache's own ``make_and_validate_key``, and Django's Redis serializer
+stores integers as plain Redis integers, so ``cache.get``/``cache.incr`` and these read and change the same values.
 
 Values are stored as JSON (``JSONSerializer``, the ``serializer`` cache option), not pickled as by Django's
 default: reading a key never runs code that somebody wrote into it.
@@ -120,3 +120,12 @@ def incr_existing(key: str, delta: int = 1) -> int:
     if value is None:
         raise ValueError(f"Key '{key}' not found.")
     return value
+
+
+def cached_value(key: str):
+    """``cache.get(key)``, on Redis through the process's client: Django's Redis cache builds a ``redis.Redis`` for
+    every command (0.17 ms of CPU for a GET against 0.05 ms). For a key read on every request."""
+    if not on_redis():
+        return cache.get(key)
+    data = redis_client().get(cache_key(key))
+    return None if data is None else JSONSerializer().loads(data)

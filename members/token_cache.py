@@ -3,9 +3,10 @@
 A token lookup is a query (and, under ASGI, the opening of the request's database connection when it is the
 request's first). A member's token, state and settings change only by saving or deleting its row (the admin, the
 ``member`` command, ``members.services``), and every save or delete bumps the generation. A request reads the
-generation (one cache GET, before the database, so what is kept is never older than the generation it is kept
-under) and takes the kept member only when the generation is still the one it was kept under: a disabled member, a
-rotated token, a changed rate or policy apply from the next request on, in every process. An unknown token is never
+generation (one GET on the process's Redis client, ``foundation.cache.cached_value``, before the database, so what
+is kept is never older than the generation it is kept under) and takes the kept member only when the generation is
+still the one it was kept under: a disabled member, a rotated token, a changed rate or policy apply from the next
+request on, in every process. An unknown token is never
 kept. With a per-process cache (no Redis) a save in another process would go unseen, so nothing is kept then; while
 Redis cannot be reached every request looks its token up.
 
@@ -25,7 +26,7 @@ from django.core.cache.backends.redis import RedisCache
 from django.db import transaction
 from redis.exceptions import RedisError
 
-from foundation.cache import incr_existing
+from foundation.cache import cached_value, incr_existing
 from members.models import Member, hash_token
 
 GENERATION_KEY = "hub:members:generation"
@@ -43,10 +44,10 @@ def shared() -> bool:
 def _generation() -> int | None:
     """The current generation; a missing counter (a fresh or flushed Redis) starts at a random value, so a member
     kept under an earlier counter's value cannot match by chance."""
-    value = cache.get(GENERATION_KEY)
+    value = cached_value(GENERATION_KEY)
     if value is None:
         cache.add(GENERATION_KEY, secrets.randbits(62), timeout=None)
-        value = cache.get(GENERATION_KEY)
+        value = cached_value(GENERATION_KEY)
     return value
 
 

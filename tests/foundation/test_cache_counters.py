@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 
 import pytest
+import redis
 from django.core.cache import cache, caches
 
 from delivery.counters import counter_take
-from foundation.cache import SharedConnectionPool, cache_key, incr_existing, redis_client
+from foundation.cache import SharedConnectionPool, cache_key, cached_value, incr_existing, redis_client
 
 
 def _connections(client) -> int:
@@ -84,3 +85,21 @@ def test_incr_is_one_round_trip_that_leaves_a_missing_key_missing(redis_cache):
     with pytest.raises(ValueError):
         incr_existing("hub:missing")
     assert cache.get("hub:missing") is None
+
+
+def test_a_value_read_on_every_request_is_the_cache_s_value_without_a_client_built_for_it(redis_cache, monkeypatch):
+    cache.set("hub:generation", 7)
+    cache.set("hub:doc", {"a": [1, "二"]})
+    redis_client()  # the process's client exists already
+    built, original = [], redis.Redis.__init__
+    monkeypatch.setattr(redis.Redis, "__init__", lambda self, *a, **k: built.append(1) or original(self, *a, **k))
+    assert cached_value("hub:generation") == cache.get("hub:generation") == 7
+    built.clear()
+    assert cached_value("hub:doc") == {"a": [1, "二"]}
+    assert cached_value("hub:missing") is None
+    assert built == []  # Django's cache.get would build one per call
+
+
+def test_a_value_read_on_every_request_comes_from_the_local_memory_cache_too():
+    cache.set("hub:generation", 3)
+    assert cached_value("hub:generation") == 3 and cached_value("hub:missing") is None

@@ -9,6 +9,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from foundation.cache import redis_client
 from members import token_cache
 from members.models import Member
 from members.services import member_rotate_token, member_set_enabled, member_set_policy
@@ -104,6 +105,6 @@ def test_without_redis_reachable_tokens_are_looked_up_in_the_database(redis_cach
     def unreachable(*args, **kwargs):
         raise ConnectionError("Redis is down")
 
-    monkeypatch.setattr(redis_cache, "get", unreachable)
+    monkeypatch.setattr(redis_client(), "get", unreachable)
     Member.objects.filter(member_id="lingyi").update(enabled=False)
     assert _get(client, lingyi.token).status_code == 401
