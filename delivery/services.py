@@ -225,7 +225,12 @@ def message_send(
             sender_id=sender_id, recipient_id=recipient_id, message_type=message_type, priority=priority, topic=topic
         )
         if plan.rerouted:
-            recipient, channels = member_with_channels(plan.main.member_id)
+            target = member_with_channels(plan.main.member_id)
+            if target is None:  # deleted, with its rules, since this process read them (at most a second ago)
+                return rejected(
+                    f"the route's target {plan.main.member_id!r} was just removed: send again", 503, started
+                )
+            recipient, channels = target
             channel_kind = plan.main.channel_kind
             metadata = {**(metadata or {}), "_route": {"rule": plan.main.rule_id, "requested": recipient_id}}
 

@@ -370,6 +370,9 @@ PATHS = {
                 "502": _ok(
                     "The recipient's endpoint refused the message for good (the reason is given).", "SendResult"
                 ),
+                "503": _error(
+                    "A route rule sends the message to a member removed a moment ago; nothing was stored: send again."
+                ),
             },
         }
     },

@@ -110,6 +110,26 @@ def test_an_instead_rule_sends_the_message_to_its_target_and_a_repeat_still_repl
     assert again.status_code == 200 and again.json() == first
 
 
+def test_an_instead_rule_whose_target_was_just_removed_asks_to_send_again(
+    client, lingyi, lingflow, alerts, monkeypatch
+):
+    """Another process removed the target (and so its rule) within the second this process keeps the rules: the
+    send is refused with a clear error and stores nothing, and the next one goes to the recipient."""
+    from delivery import routes
+
+    rule(alerts, name="reports to the report bot", message_type="report", mode="instead")
+    kept = routes.route_plan(sender_id="lingyi", recipient_id="lingflow", message_type="report", priority=3, topic="")
+    alerts.delete()
+    monkeypatch.setattr(routes, "route_plan", lambda **_: kept)
+    refused = send(client, lingyi, recipient_id="lingflow", content="日报", message_type="report")
+    assert refused.status_code == 503, refused.content
+    assert "'alertbot' was just removed: send again" in refused.json()["error"]
+    assert Message.objects.count() == 0
+    monkeypatch.undo()
+    again = send(client, lingyi, recipient_id="lingflow", content="日报", message_type="report")
+    assert again.status_code == 200 and Message.objects.get().recipient.member_id == "lingflow"
+
+
 def test_a_copy_pinned_to_a_channel_goes_only_there(client, lingyi, lingflow, alerts, peer):
     connect_bridge(lingflow)  # alerts go over the bridge first
     socket = BridgeSocket("lingflow")

@@ -8,6 +8,8 @@ import re
 import pytest
 import time_machine
 
+from delivery import routes
+from delivery.models import RouteRule
 from hub.api import urls
 from tests.http_peer import HttpPeer
 from tests.routing_support import isolated_hub, make_member  # noqa: F401
@@ -99,7 +101,7 @@ def _validate(doc, path, method, response):
     return status
 
 
-def test_every_send_status_is_documented_and_every_answer_matches_its_schema(client, doc, settings):
+def test_every_send_status_is_documented_and_every_answer_matches_its_schema(client, doc, settings, monkeypatch):
     path = "/api/unified/send"
     seen = set()
     with HttpPeer() as up, HttpPeer() as refusing:
@@ -130,6 +132,16 @@ def test_every_send_status_is_documented_and_every_answer_matches_its_schema(cli
             assert post({"recipient_id": "lingzhi", "content": "x"}, HTTP_IDEMPOTENCY_KEY="k").status_code == 409
             settings.HUB_QUEUE_MAX_BYTES_PER_RECIPIENT = 1000  # lingdown's queue is full
             assert post({"recipient_id": "lingdown", "content": "y" * 2000}).status_code == 507
+            # An "instead" rule whose target another process removed within the second the rules are kept.
+            gone = make_member("gone")
+            RouteRule.objects.create(name="to gone", target=gone, recipient="lingflow", mode="instead")
+            kept = routes.route_plan(
+                sender_id="lingyi", recipient_id="lingflow", message_type="text", priority=3, topic=""
+            )
+            gone.delete()
+            monkeypatch.setattr(routes, "route_plan", lambda **_: kept)
+            assert post({"recipient_id": "lingflow", "content": "x"}).status_code == 503
+            monkeypatch.undo()
             while post({"recipient_id": "lingflow", "content": "x"}).status_code != 429:
                 pass
     assert seen == set(doc["paths"][path]["post"]["responses"])
