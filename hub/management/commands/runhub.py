@@ -49,6 +49,9 @@ SETTLE_SECONDS = 2.0
 # Set by the first step for the second (JSON: the pid both steps share, the lock's descriptor, whether REDIS_URL
 # is the embedded server to start); the second takes it out of the environment its children get.
 PREPARED = "HUB_RUNHUB_PREPARED"
+# Children forked from runhub on Linux. Elsewhere (macOS) each is an interpreter of its own: the system's libraries
+# there are not safe to use after a fork, which is why Python itself starts processes without one on macOS.
+FORK_CHILDREN = sys.platform.startswith("linux")
 # What each child imports, imported once by runhub before it forks its children. daphne's module installs
 # Twisted's reactor (an event loop) when imported, so it is left to its child.
 PRELOADED = {
@@ -140,7 +143,9 @@ def valkey_child(valkey: EmbeddedValkey) -> Child:
     socket (or a loopback port) with its password only, its log in its directory. Stopped after everything that uses it;
     restarted at once at the same address with the same users, so the clients' reconnects find it."""
     valkey.prepare()
-    return Child("valkey", valkey.argv(), fork=True, stage=1, stop_timeout=2.0, first_backoff=0.0, ready=valkey.answers)
+    return Child(
+        "valkey", valkey.argv(), fork=FORK_CHILDREN, stage=1, stop_timeout=2.0, first_backoff=0.0, ready=valkey.answers
+    )
 
 
 def prepare_to_fork(children: list[Child]) -> None:
@@ -354,15 +359,17 @@ class Command(BaseCommand):
         poller only when the hub's Feishu app is configured, the mailbox loop only with ``HUB_LINGMESSAGE_DIR``)."""
         server = server or settings.HUB_SERVER
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
-        children = [Child(server, server_argv(server, host, port, ssl_cert=ssl_cert, ssl_key=ssl_key), fork=True)]
+        children = [
+            Child(server, server_argv(server, host, port, ssl_cert=ssl_cert, ssl_key=ssl_key), fork=FORK_CHILDREN)
+        ]
         if no_workers:
             return children
-        children.append(Child("qcluster", [*manage, "qcluster"], fork=True))
-        children.append(Child("retry_queue", [*manage, "retry_queue"], fork=True))
+        children.append(Child("qcluster", [*manage, "qcluster"], fork=FORK_CHILDREN))
+        children.append(Child("retry_queue", [*manage, "retry_queue"], fork=FORK_CHILDREN))
         if app_configured():
-            children.append(Child("runpoller", [*manage, "runpoller"], fork=True))
+            children.append(Child("runpoller", [*manage, "runpoller"], fork=FORK_CHILDREN))
         if settings.HUB_LINGMESSAGE_DIR:
-            children.append(Child("runmailbox", [*manage, "runmailbox"], fork=True))
+            children.append(Child("runmailbox", [*manage, "runmailbox"], fork=FORK_CHILDREN))
         return children
 
     def ensure_admin(self) -> str | None:
