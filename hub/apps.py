@@ -24,7 +24,7 @@ class HubConfig(AppConfig):
         from foundation import bus
         from hub.api import frames as api_frames  # noqa: F401  (registers the bridge `send` frame)
         from hub.bridge import (  # noqa: F401  (register the core bridge frames)
-            acks,
+            ack_frames,
             handlers,
             revocation,
         )

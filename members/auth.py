@@ -1,5 +1,5 @@
 """Who is calling: the member token presented as ``Authorization: Bearer <token>`` (every HTTP surface) or at a
-WebSocket handshake (``hub.bridge.auth``). The scheme is matched case-insensitively (RFC 7235)."""
+WebSocket handshake (``hub.bridge.socket_auth``). The scheme is matched case-insensitively (RFC 7235)."""
 
 from __future__ import annotations
 

@@ -20,9 +20,9 @@ from foundation import metrics
 from members.models import Channel, Member
 from offline_queue import delivery_hook
 from offline_queue.expiry import messages_expire
-from offline_queue.leases import PairLease
 from offline_queue.models import Message
 from offline_queue.outcome import message_give_up, message_record_outcome
+from offline_queue.pair_leases import PairLease
 
 logger = logging.getLogger("offline_queue")
 

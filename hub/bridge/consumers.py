@@ -21,7 +21,12 @@ from foundation.hot_settings import HOT
 from foundation.jsonapi import compact_json
 from foundation.sockets import HANDLERS, FrameError, audience_group, member_group
 from hub.bridge import backend_presence, oversize, teardown
-from hub.bridge.auth import (
+from hub.bridge.layer_events import LayerEvents
+from hub.bridge.limits import SocketLimits
+from hub.bridge.loop import OneAtATimeConsumer
+from hub.bridge.parsing import frame_from_text
+from hub.bridge.registry import LOCAL
+from hub.bridge.socket_auth import (
     CLOSE_FORBIDDEN,
     CLOSE_REPLACED,
     CLOSE_UNAUTHORIZED,
@@ -30,11 +35,6 @@ from hub.bridge.auth import (
     handshake_token,
     native_loopback,
 )
-from hub.bridge.layer_events import LayerEvents
-from hub.bridge.limits import SocketLimits
-from hub.bridge.loop import OneAtATimeConsumer
-from hub.bridge.parsing import frame_from_text
-from hub.bridge.registry import LOCAL
 from members.selectors import member_by_token
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ class BridgeConsumer(LayerEvents, OneAtATimeConsumer):
     loopback = False
     address = "unknown"  # the peer's address (the token-less chat rate counts per address)
     counted = False  # in the open-connections gauge
-    # Acks received and not stored yet, and the task storing them (``hub.bridge.acks``).
+    # Acks received and not stored yet, and the task storing them (``hub.bridge.ack_frames``).
     ack_writer: asyncio.Task | None = None
     # Evidence that the socket is alive (``hub.bridge.takeover``): when it last sent a frame, whether it answers
     # app-level pings (None: not known yet), and who waits for its next frame.
@@ -98,9 +98,9 @@ class BridgeConsumer(LayerEvents, OneAtATimeConsumer):
         await self.connect()
 
     async def connect(self) -> None:
-        """Refuse a handshake from a foreign web page (``hub.bridge.auth.handshake_refusal``: HTTP 403), authenticate
-        a handshake token, then accept (a wrong token is accepted only to be closed with 4001 and the reason). A
-        subclass may set ``self.member`` before calling this."""
+        """Refuse a handshake from a foreign web page (``hub.bridge.socket_auth.handshake_refusal``: HTTP 403),
+        authenticate a handshake token, then accept (a wrong token is accepted only to be closed with 4001 and the
+        reason). A subclass may set ``self.member`` before calling this."""
         token = handshake_token(self.scope)
         refusal = handshake_refusal(self.scope, authenticated=token is not None or self.member is not None)
         if refusal:

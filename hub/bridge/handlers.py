@@ -6,7 +6,7 @@ from channels.db import database_sync_to_async
 from django.core.cache import cache
 
 from foundation.sockets import FrameError, frame
-from hub.bridge import auth, backend_presence, chat_policy, limits, relay, selectors, takeover
+from hub.bridge import backend_presence, chat_policy, limits, relay, selectors, socket_auth, takeover
 from hub.bridge.registry import LOCAL
 
 _MISSING = object()
@@ -48,7 +48,7 @@ async def register_backend(consumer, data: dict) -> None:
         )
         return
     channel = await database_sync_to_async(selectors.bridge_backend)(backend_id)
-    refusal = auth.backend_refusal(
+    refusal = socket_auth.backend_refusal(
         channel, backend_id=backend_id, handshake_member=consumer.member, secret=secret, loopback=consumer.loopback
     )
     if refusal:

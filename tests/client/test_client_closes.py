@@ -91,24 +91,24 @@ def test_a_revocation_the_hub_explained_stops_for_good():
 
 def _hub_reasons() -> tuple[list[str], list[str]]:
     """What the hub says before 4001 and before 4002, made by the hub's own code where it is a function."""
-    from hub.bridge import auth, takeover
+    from hub.bridge import socket_auth, takeover
 
     enabled = SimpleNamespace(enabled=True, pk=1, trust_loopback=False, check_token=lambda secret: False)
     channel = SimpleNamespace(member=enabled, enabled=True)
     other = SimpleNamespace(pk=2)
     refusals = [
-        auth.backend_refusal(None, backend_id="x", handshake_member=None, secret=None, loopback=False),
-        auth.backend_refusal(
+        socket_auth.backend_refusal(None, backend_id="x", handshake_member=None, secret=None, loopback=False),
+        socket_auth.backend_refusal(
             SimpleNamespace(member=enabled, enabled=False),
             backend_id="x",
             handshake_member=None,
             secret=None,
             loopback=False,
         ),
-        auth.backend_refusal(channel, backend_id="x", handshake_member=other, secret=None, loopback=False),
-        auth.backend_refusal(channel, backend_id="x", handshake_member=None, secret="wrong", loopback=False),
-        auth.backend_refusal(channel, backend_id="x", handshake_member=None, secret=None, loopback=False),
-        auth.backend_refusal(
+        socket_auth.backend_refusal(channel, backend_id="x", handshake_member=other, secret=None, loopback=False),
+        socket_auth.backend_refusal(channel, backend_id="x", handshake_member=None, secret="wrong", loopback=False),
+        socket_auth.backend_refusal(channel, backend_id="x", handshake_member=None, secret=None, loopback=False),
+        socket_auth.backend_refusal(
             SimpleNamespace(member=SimpleNamespace(**{**vars(enabled), "trust_loopback": True}), enabled=True),
             backend_id="x",
             handshake_member=None,

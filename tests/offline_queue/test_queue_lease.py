@@ -13,9 +13,9 @@ import pytest
 from django.utils import timezone
 
 from offline_queue import delivery_hook
-from offline_queue.leases import PairLease, pair_lease_claim
 from offline_queue.models import DeliveryLease, Message
 from offline_queue.outcome import Outcome
+from offline_queue.pair_leases import PairLease, pair_lease_claim
 from offline_queue.walk import pair_deliver
 from tests.queue_support import member
 from tests.reliability_support import Endpoints, retry_queue_process, seed_queue

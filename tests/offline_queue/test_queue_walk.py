@@ -8,9 +8,9 @@ import pytest
 
 from offline_queue import delivery_hook
 from offline_queue.acks import messages_acknowledge
-from offline_queue.leases import pair_lease_claim
 from offline_queue.models import DeliveryLease, Message
 from offline_queue.outcome import message_record_outcome
+from offline_queue.pair_leases import pair_lease_claim
 from offline_queue.scheduling import member_flush, queue_sweep
 from offline_queue.walk import pair_deliver
 from tests.queue_support import Recipient, accept, ids, member

@@ -30,7 +30,7 @@ FATAL_HANDSHAKE = frozenset({400, 401, 403, 404, 405, 410, 426})
 
 OnConflict = Literal["stop", "retry"]
 
-# What the hub's ``error`` frame says before it closes with 4001 (hub/bridge/auth.py ``backend_refusal``, the
+# What the hub's ``error`` frame says before it closes with 4001 (hub/bridge/socket_auth.py ``backend_refusal``, the
 # consumer's refusal of a token, layer_events.py's revocation) and with 4002 (hub/bridge/takeover.py, the
 # consumer's ``replaced``): the words that make a close final. tests/client/test_client_closes.py checks them against
 # the hub's own texts.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hub.bridge.auth import backend_refusal, handshake_token, is_loopback, native_loopback, origin_allowed
 from hub.bridge.selectors import bridge_backend
+from hub.bridge.socket_auth import backend_refusal, handshake_token, is_loopback, native_loopback, origin_allowed
 from hub.management.commands.runhub import loopback_users_line
 from tests.bridge_support import add_backend
 

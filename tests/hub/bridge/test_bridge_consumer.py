@@ -14,8 +14,8 @@ from foundation import metrics
 from foundation.signals import member_online
 from foundation.sockets import member_group
 from hub.bridge import backend_presence
-from hub.bridge.auth import CLOSE_REPLACED, CLOSE_UNAUTHORIZED
 from hub.bridge.registry import LOCAL, PENDING
+from hub.bridge.socket_auth import CLOSE_REPLACED, CLOSE_UNAUTHORIZED
 from members.models import Channel, Member
 from offline_queue.models import Message
 from tests.bridge_support import Client, add_backend, fresh_bridge, loopback_users  # noqa: F401  (fixtures)

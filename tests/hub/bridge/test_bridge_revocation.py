@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client as HttpClient
 from django.urls import reverse
 
-from hub.bridge.auth import CLOSE_UNAUTHORIZED
+from hub.bridge.socket_auth import CLOSE_UNAUTHORIZED
 from members.models import Member
 from members.services import member_set_enabled
 from tests.bridge_support import Client, add_backend, fresh_bridge  # noqa: F401  (fixture)

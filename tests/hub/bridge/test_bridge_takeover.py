@@ -12,8 +12,8 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from hub.bridge import services
-from hub.bridge.auth import CLOSE_REPLACED
 from hub.bridge.registry import LOCAL
+from hub.bridge.socket_auth import CLOSE_REPLACED
 from members.models import Channel
 from tests.bridge_support import Client, add_backend, fresh_bridge  # noqa: F401  (fixture)
 
